@@ -1,0 +1,268 @@
+//! Encoded blocks: up to a few thousand rows of one series, each column compressed with the codec
+//! for its type. The head encodes blocks as series fill up; sealing writes the same bytes into a
+//! segment, so a point is compressed once.
+
+use std::sync::Arc;
+
+use crate::chunk::{Chunk, Column, Values};
+use crate::codec::{self, CodecError};
+use crate::schema::FieldType;
+
+/// A min/max statistic value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatValue {
+    /// Float statistic (never NaN).
+    F64(f64),
+    /// Integer statistic.
+    I64(i64),
+    /// Boolean statistic (false < true).
+    Bool(bool),
+}
+
+/// One encoded column of a block, owned (head blocks).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EncodedColumn {
+    pub(crate) key: u32,
+    pub(crate) ty: FieldType,
+    pub(crate) nulls: u32,
+    /// Encoded validity bitmap (`codec::encode_bools`), empty when there are no nulls.
+    pub(crate) validity: Vec<u8>,
+    /// Encoded non-null values.
+    pub(crate) data: Vec<u8>,
+    pub(crate) min: Option<StatValue>,
+    pub(crate) max: Option<StatValue>,
+}
+
+/// An encoded block, owned (head blocks).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Block {
+    pub(crate) rows: u32,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) times: Vec<u8>,
+    pub(crate) columns: Vec<EncodedColumn>,
+}
+
+/// A borrowed view of an encoded column (from a head block or a mapped segment).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ColumnRef<'a> {
+    pub(crate) ty: FieldType,
+    pub(crate) nulls: u32,
+    pub(crate) validity: &'a [u8],
+    pub(crate) data: &'a [u8],
+}
+
+impl Block {
+    /// Encodes a normalized chunk (strictly increasing times, columns padded).
+    pub(crate) fn encode(chunk: &Chunk) -> Block {
+        let mut times = Vec::new();
+        codec::encode_timestamps(&chunk.times, &mut times);
+        let columns = chunk
+            .columns
+            .iter()
+            .map(|(k, c)| encode_column(*k, c))
+            .collect();
+        Block {
+            rows: chunk.len() as u32,
+            min_time: chunk.times.first().copied().unwrap_or(0),
+            max_time: chunk.times.last().copied().unwrap_or(0),
+            times,
+            columns,
+        }
+    }
+
+    /// Bytes of encoded data.
+    pub(crate) fn bytes(&self) -> usize {
+        self.times.len()
+            + self
+                .columns
+                .iter()
+                .map(|c| c.data.len() + c.validity.len() + 32)
+                .sum::<usize>()
+            + 48
+    }
+
+    /// Decodes every column (keys as stored).
+    pub(crate) fn decode_all(&self) -> Result<Chunk, CodecError> {
+        let times = decode_times(&self.times, self.rows)?;
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            let r = ColumnRef {
+                ty: c.ty,
+                nulls: c.nulls,
+                validity: &c.validity,
+                data: &c.data,
+            };
+            columns.push((c.key, decode_column(r, self.rows)?));
+        }
+        Ok(Chunk { times, columns })
+    }
+
+    pub(crate) fn column(&self, key: u32) -> Option<ColumnRef<'_>> {
+        self.columns.iter().find(|c| c.key == key).map(|c| ColumnRef {
+            ty: c.ty,
+            nulls: c.nulls,
+            validity: &c.validity,
+            data: &c.data,
+        })
+    }
+}
+
+fn encode_column(key: u32, c: &Column) -> EncodedColumn {
+    let valid = |i: usize| c.is_valid(i);
+    let nulls = c.null_count();
+    let mut validity = Vec::new();
+    if nulls > 0 {
+        if let Some(v) = &c.valid {
+            codec::encode_bools(v, &mut validity);
+        }
+    }
+    let mut data = Vec::new();
+    let (mut min, mut max) = (None, None);
+    match &c.values {
+        Values::F64(v) => {
+            let vals: Vec<f64> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            codec::encode_f64(&vals, &mut data);
+            if !vals.iter().any(|x| x.is_nan()) && !vals.is_empty() {
+                let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                min = Some(StatValue::F64(lo));
+                max = Some(StatValue::F64(hi));
+            }
+        }
+        Values::I64(v) => {
+            let vals: Vec<i64> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            codec::encode_i64(&vals, &mut data);
+            min = vals.iter().min().map(|x| StatValue::I64(*x));
+            max = vals.iter().max().map(|x| StatValue::I64(*x));
+        }
+        Values::Bool(v) => {
+            let vals: Vec<bool> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            codec::encode_bools(&vals, &mut data);
+            min = vals.iter().min().map(|x| StatValue::Bool(*x));
+            max = vals.iter().max().map(|x| StatValue::Bool(*x));
+        }
+        Values::Str(v) => {
+            let vals: Vec<&str> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| &**x).collect();
+            codec::encode_strings(&vals, &mut data);
+        }
+    }
+    EncodedColumn {
+        key,
+        ty: c.values.field_type(),
+        nulls: nulls as u32,
+        validity,
+        data,
+        min,
+        max,
+    }
+}
+
+/// Decodes a time column that must hold exactly `rows` values.
+pub(crate) fn decode_times(bytes: &[u8], rows: u32) -> Result<Vec<i64>, CodecError> {
+    let mut out = Vec::with_capacity(rows as usize);
+    codec::decode_timestamps(bytes, &mut out)?;
+    if out.len() != rows as usize {
+        return Err(CodecError::Corrupt("time column row count"));
+    }
+    Ok(out)
+}
+
+/// Decodes one column of a block of `rows` rows into a row-aligned [`Column`].
+pub(crate) fn decode_column(c: ColumnRef<'_>, rows: u32) -> Result<Column, CodecError> {
+    let rows = rows as usize;
+    let valid = if c.nulls > 0 {
+        let mut v = Vec::with_capacity(rows);
+        codec::decode_bools(c.validity, &mut v)?;
+        if v.len() != rows || v.iter().filter(|b| !**b).count() != c.nulls as usize {
+            return Err(CodecError::Corrupt("validity bitmap"));
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let present = rows - (c.nulls as usize).min(rows);
+    let values = match c.ty {
+        FieldType::Float => {
+            let mut v = Vec::with_capacity(present);
+            codec::decode_f64(c.data, &mut v)?;
+            Values::F64(expand(v, present, valid.as_deref(), 0.0)?)
+        }
+        FieldType::Integer => {
+            let mut v = Vec::with_capacity(present);
+            codec::decode_i64(c.data, &mut v)?;
+            Values::I64(expand(v, present, valid.as_deref(), 0)?)
+        }
+        FieldType::Boolean => {
+            let mut v = Vec::with_capacity(present);
+            codec::decode_bools(c.data, &mut v)?;
+            Values::Bool(expand(v, present, valid.as_deref(), false)?)
+        }
+        FieldType::String => {
+            let mut v = Vec::with_capacity(present);
+            codec::decode_strings(c.data, &mut v)?;
+            let v: Vec<Arc<str>> = v.into_iter().map(Arc::from).collect();
+            Values::Str(expand(v, present, valid.as_deref(), Arc::from(""))?)
+        }
+    };
+    Ok(Column { values, valid })
+}
+
+/// Spreads `present` decoded values over the valid slots.
+fn expand<T: Clone>(
+    vals: Vec<T>,
+    present: usize,
+    valid: Option<&[bool]>,
+    null: T,
+) -> Result<Vec<T>, CodecError> {
+    if vals.len() != present {
+        return Err(CodecError::Corrupt("value count"));
+    }
+    let Some(valid) = valid else {
+        return Ok(vals);
+    };
+    let mut it = vals.into_iter();
+    let mut out = Vec::with_capacity(valid.len());
+    for v in valid {
+        out.push(if *v {
+            it.next().ok_or(CodecError::Corrupt("value count"))?
+        } else {
+            null.clone()
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_round_trips_with_nulls_and_stats() {
+        let mut c = Chunk::default();
+        for i in 0..100i64 {
+            c.times.push(i * 10);
+            if i % 3 != 0 {
+                let col = c.column_mut(0, FieldType::Float);
+                col.pad_to(i as usize);
+                col.push_f64(i as f64 * 0.5);
+            }
+            let col = c.column_mut(1, FieldType::String);
+            col.pad_to(i as usize);
+            col.push_str(Arc::from(if i % 2 == 0 { "idle" } else { "moving" }));
+        }
+        c.finish();
+        let b = Block::encode(&c);
+        assert_eq!((b.rows, b.min_time, b.max_time), (100, 0, 990));
+        assert_eq!(b.columns[0].nulls, 34);
+        assert_eq!(b.columns[0].min, Some(StatValue::F64(0.5)));
+        assert_eq!(b.columns[0].max, Some(StatValue::F64(49.0)));
+        let times = decode_times(&b.times, b.rows).unwrap();
+        assert_eq!(times, c.times);
+        for (k, orig) in &c.columns {
+            let d = decode_column(b.column(*k).unwrap(), b.rows).unwrap();
+            assert_eq!(&d, orig);
+        }
+        assert!(decode_times(&b.times, 99).is_err());
+    }
+}

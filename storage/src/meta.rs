@@ -1,0 +1,158 @@
+//! The metadata store: an embedded transactional key-value store (redb) under the data directory,
+//! for data that is not a time series — the device registry, shadows, firmware, jobs. Every
+//! committed transaction is durable (redb fsyncs on commit).
+//!
+//! Domain code gets byte-keyed tables by name and atomic multi-table transactions; redb itself is
+//! reachable through [`MetaStore::database`] for anything richer.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::StoreError;
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Meta(e.to_string())
+}
+
+fn def(table: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(table)
+}
+
+/// The metadata store.
+#[derive(Debug)]
+pub struct MetaStore {
+    db: Database,
+}
+
+/// A write transaction over any number of tables; nothing is visible until it commits.
+pub struct MetaTxn {
+    txn: redb::WriteTransaction,
+}
+
+impl std::fmt::Debug for MetaTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetaTxn")
+    }
+}
+
+impl MetaTxn {
+    /// Inserts or replaces `key` in `table`.
+    pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(def(table)).map_err(err)?;
+        t.insert(key, value).map_err(err)?;
+        Ok(())
+    }
+
+    /// Removes `key`; true when it was there.
+    pub fn remove(&mut self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
+        let mut t = self.txn.open_table(def(table)).map_err(err)?;
+        let had = t.remove(key).map_err(err)?.is_some();
+        Ok(had)
+    }
+
+    /// Reads `key` as this transaction sees it.
+    pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.txn.open_table(def(table)).map_err(err)?;
+        let v = t.get(key).map_err(err)?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+}
+
+impl MetaStore {
+    /// Opens or creates the store file.
+    pub fn open(path: &Path) -> Result<MetaStore, StoreError> {
+        let db = Database::create(path).map_err(err)?;
+        Ok(MetaStore { db })
+    }
+
+    /// The underlying redb database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs `f` in one write transaction and commits it (durably) if `f` succeeds.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut MetaTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut txn = MetaTxn {
+            txn: self.db.begin_write().map_err(err)?,
+        };
+        let out = f(&mut txn)?;
+        txn.txn.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    /// Inserts or replaces one key, durably.
+    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.write(|t| t.put(table, key, value))
+    }
+
+    /// Reads one key.
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let t = match txn.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        let v = t.get(key).map_err(err)?.map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        table: &str,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let t = match txn.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_writes_survive_reopen_and_failed_transactions_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let m = MetaStore::open(&path).unwrap();
+            m.put("devices", b"d1", b"one").unwrap();
+            m.write(|t| {
+                t.put("devices", b"d2", b"two")?;
+                t.put("shadows", b"d2", b"{}")
+            })
+            .unwrap();
+            let r: Result<(), _> = m.write(|t| {
+                t.put("devices", b"d3", b"three")?;
+                Err(StoreError::Meta("abort".into()))
+            });
+            assert!(r.is_err());
+        }
+        let m = MetaStore::open(&path).unwrap();
+        assert_eq!(m.get("devices", b"d1").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(m.get("devices", b"d3").unwrap(), None);
+        assert_eq!(m.get("nothing", b"x").unwrap(), None);
+        let all = m.scan_prefix("devices", b"d").unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(m.get("shadows", b"d2").unwrap().as_deref(), Some(&b"{}"[..]));
+    }
+}

@@ -1,0 +1,192 @@
+//! Reads: a [`Snapshot`] of every shard, and scans of one table into Arrow `RecordBatch`es.
+//!
+//! A scan prunes segments and blocks by time range, tag filters and (for blocks that overlap no
+//! other block of their series) min/max statistics, decodes only the projected columns, resolves
+//! duplicates last-write-wins and assembles Arrow arrays. Rows come out grouped by series, each
+//! series in time order.
+
+mod output;
+mod pieces;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use crate::block::StatValue;
+use crate::error::ScanError;
+use crate::schema::{Catalog, ColumnKind, FieldType, TIME_COLUMN, TableSchema};
+use crate::segment::SegmentInfo;
+use crate::shard::ShardVersion;
+use crate::types::ShardId;
+
+pub use pieces::ScanMetrics;
+
+/// Rows of interest must have a value within `[min, max]` in `column` (either bound optional).
+/// Used to skip blocks by their statistics; rows are not filtered by it, so apply the predicate
+/// to the results as well.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldRange {
+    /// Field column name.
+    pub column: String,
+    /// Inclusive lower bound.
+    pub min: Option<StatValue>,
+    /// Inclusive upper bound.
+    pub max: Option<StatValue>,
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanRequest {
+    /// Table name.
+    pub table: String,
+    /// Columns to return, in this order (`None`: all, in the table's output order).
+    pub projection: Option<Vec<String>>,
+    /// Time range `[start, end)` in ns; exact.
+    pub time: (i64, i64),
+    /// Tag filters, all of which must hold: the tag's value is one of the listed values. Exact.
+    pub tags: Vec<(String, Vec<String>)>,
+    /// Pruning hints on fields (not exact, see [`FieldRange`]).
+    pub field_ranges: Vec<FieldRange>,
+    /// Stop after this many rows.
+    pub limit: Option<usize>,
+    /// Only these shards (`None`: all).
+    pub shards: Option<Vec<ShardId>>,
+    /// Target rows per returned batch.
+    pub batch_rows: usize,
+}
+
+impl ScanRequest {
+    /// Every row and column of `table`.
+    pub fn table(name: &str) -> ScanRequest {
+        ScanRequest {
+            table: name.to_string(),
+            projection: None,
+            time: (i64::MIN, i64::MAX),
+            tags: Vec::new(),
+            field_ranges: Vec::new(),
+            limit: None,
+            shards: None,
+            batch_rows: 8192,
+        }
+    }
+
+    /// Only these columns.
+    pub fn columns<S: AsRef<str>>(mut self, cols: &[S]) -> Self {
+        self.projection = Some(cols.iter().map(|c| c.as_ref().to_string()).collect());
+        self
+    }
+
+    /// Only rows with `start <= time < end`.
+    pub fn time_range(mut self, start: i64, end: i64) -> Self {
+        self.time = (start, end);
+        self
+    }
+
+    /// Only rows whose tag `name` equals `value`.
+    pub fn tag(mut self, name: &str, value: &str) -> Self {
+        self.tags.push((name.to_string(), vec![value.to_string()]));
+        self
+    }
+
+    /// At most `n` rows.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+}
+
+/// A consistent read view of the store.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    catalog: Arc<Catalog>,
+    shards: Vec<(ShardId, Arc<ShardVersion>)>,
+}
+
+/// What one output column is.
+#[derive(Debug, Clone)]
+pub(crate) enum Slot {
+    Time,
+    Tag(Arc<str>),
+    Field(Arc<str>, FieldType),
+}
+
+impl Snapshot {
+    pub(crate) fn new(catalog: Arc<Catalog>, shards: Vec<(ShardId, Arc<ShardVersion>)>) -> Self {
+        Snapshot { catalog, shards }
+    }
+
+    /// Every table's schema.
+    pub fn tables(&self) -> Vec<Arc<TableSchema>> {
+        self.catalog.tables()
+    }
+
+    /// The Arrow schema of a table (all columns, output order).
+    pub fn schema(&self, table: &str) -> Option<SchemaRef> {
+        self.catalog.lookup(table).map(|(_, s)| s.arrow_schema())
+    }
+
+    /// Shards in this snapshot.
+    pub fn shard_ids(&self) -> Vec<ShardId> {
+        self.shards.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Every sealed segment.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shards
+            .iter()
+            .flat_map(|(_, v)| v.segments.iter().map(|s| s.info()))
+            .collect()
+    }
+
+    /// Scans one table.
+    pub fn scan(&self, req: &ScanRequest) -> Result<Vec<RecordBatch>, ScanError> {
+        self.scan_with_metrics(req).map(|(b, _)| b)
+    }
+
+    /// Scans one table and reports how much was pruned and decoded.
+    pub fn scan_with_metrics(
+        &self,
+        req: &ScanRequest,
+    ) -> Result<(Vec<RecordBatch>, ScanMetrics), ScanError> {
+        let (table_id, schema) = self
+            .catalog
+            .lookup(&req.table)
+            .ok_or_else(|| ScanError::UnknownTable(req.table.clone()))?;
+        let names: Vec<Arc<str>> = match &req.projection {
+            Some(p) => p.iter().map(|s| Arc::from(s.as_str())).collect(),
+            None => schema.output_columns(),
+        };
+        let mut slots = Vec::with_capacity(names.len());
+        for n in &names {
+            if &**n == TIME_COLUMN {
+                slots.push(Slot::Time);
+                continue;
+            }
+            match schema.column(n).map(|(_, c)| c.kind) {
+                Some(ColumnKind::Tag) => slots.push(Slot::Tag(Arc::clone(n))),
+                Some(ColumnKind::Field(t)) => slots.push(Slot::Field(Arc::clone(n), t)),
+                None => {
+                    return Err(ScanError::UnknownColumn {
+                        table: req.table.clone(),
+                        column: n.to_string(),
+                    });
+                }
+            }
+        }
+        let arrow_fields: Vec<_> = names.iter().filter_map(|n| schema.arrow_field(n)).collect();
+        let out_schema = Arc::new(Schema::new(arrow_fields));
+        let mut out = output::Output::new(Arc::clone(&out_schema), &slots, req);
+        let mut metrics = ScanMetrics::default();
+        for (id, version) in &self.shards {
+            if req.shards.as_ref().is_some_and(|s| !s.contains(id)) {
+                continue;
+            }
+            pieces::scan_shard(version, table_id, &schema, &slots, req, &mut out, &mut metrics)?;
+            if out.full() {
+                break;
+            }
+        }
+        Ok((out.finish()?, metrics))
+    }
+}

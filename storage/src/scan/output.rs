@@ -1,0 +1,208 @@
+//! Assembling scan output into Arrow record batches.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringBuilder, StringDictionaryBuilder,
+    TimestampNanosecondArray,
+};
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
+use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+
+use super::pieces::Key;
+use super::{ScanRequest, Slot};
+use crate::chunk::{Chunk, Column, Values};
+use crate::error::ScanError;
+use crate::schema::FieldType;
+
+enum Buf {
+    Time(Vec<i64>),
+    Tag(StringDictionaryBuilder<Int32Type>),
+    F64(Vec<f64>, Vec<bool>),
+    I64(Vec<i64>, Vec<bool>),
+    Bool(Vec<bool>, Vec<bool>),
+    Str(StringBuilder),
+}
+
+/// Collects rows and cuts them into record batches of about `batch_rows` rows.
+pub(crate) struct Output {
+    schema: SchemaRef,
+    slots: Vec<Slot>,
+    bufs: Vec<Buf>,
+    rows: usize,
+    batch_rows: usize,
+    left: Option<usize>,
+    batches: Vec<RecordBatch>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output").field("rows", &self.rows).finish()
+    }
+}
+
+fn new_bufs(slots: &[Slot]) -> Vec<Buf> {
+    slots
+        .iter()
+        .map(|s| match s {
+            Slot::Time => Buf::Time(Vec::new()),
+            Slot::Tag(_) => Buf::Tag(StringDictionaryBuilder::new()),
+            Slot::Field(_, FieldType::Float) => Buf::F64(Vec::new(), Vec::new()),
+            Slot::Field(_, FieldType::Integer) => Buf::I64(Vec::new(), Vec::new()),
+            Slot::Field(_, FieldType::Boolean) => Buf::Bool(Vec::new(), Vec::new()),
+            Slot::Field(_, FieldType::String) => Buf::Str(StringBuilder::new()),
+        })
+        .collect()
+}
+
+fn extend<T: Clone + Default>(vals: &mut Vec<T>, valid: &mut Vec<bool>, src: Option<(&[T], &Column)>, n: usize) {
+    match src {
+        Some((s, c)) => {
+            vals.extend_from_slice(s.get(..n).unwrap_or(s));
+            match &c.valid {
+                Some(v) => valid.extend_from_slice(v.get(..n).unwrap_or(v)),
+                None => valid.resize(valid.len() + n, true),
+            }
+        }
+        None => {
+            vals.resize(vals.len() + n, T::default());
+            valid.resize(valid.len() + n, false);
+        }
+    }
+}
+
+fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
+    if valid.iter().all(|v| *v) {
+        None
+    } else {
+        Some(NullBuffer::from(valid))
+    }
+}
+
+impl Output {
+    pub(crate) fn new(schema: SchemaRef, slots: &[Slot], req: &ScanRequest) -> Output {
+        Output {
+            schema,
+            slots: slots.to_vec(),
+            bufs: new_bufs(slots),
+            rows: 0,
+            batch_rows: req.batch_rows.max(1),
+            left: req.limit,
+            batches: Vec::new(),
+        }
+    }
+
+    /// True once the limit is reached.
+    pub(crate) fn full(&self) -> bool {
+        self.left == Some(0)
+    }
+
+    /// Appends a series' rows (a normalized chunk keyed by slot).
+    pub(crate) fn push(&mut self, key: &Key, chunk: Chunk) -> Result<(), ScanError> {
+        let mut chunk = chunk;
+        if let Some(left) = self.left {
+            if chunk.len() > left {
+                chunk = chunk.slice_rows(0, left);
+            }
+            self.left = Some(left - chunk.len());
+        }
+        let n = chunk.len();
+        if n == 0 {
+            return Ok(());
+        }
+        for (i, (slot, buf)) in self.slots.iter().zip(&mut self.bufs).enumerate() {
+            let col = chunk.column(i as u32);
+            match (slot, buf) {
+                (Slot::Time, Buf::Time(v)) => v.extend_from_slice(&chunk.times),
+                (Slot::Tag(name), Buf::Tag(b)) => {
+                    match key.iter().find(|(k, _)| **k == **name) {
+                        Some((_, v)) => {
+                            for _ in 0..n {
+                                b.append_value(&**v);
+                            }
+                        }
+                        None => {
+                            for _ in 0..n {
+                                b.append_null();
+                            }
+                        }
+                    }
+                }
+                (Slot::Field(..), Buf::F64(v, ok)) => {
+                    let src = col.and_then(|c| match &c.values {
+                        Values::F64(x) => Some((x.as_slice(), c)),
+                        _ => None,
+                    });
+                    extend(v, ok, src, n);
+                }
+                (Slot::Field(..), Buf::I64(v, ok)) => {
+                    let src = col.and_then(|c| match &c.values {
+                        Values::I64(x) => Some((x.as_slice(), c)),
+                        _ => None,
+                    });
+                    extend(v, ok, src, n);
+                }
+                (Slot::Field(..), Buf::Bool(v, ok)) => {
+                    let src = col.and_then(|c| match &c.values {
+                        Values::Bool(x) => Some((x.as_slice(), c)),
+                        _ => None,
+                    });
+                    extend(v, ok, src, n);
+                }
+                (Slot::Field(..), Buf::Str(b)) => match col {
+                    Some(c @ Column { values: Values::Str(x), .. }) => {
+                        for (j, s) in x.iter().take(n).enumerate() {
+                            if c.is_valid(j) {
+                                b.append_value(&**s);
+                            } else {
+                                b.append_null();
+                            }
+                        }
+                    }
+                    _ => {
+                        for _ in 0..n {
+                            b.append_null();
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+        self.rows += n;
+        if self.rows >= self.batch_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ScanError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let bufs = std::mem::replace(&mut self.bufs, new_bufs(&self.slots));
+        let arrays: Vec<ArrayRef> = bufs
+            .into_iter()
+            .map(|b| -> ArrayRef {
+                match b {
+                    Buf::Time(v) => Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")),
+                    Buf::Tag(mut b) => Arc::new(b.finish()),
+                    Buf::F64(v, ok) => Arc::new(Float64Array::new(ScalarBuffer::from(v), nulls(ok))),
+                    Buf::I64(v, ok) => Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls(ok))),
+                    Buf::Bool(v, ok) => Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls(ok))),
+                    Buf::Str(mut b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        let opts = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &opts)?;
+        self.batches.push(batch);
+        self.rows = 0;
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<Vec<RecordBatch>, ScanError> {
+        self.flush()?;
+        Ok(self.batches)
+    }
+}

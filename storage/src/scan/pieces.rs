@@ -1,0 +1,403 @@
+//! Gathering, pruning and decoding the pieces (segment blocks, head blocks, frozen head chunks)
+//! of each series that a scan touches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::output::Output;
+use super::{ScanRequest, Slot};
+use crate::block::{self, StatValue};
+use crate::chunk::Chunk;
+use crate::error::ScanError;
+use crate::schema::{ColumnKind, TableId, TableSchema};
+use crate::shard::ShardVersion;
+
+/// How much a scan pruned and decoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanMetrics {
+    /// Segments of the table whose time range overlapped the scan.
+    pub segments_scanned: u64,
+    /// Segments of the table skipped by time range.
+    pub segments_pruned: u64,
+    /// Blocks and head chunks decoded.
+    pub blocks_decoded: u64,
+    /// Blocks skipped by time range or statistics.
+    pub blocks_pruned: u64,
+    /// Rows decoded.
+    pub rows_decoded: u64,
+    /// Series that matched the tag filters.
+    pub series: u64,
+}
+
+/// A series identity across segments and head: (tag name, value) sorted by name.
+pub(super) type Key = Vec<(Arc<str>, Arc<str>)>;
+
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    /// (segment index in the version, block index)
+    Seg(usize, usize),
+    /// (series index in the head table view, block index)
+    HeadBlock(usize, usize),
+    /// (series index in the head table view, frozen chunk index)
+    Raw(usize, usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    src: Src,
+    min: i64,
+    max: i64,
+}
+
+fn matches(req: &ScanRequest, key: &Key) -> bool {
+    req.tags.iter().all(|(name, values)| {
+        key.iter()
+            .find(|(k, _)| **k == **name)
+            .is_some_and(|(_, v)| values.iter().any(|x| **x == **v))
+    })
+}
+
+fn overlaps(req: &ScanRequest, min: i64, max: i64) -> bool {
+    max >= req.time.0 && min < req.time.1
+}
+
+fn stat_le(a: StatValue, b: StatValue) -> bool {
+    match (a, b) {
+        (StatValue::F64(x), StatValue::F64(y)) => x <= y,
+        (StatValue::I64(x), StatValue::I64(y)) => x <= y,
+        (StatValue::F64(x), StatValue::I64(y)) => x <= y as f64,
+        (StatValue::I64(x), StatValue::F64(y)) => (x as f64) <= y,
+        (StatValue::Bool(x), StatValue::Bool(y)) => x <= y,
+        _ => true,
+    }
+}
+
+/// False when statistics prove no value in [smin, smax] lies within the wanted range.
+fn may_match(smin: Option<StatValue>, smax: Option<StatValue>, want: &super::FieldRange) -> bool {
+    let (Some(smin), Some(smax)) = (smin, smax) else {
+        return true;
+    };
+    let above = want.min.is_some_and(|lo| !stat_le(lo, smax));
+    let below = want.max.is_some_and(|hi| !stat_le(smin, hi));
+    !(above || below)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scan_shard(
+    version: &ShardVersion,
+    table: TableId,
+    schema: &TableSchema,
+    slots: &[Slot],
+    req: &ScanRequest,
+    out: &mut Output,
+    m: &mut ScanMetrics,
+) -> Result<(), ScanError> {
+    let segments = &version.segments;
+    let mut series: BTreeMap<Key, Vec<Piece>> = BTreeMap::new();
+    // per segment: slot -> segment column index
+    let mut seg_cols: Vec<Vec<Option<u32>>> = vec![Vec::new(); segments.len()];
+    for (si, seg) in segments.iter().enumerate() {
+        let meta = &seg.meta;
+        if *meta.table != *req.table {
+            continue;
+        }
+        if !overlaps(req, meta.min_time, meta.max_time) {
+            m.segments_pruned += 1;
+            continue;
+        }
+        m.segments_scanned += 1;
+        seg_cols[si] = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Field(name, ty) => meta
+                    .columns
+                    .iter()
+                    .position(|c| c.name == *name && c.kind == ColumnKind::Field(*ty))
+                    .map(|p| p as u32),
+                _ => None,
+            })
+            .collect();
+        let keys: Vec<Option<Key>> = meta
+            .series
+            .iter()
+            .map(|s| {
+                let mut key: Key = s
+                    .tags
+                    .iter()
+                    .filter_map(|(c, v)| {
+                        Some((Arc::clone(&meta.columns.get(*c as usize)?.name), Arc::clone(v)))
+                    })
+                    .collect();
+                key.sort();
+                matches(req, &key).then_some(key)
+            })
+            .collect();
+        for (bi, b) in meta.blocks.iter().enumerate() {
+            let Some(Some(key)) = keys.get(b.series as usize) else {
+                continue;
+            };
+            if !overlaps(req, b.min_time, b.max_time) {
+                m.blocks_pruned += 1;
+                continue;
+            }
+            series.entry(key.clone()).or_default().push(Piece {
+                src: Src::Seg(si, bi),
+                min: b.min_time,
+                max: b.max_time,
+            });
+        }
+    }
+    let head = version.head.tables.get(&table);
+    let head_cols: Vec<Option<u32>> = slots
+        .iter()
+        .map(|s| match s {
+            Slot::Field(name, ty) => schema
+                .column(name)
+                .filter(|(_, c)| c.kind == ColumnKind::Field(*ty))
+                .map(|(id, _)| id.0),
+            _ => None,
+        })
+        .collect();
+    if let Some(th) = head {
+        for (vi, sv) in th.series.iter().enumerate() {
+            let mut key: Key = sv
+                .tags
+                .iter()
+                .filter_map(|(c, v)| {
+                    Some((Arc::clone(&schema.columns.get(c.0 as usize)?.name), Arc::clone(v)))
+                })
+                .collect();
+            key.sort();
+            if !matches(req, &key) {
+                continue;
+            }
+            let entry = series.entry(key).or_default();
+            for (bi, b) in sv.blocks.iter().enumerate() {
+                if overlaps(req, b.min_time, b.max_time) {
+                    entry.push(Piece {
+                        src: Src::HeadBlock(vi, bi),
+                        min: b.min_time,
+                        max: b.max_time,
+                    });
+                } else {
+                    m.blocks_pruned += 1;
+                }
+            }
+            for (ci, c) in sv.frozen.iter().enumerate() {
+                let (Some(min), Some(max)) = (c.times.first(), c.times.last()) else {
+                    continue;
+                };
+                if overlaps(req, *min, *max) {
+                    entry.push(Piece {
+                        src: Src::Raw(vi, ci),
+                        min: *min,
+                        max: *max,
+                    });
+                } else {
+                    m.blocks_pruned += 1;
+                }
+            }
+        }
+    }
+    let ctx = Ctx {
+        version,
+        head,
+        seg_cols: &seg_cols,
+        head_cols: &head_cols,
+        slots,
+        req,
+    };
+    for (key, pieces) in series {
+        if pieces.is_empty() {
+            continue;
+        }
+        m.series += 1;
+        ctx.series(&key, pieces, out, m)?;
+        if out.full() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct Ctx<'a> {
+    version: &'a ShardVersion,
+    head: Option<&'a Arc<crate::head::TableHeadView>>,
+    seg_cols: &'a [Vec<Option<u32>>],
+    head_cols: &'a [Option<u32>],
+    slots: &'a [Slot],
+    req: &'a ScanRequest,
+}
+
+impl Ctx<'_> {
+    fn series(
+        &self,
+        key: &Key,
+        mut pieces: Vec<Piece>,
+        out: &mut Output,
+        m: &mut ScanMetrics,
+    ) -> Result<(), ScanError> {
+        // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
+        // duplicates to resolve and statistics may prune; otherwise merge everything.
+        let mut by_time: Vec<usize> = (0..pieces.len()).collect();
+        by_time.sort_by_key(|&i| (pieces[i].min, i));
+        let disjoint = by_time
+            .windows(2)
+            .all(|w| pieces[w[0]].max < pieces[w[1]].min);
+        if disjoint {
+            let ordered: Vec<Piece> = by_time.iter().map(|&i| pieces[i]).collect();
+            for p in ordered {
+                if !self.req.field_ranges.is_empty() && !self.may_match(p) {
+                    m.blocks_pruned += 1;
+                    continue;
+                }
+                let c = self.decode(p, m)?.slice_time(self.req.time.0, self.req.time.1);
+                out.push(key, c)?;
+                if out.full() {
+                    return Ok(());
+                }
+            }
+            return Ok(());
+        }
+        let mut chunks = Vec::with_capacity(pieces.len());
+        for p in pieces.drain(..) {
+            chunks.push(self.decode(p, m)?);
+        }
+        let merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
+        out.push(key, merged)
+    }
+
+    fn may_match(&self, p: Piece) -> bool {
+        let stats = |slot: usize| -> (Option<StatValue>, Option<StatValue>) {
+            match p.src {
+                Src::Seg(si, bi) => {
+                    let col = self.seg_cols.get(si).and_then(|c| c.get(slot)).copied().flatten();
+                    let b = self.version.segments.get(si).and_then(|s| s.meta.blocks.get(bi));
+                    match (col, b) {
+                        (Some(col), Some(b)) => b
+                            .columns
+                            .iter()
+                            .find(|c| c.column == col)
+                            .map_or((None, None), |c| (c.min, c.max)),
+                        _ => (None, None),
+                    }
+                }
+                Src::HeadBlock(vi, bi) => {
+                    let col = self.head_cols.get(slot).copied().flatten();
+                    let b = self
+                        .head
+                        .and_then(|h| h.series.get(vi))
+                        .and_then(|s| s.blocks.get(bi));
+                    match (col, b) {
+                        (Some(col), Some(b)) => b
+                            .columns
+                            .iter()
+                            .find(|c| c.key == col)
+                            .map_or((None, None), |c| (c.min, c.max)),
+                        _ => (None, None),
+                    }
+                }
+                Src::Raw(..) => (None, None),
+            }
+        };
+        self.req.field_ranges.iter().all(|want| {
+            let slot = self.slot_of(&want.column);
+            match slot {
+                // a block without the column has only nulls there: no row can match
+                Some(slot) => {
+                    let (lo, hi) = stats(slot);
+                    may_match(lo, hi, want)
+                }
+                None => true,
+            }
+        })
+    }
+
+    /// The output slot of a projected field (statistics prune only projected fields).
+    fn slot_of(&self, name: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| matches!(s, Slot::Field(n, _) if **n == *name))
+    }
+
+    /// Decodes a piece into a chunk keyed by output slot (field slots only).
+    fn decode(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
+        m.blocks_decoded += 1;
+        let corrupt = |src: String, e: String| ScanError::Corrupt {
+            source_name: src,
+            message: e,
+        };
+        let chunk = match p.src {
+            Src::Seg(si, bi) => {
+                let seg = self
+                    .version
+                    .segments
+                    .get(si)
+                    .ok_or_else(|| corrupt("segment".into(), "missing".into()))?;
+                let name = || seg.path.display().to_string();
+                let b = seg
+                    .meta
+                    .blocks
+                    .get(bi)
+                    .ok_or_else(|| corrupt(name(), "missing block".into()))?;
+                let tb = seg.bytes(b.times).map_err(|e| corrupt(name(), e.to_string()))?;
+                let times = block::decode_times(tb, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                let mut chunk = Chunk {
+                    times,
+                    columns: Vec::new(),
+                };
+                for (slot, col) in self.seg_cols.get(si).into_iter().flatten().enumerate() {
+                    let Some(col) = col else { continue };
+                    let Some(c) = b.columns.iter().find(|c| c.column == *col) else {
+                        continue;
+                    };
+                    let r = seg.column_ref(c).map_err(|e| corrupt(name(), e.to_string()))?;
+                    let d = block::decode_column(r, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                    chunk.columns.push((slot as u32, d));
+                }
+                chunk
+            }
+            Src::HeadBlock(vi, bi) => {
+                let b = self
+                    .head
+                    .and_then(|h| h.series.get(vi))
+                    .and_then(|s| s.blocks.get(bi))
+                    .ok_or_else(|| corrupt("head".into(), "missing block".into()))?;
+                let times = block::decode_times(&b.times, b.rows)
+                    .map_err(|e| corrupt("head".into(), e.to_string()))?;
+                let mut chunk = Chunk {
+                    times,
+                    columns: Vec::new(),
+                };
+                for (slot, col) in self.head_cols.iter().enumerate() {
+                    let Some(r) = col.and_then(|c| b.column(c)) else {
+                        continue;
+                    };
+                    let d = block::decode_column(r, b.rows)
+                        .map_err(|e| corrupt("head".into(), e.to_string()))?;
+                    chunk.columns.push((slot as u32, d));
+                }
+                chunk
+            }
+            Src::Raw(vi, ci) => {
+                let c = self
+                    .head
+                    .and_then(|h| h.series.get(vi))
+                    .and_then(|s| s.frozen.get(ci))
+                    .ok_or_else(|| corrupt("head".into(), "missing chunk".into()))?;
+                let mut chunk = Chunk {
+                    times: c.times.clone(),
+                    columns: Vec::new(),
+                };
+                for (slot, col) in self.head_cols.iter().enumerate() {
+                    if let Some(src) = col.and_then(|k| c.column(k)) {
+                        chunk.columns.push((slot as u32, src.clone()));
+                    }
+                }
+                chunk
+            }
+        };
+        m.rows_decoded += chunk.len() as u64;
+        Ok(chunk)
+    }
+}
