@@ -42,7 +42,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("full_7_float_columns", |b| {
         b.iter(|| {
             let out = snap.scan(&full).expect("scan");
-            assert_eq!(out.iter().map(|b| b.num_rows() as u64).sum::<u64>(), total_rows);
+            assert_eq!(
+                out.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+                total_rows
+            );
         });
     });
     let span = ROWS as i64 * INTERVAL_NS;
@@ -55,7 +58,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("one_percent_time_range", |b| {
         b.iter(|| {
             let out = snap.scan(&sel).expect("scan");
-            assert_eq!(out.iter().map(|b| b.num_rows() as u64).sum::<u64>(), sel_rows);
+            assert_eq!(
+                out.iter().map(|b| b.num_rows() as u64).sum::<u64>(),
+                sel_rows
+            );
         });
     });
     g.finish();

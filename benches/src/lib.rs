@@ -69,7 +69,9 @@ pub struct Fleet {
 
 const FLEETS: [&str; 5] = ["East", "West", "North", "South", "Central"];
 const MODELS: [&str; 5] = ["F-150", "G-2000", "H-2", "F-250", "G-3000"];
-const DRIVERS: [&str; 8] = ["Albert", "Derek", "Trish", "Rodney", "Andy", "Seth", "Shelby", "Zack"];
+const DRIVERS: [&str; 8] = [
+    "Albert", "Derek", "Trish", "Rodney", "Andy", "Seth", "Shelby", "Zack",
+];
 
 impl Fleet {
     /// `trucks` trucks, deterministic for `seed`.
@@ -84,10 +86,19 @@ impl Fleet {
                     ("fleet", FLEETS[pick(&mut rng, 5)].to_string()),
                     ("driver", DRIVERS[pick(&mut rng, 8)].to_string()),
                     ("model", MODELS[pick(&mut rng, 5)].to_string()),
-                    ("device_version", format!("v{}.{}", 1 + pick(&mut rng, 3), pick(&mut rng, 10))),
-                    ("load_capacity", format!("{}", 1500 + 500 * pick(&mut rng, 4))),
+                    (
+                        "device_version",
+                        format!("v{}.{}", 1 + pick(&mut rng, 3), pick(&mut rng, 10)),
+                    ),
+                    (
+                        "load_capacity",
+                        format!("{}", 1500 + 500 * pick(&mut rng, 4)),
+                    ),
                     ("fuel_capacity", format!("{}", 100 + 50 * pick(&mut rng, 4))),
-                    ("nominal_fuel_consumption", format!("{}", 10 + 5 * pick(&mut rng, 4))),
+                    (
+                        "nominal_fuel_consumption",
+                        format!("{}", 10 + 5 * pick(&mut rng, 4)),
+                    ),
                 ];
                 let state = [
                     round(30.0 + 20.0 * rng.unit(), 5),
@@ -125,7 +136,15 @@ impl Fleet {
         };
         let tags: Vec<(&str, &str)> = truck.tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let s = batch.series("readings", &tags);
-        let limits = [(-90.0, 90.0), (-180.0, 180.0), (0.0, 5000.0), (0.0, 100.0), (0.0, 360.0), (0.0, 100.0), (0.0, 50.0)];
+        let limits = [
+            (-90.0, 90.0),
+            (-180.0, 180.0),
+            (0.0, 5000.0),
+            (0.0, 100.0),
+            (0.0, 360.0),
+            (0.0, 100.0),
+            (0.0, 50.0),
+        ];
         let steps = [0.0005, 0.0005, 2.0, 3.0, 15.0, 1.0, 0.5];
         let decimals = [5, 5, 1, 1, 1, 1, 2];
         for r in 0..rows {

@@ -115,10 +115,7 @@ impl WriteBatch {
         pairs.reverse();
         pairs.sort_by(|a, b| self.str(a.0).cmp(self.str(b.0)));
         pairs.dedup_by_key(|p| p.0);
-        self.add_series(BatchSeries {
-            table,
-            tags: pairs,
-        })
+        self.add_series(BatchSeries { table, tags: pairs })
     }
 
     pub(crate) fn add_series(&mut self, s: BatchSeries) -> SeriesRef {
@@ -214,10 +211,7 @@ impl WriteBatch {
         let mut parts: HashMap<ShardId, (WriteBatch, Vec<u32>, HashMap<u32, SeriesRef>)> =
             HashMap::new();
         for (i, row) in self.rows.iter().enumerate() {
-            let shard = of_series
-                .get(row.series as usize)
-                .copied()
-                .unwrap_or(first);
+            let shard = of_series.get(row.series as usize).copied().unwrap_or(first);
             let (part, origin, smap) = parts.entry(shard).or_default();
             let sref = match smap.get(&row.series) {
                 Some(r) => *r,

@@ -99,12 +99,15 @@ impl Block {
     }
 
     pub(crate) fn column(&self, key: u32) -> Option<ColumnRef<'_>> {
-        self.columns.iter().find(|c| c.key == key).map(|c| ColumnRef {
-            ty: c.ty,
-            nulls: c.nulls,
-            validity: &c.validity,
-            data: &c.data,
-        })
+        self.columns
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| ColumnRef {
+                ty: c.ty,
+                nulls: c.nulls,
+                validity: &c.validity,
+                data: &c.data,
+            })
     }
 }
 
@@ -112,16 +115,21 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
     let valid = |i: usize| c.is_valid(i);
     let nulls = c.null_count();
     let mut validity = Vec::new();
-    if nulls > 0 {
-        if let Some(v) = &c.valid {
-            codec::encode_bools(v, &mut validity);
-        }
+    if nulls > 0
+        && let Some(v) = &c.valid
+    {
+        codec::encode_bools(v, &mut validity);
     }
     let mut data = Vec::new();
     let (mut min, mut max) = (None, None);
     match &c.values {
         Values::F64(v) => {
-            let vals: Vec<f64> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            let vals: Vec<f64> = v
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| valid(*i))
+                .map(|(_, x)| *x)
+                .collect();
             codec::encode_f64(&vals, &mut data);
             if !vals.iter().any(|x| x.is_nan()) && !vals.is_empty() {
                 let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
@@ -131,19 +139,34 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
             }
         }
         Values::I64(v) => {
-            let vals: Vec<i64> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            let vals: Vec<i64> = v
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| valid(*i))
+                .map(|(_, x)| *x)
+                .collect();
             codec::encode_i64(&vals, &mut data);
             min = vals.iter().min().map(|x| StatValue::I64(*x));
             max = vals.iter().max().map(|x| StatValue::I64(*x));
         }
         Values::Bool(v) => {
-            let vals: Vec<bool> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| *x).collect();
+            let vals: Vec<bool> = v
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| valid(*i))
+                .map(|(_, x)| *x)
+                .collect();
             codec::encode_bools(&vals, &mut data);
             min = vals.iter().min().map(|x| StatValue::Bool(*x));
             max = vals.iter().max().map(|x| StatValue::Bool(*x));
         }
         Values::Str(v) => {
-            let vals: Vec<&str> = v.iter().enumerate().filter(|(i, _)| valid(*i)).map(|(_, x)| &**x).collect();
+            let vals: Vec<&str> = v
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| valid(*i))
+                .map(|(_, x)| &**x)
+                .collect();
             codec::encode_strings(&vals, &mut data);
         }
     }

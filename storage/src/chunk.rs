@@ -170,10 +170,8 @@ impl Column {
             (Values::Str(d), Values::Str(s)) => set(d, last, s.get(i).cloned()),
             _ => return,
         }
-        if let Some(v) = &mut self.valid {
-            if let Some(slot) = v.get_mut(last) {
-                *slot = true;
-            }
+        if let Some(slot) = self.valid.as_mut().and_then(|v| v.get_mut(last)) {
+            *slot = true;
         }
     }
 
@@ -183,7 +181,9 @@ impl Column {
             self.push_valid();
         } else {
             let have = self.values.len() - 1;
-            self.valid.get_or_insert_with(|| vec![true; have]).push(false);
+            self.valid
+                .get_or_insert_with(|| vec![true; have])
+                .push(false);
         }
     }
 }
@@ -285,7 +285,8 @@ impl Chunk {
             let pos = match self.columns.binary_search_by_key(k, |c| c.0) {
                 Ok(p) => p,
                 Err(p) => {
-                    self.columns.insert(p, (*k, Column::new(c.values.field_type())));
+                    self.columns
+                        .insert(p, (*k, Column::new(c.values.field_type())));
                     p
                 }
             };
@@ -365,14 +366,20 @@ mod tests {
     fn rows(c: &Chunk) -> Vec<(i64, Option<f64>, Option<i64>)> {
         (0..c.len())
             .map(|i| {
-                let a = c.column(0).filter(|x| x.is_valid(i)).map(|x| match &x.values {
-                    Values::F64(v) => v[i],
-                    _ => unreachable!(),
-                });
-                let b = c.column(1).filter(|x| x.is_valid(i)).map(|x| match &x.values {
-                    Values::I64(v) => v[i],
-                    _ => unreachable!(),
-                });
+                let a = c
+                    .column(0)
+                    .filter(|x| x.is_valid(i))
+                    .map(|x| match &x.values {
+                        Values::F64(v) => v[i],
+                        _ => unreachable!(),
+                    });
+                let b = c
+                    .column(1)
+                    .filter(|x| x.is_valid(i))
+                    .map(|x| match &x.values {
+                        Values::I64(v) => v[i],
+                        _ => unreachable!(),
+                    });
                 (c.times[i], a, b)
             })
             .collect()

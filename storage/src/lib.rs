@@ -27,6 +27,12 @@
 //! assert_eq!(rows[0].num_rows(), 1);
 //! ```
 
+// A rejected batch is handed back by value (the shape of crossbeam's `TrySendError::Full(T)`), so
+// results carrying a `WriteBatch` are large on purpose.
+#![allow(clippy::result_large_err)]
+// Nested collection types in local bookkeeping read better spelled out than aliased.
+#![allow(clippy::type_complexity)]
+
 pub mod batch;
 mod block;
 mod chunk;
@@ -35,6 +41,7 @@ pub mod config;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod head;
 pub mod meta;
 mod mmap;
 pub mod scan;
@@ -46,7 +53,6 @@ pub mod ticket;
 pub mod types;
 mod varint;
 pub mod wal;
-mod head;
 
 pub use batch::{FieldValue, RowWriter, SeriesRef, WriteBatch};
 pub use block::StatValue;

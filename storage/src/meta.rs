@@ -148,11 +148,17 @@ mod tests {
             assert!(r.is_err());
         }
         let m = MetaStore::open(&path).unwrap();
-        assert_eq!(m.get("devices", b"d1").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(
+            m.get("devices", b"d1").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
         assert_eq!(m.get("devices", b"d3").unwrap(), None);
         assert_eq!(m.get("nothing", b"x").unwrap(), None);
         let all = m.scan_prefix("devices", b"d").unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(m.get("shadows", b"d2").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(
+            m.get("shadows", b"d2").unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
     }
 }

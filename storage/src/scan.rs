@@ -182,7 +182,15 @@ impl Snapshot {
             if req.shards.as_ref().is_some_and(|s| !s.contains(id)) {
                 continue;
             }
-            pieces::scan_shard(version, table_id, &schema, &slots, req, &mut out, &mut metrics)?;
+            pieces::scan_shard(
+                version,
+                table_id,
+                &schema,
+                &slots,
+                req,
+                &mut out,
+                &mut metrics,
+            )?;
             if out.full() {
                 break;
             }

@@ -440,17 +440,15 @@ mod tests {
             c.add_series(t),
             Err(PointError::TooManySeries { limit: 2, .. })
         ));
-        assert!(matches!(
-            c.table(""),
-            Err(PointError::InvalidName { .. })
-        ));
+        assert!(matches!(c.table(""), Err(PointError::InvalidName { .. })));
     }
 
     #[test]
     fn output_order_is_time_device_tags_fields() {
         let c = Catalog::default();
         let t = c.table("m").unwrap();
-        c.column(t, "v", ColumnKind::Field(FieldType::Float)).unwrap();
+        c.column(t, "v", ColumnKind::Field(FieldType::Float))
+            .unwrap();
         c.column(t, "fleet", ColumnKind::Tag).unwrap();
         c.column(t, "device_id", ColumnKind::Tag).unwrap();
         let cols = c.schema(t).unwrap().output_columns();

@@ -86,10 +86,7 @@ impl Store {
             .open(&lock_path)
             .map_err(|e| StoreError::io("open", &lock_path, e))?;
         lock.try_lock().map_err(|_| {
-            StoreError::Config(format!(
-                "{} is in use by another process",
-                dir.display()
-            ))
+            StoreError::Config(format!("{} is in use by another process", dir.display()))
         })?;
         let mut cfg = cfg;
         cfg.shards = shard_count(&dir, cfg.shards)?;
@@ -152,14 +149,20 @@ impl Store {
         let s = b.series("", &[(crate::batch::DEVICE_TAG, device_id)]);
         let _ = s;
         let series = b.series.first().cloned();
-        series.map_or(ShardId(0), |s| b.shard_of_series(&s, self.shards.len() as u32))
+        series.map_or(ShardId(0), |s| {
+            b.shard_of_series(&s, self.shards.len() as u32)
+        })
     }
 
     /// Submits without blocking. A batch whose rows all belong to one shard (every batch of one
     /// device) comes back in [`SubmitError::Full`] when that shard's queue is full — the caller
     /// should stop reading its producer until it can resubmit. Batches spanning shards are split;
     /// parts wait for queue space.
-    pub fn try_submit(&self, batch: WriteBatch, durability: Durability) -> Result<Ticket, SubmitError> {
+    pub fn try_submit(
+        &self,
+        batch: WriteBatch,
+        durability: Durability,
+    ) -> Result<Ticket, SubmitError> {
         self.submit_inner(batch, durability, false)
     }
 
@@ -252,9 +255,15 @@ impl Store {
             t.seals += l(&st.seals);
             t.segments_dropped += l(&st.segments_dropped);
             t.head_bytes += l(&st.head_bytes);
-            for (i, a) in [&st.resolve_ns, &st.wal_write_ns, &st.fsync_ns, &st.apply_ns, &st.seal_ns]
-                .into_iter()
-                .enumerate()
+            for (i, a) in [
+                &st.resolve_ns,
+                &st.wal_write_ns,
+                &st.fsync_ns,
+                &st.apply_ns,
+                &st.seal_ns,
+            ]
+            .into_iter()
+            .enumerate()
             {
                 t.stage_ns[i] += l(a);
             }
@@ -306,14 +315,19 @@ fn shard_count(dir: &Path, wanted: usize) -> Result<usize, StoreError> {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| StoreError::Config(format!("{} is corrupt", path.display())))?;
             if n != wanted {
-                tracing::warn!(configured = wanted, stored = n, "data directory keeps its shard count");
+                tracing::warn!(
+                    configured = wanted,
+                    stored = n,
+                    "data directory keeps its shard count"
+                );
             }
             Ok(n)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let tmp = dir.join("STORE.tmp");
             let mut f = File::create(&tmp).map_err(|e| StoreError::io("create", &tmp, e))?;
-            writeln!(f, "format=1\nshards={wanted}").map_err(|e| StoreError::io("write", &tmp, e))?;
+            writeln!(f, "format=1\nshards={wanted}")
+                .map_err(|e| StoreError::io("write", &tmp, e))?;
             f.sync_all().map_err(|e| StoreError::io("fsync", &tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename", &path, e))?;
             crate::segment::writer::sync_dir(dir).map_err(|e| StoreError::io("fsync", dir, e))?;

@@ -84,12 +84,9 @@ impl Ticket {
 
     /// True when every part has resolved.
     pub fn is_resolved(&self) -> bool {
-        self.parts.iter().all(|(s, _)| {
-            s.state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some()
-        })
+        self.parts
+            .iter()
+            .all(|(s, _)| s.state.lock().unwrap_or_else(|p| p.into_inner()).is_some())
     }
 
     /// Blocks until resolved.

@@ -3,6 +3,8 @@
 //! version, never to make this test pass: `cargo test -p mast-storage --test format_fixture --
 //! --ignored regenerate`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -26,12 +28,18 @@ fn write(store: &Store, from: i64, to: i64) {
     let s = b.series("weather", &[("device_id", "station-7"), ("site", "dock")]);
     for t in from..to {
         let mut w = b.row(s, 1_700_000_000_000_000_000 + t * 60_000_000_000);
-        w.f64("temp", 20.0 + t as f64 / 10.0).i64("count", t * 3).bool("door", t % 2 == 0);
+        w.f64("temp", 20.0 + t as f64 / 10.0)
+            .i64("count", t * 3)
+            .bool("door", t % 2 == 0);
         if t % 5 == 0 {
             w.str("note", "service");
         }
     }
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
 }
 
 #[test]
@@ -74,13 +82,20 @@ fn version_1_segments_and_wal_open_and_read_back_exactly() {
     assert_eq!(rows.len(), 50);
     for (t, r) in rows.iter().enumerate() {
         let t = t as i64;
-        assert_eq!(r["time"], Cell::T(1_700_000_000_000_000_000 + t * 60_000_000_000));
+        assert_eq!(
+            r["time"],
+            Cell::T(1_700_000_000_000_000_000 + t * 60_000_000_000)
+        );
         assert_eq!(r["device_id"], Cell::S("station-7".into()));
         assert_eq!(r["site"], Cell::S("dock".into()));
         assert_eq!(r["temp"], f(20.0 + t as f64 / 10.0));
         assert_eq!(r["count"], Cell::I(t * 3));
         assert_eq!(r["door"], Cell::B(t % 2 == 0));
-        let note = if t % 5 == 0 { Cell::S("service".into()) } else { Cell::Null };
+        let note = if t % 5 == 0 {
+            Cell::S("service".into())
+        } else {
+            Cell::Null
+        };
         assert_eq!(r["note"], note);
     }
 }

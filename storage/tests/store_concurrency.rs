@@ -1,5 +1,7 @@
 //! Concurrent writers and readers: a reader sees every acknowledged batch and never half a batch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;
@@ -38,7 +40,11 @@ fn readers_never_see_half_a_batch_and_always_see_acknowledged_ones() {
                         b.row(s, t).i64("batch", batch_id as i64);
                         b.row(s2, t).i64("batch", batch_id as i64);
                     }
-                    let d = if batch_id % 2 == 0 { Durability::Durable } else { Durability::Buffered };
+                    let d = if batch_id % 2 == 0 {
+                        Durability::Durable
+                    } else {
+                        Durability::Buffered
+                    };
                     store.submit(b, d).unwrap().wait().unwrap();
                     acked[w as usize].store(batch_id, Ordering::SeqCst);
                 }
@@ -58,10 +64,15 @@ fn readers_never_see_half_a_batch_and_always_see_acknowledged_ones() {
                     let snap = store.snapshot();
                     let mut per_table = Vec::new();
                     for table in ["a", "b"] {
-                        let batches = match snap.scan(&ScanRequest::table(table).columns(&["device_id", "batch"])) {
+                        let batches = match snap
+                            .scan(&ScanRequest::table(table).columns(&["device_id", "batch"]))
+                        {
                             Ok(b) => b,
                             // the first batch is still being resolved: names exist before data
-                            Err(mast_storage::ScanError::UnknownTable(_) | mast_storage::ScanError::UnknownColumn { .. }) => Vec::new(),
+                            Err(
+                                mast_storage::ScanError::UnknownTable(_)
+                                | mast_storage::ScanError::UnknownColumn { .. },
+                            ) => Vec::new(),
                             Err(e) => panic!("{e}"),
                         };
                         let mut counts: HashMap<(String, i64), i64> = HashMap::new();
@@ -75,7 +86,10 @@ fn readers_never_see_half_a_batch_and_always_see_acknowledged_ones() {
                             }
                         }
                         for ((d, id), n) in &counts {
-                            assert_eq!(*n, ROWS_PER_BATCH, "torn read: {d} batch {id} has {n} rows in {table}");
+                            assert_eq!(
+                                *n, ROWS_PER_BATCH,
+                                "torn read: {d} batch {id} has {n} rows in {table}"
+                            );
                         }
                         for (w, f) in floor.iter().enumerate() {
                             for id in 1..=*f {
@@ -88,7 +102,10 @@ fn readers_never_see_half_a_batch_and_always_see_acknowledged_ones() {
                         per_table.push(counts.len());
                     }
                     // both tables of one batch are one unit
-                    assert_eq!(per_table[0], per_table[1], "a batch was seen in one table only");
+                    assert_eq!(
+                        per_table[0], per_table[1],
+                        "a batch was seen in one table only"
+                    );
                     scans += 1;
                 }
                 scans

@@ -1,5 +1,7 @@
 //! Retention drops whole segment files once their newest point is past the table's TTL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -15,7 +17,13 @@ fn seg_files(dir: &std::path::Path) -> usize {
         if p.is_dir() {
             n += std::fs::read_dir(p)
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "seg")
+                })
                 .count();
         }
     }
@@ -26,7 +34,9 @@ fn seg_files(dir: &std::path::Path) -> usize {
 fn expired_partitions_are_deleted_as_files_and_vanish_from_scans() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::config(dir.path());
-    cfg.retention.tables.insert("short".into(), Duration::from_secs(2 * 86_400));
+    cfg.retention
+        .tables
+        .insert("short".into(), Duration::from_secs(2 * 86_400));
     cfg.retention_check_interval = Duration::from_secs(3600);
     let store = Store::open(cfg).unwrap();
     let now = 100 * DAY;
@@ -37,7 +47,11 @@ fn expired_partitions_are_deleted_as_files_and_vanish_from_scans() {
         for day in 0..5 {
             b.row(s, now - day * DAY - 1).f64("v", day as f64);
         }
-        store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+        store
+            .submit(b, Durability::Durable)
+            .unwrap()
+            .wait()
+            .unwrap();
     }
     store.seal().unwrap();
     assert_eq!(seg_files(dir.path()), 10);
@@ -47,7 +61,11 @@ fn expired_partitions_are_deleted_as_files_and_vanish_from_scans() {
     assert_eq!(seg_files(dir.path()), 7);
     let snap = store.snapshot();
     let n = |t: &str| -> usize {
-        snap.scan(&ScanRequest::table(t)).unwrap().iter().map(|b| b.num_rows()).sum()
+        snap.scan(&ScanRequest::table(t))
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum()
     };
     assert_eq!(n("short"), 2);
     assert_eq!(n("forever"), 5);
@@ -66,13 +84,28 @@ fn readers_holding_a_snapshot_keep_reading_dropped_segments() {
     for i in 0..1000 {
         b.row(s, i).f64("v", i as f64);
     }
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
     store.seal().unwrap();
     let old = store.snapshot();
     assert_eq!(store.enforce_retention(10 * DAY).unwrap(), 1);
     assert_eq!(seg_files(dir.path()), 0);
-    let rows: usize = old.scan(&ScanRequest::table("m")).unwrap().iter().map(|b| b.num_rows()).sum();
+    let rows: usize = old
+        .scan(&ScanRequest::table("m"))
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     assert_eq!(rows, 1000);
-    let rows: usize = store.snapshot().scan(&ScanRequest::table("m")).unwrap().iter().map(|b| b.num_rows()).sum();
+    let rows: usize = store
+        .snapshot()
+        .scan(&ScanRequest::table("m"))
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     assert_eq!(rows, 0);
 }

@@ -1,6 +1,8 @@
 //! Writing and reading back through the public API: types, timestamps, type conflicts, limits,
 //! duplicates and out-of-order points, projections, filters and pruning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Cell, config, count, f, rows, table_rows};
@@ -10,7 +12,11 @@ use mast_storage::{
 };
 
 fn one(store: &Store, b: WriteBatch) -> mast_storage::WriteReceipt {
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap()
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap()
 }
 
 #[test]
@@ -48,7 +54,10 @@ fn every_field_type_round_trips_with_tags_and_nulls() {
     // the schema follows the contract: time, device_id, other tags, fields
     let schema = store.snapshot().schema("telemetry").unwrap();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    assert_eq!(names, ["time", "device_id", "site", "temp", "count", "ok", "state"]);
+    assert_eq!(
+        names,
+        ["time", "device_id", "site", "temp", "count", "ok", "state"]
+    );
 }
 
 #[test]
@@ -150,7 +159,13 @@ fn projection_time_range_tag_filter_and_limit_are_exact() {
     let store = Store::open(cfg).unwrap();
     for d in 0..4 {
         let mut b = WriteBatch::new();
-        let s = b.series("m", &[("device_id", &format!("d{d}")), ("fleet", if d % 2 == 0 { "east" } else { "west" })]);
+        let s = b.series(
+            "m",
+            &[
+                ("device_id", &format!("d{d}")),
+                ("fleet", if d % 2 == 0 { "east" } else { "west" }),
+            ],
+        );
         for t in 0..1000 {
             b.row(s, t * 10).f64("v", (d * 1000 + t) as f64).i64("n", t);
         }
@@ -189,7 +204,9 @@ fn projection_time_range_tag_filter_and_limit_are_exact() {
     assert!(got.iter().any(|r| r["v"] == f(3999.0)));
 
     // an empty projection still counts rows
-    let n = snap.scan(&ScanRequest::table("m").columns::<&str>(&[])).unwrap();
+    let n = snap
+        .scan(&ScanRequest::table("m").columns::<&str>(&[]))
+        .unwrap();
     assert_eq!(count(&n), 4000);
 
     assert!(matches!(
@@ -220,8 +237,9 @@ fn series_and_column_limits_reject_with_clear_errors() {
     let r = one(&store, b);
     assert_eq!(r.rows, 3);
     assert_eq!(r.rejected.len(), 2);
-    assert!(r.rejected.iter().all(|x| x.field.is_none()
-        && matches!(x.error, PointError::TooManySeries { limit: 3, .. })));
+    assert!(r.rejected.iter().all(
+        |x| x.field.is_none() && matches!(x.error, PointError::TooManySeries { limit: 3, .. })
+    ));
 
     let mut b = WriteBatch::new();
     let s = b.series("m", &[("device_id", "d0")]);
@@ -233,5 +251,10 @@ fn series_and_column_limits_reject_with_clear_errors() {
         r.rejected[0].error,
         PointError::TooManyColumns { limit: 4, .. }
     ));
-    assert!(r.rejected[0].error.to_string().contains("limit of 4 columns"));
+    assert!(
+        r.rejected[0]
+            .error
+            .to_string()
+            .contains("limit of 4 columns")
+    );
 }

@@ -29,7 +29,13 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
 fn metadata() -> serde_json::Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("run cargo metadata");
@@ -64,7 +70,10 @@ fn crates_depend_only_downwards() {
         }
     }
     let expected: BTreeSet<&str> = allowed.keys().copied().collect();
-    assert_eq!(seen, expected, "workspace members differ from the layering table");
+    assert_eq!(
+        seen, expected,
+        "workspace members differ from the layering table"
+    );
 }
 
 #[test]

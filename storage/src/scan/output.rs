@@ -56,7 +56,12 @@ fn new_bufs(slots: &[Slot]) -> Vec<Buf> {
         .collect()
 }
 
-fn extend<T: Clone + Default>(vals: &mut Vec<T>, valid: &mut Vec<bool>, src: Option<(&[T], &Column)>, n: usize) {
+fn extend<T: Clone + Default>(
+    vals: &mut Vec<T>,
+    valid: &mut Vec<bool>,
+    src: Option<(&[T], &Column)>,
+    n: usize,
+) {
     match src {
         Some((s, c)) => {
             vals.extend_from_slice(s.get(..n).unwrap_or(s));
@@ -115,20 +120,18 @@ impl Output {
             let col = chunk.column(i as u32);
             match (slot, buf) {
                 (Slot::Time, Buf::Time(v)) => v.extend_from_slice(&chunk.times),
-                (Slot::Tag(name), Buf::Tag(b)) => {
-                    match key.iter().find(|(k, _)| **k == **name) {
-                        Some((_, v)) => {
-                            for _ in 0..n {
-                                b.append_value(&**v);
-                            }
-                        }
-                        None => {
-                            for _ in 0..n {
-                                b.append_null();
-                            }
+                (Slot::Tag(name), Buf::Tag(b)) => match key.iter().find(|(k, _)| **k == **name) {
+                    Some((_, v)) => {
+                        for _ in 0..n {
+                            b.append_value(&**v);
                         }
                     }
-                }
+                    None => {
+                        for _ in 0..n {
+                            b.append_null();
+                        }
+                    }
+                },
                 (Slot::Field(..), Buf::F64(v, ok)) => {
                     let src = col.and_then(|c| match &c.values {
                         Values::F64(x) => Some((x.as_slice(), c)),
@@ -151,7 +154,12 @@ impl Output {
                     extend(v, ok, src, n);
                 }
                 (Slot::Field(..), Buf::Str(b)) => match col {
-                    Some(c @ Column { values: Values::Str(x), .. }) => {
+                    Some(
+                        c @ Column {
+                            values: Values::Str(x),
+                            ..
+                        },
+                    ) => {
                         for (j, s) in x.iter().take(n).enumerate() {
                             if c.is_valid(j) {
                                 b.append_value(&**s);
@@ -185,11 +193,17 @@ impl Output {
             .into_iter()
             .map(|b| -> ArrayRef {
                 match b {
-                    Buf::Time(v) => Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")),
+                    Buf::Time(v) => {
+                        Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
+                    }
                     Buf::Tag(mut b) => Arc::new(b.finish()),
-                    Buf::F64(v, ok) => Arc::new(Float64Array::new(ScalarBuffer::from(v), nulls(ok))),
+                    Buf::F64(v, ok) => {
+                        Arc::new(Float64Array::new(ScalarBuffer::from(v), nulls(ok)))
+                    }
                     Buf::I64(v, ok) => Arc::new(Int64Array::new(ScalarBuffer::from(v), nulls(ok))),
-                    Buf::Bool(v, ok) => Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls(ok))),
+                    Buf::Bool(v, ok) => {
+                        Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls(ok)))
+                    }
                     Buf::Str(mut b) => Arc::new(b.finish()),
                 }
             })

@@ -125,7 +125,10 @@ pub(super) fn scan_shard(
                     .tags
                     .iter()
                     .filter_map(|(c, v)| {
-                        Some((Arc::clone(&meta.columns.get(*c as usize)?.name), Arc::clone(v)))
+                        Some((
+                            Arc::clone(&meta.columns.get(*c as usize)?.name),
+                            Arc::clone(v),
+                        ))
                     })
                     .collect();
                 key.sort();
@@ -164,7 +167,10 @@ pub(super) fn scan_shard(
                 .tags
                 .iter()
                 .filter_map(|(c, v)| {
-                    Some((Arc::clone(&schema.columns.get(c.0 as usize)?.name), Arc::clone(v)))
+                    Some((
+                        Arc::clone(&schema.columns.get(c.0 as usize)?.name),
+                        Arc::clone(v),
+                    ))
                 })
                 .collect();
             key.sort();
@@ -251,7 +257,9 @@ impl Ctx<'_> {
                     m.blocks_pruned += 1;
                     continue;
                 }
-                let c = self.decode(p, m)?.slice_time(self.req.time.0, self.req.time.1);
+                let c = self
+                    .decode(p, m)?
+                    .slice_time(self.req.time.0, self.req.time.1);
                 out.push(key, c)?;
                 if out.full() {
                     return Ok(());
@@ -271,8 +279,17 @@ impl Ctx<'_> {
         let stats = |slot: usize| -> (Option<StatValue>, Option<StatValue>) {
             match p.src {
                 Src::Seg(si, bi) => {
-                    let col = self.seg_cols.get(si).and_then(|c| c.get(slot)).copied().flatten();
-                    let b = self.version.segments.get(si).and_then(|s| s.meta.blocks.get(bi));
+                    let col = self
+                        .seg_cols
+                        .get(si)
+                        .and_then(|c| c.get(slot))
+                        .copied()
+                        .flatten();
+                    let b = self
+                        .version
+                        .segments
+                        .get(si)
+                        .and_then(|s| s.meta.blocks.get(bi));
                     match (col, b) {
                         (Some(col), Some(b)) => b
                             .columns
@@ -340,8 +357,11 @@ impl Ctx<'_> {
                     .blocks
                     .get(bi)
                     .ok_or_else(|| corrupt(name(), "missing block".into()))?;
-                let tb = seg.bytes(b.times).map_err(|e| corrupt(name(), e.to_string()))?;
-                let times = block::decode_times(tb, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                let tb = seg
+                    .bytes(b.times)
+                    .map_err(|e| corrupt(name(), e.to_string()))?;
+                let times =
+                    block::decode_times(tb, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
                 let mut chunk = Chunk {
                     times,
                     columns: Vec::new(),
@@ -351,8 +371,11 @@ impl Ctx<'_> {
                     let Some(c) = b.columns.iter().find(|c| c.column == *col) else {
                         continue;
                     };
-                    let r = seg.column_ref(c).map_err(|e| corrupt(name(), e.to_string()))?;
-                    let d = block::decode_column(r, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                    let r = seg
+                        .column_ref(c)
+                        .map_err(|e| corrupt(name(), e.to_string()))?;
+                    let d = block::decode_column(r, b.rows)
+                        .map_err(|e| corrupt(name(), e.to_string()))?;
                     chunk.columns.push((slot as u32, d));
                 }
                 chunk

@@ -144,7 +144,9 @@ pub(super) fn decode(bytes: &[u8], data_end: u64) -> Result<SegmentMeta, Segment
         let name: Arc<str> = d.str("column name")?.into();
         let kind = match d.r.u8() {
             Some(0) => ColumnKind::Tag,
-            Some(c) => ColumnKind::Field(FieldType::from_code(c).ok_or_else(|| d.bad("column type"))?),
+            Some(c) => {
+                ColumnKind::Field(FieldType::from_code(c).ok_or_else(|| d.bad("column type"))?)
+            }
             None => return Err(d.bad("column type")),
         };
         columns.push(ColumnDef { name, kind });

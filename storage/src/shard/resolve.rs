@@ -61,10 +61,10 @@ impl NameCache {
         name: &str,
         kind: ColumnKind,
     ) -> Result<ColumnId, PointError> {
-        if let Some((id, k)) = self.columns.get(&(table, name.into())) {
-            if *k == kind {
-                return Ok(*id);
-            }
+        if let Some((id, k)) = self.columns.get(&(table, name.into()))
+            && *k == kind
+        {
+            return Ok(*id);
         }
         // the catalog reports the conflict with both types
         let id = catalog.column(table, name, kind)?;
@@ -119,7 +119,8 @@ pub(crate) fn resolve(
         ..Resolved::default()
     };
     // per batch series: (table, head series) or the error that refuses its rows
-    let mut series: Vec<Option<Result<(TableId, u32), PointError>>> = vec![None; batch.series.len()];
+    let mut series: Vec<Option<Result<(TableId, u32), PointError>>> =
+        vec![None; batch.series.len()];
     // per field-name symbol: [(table, type) -> column or error]
     type FieldMemo = Vec<((TableId, FieldType), Result<ColumnId, PointError>)>;
     let mut field_memo: Vec<FieldMemo> = vec![Vec::new(); batch.strings.len()];
@@ -157,12 +158,7 @@ pub(crate) fn resolve(
             let col = match memo.iter().find(|(k, _)| *k == (table, ty)) {
                 Some((_, r)) => r.clone(),
                 None => {
-                    let r = cache.column(
-                        catalog,
-                        table,
-                        batch.str(*name),
-                        ColumnKind::Field(ty),
-                    );
+                    let r = cache.column(catalog, table, batch.str(*name), ColumnKind::Field(ty));
                     memo.push(((table, ty), r.clone()));
                     r
                 }
@@ -174,8 +170,7 @@ pub(crate) fn resolve(
                         Value::I64(x) => HeadValue::I64(x),
                         Value::Bool(x) => HeadValue::Bool(x),
                         Value::Str(s) => HeadValue::Str(Arc::clone(
-                            str_memo[s as usize]
-                                .get_or_insert_with(|| Arc::from(batch.str(s))),
+                            str_memo[s as usize].get_or_insert_with(|| Arc::from(batch.str(s))),
                         )),
                     };
                     out.fields.push((c, hv));

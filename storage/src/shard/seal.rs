@@ -107,10 +107,7 @@ impl Worker {
                     continue;
                 }
                 for (p, bs) in split_by_partition(blocks, part_ns)? {
-                    parts
-                        .entry(p)
-                        .or_default()
-                        .push((seg_series(&s.tags), bs));
+                    parts.entry(p).or_default().push((seg_series(&s.tags), bs));
                 }
             }
             for (p, series) in parts {
@@ -128,7 +125,8 @@ impl Worker {
                         .map(|(s, b)| (s.clone(), b.iter().map(|x| &**x).collect()))
                         .collect(),
                 };
-                let path = write(&dir, &input).map_err(|e| StoreError::io("write segment", &dir, e))?;
+                let path =
+                    write(&dir, &input).map_err(|e| StoreError::io("write segment", &dir, e))?;
                 let seg = Segment::open(&path).map_err(|source| StoreError::Segment {
                     path: path.clone(),
                     source,
@@ -156,14 +154,15 @@ impl Worker {
     /// Drops every segment whose newest point is older than its table's TTL as of `now` (ns).
     pub(super) fn enforce_retention(&mut self, now: i64) -> Result<usize, StoreError> {
         let retention = &self.cfg.retention;
-        let (keep, drop): (Vec<Arc<Segment>>, Vec<Arc<Segment>>) =
-            self.segments.iter().cloned().partition(|s| {
-                match retention.ttl(&s.meta.table) {
-                    None => true,
-                    Some(ttl) => {
-                        let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
-                        s.meta.max_time >= now.saturating_sub(ttl)
-                    }
+        let (keep, drop): (Vec<Arc<Segment>>, Vec<Arc<Segment>>) = self
+            .segments
+            .iter()
+            .cloned()
+            .partition(|s| match retention.ttl(&s.meta.table) {
+                None => true,
+                Some(ttl) => {
+                    let ttl = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+                    s.meta.max_time >= now.saturating_sub(ttl)
                 }
             });
         if drop.is_empty() {
@@ -173,7 +172,8 @@ impl Worker {
         self.publish();
         for s in &drop {
             // readers holding an older version keep their mapping; unlinking does not disturb it
-            std::fs::remove_file(&s.path).map_err(|e| StoreError::io("remove segment", &s.path, e))?;
+            std::fs::remove_file(&s.path)
+                .map_err(|e| StoreError::io("remove segment", &s.path, e))?;
         }
         let dir = self.seg_dir();
         sync_dir(&dir).map_err(|e| StoreError::io("fsync dir", &dir, e))?;
@@ -181,7 +181,11 @@ impl Worker {
             .stats
             .segments_dropped
             .fetch_add(drop.len() as u64, Ordering::Relaxed);
-        tracing::info!(shard = self.id.0, dropped = drop.len(), "retention dropped segments");
+        tracing::info!(
+            shard = self.id.0,
+            dropped = drop.len(),
+            "retention dropped segments"
+        );
         Ok(drop.len())
     }
 }
@@ -205,17 +209,21 @@ fn split_by_partition(
             out.entry(lo).or_default().push(b);
             continue;
         }
-        let chunk = b.decode_all().map_err(|e| StoreError::Config(format!("re-encoding a head block: {e}")))?;
+        let chunk = b
+            .decode_all()
+            .map_err(|e| StoreError::Config(format!("re-encoding a head block: {e}")))?;
         let mut start = 0;
         while start < chunk.len() {
             let p = part(chunk.times[start]);
-            let end = chunk.times.partition_point(|&t| t < p.saturating_add(part_ns));
+            let end = chunk
+                .times
+                .partition_point(|&t| t < p.saturating_add(part_ns));
             let piece = chunk.clone().slice_rows(start, end);
-            out.entry(p).or_default().push(Arc::new(Block::encode(&piece)));
+            out.entry(p)
+                .or_default()
+                .push(Arc::new(Block::encode(&piece)));
             start = end.max(start + 1);
         }
     }
     Ok(out.into_iter().collect())
 }
-
-

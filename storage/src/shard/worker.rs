@@ -127,7 +127,12 @@ impl Worker {
                 discarded = p.discarded_bytes, "WAL recovery stopped at a damaged record");
         }
         if report.records > 0 {
-            tracing::info!(shard = id.0, records = report.records, rows = head.rows(), "WAL replayed");
+            tracing::info!(
+                shard = id.0,
+                records = report.records,
+                rows = head.rows(),
+                "WAL replayed"
+            );
         }
         let head_since = (head.rows() > 0).then(Instant::now);
         let now = Instant::now();
@@ -231,10 +236,10 @@ impl Worker {
         if !group.is_empty() {
             self.write_group(&mut group);
         }
-        if self.poisoned.is_none() {
-            if let Err(e) = self.wal.sync() {
-                tracing::error!(shard = self.id.0, error = %e, "WAL sync at shutdown failed");
-            }
+        if self.poisoned.is_none()
+            && let Err(e) = self.wal.sync()
+        {
+            tracing::error!(shard = self.id.0, error = %e, "WAL sync at shutdown failed");
         }
         self.publish();
     }
@@ -251,16 +256,16 @@ impl Worker {
     /// Periodic work between groups: interval fsync, sealing, retention.
     fn maintain(&mut self) {
         if let (Some(t), FsyncPolicy::Batched { max_delay }) = (self.unsynced_since, self.cfg.fsync)
+            && t.elapsed() >= max_delay
+            && self.poisoned.is_none()
         {
-            if t.elapsed() >= max_delay && self.poisoned.is_none() {
-                let started = Instant::now();
-                match self.wal.sync() {
-                    Ok(()) => {
-                        self.unsynced_since = None;
-                        self.count_fsync(started);
-                    }
-                    Err(e) => self.poison(format!("WAL fsync failed: {e}")),
+            let started = Instant::now();
+            match self.wal.sync() {
+                Ok(()) => {
+                    self.unsynced_since = None;
+                    self.count_fsync(started);
                 }
+                Err(e) => self.poison(format!("WAL fsync failed: {e}")),
             }
         }
         let too_big = self.head.bytes() >= self.cfg.max_head_bytes;
@@ -268,11 +273,12 @@ impl Worker {
             .head_since
             .is_some_and(|t| t.elapsed() >= self.cfg.max_head_age);
         let backing_off = self.seal_backoff_until.is_some_and(|t| Instant::now() < t);
-        if (too_big || too_old) && !backing_off {
-            if let Err(e) = self.seal() {
-                tracing::error!(shard = self.id.0, error = %e, "sealing the head failed; retrying in 10 s");
-                self.seal_backoff_until = Some(Instant::now() + Duration::from_secs(10));
-            }
+        if (too_big || too_old)
+            && !backing_off
+            && let Err(e) = self.seal()
+        {
+            tracing::error!(shard = self.id.0, error = %e, "sealing the head failed; retrying in 10 s");
+            self.seal_backoff_until = Some(Instant::now() + Duration::from_secs(10));
         }
         if Instant::now() >= self.next_retention {
             self.next_retention = Instant::now() + self.cfg.retention_check_interval;
@@ -312,7 +318,8 @@ impl Worker {
         }
         let stats = &self.shared.stats;
         let t0 = Instant::now();
-        let mut staged: Vec<(WriteRequest, Resolved, Option<Lsn>)> = Vec::with_capacity(group.len());
+        let mut staged: Vec<(WriteRequest, Resolved, Option<Lsn>)> =
+            Vec::with_capacity(group.len());
         let mut durable = false;
         let mut failure = None;
         let mut wal_ns = 0u64;
@@ -367,7 +374,12 @@ impl Worker {
                         .wal_write_ns
                         .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 }
-                Err(e) => failure = Some(format!("WAL {} failed: {e}", if sync { "fsync" } else { "write" })),
+                Err(e) => {
+                    failure = Some(format!(
+                        "WAL {} failed: {e}",
+                        if sync { "fsync" } else { "write" }
+                    ))
+                }
             }
         }
         if let Some(cause) = failure {
@@ -384,7 +396,9 @@ impl Worker {
             if let Some(l) = lsn {
                 self.head_lsn = self.head_lsn.max(l);
             }
-            stats.rows.fetch_add(resolved.rows.len() as u64, Ordering::Relaxed);
+            stats
+                .rows
+                .fetch_add(resolved.rows.len() as u64, Ordering::Relaxed);
             stats.points.fetch_add(resolved.points, Ordering::Relaxed);
             stats
                 .rejected
@@ -427,4 +441,3 @@ pub(super) fn apply(head: &mut Head, r: &Resolved) {
         head.push_row(row.table, row.series, row.time, r.row_fields(row));
     }
 }
-

@@ -1,5 +1,6 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 
@@ -43,7 +44,9 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<BTreeMap<String, Cell>> {
                         Int64 => Cell::I(a.as_primitive::<Int64Type>().value(r)),
                         Boolean => Cell::B(a.as_boolean().value(r)),
                         Utf8 => Cell::S(a.as_string::<i32>().value(r).to_string()),
-                        Timestamp(..) => Cell::T(a.as_primitive::<TimestampNanosecondType>().value(r)),
+                        Timestamp(..) => {
+                            Cell::T(a.as_primitive::<TimestampNanosecondType>().value(r))
+                        }
                         Dictionary(..) => {
                             let d = a.as_dictionary::<Int32Type>();
                             let k = d.keys().value(r) as usize;
