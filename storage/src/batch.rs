@@ -180,18 +180,16 @@ impl WriteBatch {
     /// The shard a series belongs to: by device id when it has one, else by its whole key. The
     /// hash is FNV-1a, stable across builds and restarts.
     pub(crate) fn shard_of_series(&self, series: &BatchSeries, shards: u32) -> ShardId {
+        if let Some(d) = self.device_of(series) {
+            return shard_of_device(d, shards);
+        }
         let mut h = Fnv::new();
-        match self.device_of(series) {
-            Some(d) => h.write(d.as_bytes()),
-            None => {
-                h.write(self.str(series.table).as_bytes());
-                for (k, v) in &series.tags {
-                    h.write(&[0]);
-                    h.write(self.str(*k).as_bytes());
-                    h.write(&[1]);
-                    h.write(self.str(*v).as_bytes());
-                }
-            }
+        h.write(self.str(series.table).as_bytes());
+        for (k, v) in &series.tags {
+            h.write(&[0]);
+            h.write(self.str(*k).as_bytes());
+            h.write(&[1]);
+            h.write(self.str(*v).as_bytes());
         }
         ShardId((h.0 % u64::from(shards.max(1))) as u32)
     }
@@ -302,6 +300,13 @@ impl RowWriter<'_> {
     pub fn str(&mut self, name: &str, v: &str) -> &mut Self {
         self.field(name, FieldValue::Str(v))
     }
+}
+
+/// The shard that owns a device's rows among `shards` shards.
+pub(crate) fn shard_of_device(device: &str, shards: u32) -> ShardId {
+    let mut h = Fnv::new();
+    h.write(device.as_bytes());
+    ShardId((h.0 % u64::from(shards.max(1))) as u32)
 }
 
 /// 64-bit FNV-1a.

@@ -145,13 +145,7 @@ impl Store {
 
     /// The shard that owns a device's rows.
     pub fn shard_of_device(&self, device_id: &str) -> ShardId {
-        let mut b = WriteBatch::new();
-        let s = b.series("", &[(crate::batch::DEVICE_TAG, device_id)]);
-        let _ = s;
-        let series = b.series.first().cloned();
-        series.map_or(ShardId(0), |s| {
-            b.shard_of_series(&s, self.shards.len() as u32)
-        })
+        crate::batch::shard_of_device(device_id, self.shards.len() as u32)
     }
 
     /// Submits without blocking. A batch whose rows all belong to one shard (every batch of one

@@ -1,0 +1,182 @@
+//! String columns: a dictionary of distinct values plus bit-packed indices, then zstd when that
+//! is smaller.
+//!
+//! Layout: one flag byte: `0` = the body follows as is; `1` = `varint body_len` (at most
+//! [`MAX_BODY`]) then one zstd frame that decompresses to exactly `body_len` bytes. The body:
+//! `varint count`; for a non-empty block `varint dict_len` (1..=count), `dict_len` entries of
+//! `varint byte_len` + UTF-8 bytes in first-seen order, one width byte, then `count` indices
+//! packed at that width (LSB-first). Decompression is bounded by the declared length, so a
+//! hostile frame cannot make the decoder allocate more than [`MAX_BODY`].
+
+use std::collections::HashMap;
+
+use super::bytes::{Cursor, bit_width, put_varint, varint_len};
+use super::pack::{pack, packed_len, unpack};
+use super::{CodecError, append_or_restore};
+
+/// The largest decompressed body a decoder accepts (64 MiB).
+pub const MAX_BODY: usize = 64 << 20;
+const FLAG_PLAIN: u8 = 0;
+const FLAG_ZSTD: u8 = 1;
+const ZSTD_LEVEL: i32 = 3;
+
+fn encode_body<S: AsRef<str>>(values: &[S], out: &mut Vec<u8>) {
+    put_varint(out, values.len() as u64);
+    if values.is_empty() {
+        return;
+    }
+    let mut ids: HashMap<&str, u64> = HashMap::new();
+    let mut dict: Vec<&str> = Vec::new();
+    let mut indices = Vec::with_capacity(values.len());
+    for v in values {
+        let s = v.as_ref();
+        let id = *ids.entry(s).or_insert_with(|| {
+            dict.push(s);
+            dict.len() as u64 - 1
+        });
+        indices.push(id);
+    }
+    put_varint(out, dict.len() as u64);
+    for s in &dict {
+        put_varint(out, s.len() as u64);
+        out.extend_from_slice(s.as_bytes());
+    }
+    let width = bit_width(dict.len() as u64 - 1);
+    out.push(width as u8);
+    pack(indices, width, out);
+}
+
+/// Appends `values` encoded.
+pub fn encode<S: AsRef<str>>(values: &[S], out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    encode_body(values, &mut body);
+    if body.len() > 32
+        && body.len() <= MAX_BODY
+        && let Ok(frame) = zstd::bulk::compress(&body, ZSTD_LEVEL)
+        && (frame.len() as u64 + varint_len(body.len() as u64)) < body.len() as u64
+    {
+        out.push(FLAG_ZSTD);
+        put_varint(out, body.len() as u64);
+        out.extend_from_slice(&frame);
+        return;
+    }
+    out.push(FLAG_PLAIN);
+    out.extend_from_slice(&body);
+}
+
+fn decode_body(body: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
+    let mut cur = Cursor::new(body);
+    let n = cur.count()?;
+    if n == 0 {
+        return cur.finish();
+    }
+    let dict_len = cur.varint("dictionary length")?;
+    let dict_len = usize::try_from(dict_len)
+        .ok()
+        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining())
+        .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
+    let mut dict = Vec::with_capacity(dict_len);
+    for _ in 0..dict_len {
+        let len = cur.varint("string length")?;
+        let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
+        let bytes = cur.take(len, "string")?;
+        dict.push(std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?);
+    }
+    let width = cur.width()?;
+    let packed = cur.take(packed_len(n, width), "dictionary indices")?;
+    cur.finish()?;
+    out.reserve(n);
+    let mut bad = false;
+    unpack(packed, n, width, |chunk| {
+        for &i in chunk {
+            match usize::try_from(i).ok().and_then(|i| dict.get(i)) {
+                Some(s) => out.push((*s).to_owned()),
+                None => bad = true,
+            }
+        }
+    });
+    if bad {
+        return Err(CodecError::Corrupt("dictionary index out of range"));
+    }
+    Ok(())
+}
+
+/// Decodes what [`encode`] wrote, appending the strings to `out`.
+pub fn decode(bytes: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
+    append_or_restore(out, |out| {
+        let mut cur = Cursor::new(bytes);
+        match cur.u8("string flag")? {
+            FLAG_PLAIN => decode_body(cur.take(cur.remaining(), "body")?, out),
+            FLAG_ZSTD => {
+                let len = cur.varint("body length")?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|&l| l <= MAX_BODY)
+                    .ok_or(CodecError::Corrupt("declared body length over 64 MiB"))?;
+                let frame = cur.take(cur.remaining(), "zstd frame")?;
+                let body = zstd::bulk::decompress(frame, len)
+                    .map_err(|e| CodecError::Zstd(e.to_string()))?;
+                if body.len() != len {
+                    return Err(CodecError::Corrupt("zstd body shorter than declared"));
+                }
+                decode_body(&body, out)
+            }
+            tag => Err(CodecError::BadTag(tag)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(values: &[String]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode(values, &mut bytes);
+        let mut back = vec!["x".to_owned()];
+        decode(&bytes, &mut back).unwrap();
+        assert_eq!(back.get(1..), Some(values));
+        bytes
+    }
+
+    proptest! {
+        #[test]
+        fn strings_round_trip(values in prop::collection::vec(".{0,12}", 0..200)) {
+            round_trip(&values);
+        }
+
+        #[test]
+        fn few_distinct_round_trip(picks in prop::collection::vec(0usize..4, 0..2000)) {
+            let states = ["idle", "running", "fault", ""];
+            let values: Vec<String> = picks.iter().map(|&i| states[i].to_owned()).collect();
+            round_trip(&values);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let mut out = Vec::new();
+            if decode(&bytes, &mut out).is_err() {
+                prop_assert!(out.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn repetitive_strings_compress() {
+        assert_eq!(round_trip(&[]), vec![FLAG_PLAIN, 0]);
+        let values: Vec<String> = (0..1024).map(|i| format!("state-{}", i % 3)).collect();
+        let bytes = round_trip(&values);
+        assert!(bytes.len() < 300, "{}", bytes.len());
+    }
+
+    #[test]
+    fn a_zstd_bomb_is_refused() {
+        let body = vec![0u8; 1 << 20];
+        let frame = zstd::bulk::compress(&body, 3).unwrap();
+        let mut bytes = vec![FLAG_ZSTD];
+        put_varint(&mut bytes, 100);
+        bytes.extend_from_slice(&frame);
+        assert!(decode(&bytes, &mut Vec::new()).is_err());
+    }
+}
