@@ -2,6 +2,8 @@
 //! submitted as `Durability::Durable`), batches of 1,001 points (143 rows × 7 fields of a
 //! TSBS-IoT-like "readings" table with 8 tags + device_id), 1,000 trucks.
 //!
+//! A second case runs 10 M points with an 8 MiB head per shard, so seals happen during the run.
+//!
 //! Before the criterion run it prints bytes on disk per point for the same rows sealed into
 //! segments, beside those rows written as Parquet with zstd in the same run.
 //!
@@ -16,6 +18,7 @@ use mast_storage::{Durability, ScanRequest, Store, StoreConfig, WriteBatch};
 const TRUCKS: usize = 1000;
 const ROWS_PER_BATCH: usize = 143;
 const BATCHES: usize = 2000;
+const SUSTAINED_BATCHES: usize = 10_000;
 
 fn batches(seed: u64, n: usize) -> (Vec<WriteBatch>, u64) {
     let mut fleet = Fleet::new(TRUCKS, seed);
@@ -37,8 +40,13 @@ fn batches(seed: u64, n: usize) -> (Vec<WriteBatch>, u64) {
 }
 
 fn open(dir: &std::path::Path) -> Store {
+    open_with(dir, StoreConfig::new(dir).max_head_bytes)
+}
+
+fn open_with(dir: &std::path::Path, max_head_bytes: usize) -> Store {
     let mut cfg = StoreConfig::new(dir);
     cfg.shards = 2;
+    cfg.max_head_bytes = max_head_bytes;
     Store::open(cfg).expect("open store")
 }
 
@@ -123,6 +131,27 @@ fn bench(c: &mut Criterion) {
             },
             |(dir, store, b)| {
                 ingest(&store, b);
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    // Sustained: 10,000 batches (10 M points) with a small head, so each shard seals into
+    // segments several times during the run and the seal cost is in the figure.
+    let (_, points) = batches(1, SUSTAINED_BATCHES);
+    g.throughput(Throughput::Elements(points));
+    g.bench_function("readings_2shards_fsync_sealing_10M", |bench| {
+        bench.iter_batched(
+            || {
+                seed += 1;
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = open_with(dir.path(), 8 << 20);
+                (dir, store, batches(seed, SUSTAINED_BATCHES).0)
+            },
+            |(dir, store, b)| {
+                ingest(&store, b);
+                let seals = store.stats().seals;
+                assert!(seals >= 2, "expected seals during the run, got {seals}");
                 (dir, store)
             },
             BatchSize::PerIteration,

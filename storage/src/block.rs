@@ -111,8 +111,27 @@ impl Block {
     }
 }
 
+/// The values of the valid slots, in row order.
+fn present<'a, T: 'a, U>(c: &Column, v: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    v.iter()
+        .enumerate()
+        .filter(|(i, _)| c.is_valid(*i))
+        .map(|(_, x)| f(x))
+        .collect()
+}
+
+/// Min and max of ordered values as statistics.
+fn min_max<T: Ord + Copy>(
+    vals: &[T],
+    stat: impl Fn(T) -> StatValue,
+) -> (Option<StatValue>, Option<StatValue>) {
+    (
+        vals.iter().min().map(|x| stat(*x)),
+        vals.iter().max().map(|x| stat(*x)),
+    )
+}
+
 fn encode_column(key: u32, c: &Column) -> EncodedColumn {
-    let valid = |i: usize| c.is_valid(i);
     let nulls = c.null_count();
     let mut validity = Vec::new();
     if nulls > 0
@@ -121,55 +140,35 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
         codec::encode_bools(v, &mut validity);
     }
     let mut data = Vec::new();
-    let (mut min, mut max) = (None, None);
-    match &c.values {
+    let (min, max) = match &c.values {
         Values::F64(v) => {
-            let vals: Vec<f64> = v
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| valid(*i))
-                .map(|(_, x)| *x)
-                .collect();
+            let vals = present(c, v, |x| *x);
             codec::encode_f64(&vals, &mut data);
-            if !vals.iter().any(|x| x.is_nan()) && !vals.is_empty() {
+            // statistics only without NaN, so pruning by them is always safe
+            if vals.is_empty() || vals.iter().any(|x| x.is_nan()) {
+                (None, None)
+            } else {
                 let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                min = Some(StatValue::F64(lo));
-                max = Some(StatValue::F64(hi));
+                (Some(StatValue::F64(lo)), Some(StatValue::F64(hi)))
             }
         }
         Values::I64(v) => {
-            let vals: Vec<i64> = v
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| valid(*i))
-                .map(|(_, x)| *x)
-                .collect();
+            let vals = present(c, v, |x| *x);
             codec::encode_i64(&vals, &mut data);
-            min = vals.iter().min().map(|x| StatValue::I64(*x));
-            max = vals.iter().max().map(|x| StatValue::I64(*x));
+            min_max(&vals, StatValue::I64)
         }
         Values::Bool(v) => {
-            let vals: Vec<bool> = v
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| valid(*i))
-                .map(|(_, x)| *x)
-                .collect();
+            let vals = present(c, v, |x| *x);
             codec::encode_bools(&vals, &mut data);
-            min = vals.iter().min().map(|x| StatValue::Bool(*x));
-            max = vals.iter().max().map(|x| StatValue::Bool(*x));
+            min_max(&vals, StatValue::Bool)
         }
         Values::Str(v) => {
-            let vals: Vec<&str> = v
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| valid(*i))
-                .map(|(_, x)| &**x)
-                .collect();
+            let vals = present(c, v, |x| &**x);
             codec::encode_strings(&vals, &mut data);
+            (None, None)
         }
-    }
+    };
     EncodedColumn {
         key,
         ty: c.values.field_type(),
