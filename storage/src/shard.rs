@@ -73,6 +73,8 @@ pub(crate) struct ShardStats {
     pub(crate) fsync_ns: AtomicU64,
     pub(crate) apply_ns: AtomicU64,
     pub(crate) seal_ns: AtomicU64,
+    /// Gauge: segment files set aside at start because they failed verification.
+    pub(crate) quarantined: AtomicU64,
     /// Gauge: bytes in the head.
     pub(crate) head_bytes: AtomicU64,
 }

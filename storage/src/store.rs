@@ -44,6 +44,8 @@ pub struct StoreStats {
     pub head_bytes: u64,
     /// Time spent per write stage, ns: resolve, WAL write, fsync, apply, seal.
     pub stage_ns: [u64; 5],
+    /// Segment files set aside as `*.seg.corrupt` at start (gauge).
+    pub quarantined_segments: u64,
     /// Shards refusing writes after a WAL failure (gauge).
     pub poisoned_shards: u64,
 }
@@ -249,6 +251,7 @@ impl Store {
             t.seals += l(&st.seals);
             t.segments_dropped += l(&st.segments_dropped);
             t.head_bytes += l(&st.head_bytes);
+            t.quarantined_segments += l(&st.quarantined);
             for (i, a) in [
                 &st.resolve_ns,
                 &st.wal_write_ns,

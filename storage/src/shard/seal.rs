@@ -18,10 +18,15 @@ use crate::error::StoreError;
 use crate::head::{Head, SeriesTags};
 use crate::schema::Catalog;
 use crate::segment::writer::{SegmentInput, sync_dir, write};
-use crate::segment::{SegSeries, Segment, parse_file_name};
+use crate::segment::{SegSeries, Segment, SegmentError, parse_file_name};
 
 /// Opens every segment of a shard in id order and registers its columns in the catalog.
-pub(super) fn load_segments(dir: &Path, catalog: &Catalog) -> Result<Vec<Segment>, StoreError> {
+/// Segments that fail verification are renamed to `*.seg.corrupt` and listed in `quarantined`.
+pub(super) fn load_segments(
+    dir: &Path,
+    catalog: &Catalog,
+    quarantined: &mut Vec<std::path::PathBuf>,
+) -> Result<Vec<Segment>, StoreError> {
     let mut ids = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("read dir", dir, e))?;
     for e in entries {
@@ -41,10 +46,25 @@ pub(super) fn load_segments(dir: &Path, catalog: &Catalog) -> Result<Vec<Segment
         HashMap::new();
     for id in ids {
         let path = dir.join(crate::segment::file_name(id));
-        let seg = Segment::open(&path).map_err(|source| StoreError::Segment {
-            path: path.clone(),
-            source,
-        })?;
+        let seg = match Segment::open(&path) {
+            Ok(s) => s,
+            Err(e @ SegmentError::Io(_)) => {
+                return Err(StoreError::Segment {
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+            Err(e) => {
+                // Like ClickHouse's broken parts: set the file aside, keep the rest of the store up.
+                let aside = path.with_extension("seg.corrupt");
+                tracing::error!(segment = %path.display(), error = %e, moved_to = %aside.display(),
+                    "segment fails verification; quarantined, its data is not served");
+                std::fs::rename(&path, &aside)
+                    .map_err(|e| StoreError::io("quarantine", &path, e))?;
+                quarantined.push(aside);
+                continue;
+            }
+        };
         let table = catalog
             .table(&seg.meta.table)
             .map_err(|e| StoreError::Config(format!("segment {}: {e}", path.display())))?;

@@ -89,7 +89,12 @@ impl Worker {
         let dir = cfg.data_dir.join(format!("shard-{}", id.0));
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(|e| StoreError::io("create", &seg_dir, e))?;
-        let segments = super::seal::load_segments(&seg_dir, &catalog)?;
+        let mut quarantined = Vec::new();
+        let segments = super::seal::load_segments(&seg_dir, &catalog, &mut quarantined)?;
+        shared
+            .stats
+            .quarantined
+            .store(quarantined.len() as u64, Ordering::Relaxed);
         let next_segment = segments.last().map_or(1, |s| s.meta.id + 1);
         let seg_max_lsn = segments.iter().map(|s| s.meta.max_lsn).max().unwrap_or(0);
         let mut head = Head::new(cfg.block_rows);
