@@ -128,19 +128,22 @@ impl FloatCodec {
     }
 }
 
-/// Encodes with every float codec and keeps the smallest (ties → Alp). Appends to `out`:
-/// one tag byte ([`FloatCodec`]) then that codec's bytes. Returns the codec chosen.
+/// Encodes with the float codec that takes fewer bytes (ties → Alp). Appends to `out`: one tag
+/// byte ([`FloatCodec`]) then that codec's bytes. Returns the codec chosen.
+///
+/// The choice is exact, but the Gorilla encoder runs only when it wins: ALP is encoded first;
+/// then [`gorilla::encoded_len_at_least`] settles whether Gorilla would take at least as many
+/// bytes, usually from a lower bound on part of the block, else by counting Gorilla's exact
+/// size without emitting bits; Gorilla is encoded, replacing ALP, only when strictly smaller.
 pub fn encode_f64(values: &[f64], out: &mut Vec<u8>) -> FloatCodec {
     let start = out.len();
     out.push(FloatCodec::Alp as u8);
     alp::encode(values, out);
     let alp_len = out.len() - start - 1;
-    let mut gorilla_bytes = Vec::with_capacity(alp_len + 16);
-    gorilla::encode(values, &mut gorilla_bytes);
-    if gorilla_bytes.len() < alp_len {
+    if !gorilla::encoded_len_at_least(values, alp_len) {
         out.truncate(start);
         out.push(FloatCodec::Gorilla as u8);
-        out.extend_from_slice(&gorilla_bytes);
+        gorilla::encode(values, out);
         FloatCodec::Gorilla
     } else {
         FloatCodec::Alp
@@ -228,6 +231,18 @@ mod tests {
             let mut back = vec![1.0];
             decode_f64(&bytes, &mut back).unwrap();
             prop_assert_eq!(bits(&back[1..]), raw);
+        }
+
+        #[test]
+        fn encode_f64_keeps_the_smaller_encoding(raw in prop::collection::vec(-3000i64..3000, 0..300), noisy in any::<bool>()) {
+            let values: Vec<f64> = raw.iter().map(|&n| if noisy { (n as f64).sin() } else { n as f64 / 100.0 }).collect();
+            let (mut alp_bytes, mut gorilla_bytes, mut chosen) = (Vec::new(), Vec::new(), Vec::new());
+            alp::encode(&values, &mut alp_bytes);
+            gorilla::encode(&values, &mut gorilla_bytes);
+            let codec = encode_f64(&values, &mut chosen);
+            let want = if gorilla_bytes.len() < alp_bytes.len() { FloatCodec::Gorilla } else { FloatCodec::Alp };
+            prop_assert_eq!(codec, want);
+            prop_assert_eq!(chosen.len(), 1 + alp_bytes.len().min(gorilla_bytes.len()));
         }
 
         #[test]

@@ -9,6 +9,11 @@
 //! shared FOR/DELTA patched bit-packing (`pfor`), which unpacks 64 values per width-specialised
 //! kernel call. Layout: `varint count`; if non-empty `u8 e`, `u8 f`, the integer block, then
 //! `varint k` exceptions: `k` varint position gaps and `k` raw little-endian `u64` bit patterns.
+//!
+//! Data that is not decimal (a quick look at the sample finds no scale that pays) is written
+//! as every value an exception: 72 bits a value, without searching every scale or planning the
+//! integer block. The decoder unpacks the integers, scales them straight into the output 64 at
+//! a time, and patches the exceptions in one pass over positions and raw values.
 
 use super::bytes::{Cursor, bit_width, put_varint};
 use super::{CodecError, append_or_restore, pfor};
@@ -75,14 +80,7 @@ impl Scale {
 /// which values round-trip. So the search walks `k = e - f` upwards, tries the factors for each
 /// `k`, abandons a combination once its exceptions alone cost more than the best so far, and stops
 /// after the first `k` that fits every sampled value: a larger `k` only widens the integers.
-fn choose_scale(values: &[f64]) -> Scale {
-    // Most combinations fail on nearly every value, so first abandon them after a few
-    // exceptions; only if nothing survives that is every combination measured in full.
-    choose_scale_with(values, 3)
-        .unwrap_or_else(|| choose_scale_with(values, SAMPLE as u64 + 1).unwrap_or(Scale::new(0, 0)))
-}
-
-fn choose_scale_with(values: &[f64], give_up: u64) -> Option<Scale> {
+fn choose_scale(values: &[f64]) -> Option<Scale> {
     let step = values.len().div_ceil(SAMPLE).max(1);
     let mut sample = [0f64; SAMPLE];
     let mut len = 0;
@@ -91,6 +89,47 @@ fn choose_scale_with(values: &[f64], give_up: u64) -> Option<Scale> {
         len += 1;
     }
     let sample = sample.get(..len).unwrap_or(&[]);
+    // Most combinations fail on nearly every value, so first abandon them after a few
+    // exceptions; only if nothing survives that, and the sample does not show scaling losing
+    // to storing every value as an exception (`None`), is every combination measured in full.
+    if let Some(scale) = choose_scale_with(sample, 3) {
+        return Some(scale);
+    }
+    if all_exceptions_is_no_larger(sample) {
+        return None;
+    }
+    Some(choose_scale_with(sample, SAMPLE as u64 + 1).unwrap_or(Scale::new(0, 0)))
+}
+
+/// Whether a quick look at `sample` says a scaled encoding would take at least the 72 bits a
+/// value of making every value an exception (64 raw bits and a one-byte position gap). Tries
+/// every exponent with `f = 0` and counts what the encoder would really write: every value
+/// takes a slot as wide as the fitted integers' range, and an exception 72 bits more.
+fn all_exceptions_is_no_larger(sample: &[f64]) -> bool {
+    let len = sample.len() as u64;
+    (0..=MAX_EXPONENT).all(|e| {
+        let scale = Scale::new(e, 0);
+        let (mut misses, mut min, mut max) = (0u64, i64::MAX, i64::MIN);
+        for &v in sample {
+            let (n, ok) = scale.encode(v);
+            if ok {
+                min = min.min(n);
+                max = max.max(n);
+            } else {
+                misses += 1;
+            }
+        }
+        let width = if misses < len {
+            u64::from(bit_width(max.wrapping_sub(min) as u64))
+        } else {
+            0
+        };
+        misses * (64 + 8) + len * width >= len * (64 + 8)
+    })
+}
+
+fn choose_scale_with(sample: &[f64], give_up: u64) -> Option<Scale> {
+    let len = sample.len();
     let mut best = (u64::MAX, None);
     for k in 0..=MAX_EXPONENT {
         let mut all_fit = false;
@@ -140,7 +179,19 @@ pub fn encode(values: &[f64], out: &mut Vec<u8>) {
     if values.is_empty() {
         return;
     }
-    let scale = choose_scale(values);
+    let Some(scale) = choose_scale(values) else {
+        // Every value an exception (`e = f = 0`, all integers 0): 72 bits a value, written
+        // without planning the integer block.
+        out.extend_from_slice(&[0, 0]);
+        pfor::encode_zeros(out);
+        put_varint(out, values.len() as u64);
+        out.resize(out.len() + values.len(), 0);
+        out.reserve(values.len() * 8);
+        for v in values {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        return;
+    };
     out.push(scale.e);
     out.push(scale.f);
     let mut ints = Vec::with_capacity(values.len());
@@ -192,33 +243,37 @@ pub fn decode(bytes: &[u8], out: &mut Vec<f64>) -> Result<(), CodecError> {
             return Err(CodecError::Corrupt("ALP exponent or factor out of range"));
         }
         let scale = Scale::new(e, f);
-        let mut ints = Vec::with_capacity(n);
-        pfor::decode(&mut cur, n, &mut ints)?;
         let start = out.len();
         out.reserve(n);
-        out.extend(ints.iter().map(|&i| scale.decode(i)));
+        pfor::decode_chunks(&mut cur, n, |c| {
+            out.extend(c.iter().map(|&i| scale.decode(i)));
+        })?;
         let k = cur.varint("exception count")?;
         let k = usize::try_from(k)
             .ok()
             .filter(|&k| k <= n && k.saturating_mul(9) <= cur.remaining())
             .ok_or(CodecError::Corrupt("exception count out of range"))?;
-        let mut positions = Vec::with_capacity(k);
-        let mut pos = 0u64;
-        for _ in 0..k {
-            pos = pos.saturating_add(cur.varint("exception position")?);
-            positions.push(pos);
-            pos = pos.saturating_add(1);
+        if k == 0 {
+            return cur.finish();
         }
-        for p in positions {
-            let bits = cur.u64_le("exception value")?;
-            let slot = usize::try_from(p)
+        // The `k` raw values end the block (nothing may trail them), so the position gaps are
+        // exactly the bytes before them and both lists are read in one pass.
+        let rest = cur.take(cur.remaining(), "exceptions")?;
+        let (gap_bytes, raw_bytes) = rest.split_at(rest.len() - 8 * k);
+        let mut gaps = Cursor::new(gap_bytes);
+        let mut pos = 0u64;
+        let written = out.get_mut(start..).unwrap_or(&mut []);
+        for raw in raw_bytes.chunks_exact(8) {
+            pos = pos.saturating_add(gaps.varint("exception position")?);
+            let bits = <[u8; 8]>::try_from(raw).map_or(0, u64::from_le_bytes);
+            let slot = usize::try_from(pos)
                 .ok()
-                .filter(|&p| p < n)
-                .and_then(|p| out.get_mut(start + p))
+                .and_then(|p| written.get_mut(p))
                 .ok_or(CodecError::Corrupt("exception position out of range"))?;
             *slot = f64::from_bits(bits);
+            pos = pos.saturating_add(1);
         }
-        cur.finish()
+        gaps.finish()
     })
 }
 

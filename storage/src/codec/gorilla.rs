@@ -8,8 +8,8 @@
 //! stored as 64 raw bits. Works on raw bit patterns, so NaN payloads, `-0.0`, infinities and
 //! subnormals round-trip exactly. Layout: `varint count`, then the LSB-first bit stream.
 
-use super::bits::{BitReader, BitWriter};
-use super::bytes::{Cursor, put_varint};
+use super::bits::{BitWriter, mask};
+use super::bytes::{Cursor, put_varint, varint_len};
 use super::{CodecError, append_or_restore};
 
 /// Appends `values` encoded.
@@ -72,25 +72,194 @@ pub fn decode(bytes: &[u8], out: &mut Vec<f64>) -> Result<(), CodecError> {
     })
 }
 
-fn decode_stream(stream: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), CodecError> {
-    const TRUNCATED: CodecError = CodecError::Truncated {
-        what: "gorilla bit stream",
+/// The exact number of bytes [`encode`] appends for `values`, without writing any bits: the
+/// same control decisions, summed. [`super::encode_f64`] uses it to run the Gorilla encoder
+/// only when Gorilla wins.
+pub fn encoded_len(values: &[f64]) -> usize {
+    let header = varint_len(values.len() as u64) as usize;
+    let Some((first, rest)) = values.split_first() else {
+        return header;
     };
-    let mut r = BitReader::new(stream);
-    let mut prev = r.read_u64(64)?;
+    let mut bits = 64u64;
+    let mut prev = first.to_bits();
+    let (mut lead, mut trail) = (64u32, 0u32);
+    for v in rest {
+        let cur = v.to_bits();
+        let x = cur ^ prev;
+        prev = cur;
+        let l = x.leading_zeros().min(31);
+        let t = x.trailing_zeros().min(63);
+        let reuse = l >= lead && t >= trail;
+        // Branch-free on the common paths: a repeat costs 1 bit, a reused window `2 + sig`, a
+        // new window `13 + sig` (and moves the window).
+        let cost = if x == 0 {
+            1
+        } else if reuse {
+            66 - lead - trail
+        } else {
+            77 - l - t
+        };
+        let new_window = x != 0 && !reuse;
+        lead = if new_window { l } else { lead };
+        trail = if new_window { t } else { trail };
+        bits += u64::from(cost);
+    }
+    header + bits.div_ceil(8) as usize
+}
+
+/// Whether [`encode`] would append at least `limit` bytes for `values`, decided as cheaply as
+/// possible and always exactly.
+///
+/// First a lower bound in which no value's cost depends on the window the ones before it left:
+/// a value costs at least 1 bit if it repeats, else 2 control bits and the meaningful bits of
+/// its own XOR (a reused window is at least that wide; a new one costs 13 control bits and
+/// hides at most 31 leading zeros). It is summed 64 values at a time, counting 1 bit for each
+/// value not yet looked at, and stops as soon as it reaches `limit`; only if it never does is
+/// the exact size counted with [`encoded_len`].
+pub fn encoded_len_at_least(values: &[f64], limit: usize) -> bool {
+    let header = varint_len(values.len() as u64) as usize;
+    let Some((first, rest)) = values.split_first() else {
+        return header >= limit;
+    };
+    let limit_bits = (limit.saturating_sub(header) as u64).saturating_sub(1) * 8 + 1;
+    // Bits certainly written: the first value and one bit for every later one.
+    let mut bits = 64 + rest.len() as u64;
+    let mut prev = first.to_bits();
+    for chunk in rest.chunks(64) {
+        if bits >= limit_bits {
+            return true;
+        }
+        let mut extra = 0u64;
+        for v in chunk {
+            let cur = v.to_bits();
+            let x = cur ^ prev;
+            prev = cur;
+            // Beyond the bit counted already: 65 - leading - trailing zeros for a change, 0 for
+            // a repeat (whose zeros add up to 128).
+            extra += u64::from(65u32.saturating_sub(x.leading_zeros() + x.trailing_zeros()));
+        }
+        bits += extra;
+    }
+    bits >= limit_bits || encoded_len(values) >= limit
+}
+
+/// A bit reader over the Gorilla stream whose state lives in locals of the decode loop.
+struct Bits<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    buf: u64,
+    avail: u32,
+}
+
+impl Bits<'_> {
+    /// Tops `buf` up to at least 56 bits, or to the end of the input.
+    #[inline(always)]
+    fn refill(&mut self) {
+        if let Some(Ok(word)) = self
+            .bytes
+            .get(self.pos..self.pos.wrapping_add(8))
+            .map(<[u8; 8]>::try_from)
+        {
+            // `avail` <= 63, so the shift is in range; bits loaded beyond the counted bytes
+            // are the same stream bits the next load ORs in again.
+            self.buf |= u64::from_le_bytes(word) << self.avail;
+            self.pos += ((63 - self.avail) >> 3) as usize;
+            self.avail |= 56;
+        } else {
+            self.refill_tail();
+        }
+    }
+
+    /// Byte by byte near the end of the input; leaves `avail` in 57..=64 unless the input ends.
+    #[cold]
+    fn refill_tail(&mut self) {
+        while self.avail <= 56 {
+            let Some(&b) = self.bytes.get(self.pos) else {
+                break;
+            };
+            self.buf |= u64::from(b) << self.avail;
+            self.pos += 1;
+            self.avail += 8;
+        }
+    }
+
+    /// Drops `n` <= `avail` bits.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.buf = self.buf.checked_shr(n).unwrap_or(0);
+        self.avail -= n;
+    }
+
+    /// Reads `n` bits (1..=64).
+    #[inline(always)]
+    fn read(&mut self, n: u32) -> Result<u64, CodecError> {
+        if n > self.avail {
+            self.refill();
+        }
+        if n <= self.avail {
+            let v = self.buf & mask(n);
+            self.consume(n);
+            return Ok(v);
+        }
+        self.read_slow(n)
+    }
+
+    /// `n` bits when more than the buffer holds: over 56, or past the end of the input.
+    #[cold]
+    fn read_slow(&mut self, n: u32) -> Result<u64, CodecError> {
+        if self.avail < 32 {
+            return Err(TRUNCATED);
+        }
+        let lo = self.buf & mask(32);
+        self.consume(32);
+        self.refill();
+        let rest = n - 32;
+        if rest > self.avail {
+            return Err(TRUNCATED);
+        }
+        let hi = self.buf & mask(rest);
+        self.consume(rest);
+        Ok(lo | (hi << 32))
+    }
+
+    /// Succeeds if fewer than 8 bits (the padding) remain unread.
+    fn finish(&self) -> Result<(), CodecError> {
+        let unread_bits = (self.bytes.len() - self.pos) * 8 + self.avail as usize;
+        if unread_bits >= 8 {
+            Err(CodecError::TrailingBytes(unread_bits / 8))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+const TRUNCATED: CodecError = CodecError::Truncated {
+    what: "gorilla bit stream",
+};
+
+fn decode_stream(stream: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), CodecError> {
+    let mut r = Bits {
+        bytes: stream,
+        pos: 0,
+        buf: 0,
+        avail: 0,
+    };
+    let mut prev = r.read(64)?;
     out.push(f64::from_bits(prev));
     let (mut sig, mut trail) = (0u32, 0u32);
     for _ in 1..n {
-        let avail = r.fill();
-        let ctl = r.peek(13);
+        if r.avail < 13 {
+            r.refill();
+        }
+        let ctl = r.buf;
         if ctl & 1 == 0 {
-            if avail < 1 {
+            if r.avail < 1 {
                 return Err(TRUNCATED);
             }
             r.consume(1);
         } else {
             if ctl & 2 == 0 {
-                if avail < 2 {
+                if r.avail < 2 {
                     return Err(TRUNCATED);
                 }
                 if sig == 0 {
@@ -100,7 +269,7 @@ fn decode_stream(stream: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), Code
                 }
                 r.consume(2);
             } else {
-                if avail < 13 {
+                if r.avail < 13 {
                     return Err(TRUNCATED);
                 }
                 r.consume(13);
@@ -113,7 +282,7 @@ fn decode_stream(stream: &[u8], n: usize, out: &mut Vec<f64>) -> Result<(), Code
                     .checked_sub(lead + sig)
                     .ok_or(CodecError::Corrupt("gorilla window wider than 64 bits"))?;
             }
-            prev ^= r.read_u64(sig)? << trail;
+            prev ^= r.read(sig)? << trail;
         }
         out.push(f64::from_bits(prev));
     }
@@ -128,6 +297,14 @@ mod tests {
     fn round_trip(values: &[f64]) -> usize {
         let mut bytes = Vec::new();
         encode(values, &mut bytes);
+        assert_eq!(encoded_len(values), bytes.len());
+        for slack in [0, 1, 2] {
+            assert!(encoded_len_at_least(
+                values,
+                bytes.len().saturating_sub(slack)
+            ));
+        }
+        assert!(!encoded_len_at_least(values, bytes.len() + 1));
         let mut back = vec![0.25];
         decode(&bytes, &mut back).unwrap();
         let want: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();

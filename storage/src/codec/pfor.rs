@@ -199,6 +199,124 @@ pub(crate) fn encode(values: &[i64], out: &mut Vec<u8>) {
     write_block(values, for_plan, out);
 }
 
+/// Appends what [`encode`] writes for any number of items that are all 0: FOR, base 0, width 0,
+/// no patches.
+pub(crate) fn encode_zeros(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[MODE_FOR, 0, 0, 0]);
+}
+
+/// Decodes one PFOR block of `m` items, handing them to `sink` in chunks of up to 64. With
+/// `delta = Some(acc)` the items are deltas and `sink` sees their running sum after `acc`.
+///
+/// Patches are read before the slots are unpacked (their bytes follow the slots) and applied
+/// to each chunk as it goes by, so nothing is decoded twice; positions that are not strictly
+/// ascending (no encoder writes them) take the slower path of [`read_block_unordered`].
+/// [`read_block`] is the same for a caller that wants the integers themselves.
+fn read_block_chunks(
+    cur: &mut Cursor<'_>,
+    m: usize,
+    delta: Option<i64>,
+    sink: &mut impl FnMut(&[i64]),
+) -> Result<(), CodecError> {
+    let base = cur.varint_i64("frame base")?;
+    let width = cur.width()?;
+    let packed = cur.take(packed_len(m, width), "packed values")?;
+    let patches = cur.varint("patch count")?;
+    let mut positions = Vec::new();
+    let mut values = Vec::new();
+    if patches > 0 {
+        let patches = usize::try_from(patches)
+            .ok()
+            .filter(|&k| k <= m)
+            .ok_or(CodecError::Corrupt("more patches than values"))?;
+        let patch_width = cur.width()?;
+        let pos_bits = bit_width(m.saturating_sub(1) as u64);
+        let pos_bytes = cur.take(packed_len(patches, pos_bits), "patch positions")?;
+        let val_bytes = cur.take(packed_len(patches, patch_width), "patch values")?;
+        positions.reserve_exact(patches);
+        unpack(pos_bytes, patches, pos_bits, |c| {
+            positions.extend_from_slice(c)
+        });
+        if positions.iter().any(|&p| p >= m as u64) {
+            return Err(CodecError::Corrupt("patch position out of range"));
+        }
+        values.reserve_exact(patches);
+        unpack(val_bytes, patches, patch_width, |c| {
+            values.extend(c.iter().map(|&zz| base.wrapping_add(unzigzag(zz))))
+        });
+        if positions.windows(2).any(|w| w[0] >= w[1]) {
+            return read_block_unordered(packed, m, width, base, &positions, &values, delta, sink);
+        }
+    }
+    let mut acc = delta.unwrap_or(0);
+    let mut done = 0u64;
+    let mut next = 0;
+    let mut chunk = [0i64; 64];
+    unpack(packed, m, width, |slots| {
+        let chunk = &mut chunk[..slots.len()];
+        for (c, &u) in chunk.iter_mut().zip(slots) {
+            *c = base.wrapping_add(u as i64);
+        }
+        let end = done + slots.len() as u64;
+        while let (Some(&p), Some(&v)) = (positions.get(next), values.get(next)) {
+            if p >= end {
+                break;
+            }
+            if let Some(c) = chunk.get_mut((p - done) as usize) {
+                *c = v;
+            }
+            next += 1;
+        }
+        done = end;
+        if delta.is_some() {
+            // A local running sum: through the captured `acc` every step would be a store and
+            // a reload.
+            let mut sum = acc;
+            for c in chunk.iter_mut() {
+                sum = sum.wrapping_add(*c);
+                *c = sum;
+            }
+            acc = sum;
+        }
+        sink(chunk);
+    });
+    Ok(())
+}
+
+/// [`read_block_chunks`] for patch positions in any order: all slots first, then the patches in list
+/// order, then the running sum.
+#[allow(clippy::too_many_arguments)]
+fn read_block_unordered(
+    packed: &[u8],
+    m: usize,
+    width: u32,
+    base: i64,
+    positions: &[u64],
+    values: &[i64],
+    delta: Option<i64>,
+    sink: &mut impl FnMut(&[i64]),
+) -> Result<(), CodecError> {
+    let mut items = Vec::with_capacity(m);
+    unpack(packed, m, width, |c| {
+        items.extend(c.iter().map(|&u| base.wrapping_add(u as i64)))
+    });
+    for (&p, &v) in positions.iter().zip(values) {
+        if let Some(slot) = items.get_mut(p as usize) {
+            *slot = v;
+        }
+    }
+    if let Some(mut acc) = delta {
+        for v in &mut items {
+            acc = acc.wrapping_add(*v);
+            *v = acc;
+        }
+    }
+    for c in items.chunks(64) {
+        sink(c);
+    }
+    Ok(())
+}
+
 /// Decodes one PFOR block of `n` items, appending them to `out`.
 fn read_block(cur: &mut Cursor<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), CodecError> {
     let start = out.len();
@@ -244,6 +362,24 @@ fn read_block(cur: &mut Cursor<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), 
     err.map_or(Ok(()), Err)
 }
 
+/// Decodes `n` (>= 1) values written by [`encode`], handing them to `sink` in order, in chunks
+/// of up to 64. On error `sink` may have seen some values.
+pub(crate) fn decode_chunks(
+    cur: &mut Cursor<'_>,
+    n: usize,
+    mut sink: impl FnMut(&[i64]),
+) -> Result<(), CodecError> {
+    match cur.u8("integer mode")? {
+        MODE_FOR => read_block_chunks(cur, n, None, &mut sink),
+        MODE_DELTA => {
+            let first = cur.varint_i64("first value")?;
+            sink(&[first]);
+            read_block_chunks(cur, n.saturating_sub(1), Some(first), &mut sink)
+        }
+        tag => Err(CodecError::BadTag(tag)),
+    }
+}
+
 /// Decodes `n` (>= 1) values written by [`encode`], appending them to `out`.
 pub(crate) fn decode(cur: &mut Cursor<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), CodecError> {
     match cur.u8("integer mode")? {
@@ -286,6 +422,54 @@ mod tests {
         }
         let len = round_trip(&values);
         assert!(len * 8 < 1024 * 10, "{len} bytes");
+    }
+
+    /// `decode` and `decode_chunks` on the same bytes: both results, values and bytes left.
+    fn both_decoders(bytes: &[u8], n: usize) -> [(bool, Vec<i64>, usize); 2] {
+        let (mut plain, mut chunked) = (Vec::new(), Vec::new());
+        let mut cur = Cursor::new(bytes);
+        let ok = decode(&mut cur, n, &mut plain).is_ok();
+        let a = (ok, plain, cur.remaining());
+        let mut cur = Cursor::new(bytes);
+        let ok = decode_chunks(&mut cur, n, |c| chunked.extend_from_slice(c)).is_ok();
+        let b = (ok, chunked, cur.remaining());
+        [a, b]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_decode_matches_plain_decode(values in proptest::collection::vec(-5000i64..5000, 1..400), outliers in proptest::collection::vec((0usize..400, proptest::prelude::any::<i64>()), 0..8)) {
+            let mut values = values;
+            for (i, v) in outliers {
+                let len = values.len();
+                values[i % len] = v;
+            }
+            let mut bytes = Vec::new();
+            encode(&values, &mut bytes);
+            let [plain, chunked] = both_decoders(&bytes, values.len());
+            proptest::prop_assert!(plain.0);
+            proptest::prop_assert_eq!(&plain.1, &values);
+            proptest::prop_assert_eq!(plain, chunked);
+        }
+
+        #[test]
+        fn chunked_decode_agrees_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), n in 1usize..200) {
+            let [plain, chunked] = both_decoders(&bytes, n);
+            proptest::prop_assert_eq!(plain.0, chunked.0);
+            if plain.0 {
+                proptest::prop_assert_eq!(plain, chunked);
+            }
+        }
+    }
+
+    #[test]
+    fn encode_zeros_matches_the_planned_encoding() {
+        for n in [1, 2, 64, 1024] {
+            let (mut planned, mut direct) = (Vec::new(), Vec::new());
+            encode(&vec![0; n], &mut planned);
+            encode_zeros(&mut direct);
+            assert_eq!(planned, direct);
+        }
     }
 
     #[test]
