@@ -36,7 +36,7 @@
 pub mod alp;
 pub mod bits;
 pub mod boolean;
-mod bytes;
+pub(crate) mod bytes;
 pub mod gorilla;
 pub mod integer;
 mod pack;

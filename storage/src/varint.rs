@@ -1,19 +1,9 @@
-//! LEB128 varints and a bounds-checked byte reader for Mast's own binary encodings (write batches,
-//! segment footers). Readers of outside bytes never panic: every read returns `None` past the end.
+//! A bounds-checked byte reader for Mast's own binary encodings (write batches, segment footers),
+//! and the codecs' varint writers re-exported for them. Reads of outside bytes never panic: every
+//! read returns `None` past the end.
 
-/// Appends `v` as an unsigned LEB128 varint.
-pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Appends `v` zigzag-encoded as a varint.
-pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
-    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
-}
+// One varint writer for the whole crate: the codecs' (same LEB128 and zigzag as the readers below).
+pub(crate) use crate::codec::bytes::{put_varint as put_u64, put_varint_i64 as put_i64};
 
 /// Appends a length-prefixed byte string.
 pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -78,7 +68,7 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn var_i64(&mut self) -> Option<i64> {
         let u = self.var_u64()?;
-        Some(((u >> 1) as i64) ^ -((u & 1) as i64))
+        Some(crate::codec::bytes::unzigzag(u))
     }
 
     /// A varint used as a count or index, bounded by `max`.
