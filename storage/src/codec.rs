@@ -137,8 +137,22 @@ impl FloatCodec {
 /// size without emitting bits; Gorilla is encoded, replacing ALP, only when strictly smaller.
 pub fn encode_f64(values: &[f64], out: &mut Vec<u8>) -> FloatCodec {
     let start = out.len();
+    let scale = alp::plan(values);
+    if let Some(alp_len) = alp::all_exceptions_len(values, scale) {
+        // Not decimal data: ALP could only store raw values. Encode Gorilla and keep it unless it
+        // is larger than ALP's known size (ties still go to ALP).
+        out.push(FloatCodec::Gorilla as u8);
+        gorilla::encode(values, out);
+        if out.len() - start - 1 < alp_len {
+            return FloatCodec::Gorilla;
+        }
+        out.truncate(start);
+        out.push(FloatCodec::Alp as u8);
+        alp::encode_with(values, scale, out);
+        return FloatCodec::Alp;
+    }
     out.push(FloatCodec::Alp as u8);
-    alp::encode(values, out);
+    alp::encode_with(values, scale, out);
     let alp_len = out.len() - start - 1;
     if !gorilla::encoded_len_at_least(values, alp_len) {
         out.truncate(start);
@@ -240,6 +254,9 @@ mod tests {
             alp::encode(&values, &mut alp_bytes);
             gorilla::encode(&values, &mut gorilla_bytes);
             let codec = encode_f64(&values, &mut chosen);
+            if let Some(len) = alp::all_exceptions_len(&values, alp::plan(&values)) {
+                prop_assert_eq!(len, alp_bytes.len());
+            }
             let want = if gorilla_bytes.len() < alp_bytes.len() { FloatCodec::Gorilla } else { FloatCodec::Alp };
             prop_assert_eq!(codec, want);
             prop_assert_eq!(chosen.len(), 1 + alp_bytes.len().min(gorilla_bytes.len()));
@@ -268,8 +285,33 @@ mod tests {
     fn decimals_choose_alp_and_noise_chooses_gorilla() {
         let decimals: Vec<f64> = (0..1024).map(|i| f64::from(i % 300) / 10.0).collect();
         assert_eq!(encode_f64(&decimals, &mut Vec::new()), FloatCodec::Alp);
+        assert_eq!(
+            alp::all_exceptions_len(&decimals, alp::plan(&decimals)),
+            None
+        );
         let noise: Vec<f64> = (0..1024).map(|i| f64::from(i).sin()).collect();
         assert_eq!(encode_f64(&noise, &mut Vec::new()), FloatCodec::Gorilla);
+        // the all-exception form's size is known without writing it
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let raw: Vec<f64> = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                f64::from_bits(x)
+            })
+            .collect();
+        let mut alp_bytes = Vec::new();
+        alp::encode_with(&raw, None, &mut alp_bytes);
+        assert_eq!(alp::all_exceptions_len(&raw, None), Some(alp_bytes.len()));
+        let mut back = Vec::new();
+        alp::decode(&alp_bytes, &mut back).unwrap();
+        assert!(
+            back.iter()
+                .zip(&raw)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        assert_eq!(encode_f64(&raw, &mut Vec::new()), FloatCodec::Gorilla);
     }
 
     #[test]

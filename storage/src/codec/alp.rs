@@ -15,7 +15,7 @@
 //! integer block. The decoder unpacks the integers, scales them straight into the output 64 at
 //! a time, and patches the exceptions in one pass over positions and raw values.
 
-use super::bytes::{Cursor, bit_width, put_varint};
+use super::bytes::{Cursor, bit_width, put_varint, varint_len};
 use super::{CodecError, append_or_restore, pfor};
 
 /// The largest exponent the encoder tries.
@@ -38,7 +38,7 @@ const EXCEPTION_BITS: u64 = 64 + 16;
 
 /// Scale factors for one `(e, f)` choice.
 #[derive(Debug, Clone, Copy)]
-struct Scale {
+pub(crate) struct Scale {
     e: u8,
     f: u8,
     enc_e: f64,
@@ -174,12 +174,40 @@ fn choose_scale_with(sample: &[f64], give_up: u64) -> Option<Scale> {
 }
 
 /// Appends `values` encoded as one block.
+/// The scale [`encode`] would use for `values` (`None`: store every value as an exception, or
+/// `values` is empty). Search once, then hand it to [`encode_with`].
+pub(crate) fn plan(values: &[f64]) -> Option<Scale> {
+    if values.is_empty() {
+        None
+    } else {
+        choose_scale(values)
+    }
+}
+
+/// The exact size [`encode_with`] writes for `values` when `scale` is `None` (every value an
+/// exception); `None` otherwise. Lets the chooser skip writing an encoding that can only lose.
+pub(crate) fn all_exceptions_len(values: &[f64], scale: Option<Scale>) -> Option<usize> {
+    if values.is_empty() || scale.is_some() {
+        return None;
+    }
+    let mut zeros = Vec::new();
+    pfor::encode_zeros(&mut zeros);
+    let n = values.len() as u64;
+    // count, e and f, the empty integer block, exception count, one-byte gaps, raw values
+    Some((2 * varint_len(n) + 2) as usize + zeros.len() + 9 * values.len())
+}
+
 pub fn encode(values: &[f64], out: &mut Vec<u8>) {
+    encode_with(values, plan(values), out);
+}
+
+/// [`encode`] with the scale already chosen by [`plan`].
+pub(crate) fn encode_with(values: &[f64], scale: Option<Scale>, out: &mut Vec<u8>) {
     put_varint(out, values.len() as u64);
     if values.is_empty() {
         return;
     }
-    let Some(scale) = choose_scale(values) else {
+    let Some(scale) = scale else {
         // Every value an exception (`e = f = 0`, all integers 0): 72 bits a value, written
         // without planning the integer block.
         out.extend_from_slice(&[0, 0]);
