@@ -120,13 +120,7 @@ fn readers_never_see_half_a_batch_and_always_see_acknowledged_ones() {
     for r in readers {
         assert!(r.join().unwrap() >= 3);
     }
-    let n: usize = store
-        .snapshot()
-        .scan(&ScanRequest::table("a"))
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let n: usize = common::row_count(&store, "a");
     assert_eq!(n, 4 * 150 * ROWS_PER_BATCH as usize);
     assert!(store.stats().seals > 0, "the test meant to cross seals");
 }

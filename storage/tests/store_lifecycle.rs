@@ -68,13 +68,7 @@ fn an_old_head_is_sealed_by_age_and_the_wal_is_trimmed_behind_it() {
         wal_after < wal_before,
         "WAL not trimmed: {wal_before} -> {wal_after} bytes"
     );
-    let rows: usize = store
-        .snapshot()
-        .scan(&ScanRequest::table("m"))
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let rows: usize = common::row_count(&store, "m");
     assert_eq!(rows, 500);
 }
 
@@ -150,13 +144,7 @@ fn a_full_queue_hands_the_batch_back_and_accepts_again_once_drained() {
         .unwrap()
         .wait()
         .unwrap();
-    let rows: usize = store
-        .snapshot()
-        .scan(&ScanRequest::table("m"))
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let rows: usize = common::row_count(&store, "m");
     assert_eq!(rows, (i as usize + 1) * 10);
 }
 

@@ -60,13 +60,7 @@ fn expired_partitions_are_deleted_as_files_and_vanish_from_scans() {
     assert_eq!(dropped, 3);
     assert_eq!(seg_files(dir.path()), 7);
     let snap = store.snapshot();
-    let n = |t: &str| -> usize {
-        snap.scan(&ScanRequest::table(t))
-            .unwrap()
-            .iter()
-            .map(|b| b.num_rows())
-            .sum()
-    };
+    let n = |t: &str| common::count(&snap.scan(&ScanRequest::table(t)).unwrap());
     assert_eq!(n("short"), 2);
     assert_eq!(n("forever"), 5);
     assert_eq!(store.stats().segments_dropped, 3);
@@ -93,19 +87,8 @@ fn readers_holding_a_snapshot_keep_reading_dropped_segments() {
     let old = store.snapshot();
     assert_eq!(store.enforce_retention(10 * DAY).unwrap(), 1);
     assert_eq!(seg_files(dir.path()), 0);
-    let rows: usize = old
-        .scan(&ScanRequest::table("m"))
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let rows = common::count(&old.scan(&ScanRequest::table("m")).unwrap());
     assert_eq!(rows, 1000);
-    let rows: usize = store
-        .snapshot()
-        .scan(&ScanRequest::table("m"))
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
+    let rows: usize = common::row_count(&store, "m");
     assert_eq!(rows, 0);
 }

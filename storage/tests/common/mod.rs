@@ -80,6 +80,11 @@ pub fn table_rows(store: &Store, table: &str) -> Vec<BTreeMap<String, Cell>> {
     rows(&store.snapshot().scan(&ScanRequest::table(table)).unwrap())
 }
 
+/// Rows of a whole table in the store's current snapshot.
+pub fn row_count(store: &Store, table: &str) -> usize {
+    count(&store.snapshot().scan(&ScanRequest::table(table)).unwrap())
+}
+
 pub fn count(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
