@@ -4,7 +4,10 @@
 //! What it is not: it opens no sockets and stores nothing; the server in `mast-engine` drives it.
 //! Depends on no other Mast crate (checked by `tests/tests/workspace_layering.rs`).
 //!
-//! The codec lands with issue 3; until then this crate only fixes its place in the layering.
+//! Built so far: topic names and filters ([`topic`]). The packet codec and the session state
+//! machine land with issue 3.
+
+pub mod topic;
 
 /// The MQTT protocol levels this crate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
