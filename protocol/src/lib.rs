@@ -4,9 +4,10 @@
 //! What it is not: it opens no sockets and stores nothing; the server in `mast-engine` drives it.
 //! Depends on no other Mast crate (checked by `tests/tests/workspace_layering.rs`).
 //!
-//! Built so far: topic names and filters ([`topic`]). The packet codec and the session state
-//! machine land with issue 3.
+//! Built so far: the fixed header ([`fixed_header`]) and topic names and filters ([`topic`]). The
+//! packet bodies and the session state machine land with issue 3.
 
+pub mod fixed_header;
 pub mod topic;
 
 /// The MQTT protocol levels this crate speaks.
