@@ -4,12 +4,13 @@
 //! What it is not: it opens no sockets and stores nothing; the server in `mast-engine` drives it.
 //! Depends on no other Mast crate (checked by `tests/tests/workspace_layering.rs`).
 //!
-//! Built so far: the fixed header ([`fixed_header`]), the primitive data types ([`primitives`])
-//! and topic names and filters ([`topic`]). The packet bodies and the session state machine land
-//! with issue 3.
+//! Built so far: the fixed header ([`fixed_header`]), the primitive data types ([`primitives`]),
+//! MQTT 5 properties ([`properties`]) and topic names and filters ([`topic`]). The packet bodies
+//! and the session state machine land with issue 3.
 
 pub mod fixed_header;
 pub mod primitives;
+pub mod properties;
 pub mod topic;
 
 /// The MQTT protocol levels this crate speaks.

@@ -24,6 +24,16 @@ impl std::error::Error for Malformed {}
 pub struct Utf8(Bytes);
 
 impl Utf8 {
+    /// A string of this process (for packets the server builds).
+    pub fn from_static(s: &'static str) -> Utf8 {
+        Utf8(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// A copy of `s` (for packets the server builds).
+    pub fn new(s: &str) -> Utf8 {
+        Utf8(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // validated in `Reader::string`; a failure here is impossible, and "" is the safe answer
@@ -110,6 +120,11 @@ impl Reader {
     /// UTF-8 String Pair.
     pub fn string_pair(&mut self, what: &'static str) -> Result<(Utf8, Utf8), Malformed> {
         Ok((self.string(what)?, self.string(what)?))
+    }
+
+    /// The next `n` bytes, unparsed (shared with the read buffer).
+    pub fn bytes(&mut self, n: usize) -> Result<Bytes, Malformed> {
+        self.take(n, "length beyond the packet")
     }
 
     /// The rest of the body (a PUBLISH payload).
