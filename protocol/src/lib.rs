@@ -5,13 +5,15 @@
 //! Depends on no other Mast crate (checked by `tests/tests/workspace_layering.rs`).
 //!
 //! Built so far: the fixed header ([`fixed_header`]), the primitive data types ([`primitives`]),
-//! MQTT 5 properties ([`properties`]), CONNECT ([`connect`]) and topic names and filters
-//! ([`topic`]). The other packet bodies and the session state machine land with issue 3.
+//! MQTT 5 properties ([`properties`]), CONNECT ([`connect`]), PUBLISH ([`publish`]) and topic
+//! names and filters ([`topic`]). The other packet bodies and the session state machine land with
+//! issue 3.
 
 pub mod connect;
 pub mod fixed_header;
 pub mod primitives;
 pub mod properties;
+pub mod publish;
 pub mod topic;
 
 /// The MQTT protocol levels this crate speaks.
