@@ -33,6 +33,23 @@
 //! # Ok::<(), codec::CodecError>(())
 //! ```
 
+/// The property every decoder of outside bytes must have, as one proptest per codec module: on
+/// arbitrary bytes it returns (never panics), and an error leaves the output as it was.
+#[cfg(test)]
+macro_rules! decode_never_panics_test {
+    () => {
+        proptest::proptest! {
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+                let mut out = Vec::new();
+                if decode(&bytes, &mut out).is_err() {
+                    proptest::prop_assert!(out.is_empty());
+                }
+            }
+        }
+    };
+}
+
 pub mod alp;
 pub mod bits;
 pub mod boolean;
