@@ -5,16 +5,26 @@
 //! Depends on no other Mast crate (checked by `tests/tests/workspace_layering.rs`).
 //!
 //! Built so far: the fixed header ([`fixed_header`]), the primitive data types ([`primitives`]),
-//! MQTT 5 properties ([`properties`]), CONNECT ([`connect`]), PUBLISH ([`publish`]) and topic
-//! names and filters ([`topic`]). The other packet bodies and the session state machine land with
-//! issue 3.
+//! MQTT 5 properties ([`properties`]), reason codes ([`reason`]), every packet body — CONNECT
+//! ([`connect`]), CONNACK ([`connack`]), PUBLISH ([`publish`]), the publish responses ([`ack`]),
+//! (UN)SUBSCRIBE and their acks ([`subscribe`]), DISCONNECT and AUTH ([`disconnect`]) — with one
+//! packet-level entry point ([`packet::decode`], [`packet::encode`]), and topic names and filters
+//! ([`topic`]). The session state machine lands with issue 3.
 
+pub mod ack;
+pub mod connack;
 pub mod connect;
+pub mod disconnect;
 pub mod fixed_header;
+pub mod packet;
 pub mod primitives;
 pub mod properties;
 pub mod publish;
+pub mod reason;
+pub mod session;
+pub mod subscribe;
 pub mod topic;
+pub mod trie;
 
 /// The MQTT protocol levels this crate speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -135,11 +135,6 @@ impl Publish {
         } else {
             Properties::default()
         };
-        if !properties.subscription_identifiers.is_empty() {
-            return Err(PublishError::Protocol(
-                "subscription identifier from a client",
-            ));
-        }
         if topic.as_str().is_empty() {
             if properties.topic_alias.is_none() {
                 return Err(PublishError::Protocol(
@@ -166,6 +161,12 @@ impl Publish {
 
     /// Appends the body (without the fixed header).
     pub fn encode_body(&self, version: ProtocolVersion, out: &mut Vec<u8>) {
+        self.encode_variable_header(version, out);
+        out.extend_from_slice(&self.payload);
+    }
+
+    /// Appends the variable header: topic, packet id, properties (the body without the payload).
+    pub fn encode_variable_header(&self, version: ProtocolVersion, out: &mut Vec<u8>) {
         put_string(out, self.topic.as_str());
         if let Some(id) = self.delivery.packet_id() {
             put_u16(out, id.0.get());
@@ -173,7 +174,6 @@ impl Publish {
         if version == ProtocolVersion::V5 {
             self.properties.encode(out);
         }
-        out.extend_from_slice(&self.payload);
     }
 }
 
@@ -244,13 +244,15 @@ mod tests {
                 "empty topic name without a topic alias"
             ))
         );
-        // v5: an empty topic with a topic alias is fine; a subscription identifier from a client is not
+        // v5: an empty topic with a topic alias is fine; subscription identifiers decode (the
+        // server refuses them from a client: that is a session rule, not a codec one)
         assert!(d(v5, 0, b"\x00\x00\x03\x23\x00\x01payload").is_ok());
         assert_eq!(
-            d(v5, 0, b"\x00\x01a\x02\x0B\x01"),
-            Err(PublishError::Protocol(
-                "subscription identifier from a client"
-            ))
+            d(v5, 0, b"\x00\x01a\x02\x0B\x01")
+                .unwrap()
+                .properties
+                .subscription_identifiers,
+            [1]
         );
         // the payload is everything after the properties, zero-copy
         let p = d(v5, 0, b"\x00\x01a\x00hello").unwrap();

@@ -51,6 +51,23 @@ impl MetaTxn {
         Ok(had)
     }
 
+    /// Removes every key that starts with `prefix`; returns how many.
+    pub fn remove_prefix(&mut self, table: &str, prefix: &[u8]) -> Result<usize, StoreError> {
+        let mut t = self.txn.open_table(def(table)).map_err(err)?;
+        let mut keys = Vec::new();
+        for item in t.range(prefix..).map_err(err)? {
+            let (k, _) = item.map_err(err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            keys.push(k.value().to_vec());
+        }
+        for k in &keys {
+            t.remove(k.as_slice()).map_err(err)?;
+        }
+        Ok(keys.len())
+    }
+
     /// Reads `key` as this transaction sees it.
     pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let t = self.txn.open_table(def(table)).map_err(err)?;
@@ -160,5 +177,27 @@ mod tests {
             m.get("shadows", b"d2").unwrap().as_deref(),
             Some(&b"{}"[..])
         );
+    }
+
+    #[test]
+    fn remove_prefix_removes_only_that_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = MetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        m.write(|t| {
+            for k in [&b"a\x00\x01"[..], b"a\x00\x02", b"a\x01", b"ab", b"b"] {
+                t.put("q", k, b"v")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let n = m.write(|t| t.remove_prefix("q", b"a\x00")).unwrap();
+        assert_eq!(n, 2);
+        let left: Vec<Vec<u8>> = m
+            .scan_prefix("q", b"")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(left, [b"a\x01".to_vec(), b"ab".to_vec(), b"b".to_vec()]);
     }
 }
