@@ -1,0 +1,263 @@
+//! `mast.toml`: every setting with its embedded default, so `mast serve` with no file runs.
+//!
+//! Unknown keys are an error (a typo must not silently fall back to a default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where data lives.
+    pub data_dir: PathBuf,
+    /// The MQTT server.
+    pub mqtt: MqttConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./mast-data"),
+            mqtt: MqttConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.mqtt.check()?;
+        Ok(cfg)
+    }
+}
+
+/// What to do with a subscriber whose queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowSubscriber {
+    /// Drop the new message and count it (Mosquitto's and EMQX's behaviour).
+    Drop,
+    /// Disconnect the subscriber (reason 0x97 quota exceeded); a persistent session keeps its
+    /// queue for when it comes back.
+    Disconnect,
+}
+
+/// The MQTT server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Plain TCP listener.
+    pub listen: SocketAddr,
+    /// Reactor threads; 0 = one per core.
+    pub reactors: usize,
+    /// Largest packet accepted (and the Maximum Packet Size sent in CONNACK).
+    pub max_packet_size: u32,
+    /// Unacknowledged inbound QoS 1/2 messages per connection (Receive Maximum in CONNACK).
+    pub receive_maximum: u16,
+    /// Topic aliases a client may set (Topic Alias Maximum in CONNACK).
+    pub topic_alias_maximum: u16,
+    /// Messages waiting for one subscriber (queued, not yet in flight).
+    pub max_queued_messages: usize,
+    /// Bytes waiting for one subscriber.
+    pub max_queued_bytes: usize,
+    /// Encoded bytes not yet written to one socket; above it the broker stops feeding that
+    /// connection and stops reading from it.
+    pub max_output_bytes: usize,
+    /// What happens when a subscriber's queue is full.
+    pub slow_subscriber: SlowSubscriber,
+    /// Keep QoS 0 messages for offline persistent sessions.
+    pub queue_qos0_offline: bool,
+    /// Upper bound on a session's expiry, seconds (also the expiry of a 3.1.1 persistent session).
+    pub max_session_expiry_secs: u32,
+    /// Upper bound on the keep alive a client asks for, seconds (v5 clients are told through
+    /// Server Keep Alive; 0 = no bound).
+    pub max_keep_alive_secs: u16,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u16,
+    /// Retained messages kept at most.
+    pub max_retained: usize,
+    /// Connections accepted at most.
+    pub max_connections: usize,
+    /// Allow clients without credentials (a user name, or a client certificate on mutual TLS).
+    /// Unset: allowed exactly when no users are configured.
+    pub allow_anonymous: Option<bool>,
+    /// Users and their argon2 password hashes (`mast passwd` makes one).
+    pub users: Vec<UserConfig>,
+    /// Topic rules; none = every authenticated client may do anything.
+    pub acl: Vec<AclRule>,
+    /// TLS listener.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            reactors: 0,
+            max_packet_size: 1024 * 1024,
+            receive_maximum: 1024,
+            topic_alias_maximum: 64,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_output_bytes: 1024 * 1024,
+            slow_subscriber: SlowSubscriber::Drop,
+            queue_qos0_offline: false,
+            max_session_expiry_secs: 7 * 24 * 3600,
+            max_keep_alive_secs: 0,
+            connect_timeout_secs: 10,
+            max_retained: 1_000_000,
+            max_connections: 1_000_000,
+            allow_anonymous: None,
+            users: Vec::new(),
+            acl: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+impl MqttConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_packet_size >= 64,
+            "mqtt.max_packet_size must be at least 64"
+        );
+        anyhow::ensure!(self.receive_maximum > 0, "mqtt.receive_maximum must be > 0");
+        for u in &self.users {
+            argon2::PasswordHash::new(&u.password_hash).map_err(|e| {
+                anyhow::anyhow!(
+                    "mqtt.users {:?}: password_hash is not a PHC string: {e}",
+                    u.name
+                )
+            })?;
+        }
+        for r in &self.acl {
+            for p in r.publish.iter().chain(&r.subscribe) {
+                let probe = p.replace("%c", "c").replace("%u", "u");
+                mast_protocol::topic::validate_filter(&probe)
+                    .map_err(|e| anyhow::anyhow!("mqtt.acl pattern {p:?}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reactor threads to run.
+    pub fn reactor_count(&self) -> usize {
+        if self.reactors > 0 {
+            self.reactors
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// One user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// A topic rule: who it applies to and which topics it allows. `%c` and `%u` in a pattern stand
+/// for the client id and the user name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRule {
+    /// User name this rule applies to; `*` or absent = everyone.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Topic filters the client may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Topic filters the client may subscribe to (a subscription must lie within one).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+/// TLS listener settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Listener address (8883 by convention).
+    #[serde(default = "default_tls_listen")]
+    pub listen: SocketAddr,
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM.
+    pub key: PathBuf,
+    /// CA bundle for client certificates, PEM; set = mutual TLS.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists, PEM.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// With `client_ca`: refuse connections without a client certificate.
+    #[serde(default = "yes")]
+    pub require_client_cert: bool,
+    /// Seconds between checks for changed certificate, key or CRL files.
+    #[serde(default = "default_reload")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_tls_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8883))
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_reload() -> u64 {
+    5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.mqtt.listen.port(), 1883);
+        assert!(c.mqtt.tls.is_none());
+        let c = Config::parse(
+            r#"
+            data_dir = "/var/lib/mast"
+            [mqtt]
+            listen = "0.0.0.0:1884"
+            slow_subscriber = "disconnect"
+            allow_anonymous = false
+            [[mqtt.acl]]
+            user = "*"
+            publish = ["devices/%c/#"]
+            [mqtt.tls]
+            cert = "c.pem"
+            key = "k.pem"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.listen.port(), 1884);
+        assert_eq!(c.mqtt.slow_subscriber, SlowSubscriber::Disconnect);
+        assert_eq!(c.mqtt.tls.unwrap().listen.port(), 8883);
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        assert!(Config::parse("[mqtt]\nlisten_typo = 1").is_err());
+        assert!(Config::parse("[[mqtt.users]]\nname = \"a\"\npassword_hash = \"plain\"").is_err());
+        assert!(Config::parse("[[mqtt.acl]]\npublish = [\"a/#/b\"]").is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The Mast server: configuration, the MQTT broker, and (as later issues land) ingest, the device
+//! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
+
+pub mod config;
+pub mod mqtt;

@@ -1,0 +1,176 @@
+//! An application message as the broker routes it: shared by every subscriber it goes to
+//! (`Arc<Message>`), payload and topic still slices of the publisher's read buffer.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use mast_protocol::ProtocolVersion;
+use mast_protocol::primitives::{Reader, Utf8};
+use mast_protocol::properties::Properties;
+use mast_protocol::publish::{Delivery, Publish};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A routed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Message {
+    pub(crate) topic: Utf8,
+    pub(crate) payload: Bytes,
+    /// QoS it was published with.
+    pub(crate) qos: u8,
+    /// RETAIN flag it was published with.
+    pub(crate) retain: bool,
+    /// Properties forwarded to subscribers (MQTT 5.0 §3.3.2.3): payload format, content type,
+    /// response topic, correlation data, user properties. Expiry is kept in `expires_at`.
+    pub(crate) properties: Properties,
+    /// Publishing client (for No Local); `None` for wills of ended sessions and restored ones.
+    pub(crate) origin: Option<Arc<str>>,
+    /// Unix ms after which the message is not delivered.
+    pub(crate) expires_at: Option<u64>,
+}
+
+impl Message {
+    /// Builds the routed form of a received PUBLISH whose topic alias is resolved to `topic`.
+    pub(crate) fn from_publish(p: &Publish, topic: Utf8, origin: Option<Arc<str>>) -> Message {
+        let src = &p.properties;
+        let properties = Properties {
+            payload_format_utf8: src.payload_format_utf8,
+            content_type: src.content_type.clone(),
+            response_topic: src.response_topic.clone(),
+            correlation_data: src.correlation_data.clone(),
+            user_properties: src.user_properties.clone(),
+            ..Properties::default()
+        };
+        Message {
+            topic,
+            payload: p.payload.clone(),
+            qos: p.delivery.qos(),
+            retain: p.retain,
+            properties,
+            origin,
+            expires_at: src
+                .message_expiry_interval
+                .map(|s| now_ms() + u64::from(s) * 1000),
+        }
+    }
+
+    /// Bytes it holds (for queue bounds).
+    pub(crate) fn size(&self) -> usize {
+        self.topic.as_str().len() + self.payload.len() + 64
+    }
+
+    /// Seconds of life left: `None` = expired, `Some(None)` = no expiry.
+    pub(crate) fn remaining_secs(&self, now: u64) -> Option<Option<u32>> {
+        match self.expires_at {
+            None => Some(None),
+            Some(t) if t <= now => None,
+            Some(t) => Some(Some(
+                (t - now).div_ceil(1000).min(u64::from(u32::MAX)) as u32
+            )),
+        }
+    }
+
+    /// The PUBLISH a subscriber gets.
+    pub(crate) fn to_publish(
+        &self,
+        delivery: Delivery,
+        retain: bool,
+        expiry: Option<u32>,
+        sub_ids: &[u32],
+    ) -> Publish {
+        let mut properties = self.properties.clone();
+        properties.message_expiry_interval = expiry;
+        properties.subscription_identifiers = sub_ids.to_vec();
+        Publish {
+            dup: false,
+            delivery,
+            retain,
+            topic: self.topic.clone(),
+            properties,
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// Encodes for the metadata store: version, QoS and retain, expiry, origin, then a
+    /// v5 PUBLISH body (topic, properties, payload).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.push(1);
+        out.push(self.qos | (u8::from(self.retain) << 2));
+        out.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
+        let origin = self.origin.as_deref().unwrap_or("");
+        out.extend_from_slice(&(origin.len() as u16).to_be_bytes());
+        out.extend_from_slice(origin.as_bytes());
+        let p = self.to_publish(Delivery::AtMostOnce, false, None, &[]);
+        p.encode_body(ProtocolVersion::V5, out);
+    }
+
+    /// Decodes what [`Message::encode`] wrote.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
+        let mut r = Reader::new(Bytes::copy_from_slice(bytes));
+        if r.u8("version").ok()? != 1 {
+            return None;
+        }
+        let flags = r.u8("flags").ok()?;
+        let hi = u64::from(r.u32("expiry").ok()?);
+        let lo = u64::from(r.u32("expiry").ok()?);
+        let expires_at = (hi << 32) | lo;
+        let origin = r.string("origin").ok()?;
+        let p = Publish::decode(ProtocolVersion::V5, 0, r.rest()).ok()?;
+        Some(Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos: flags & 0b11,
+            retain: flags & 0b100 != 0,
+            properties: p.properties,
+            origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
+            expires_at: (expires_at != 0).then_some(expires_at),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persisted_form_round_trips() {
+        let m = Message {
+            topic: Utf8::new("a/b"),
+            payload: Bytes::from_static(b"hello"),
+            qos: 2,
+            retain: true,
+            properties: Properties {
+                content_type: Some(Utf8::new("text/plain")),
+                user_properties: vec![(Utf8::new("k"), Utf8::new("v"))],
+                ..Properties::default()
+            },
+            origin: Some(Arc::from("dev-1")),
+            expires_at: Some(1_700_000_000_123),
+        };
+        let mut b = Vec::new();
+        m.encode(&mut b);
+        assert_eq!(Message::decode(&b), Some(m));
+        assert_eq!(Message::decode(&b[..3]), None);
+    }
+
+    #[test]
+    fn expiry_counts_down_and_ends() {
+        let m = Message {
+            topic: Utf8::new("t"),
+            payload: Bytes::new(),
+            qos: 0,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+            expires_at: Some(10_000),
+        };
+        assert_eq!(m.remaining_secs(8_500), Some(Some(2)));
+        assert_eq!(m.remaining_secs(10_000), None);
+    }
+}

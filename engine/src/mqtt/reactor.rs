@@ -1,0 +1,1256 @@
+//! A reactor thread: one mio `Poll` owning its connections. Each loop turn reads every ready
+//! socket (up to a budget), decodes and handles the packets, drains the session queues of the
+//! connections that have something to send, writes, and only then wakes the other reactors
+//! whose connections received messages — once per reactor, not once per message.
+//!
+//! Backpressure: a connection whose unwritten output passes `max_output_bytes` is not fed from
+//! its session queue (the queue absorbs it, bounded) and is not read from either (a client that
+//! does not read its acknowledgements cannot make the broker buffer them without bound).
+//! Keep-alive and CONNECT deadlines run on a timer wheel with one-second slots.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mast_protocol::ProtocolVersion;
+use mast_protocol::ack::PubResp;
+use mast_protocol::connack::ConnAck;
+use mast_protocol::connect::Connect;
+use mast_protocol::disconnect::Disconnect;
+use mast_protocol::packet::{self, Packet};
+use mast_protocol::primitives::Utf8;
+use mast_protocol::properties::Properties;
+use mast_protocol::publish::{Delivery, Publish};
+use mast_protocol::reason::ReasonCode;
+use mast_protocol::session::{Acked, AliasesIn, AliasesOut, InAction, OutAlias, OutState};
+use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::broker::{Broker, Notifier, parse_filter};
+use super::message::{Message, now_ms};
+use super::metrics::Local;
+use super::session::{Owner, Session};
+use super::transport::Transport;
+
+const WAKER: Token = Token(0);
+const READ_BUDGET: usize = 256 * 1024;
+const WHEEL_SLOTS: usize = 64;
+
+/// What other threads hand a reactor.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    pub(crate) conns: Vec<(Transport, SocketAddr)>,
+    pub(crate) ready: Vec<Owner>,
+}
+
+/// The part of a reactor other threads reach.
+#[derive(Debug)]
+pub(crate) struct ReactorShared {
+    pub(crate) inbox: Mutex<Inbox>,
+    pub(crate) waker: Waker,
+}
+
+impl ReactorShared {
+    pub(crate) fn post(&self, f: impl FnOnce(&mut Inbox)) {
+        f(&mut self.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = self.waker.wake() {
+            tracing::error!(error = %e, "waking a reactor failed");
+        }
+    }
+}
+
+/// The client after a successful CONNECT.
+#[derive(Debug)]
+struct Client {
+    client_id: Arc<str>,
+    username: Option<String>,
+    session: Arc<Session>,
+    owner: Owner,
+    will: Option<(Arc<Message>, u32)>,
+    aliases_in: AliasesIn,
+    aliases_out: AliasesOut,
+    /// The client's Maximum Packet Size.
+    max_packet_out: u32,
+    /// Acknowledgements waiting for persistence, in order: (sequence, packet).
+    pending: VecDeque<(u64, Packet)>,
+    /// CONNACK is among `pending`: send nothing else yet.
+    connack_pending: bool,
+    /// DISCONNECT with reason 0x00 (or 3.1.1 DISCONNECT) arrived.
+    normal_disconnect: bool,
+}
+
+#[derive(Debug)]
+struct Conn {
+    transport: Transport,
+    addr: SocketAddr,
+    generation: u64,
+    version: ProtocolVersion,
+    /// A partial packet between reads (empty most of the time: idle connections hold no
+    /// read buffer).
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    deadline: Instant,
+    keep_alive: Option<Duration>,
+    client: Option<Client>,
+    /// Stopped reading: output over the limit.
+    read_paused: bool,
+    /// The session queue was not drained for lack of output room.
+    drain_blocked: bool,
+    /// Flush, then close.
+    closing: bool,
+}
+
+impl Conn {
+    fn pending_out(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    fn send(&mut self, p: &Packet) {
+        packet::encode(p, self.version, &mut self.wbuf);
+    }
+
+    fn label(&self) -> String {
+        match &self.client {
+            Some(c) => format!("{} ({})", c.client_id, self.addr),
+            None => self.addr.to_string(),
+        }
+    }
+}
+
+/// A reactor.
+pub(crate) struct Reactor {
+    idx: usize,
+    poll: Poll,
+    broker: Arc<Broker>,
+    all: Arc<Vec<Arc<ReactorShared>>>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    next_generation: u64,
+    scratch: BytesMut,
+    /// Connections to read again (budget ran out).
+    again: Vec<usize>,
+    /// Connections whose session queue to drain.
+    ready: Vec<Owner>,
+    notifier: Notifier,
+    /// Connections with acknowledgements waiting for persistence.
+    waiting: Vec<(usize, u64)>,
+    wheel: Vec<Vec<(usize, u64)>>,
+    wheel_at: Instant,
+    wheel_slot: usize,
+    local: Local,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reactor({})", self.idx)
+    }
+}
+
+enum Flow {
+    Continue,
+    Close { normal: bool },
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        idx: usize,
+        poll: Poll,
+        broker: Arc<Broker>,
+        all: Arc<Vec<Arc<ReactorShared>>>,
+        stop: Arc<AtomicBool>,
+    ) -> Reactor {
+        Reactor {
+            idx,
+            poll,
+            broker,
+            all,
+            conns: Vec::new(),
+            free: Vec::new(),
+            next_generation: 1,
+            scratch: BytesMut::new(),
+            again: Vec::new(),
+            ready: Vec::new(),
+            notifier: Notifier::default(),
+            waiting: Vec::new(),
+            wheel: vec![Vec::new(); WHEEL_SLOTS],
+            wheel_at: Instant::now(),
+            wheel_slot: 0,
+            local: Local::default(),
+            stop,
+        }
+    }
+
+    /// Runs until the stop flag is set.
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_committed = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            let busy = !self.again.is_empty() || !self.ready.is_empty();
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                (self.wheel_at + Duration::from_secs(1)).saturating_duration_since(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for ev in events.iter() {
+                let token = ev.token();
+                if token == WAKER {
+                    self.take_inbox();
+                    continue;
+                }
+                let idx = token.0 - 1;
+                if ev.is_writable() {
+                    self.flush(idx);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read(idx);
+                }
+            }
+            for idx in std::mem::take(&mut self.again) {
+                self.read(idx);
+            }
+            // Deliveries on this reactor are handled in this turn; a bounded number of rounds
+            // keeps one busy session from starving the poll.
+            for _ in 0..4 {
+                self.wake_owners();
+                if self.ready.is_empty() {
+                    break;
+                }
+                for owner in std::mem::take(&mut self.ready) {
+                    self.drain(owner);
+                }
+            }
+            let committed = self.broker.persist.committed();
+            if committed != last_committed {
+                last_committed = committed;
+                self.release_acks(committed);
+            }
+            if self.wheel_at.elapsed() >= Duration::from_secs(1) {
+                self.tick();
+            }
+            self.local.flush(&self.broker.counters);
+        }
+        for idx in 0..self.conns.len() {
+            if self.conns[idx].is_some() {
+                if let Some(c) = self.conns[idx].as_mut()
+                    && c.client.is_some()
+                    && c.version == ProtocolVersion::V5
+                {
+                    c.send(&Packet::Disconnect(Disconnect::with_reason(
+                        ReasonCode::SERVER_SHUTTING_DOWN,
+                    )));
+                }
+                self.flush(idx);
+                self.close(idx, false);
+            }
+        }
+    }
+
+    fn take_inbox(&mut self) {
+        let inbox = {
+            let shared = &self.all[self.idx];
+            std::mem::take(&mut *shared.inbox.lock().unwrap_or_else(|e| e.into_inner()))
+        };
+        for (transport, addr) in inbox.conns {
+            self.add(transport, addr);
+        }
+        self.ready.extend(inbox.ready);
+    }
+
+    fn add(&mut self, mut transport: Transport, addr: SocketAddr) {
+        let counters = Arc::clone(&self.broker.counters);
+        if counters.connections.load(Ordering::Relaxed) as usize >= self.broker.cfg.max_connections
+        {
+            tracing::warn!(%addr, "connection refused: max_connections reached");
+            return;
+        }
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(
+            transport.socket(),
+            Token(idx + 1),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::error!(%addr, error = %e, "registering a connection failed");
+            self.free.push(idx);
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let deadline = Instant::now()
+            + Duration::from_secs(u64::from(self.broker.cfg.connect_timeout_secs.max(1)));
+        self.conns[idx] = Some(Conn {
+            transport,
+            addr,
+            generation,
+            version: ProtocolVersion::V5,
+            rbuf: BytesMut::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            deadline,
+            keep_alive: None,
+            client: None,
+            read_paused: false,
+            drain_blocked: false,
+            closing: false,
+        });
+        self.schedule(idx, generation, deadline);
+        counters.connections.fetch_add(1, Ordering::Relaxed);
+        counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        // Data may already be waiting (edge-triggered registration after the fact).
+        self.again.push(idx);
+    }
+
+    fn schedule(&mut self, idx: usize, generation: u64, at: Instant) {
+        let secs = at.saturating_duration_since(self.wheel_at).as_secs() as usize;
+        let slot = (self.wheel_slot + secs.clamp(1, WHEEL_SLOTS - 1)) % WHEEL_SLOTS;
+        self.wheel[slot].push((idx, generation));
+    }
+
+    fn tick(&mut self) {
+        self.wheel_at += Duration::from_secs(1);
+        if self.wheel_at.elapsed() > Duration::from_secs(5) {
+            self.wheel_at = Instant::now();
+        }
+        self.wheel_slot = (self.wheel_slot + 1) % WHEEL_SLOTS;
+        let now = Instant::now();
+        for (idx, generation) in std::mem::take(&mut self.wheel[self.wheel_slot]) {
+            let Some(c) = self.conns.get(idx).and_then(Option::as_ref) else {
+                continue;
+            };
+            if c.generation != generation {
+                continue;
+            }
+            if c.deadline <= now {
+                let connected = c.client.is_some();
+                tracing::info!(conn = %c.label(), "{}", if connected { "keep-alive timeout" } else { "no CONNECT in time" });
+                self.broker
+                    .counters
+                    .keepalive_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = self.conns[idx].as_mut()
+                    && connected
+                    && c.version == ProtocolVersion::V5
+                {
+                    c.send(&Packet::Disconnect(Disconnect::with_reason(
+                        ReasonCode::KEEP_ALIVE_TIMEOUT,
+                    )));
+                    self.flush(idx);
+                }
+                self.close(idx, false);
+            } else {
+                let at = c.deadline;
+                self.schedule(idx, generation, at);
+            }
+        }
+        if self.idx == 0 {
+            self.broker.housekeeping(&mut self.notifier);
+        }
+    }
+
+    fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    fn read(&mut self, idx: usize) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        if conn.read_paused || conn.closing {
+            self.conns[idx] = Some(conn);
+            return;
+        }
+        let mut buf = if conn.rbuf.is_empty() {
+            std::mem::take(&mut self.scratch)
+        } else {
+            std::mem::take(&mut conn.rbuf)
+        };
+        let outcome = conn.transport.read(&mut buf, READ_BUDGET);
+        let mut flow = Flow::Continue;
+        match outcome {
+            Err(e) => {
+                tracing::debug!(conn = %conn.label(), error = %e, "read failed");
+                flow = Flow::Close { normal: false };
+            }
+            Ok(o) => {
+                self.local.bytes_in += o.bytes as u64;
+                if o.bytes > 0
+                    && let Some(ka) = conn.keep_alive
+                {
+                    conn.deadline = Instant::now() + ka;
+                }
+                if o.more {
+                    self.again.push(idx);
+                }
+                let max = self.broker.cfg.max_packet_size;
+                while matches!(flow, Flow::Continue) {
+                    if conn.pending_out() > self.broker.cfg.max_output_bytes {
+                        conn.read_paused = true;
+                        break;
+                    }
+                    match packet::decode(&mut buf, conn.version, max) {
+                        Ok(Some(p)) => flow = self.handle(idx, &mut conn, p),
+                        Ok(None) => break,
+                        Err(e) => {
+                            self.broker
+                                .counters
+                                .protocol_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(conn = %conn.label(), error = %e, "bad packet; closing");
+                            self.refuse(&mut conn, e.reason_code());
+                            flow = Flow::Close { normal: false };
+                        }
+                    }
+                }
+                if matches!(flow, Flow::Continue) && o.eof {
+                    flow = Flow::Close { normal: false };
+                }
+            }
+        }
+        if buf.is_empty() {
+            buf.clear();
+            self.scratch = buf;
+        } else {
+            conn.rbuf = buf;
+        }
+        if conn.transport.wants_write() || conn.pending_out() > 0 {
+            self.write_out(&mut conn);
+        }
+        let close = match flow {
+            Flow::Continue => conn.closing.then_some(false),
+            Flow::Close { normal } => Some(normal),
+        };
+        self.conns[idx] = Some(conn);
+        if let Some(normal) = close {
+            self.close(idx, normal);
+        }
+    }
+
+    /// Answers a fatal error: CONNACK with the reason before CONNECT succeeded, DISCONNECT
+    /// after (MQTT 5); 3.1.1 only has CONNACK return codes, and otherwise just closes.
+    fn refuse(&mut self, conn: &mut Conn, reason: ReasonCode) {
+        match (&conn.client, conn.version) {
+            (None, _) => {
+                // 3.1.1 has return codes for refusals only, not for malformed packets; a
+                // client of an unsupported level gets the 3.1.1 form (return code 1).
+                let version = if reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION {
+                    Some(ProtocolVersion::V311)
+                } else if conn.version == ProtocolVersion::V5 {
+                    Some(ProtocolVersion::V5)
+                } else if matches!(reason.0, 0x85..=0x8A) {
+                    Some(ProtocolVersion::V311)
+                } else {
+                    None
+                };
+                if let Some(v) = version {
+                    let p = Packet::ConnAck(ConnAck {
+                        session_present: false,
+                        reason,
+                        properties: Properties::default(),
+                    });
+                    packet::encode(&p, v, &mut conn.wbuf);
+                }
+            }
+            (Some(_), ProtocolVersion::V5) => {
+                conn.send(&Packet::Disconnect(Disconnect::with_reason(reason)));
+            }
+            _ => {}
+        }
+        conn.closing = true;
+    }
+
+    fn handle(&mut self, idx: usize, conn: &mut Conn, p: Packet) -> Flow {
+        if conn.client.is_none() {
+            return match p {
+                Packet::Connect(c) => self.connect(idx, conn, *c),
+                other => {
+                    tracing::info!(conn = %conn.label(), packet = ?other.packet_type(), "first packet is not CONNECT; closing");
+                    self.broker
+                        .counters
+                        .protocol_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    Flow::Close { normal: false }
+                }
+            };
+        }
+        match p {
+            Packet::Publish(p) => self.publish(conn, p),
+            Packet::PubAck(a) => {
+                self.acked(conn, |o| o.on_puback(a.packet_id));
+                Flow::Continue
+            }
+            Packet::PubRec(a) => {
+                let refused = a.reason.is_error();
+                let outcome = self.acked(conn, |o| o.on_pubrec(a.packet_id, refused));
+                match outcome {
+                    Some(id) => conn.send(&Packet::PubRel(PubResp::new(id))),
+                    None if !refused => conn.send(&Packet::PubRel(PubResp::with_reason(
+                        a.packet_id,
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                    ))),
+                    None => {}
+                }
+                Flow::Continue
+            }
+            Packet::PubComp(a) => {
+                self.acked(conn, |o| o.on_pubcomp(a.packet_id));
+                Flow::Continue
+            }
+            Packet::PubRel(r) => {
+                let Some(client) = &mut conn.client else {
+                    return Flow::Continue;
+                };
+                let known = client.session.lock().inbound.on_pubrel(r.packet_id);
+                let comp = if known {
+                    PubResp::new(r.packet_id)
+                } else {
+                    PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)
+                };
+                Self::ack(conn, &mut self.waiting, idx, 0, Packet::PubComp(comp));
+                Flow::Continue
+            }
+            Packet::Subscribe(s) => self.subscribe(idx, conn, s),
+            Packet::Unsubscribe(u) => self.unsubscribe(idx, conn, u),
+            Packet::PingReq => {
+                conn.send(&Packet::PingResp);
+                Flow::Continue
+            }
+            Packet::Disconnect(d) => self.disconnect(conn, d),
+            Packet::Connect(_) => {
+                tracing::info!(conn = %conn.label(), "second CONNECT; closing");
+                self.refuse(conn, ReasonCode::PROTOCOL_ERROR);
+                Flow::Close { normal: false }
+            }
+            Packet::Auth(_) => {
+                tracing::info!(conn = %conn.label(), "AUTH without an authentication method; closing");
+                self.refuse(conn, ReasonCode::PROTOCOL_ERROR);
+                Flow::Close { normal: false }
+            }
+            other => {
+                tracing::info!(conn = %conn.label(), packet = ?other.packet_type(), "server-to-client packet from a client; closing");
+                self.refuse(conn, ReasonCode::PROTOCOL_ERROR);
+                Flow::Close { normal: false }
+            }
+        }
+    }
+
+    /// Queues an acknowledgement behind earlier ones that wait for persistence `seq`.
+    fn ack(conn: &mut Conn, waiting: &mut Vec<(usize, u64)>, idx: usize, seq: u64, p: Packet) {
+        let Some(client) = &mut conn.client else {
+            return;
+        };
+        if client.pending.is_empty() && seq == 0 {
+            if let Packet::PubAck(_) = p {
+                client.session.lock().inbound.puback_sent();
+            }
+            packet::encode(&p, conn.version, &mut conn.wbuf);
+            return;
+        }
+        if client.pending.is_empty() {
+            waiting.push((idx, conn.generation));
+        }
+        client.pending.push_back((seq, p));
+    }
+
+    fn release_acks(&mut self, committed: u64) {
+        let mut still = Vec::new();
+        for (idx, generation) in std::mem::take(&mut self.waiting) {
+            let Some(conn) = self.conn(idx) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            let version = conn.version;
+            let mut released_connack = false;
+            if let Some(client) = &mut conn.client {
+                while client.pending.front().is_some_and(|(s, _)| *s <= committed) {
+                    let Some((_, p)) = client.pending.pop_front() else {
+                        break;
+                    };
+                    match &p {
+                        Packet::PubAck(_) => client.session.lock().inbound.puback_sent(),
+                        Packet::ConnAck(_) => {
+                            client.connack_pending = false;
+                            released_connack = true;
+                        }
+                        _ => {}
+                    }
+                    packet::encode(&p, version, &mut conn.wbuf);
+                }
+                if !client.pending.is_empty() {
+                    still.push((idx, generation));
+                }
+            }
+            if released_connack {
+                self.after_connack(idx);
+            }
+            self.flush(idx);
+        }
+        self.waiting.extend(still);
+    }
+
+    fn connect(&mut self, idx: usize, conn: &mut Conn, c: Connect) -> Flow {
+        let broker = Arc::clone(&self.broker);
+        let cfg = &broker.cfg;
+        conn.version = c.version;
+        let v5 = c.version == ProtocolVersion::V5;
+        let fail = |this: &mut Reactor, conn: &mut Conn, reason: ReasonCode, why: &str| {
+            this.broker
+                .counters
+                .connects_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(conn = %conn.label(), client_id = c.client_id.as_str(), reason = reason.name(), "CONNECT refused: {why}");
+            this.refuse(conn, reason);
+            Flow::Close { normal: false }
+        };
+        if c.properties.authentication_method.is_some() {
+            return fail(
+                self,
+                conn,
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "enhanced authentication is not supported",
+            );
+        }
+        let identity = conn.transport.peer_identity();
+        let mut assigned = None;
+        let client_id: String = if c.client_id.as_str().is_empty() {
+            if let Some(id) = &identity {
+                assigned = Some(id.clone());
+                id.clone()
+            } else if !v5 && !c.clean_start {
+                return fail(
+                    self,
+                    conn,
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    "empty client id with a persistent session",
+                );
+            } else {
+                let id = broker.assign_client_id();
+                assigned = Some(id.clone());
+                id
+            }
+        } else {
+            c.client_id.as_str().to_owned()
+        };
+        if let Some(id) = &identity
+            && *id != client_id
+        {
+            return fail(
+                self,
+                conn,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "client id differs from the certificate's identity",
+            );
+        }
+        let username = c.username.as_ref().map(|u| u.as_str().to_owned());
+        if let Err(reason) = broker.auth.authenticate(
+            username.as_deref(),
+            c.password.as_deref(),
+            identity.is_some(),
+        ) {
+            self.broker
+                .counters
+                .auth_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return fail(self, conn, reason, "authentication failed");
+        }
+        let expiry = if v5 {
+            c.properties.session_expiry_interval.unwrap_or(0)
+        } else if c.clean_start {
+            0
+        } else {
+            u32::MAX
+        }
+        .min(cfg.max_session_expiry_secs);
+        let mut keep_alive = c.keep_alive;
+        let mut server_keep_alive = None;
+        if cfg.max_keep_alive_secs > 0
+            && v5
+            && (keep_alive == 0 || keep_alive > cfg.max_keep_alive_secs)
+        {
+            keep_alive = cfg.max_keep_alive_secs;
+            server_keep_alive = Some(keep_alive);
+        }
+        let client_id: Arc<str> = Arc::from(client_id);
+        let will = c.will.as_ref().and_then(|w| {
+            if !broker.auth.can_publish(&client_id, username.as_deref(), w.topic.as_str()) {
+                tracing::warn!(client_id = %client_id, topic = w.topic.as_str(), "will topic not allowed; will dropped");
+                return None;
+            }
+            let p = Publish {
+                dup: false,
+                delivery: Delivery::AtMostOnce,
+                retain: w.retain,
+                topic: w.topic.clone(),
+                properties: w.properties.clone(),
+                payload: w.payload.clone(),
+            };
+            let mut m = Message::from_publish(&p, w.topic.clone(), None);
+            m.qos = w.qos as u8;
+            Some((Arc::new(m), w.properties.will_delay_interval.unwrap_or(0)))
+        });
+        let owner = Owner {
+            reactor: self.idx,
+            token: idx,
+            generation: conn.generation,
+        };
+        let attached = broker.attach(
+            &client_id,
+            c.version,
+            c.clean_start,
+            expiry,
+            owner,
+            &mut self.notifier,
+        );
+        {
+            let mut inner = attached.session.lock();
+            inner
+                .outbound
+                .set_receive_maximum(c.properties.receive_maximum.unwrap_or(u16::MAX));
+            inner.inbound.reconnect(cfg.receive_maximum);
+        }
+        let seq = broker.save_session(&attached.session);
+        conn.keep_alive = mast_protocol::session::keep_alive_deadline(keep_alive);
+        conn.deadline = match conn.keep_alive {
+            Some(ka) => Instant::now() + ka,
+            None => Instant::now() + Duration::from_secs(365 * 24 * 3600),
+        };
+        self.schedule(idx, conn.generation, conn.deadline);
+        let mut properties = Properties::default();
+        if v5 {
+            properties.receive_maximum = Some(cfg.receive_maximum);
+            properties.topic_alias_maximum = Some(cfg.topic_alias_maximum);
+            properties.maximum_packet_size = Some(cfg.max_packet_size);
+            properties.retain_available = Some(true);
+            properties.wildcard_subscription_available = Some(true);
+            properties.subscription_identifier_available = Some(true);
+            properties.shared_subscription_available = Some(true);
+            properties.server_keep_alive = server_keep_alive;
+            properties.assigned_client_identifier = assigned.as_deref().map(Utf8::new);
+            if c.properties
+                .session_expiry_interval
+                .is_some_and(|e| e != expiry)
+            {
+                properties.session_expiry_interval = Some(expiry);
+            }
+        }
+        tracing::debug!(client_id = %client_id, addr = %conn.addr, version = ?c.version, session_present = attached.session_present, "connected");
+        conn.client = Some(Client {
+            client_id,
+            username,
+            session: attached.session,
+            owner,
+            will,
+            aliases_in: AliasesIn::new(cfg.topic_alias_maximum),
+            aliases_out: AliasesOut::new(c.properties.topic_alias_maximum.unwrap_or(0)),
+            max_packet_out: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
+            pending: VecDeque::new(),
+            connack_pending: true,
+            normal_disconnect: false,
+        });
+        let connack = Packet::ConnAck(ConnAck {
+            session_present: attached.session_present,
+            reason: ReasonCode::SUCCESS,
+            properties,
+        });
+        let committed = broker.persist.committed();
+        if seq <= committed {
+            conn.send(&connack);
+            if let Some(client) = &mut conn.client {
+                client.connack_pending = false;
+            }
+            Self::resend(conn);
+        } else {
+            Self::ack(conn, &mut self.waiting, idx, seq, connack);
+        }
+        Flow::Continue
+    }
+
+    /// After CONNACK: resend the session's unacknowledged messages, then drain its queue.
+    fn after_connack(&mut self, idx: usize) {
+        let Some(conn) = self.conn(idx) else {
+            return;
+        };
+        Self::resend(conn);
+        if let Some(client) = &conn.client {
+            let owner = client.owner;
+            self.ready.push(owner);
+        }
+    }
+
+    fn resend(conn: &mut Conn) {
+        let Some(client) = &mut conn.client else {
+            return;
+        };
+        let session = Arc::clone(&client.session);
+        let inner = session.lock();
+        let now = now_ms();
+        for f in inner.outbound.resend() {
+            match f.state {
+                OutState::AwaitPubComp => {
+                    packet::encode(
+                        &Packet::PubRel(PubResp::new(f.id)),
+                        conn.version,
+                        &mut conn.wbuf,
+                    );
+                }
+                OutState::AwaitPubAck | OutState::AwaitPubRec => {
+                    let delivery = if f.state == OutState::AwaitPubAck {
+                        Delivery::AtLeastOnce(f.id)
+                    } else {
+                        Delivery::ExactlyOnce(f.id)
+                    };
+                    let expiry = f.msg.msg.remaining_secs(now).flatten();
+                    let mut p =
+                        f.msg
+                            .msg
+                            .to_publish(delivery, f.msg.retain, expiry, &f.msg.sub_ids);
+                    p.dup = true;
+                    packet::encode(&Packet::Publish(p), conn.version, &mut conn.wbuf);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, conn: &mut Conn, p: Publish) -> Flow {
+        let Some(client) = &mut conn.client else {
+            return Flow::Continue;
+        };
+        self.local.messages_in += 1;
+        if !p.properties.subscription_identifiers.is_empty() {
+            tracing::info!(client_id = %client.client_id, "PUBLISH with a subscription identifier from a client; closing");
+            self.refuse(conn, ReasonCode::PROTOCOL_ERROR);
+            return Flow::Close { normal: false };
+        }
+        let topic = match client
+            .aliases_in
+            .resolve(&p.topic, p.properties.topic_alias)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(client_id = %client.client_id, error = %e, "bad topic alias; closing");
+                self.refuse(conn, e.reason);
+                return Flow::Close { normal: false };
+            }
+        };
+        let action = client.session.lock().inbound.on_publish(p.delivery);
+        let action = match action {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(client_id = %client.client_id, error = %e, "closing");
+                self.refuse(conn, e.reason);
+                return Flow::Close { normal: false };
+            }
+        };
+        let allowed = self.broker.auth.can_publish(
+            &client.client_id,
+            client.username.as_deref(),
+            topic.as_str(),
+        );
+        let v5 = conn.version == ProtocolVersion::V5;
+        let (seq, reason) = if action == InAction::DuplicateQos2 {
+            (0, ReasonCode::SUCCESS)
+        } else if !allowed {
+            self.broker
+                .counters
+                .not_authorized
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client_id = %client.client_id, topic = topic.as_str(), "publish not authorized; dropped");
+            if v5 {
+                if let Delivery::ExactlyOnce(id) = p.delivery {
+                    // An error PUBREC ends the QoS 2 flow: no PUBREL will come.
+                    client.session.lock().inbound.on_pubrel(id);
+                }
+                (0, ReasonCode::NOT_AUTHORIZED)
+            } else {
+                (0, ReasonCode::SUCCESS)
+            }
+        } else {
+            let msg = Arc::new(Message::from_publish(
+                &p,
+                topic,
+                Some(Arc::clone(&client.client_id)),
+            ));
+            let (seq, matched) = self.broker.publish(msg, &mut self.notifier);
+            let reason = if matched || !v5 {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            };
+            (seq, reason)
+        };
+        let idx = client.owner.token;
+        match p.delivery {
+            Delivery::AtMostOnce => {}
+            Delivery::AtLeastOnce(id) => Self::ack(
+                conn,
+                &mut self.waiting,
+                idx,
+                seq,
+                Packet::PubAck(PubResp::with_reason(id, reason)),
+            ),
+            Delivery::ExactlyOnce(id) => Self::ack(
+                conn,
+                &mut self.waiting,
+                idx,
+                seq,
+                Packet::PubRec(PubResp::with_reason(id, reason)),
+            ),
+        }
+        Flow::Continue
+    }
+
+    /// Applies an acknowledgement of an outbound flow; returns the id to PUBREL, if any.
+    fn acked(
+        &mut self,
+        conn: &mut Conn,
+        f: impl FnOnce(
+            &mut mast_protocol::session::Outbound<super::session::Queued>,
+        ) -> Acked<super::session::Queued>,
+    ) -> Option<mast_protocol::publish::PacketId> {
+        let client = conn.client.as_ref()?;
+        let outcome = f(&mut client.session.lock().outbound);
+        let owner = client.owner;
+        match outcome {
+            Acked::Done(q) | Acked::Refused(q) => {
+                self.broker.delivered(&client.session, &q);
+                self.ready.push(owner);
+                None
+            }
+            Acked::SendPubRel(id) => Some(id),
+            Acked::Unknown => None,
+        }
+    }
+
+    fn subscribe(&mut self, idx: usize, conn: &mut Conn, s: Subscribe) -> Flow {
+        let Some(client) = &conn.client else {
+            return Flow::Continue;
+        };
+        let v5 = conn.version == ProtocolVersion::V5;
+        let sub_id = s.properties.subscription_identifiers.first().copied();
+        let mut reasons = Vec::with_capacity(s.subscriptions.len());
+        for sub in &s.subscriptions {
+            let raw = sub.filter.as_str();
+            let allowed = match parse_filter(raw) {
+                Ok(spec) => self.broker.auth.can_subscribe(
+                    &client.client_id,
+                    client.username.as_deref(),
+                    spec.filter,
+                ),
+                Err(_) => true,
+            };
+            let r = if allowed {
+                self.broker.subscribe(
+                    &client.session,
+                    raw,
+                    sub.options,
+                    sub_id,
+                    &mut self.notifier,
+                )
+            } else {
+                self.broker
+                    .counters
+                    .not_authorized
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client_id = %client.client_id, filter = raw, "subscription not authorized");
+                Err(ReasonCode::NOT_AUTHORIZED)
+            };
+            let r = match r {
+                Ok(granted) => granted,
+                Err(reason) if reason == ReasonCode::PROTOCOL_ERROR => {
+                    tracing::info!(client_id = %client.client_id, filter = raw, "no-local on a shared subscription; closing");
+                    self.refuse(conn, reason);
+                    return Flow::Close { normal: false };
+                }
+                Err(reason) => {
+                    tracing::info!(client_id = %client.client_id, filter = raw, reason = reason.name(), "subscription refused");
+                    if v5 { reason } else { ReasonCode(0x80) }
+                }
+            };
+            reasons.push(r);
+        }
+        let seq = self.broker.save_session(&client.session);
+        let owner = client.owner;
+        Self::ack(
+            conn,
+            &mut self.waiting,
+            idx,
+            seq,
+            Packet::SubAck(SubAck {
+                packet_id: s.packet_id,
+                properties: Properties::default(),
+                reasons,
+            }),
+        );
+        self.ready.push(owner);
+        Flow::Continue
+    }
+
+    fn unsubscribe(&mut self, idx: usize, conn: &mut Conn, u: Unsubscribe) -> Flow {
+        let Some(client) = &conn.client else {
+            return Flow::Continue;
+        };
+        let reasons: Vec<ReasonCode> = u
+            .filters
+            .iter()
+            .map(|f| self.broker.unsubscribe(&client.session, f.as_str()))
+            .collect();
+        let seq = self.broker.save_session(&client.session);
+        let reasons = if conn.version == ProtocolVersion::V5 {
+            reasons
+        } else {
+            Vec::new()
+        };
+        Self::ack(
+            conn,
+            &mut self.waiting,
+            idx,
+            seq,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: u.packet_id,
+                properties: Properties::default(),
+                reasons,
+            }),
+        );
+        Flow::Continue
+    }
+
+    fn disconnect(&mut self, conn: &mut Conn, d: Disconnect) -> Flow {
+        let Some(client) = &mut conn.client else {
+            return Flow::Close { normal: true };
+        };
+        if let Some(e) = d.properties.session_expiry_interval {
+            let mut inner = client.session.lock();
+            if inner.expiry_secs == 0 && e != 0 {
+                drop(inner);
+                tracing::info!(client_id = %client.client_id, "DISCONNECT sets a session expiry on a session that had none");
+                self.refuse(conn, ReasonCode::PROTOCOL_ERROR);
+                return Flow::Close { normal: false };
+            }
+            inner.expiry_secs = e.min(self.broker.cfg.max_session_expiry_secs);
+            drop(inner);
+            self.broker.save_session(&client.session);
+        }
+        client.normal_disconnect = d.reason != ReasonCode::DISCONNECT_WITH_WILL;
+        Flow::Close { normal: true }
+    }
+
+    /// Moves queued messages of the session `owner` names into its connection's output.
+    fn drain(&mut self, owner: Owner) {
+        let idx = owner.token;
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        if conn.generation != owner.generation {
+            self.conns[idx] = Some(conn);
+            return;
+        }
+        let max_out = self.broker.cfg.max_output_bytes;
+        let mut end: Option<ReasonCode> = None;
+        if let Some(client) = &mut conn.client
+            && !client.connack_pending
+            && !conn.closing
+        {
+            let session = Arc::clone(&client.session);
+            let mut inner = session.lock();
+            inner.notified = false;
+            if inner.owner != Some(client.owner) {
+                end = Some(ReasonCode::SESSION_TAKEN_OVER);
+            } else if let Some(reason) = inner.kick.take() {
+                end = Some(reason);
+            } else {
+                let now = now_ms();
+                conn.drain_blocked = false;
+                while let Some(q) = inner.pop() {
+                    if conn.wbuf.len() - conn.wpos >= max_out {
+                        inner.push_front(q);
+                        conn.drain_blocked = true;
+                        break;
+                    }
+                    let Some(expiry) = q.msg.remaining_secs(now) else {
+                        self.broker
+                            .counters
+                            .dropped_expired
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.broker.delivered(&session, &q);
+                        continue;
+                    };
+                    let delivery = if q.qos == 0 {
+                        Delivery::AtMostOnce
+                    } else if inner.outbound.can_send() {
+                        match inner.outbound.start(q.qos == 2, q.clone()) {
+                            Some(d) => d,
+                            None => {
+                                inner.push_front(q);
+                                break;
+                            }
+                        }
+                    } else {
+                        inner.push_front(q);
+                        break;
+                    };
+                    let mut p = q.msg.to_publish(delivery, q.retain, expiry, &q.sub_ids);
+                    if conn.version == ProtocolVersion::V5 {
+                        match client.aliases_out.alias(&q.msg.topic) {
+                            OutAlias::None => {}
+                            OutAlias::Set(a) => p.properties.topic_alias = Some(a),
+                            OutAlias::Use(a) => {
+                                p.properties.topic_alias = Some(a);
+                                p.topic = Utf8::new("");
+                            }
+                        }
+                    }
+                    let start = conn.wbuf.len();
+                    packet::encode(&Packet::Publish(p), conn.version, &mut conn.wbuf);
+                    if conn.wbuf.len() - start > client.max_packet_out as usize {
+                        // Larger than the client accepts: dropped (MQTT 5.0 §3.1.2.11.4).
+                        conn.wbuf.truncate(start);
+                        self.broker
+                            .counters
+                            .dropped_too_large
+                            .fetch_add(1, Ordering::Relaxed);
+                        if let Some(id) = delivery.packet_id() {
+                            let done = match q.qos {
+                                1 => inner.outbound.on_puback(id),
+                                _ => inner.outbound.on_pubrec(id, true),
+                            };
+                            if let Acked::Done(q) | Acked::Refused(q) = done {
+                                drop(inner);
+                                self.broker.delivered(&session, &q);
+                                inner = session.lock();
+                            }
+                        }
+                        continue;
+                    }
+                    self.local.messages_out += 1;
+                }
+            }
+        }
+        if let Some(reason) = end {
+            tracing::info!(conn = %conn.label(), reason = reason.name(), "connection ended by the server");
+            if conn.version == ProtocolVersion::V5 {
+                conn.send(&Packet::Disconnect(Disconnect::with_reason(reason)));
+            }
+            conn.closing = true;
+        }
+        self.write_out(&mut conn);
+        let closing = conn.closing;
+        self.conns[idx] = Some(conn);
+        if closing {
+            self.close(idx, false);
+        }
+    }
+
+    fn flush(&mut self, idx: usize) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        self.write_out(&mut conn);
+        let closing = conn.closing && conn.pending_out() == 0;
+        self.conns[idx] = Some(conn);
+        if closing {
+            self.close(idx, false);
+        }
+    }
+
+    fn write_out(&mut self, conn: &mut Conn) {
+        if conn.pending_out() > 0 || conn.transport.wants_write() {
+            match conn.transport.write(&conn.wbuf[conn.wpos..]) {
+                Ok(n) => {
+                    conn.wpos += n;
+                    self.local.bytes_out += n as u64;
+                }
+                Err(e) => {
+                    tracing::debug!(conn = %conn.label(), error = %e, "write failed");
+                    conn.closing = true;
+                    conn.wbuf.clear();
+                    conn.wpos = 0;
+                    return;
+                }
+            }
+        }
+        if conn.wpos == conn.wbuf.len() {
+            conn.wbuf.clear();
+            conn.wpos = 0;
+            if conn.wbuf.capacity() > 64 * 1024 {
+                conn.wbuf = Vec::new();
+            }
+        } else if conn.wpos > 256 * 1024 {
+            conn.wbuf.drain(..conn.wpos);
+            conn.wpos = 0;
+        }
+        let max_out = self.broker.cfg.max_output_bytes;
+        if conn.pending_out() <= max_out / 2 {
+            let idx_gen = conn.client.as_ref().map(|c| c.owner);
+            if conn.read_paused {
+                conn.read_paused = false;
+                if let Some(o) = idx_gen {
+                    self.again.push(o.token);
+                }
+            }
+            if conn.drain_blocked
+                && let Some(o) = idx_gen
+            {
+                conn.drain_blocked = false;
+                self.ready.push(o);
+            }
+        }
+    }
+
+    fn close(&mut self, idx: usize, normal: bool) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(conn.transport.socket());
+        self.free.push(idx);
+        self.broker
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some(client) = conn.client.take() {
+            let will = if normal && client.normal_disconnect {
+                None
+            } else {
+                client.will
+            };
+            tracing::debug!(client_id = %client.client_id, normal, "disconnected");
+            self.broker
+                .detach(&client.session, client.owner, will, &mut self.notifier);
+        }
+    }
+
+    /// Sends the collected wake-ups: this reactor's own go to `ready`, others' to their inbox.
+    fn wake_owners(&mut self) {
+        if self.notifier.owners.is_empty() {
+            return;
+        }
+        let owners = std::mem::take(&mut self.notifier.owners);
+        let mut per: Vec<Vec<Owner>> = vec![Vec::new(); self.all.len()];
+        for o in owners {
+            if o.reactor == self.idx {
+                self.ready.push(o);
+            } else if let Some(v) = per.get_mut(o.reactor) {
+                v.push(o);
+            }
+        }
+        for (r, owners) in per.into_iter().enumerate() {
+            if !owners.is_empty() {
+                self.all[r].post(|inbox| inbox.ready.extend(owners));
+            }
+        }
+    }
+}
