@@ -69,9 +69,9 @@ struct Common {
     /// Password.
     #[arg(short = 'P', long)]
     password: Option<String>,
-    /// Client id prefix (client ids are PREFIX-N).
-    #[arg(long, default_value = "loadgen")]
-    prefix: String,
+    /// Client id prefix (client ids are PREFIX-N) [default: VERB-PID].
+    #[arg(long)]
+    prefix: Option<String>,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -153,6 +153,12 @@ fn run() -> anyhow::Result<()> {
         Verb::Sub(a) => run_sub(a),
         Verb::Conn(a) => run_conn(a),
     }
+}
+
+fn prefix(c: &Common, verb: &str) -> String {
+    c.prefix
+        .clone()
+        .unwrap_or_else(|| format!("{verb}-{}", std::process::id()))
 }
 
 fn settings(c: &Common) -> anyhow::Result<(SocketAddr, Settings)> {
@@ -340,7 +346,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
                 &mut poll,
                 addr,
                 &s,
-                &a.common.prefix,
+                &prefix(&a.common, "pub"),
                 &ids,
                 Duration::from_millis(a.common.interval_conn),
             );
@@ -493,7 +499,7 @@ fn run_sub(a: SubArgs) -> anyhow::Result<()> {
         &mut poll,
         addr,
         &s,
-        &a.common.prefix,
+        &prefix(&a.common, "sub"),
         &ids,
         Duration::from_millis(a.common.interval_conn),
     )?;
@@ -598,7 +604,7 @@ fn run_conn(a: ConnArgs) -> anyhow::Result<()> {
         &mut poll,
         addr,
         &s,
-        &a.common.prefix,
+        &prefix(&a.common, "conn"),
         &ids,
         Duration::from_millis(a.common.interval_conn),
     )?;

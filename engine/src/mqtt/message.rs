@@ -28,7 +28,8 @@ pub(crate) struct Message {
     pub(crate) retain: bool,
     /// Properties forwarded to subscribers (MQTT 5.0 §3.3.2.3): payload format, content type,
     /// response topic, correlation data, user properties. Expiry is kept in `expires_at`.
-    pub(crate) properties: Properties,
+    /// `None` when there are none (most messages: it keeps a routed message small).
+    pub(crate) properties: Option<Box<Properties>>,
     /// Publishing client (for No Local); `None` for wills of ended sessions and restored ones.
     pub(crate) origin: Option<Arc<str>>,
     /// Unix ms after which the message is not delivered.
@@ -39,14 +40,21 @@ impl Message {
     /// Builds the routed form of a received PUBLISH whose topic alias is resolved to `topic`.
     pub(crate) fn from_publish(p: &Publish, topic: Utf8, origin: Option<Arc<str>>) -> Message {
         let src = &p.properties;
-        let properties = Properties {
-            payload_format_utf8: src.payload_format_utf8,
-            content_type: src.content_type.clone(),
-            response_topic: src.response_topic.clone(),
-            correlation_data: src.correlation_data.clone(),
-            user_properties: src.user_properties.clone(),
-            ..Properties::default()
-        };
+        let forwarded = src.payload_format_utf8.is_some()
+            || src.content_type.is_some()
+            || src.response_topic.is_some()
+            || src.correlation_data.is_some()
+            || !src.user_properties.is_empty();
+        let properties = forwarded.then(|| {
+            Box::new(Properties {
+                payload_format_utf8: src.payload_format_utf8,
+                content_type: src.content_type.clone(),
+                response_topic: src.response_topic.clone(),
+                correlation_data: src.correlation_data.clone(),
+                user_properties: src.user_properties.clone(),
+                ..Properties::default()
+            })
+        });
         Message {
             topic,
             payload: p.payload.clone(),
@@ -84,7 +92,7 @@ impl Message {
         expiry: Option<u32>,
         sub_ids: &[u32],
     ) -> Publish {
-        let mut properties = self.properties.clone();
+        let mut properties = self.properties.as_deref().cloned().unwrap_or_default();
         properties.message_expiry_interval = expiry;
         properties.subscription_identifiers = sub_ids.to_vec();
         Publish {
@@ -127,7 +135,7 @@ impl Message {
             payload: p.payload,
             qos: flags & 0b11,
             retain: flags & 0b100 != 0,
-            properties: p.properties,
+            properties: (p.properties != Properties::default()).then(|| Box::new(p.properties)),
             origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
             expires_at: (expires_at != 0).then_some(expires_at),
         })
@@ -145,11 +153,11 @@ mod tests {
             payload: Bytes::from_static(b"hello"),
             qos: 2,
             retain: true,
-            properties: Properties {
+            properties: Some(Box::new(Properties {
                 content_type: Some(Utf8::new("text/plain")),
                 user_properties: vec![(Utf8::new("k"), Utf8::new("v"))],
                 ..Properties::default()
-            },
+            })),
             origin: Some(Arc::from("dev-1")),
             expires_at: Some(1_700_000_000_123),
         };
@@ -166,7 +174,7 @@ mod tests {
             payload: Bytes::new(),
             qos: 0,
             retain: false,
-            properties: Properties::default(),
+            properties: None,
             origin: None,
             expires_at: Some(10_000),
         };

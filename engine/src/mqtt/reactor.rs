@@ -37,7 +37,7 @@ use super::session::{Owner, Session};
 use super::transport::Transport;
 
 const WAKER: Token = Token(0);
-const READ_BUDGET: usize = 256 * 1024;
+const READ_BUDGET: usize = 64 * 1024;
 const WHEEL_SLOTS: usize = 64;
 
 /// What other threads hand a reactor.
@@ -215,10 +215,12 @@ impl Reactor {
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     self.read(idx);
+                    self.service();
                 }
             }
             for idx in std::mem::take(&mut self.again) {
                 self.read(idx);
+                self.service();
             }
             // Deliveries on this reactor are handled in this turn; a bounded number of rounds
             // keeps one busy session from starving the poll.
@@ -514,12 +516,20 @@ impl Reactor {
                     return Flow::Continue;
                 };
                 let known = client.session.lock().inbound.on_pubrel(r.packet_id);
-                let comp = if known {
-                    PubResp::new(r.packet_id)
+                // The released id leaves the persisted session too, or a new message reusing
+                // it after a restart would be taken for a duplicate and dropped.
+                let (comp, seq) = if known {
+                    (
+                        PubResp::new(r.packet_id),
+                        self.broker.save_session(&client.session),
+                    )
                 } else {
-                    PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)
+                    (
+                        PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
+                        0,
+                    )
                 };
-                Self::ack(conn, &mut self.waiting, idx, 0, Packet::PubComp(comp));
+                Self::ack(conn, &mut self.waiting, idx, seq, Packet::PubComp(comp));
                 Flow::Continue
             }
             Packet::Subscribe(s) => self.subscribe(idx, conn, s),
@@ -886,6 +896,13 @@ impl Reactor {
                 Some(Arc::clone(&client.client_id)),
             ));
             let (seq, matched) = self.broker.publish(msg, &mut self.notifier);
+            // A persistent session's pending QoS 2 id is durable before PUBREC: a resend
+            // after a restart is then known as a duplicate, not delivered again.
+            let seq = if matches!(p.delivery, Delivery::ExactlyOnce(_)) {
+                seq.max(self.broker.save_session(&client.session))
+            } else {
+                seq
+            };
             let reason = if matched || !v5 {
                 ReasonCode::SUCCESS
             } else {
@@ -1189,7 +1206,8 @@ impl Reactor {
             if conn.wbuf.capacity() > 64 * 1024 {
                 conn.wbuf = Vec::new();
             }
-        } else if conn.wpos > 256 * 1024 {
+        } else if conn.wpos >= 64 * 1024 && conn.wpos * 2 >= conn.wbuf.len() {
+            // Compact only when the written part dominates: amortised O(1) per byte.
             conn.wbuf.drain(..conn.wpos);
             conn.wpos = 0;
         }
@@ -1230,6 +1248,16 @@ impl Reactor {
             tracing::debug!(client_id = %client.client_id, normal, "disconnected");
             self.broker
                 .detach(&client.session, client.owner, will, &mut self.notifier);
+        }
+    }
+
+    /// Between reads: hands out the wake-ups collected so far and drains this reactor's ready
+    /// sessions, so subscribers are fed while publishers are still being read (fairness under
+    /// overload: a turn never reads megabytes before writing anything).
+    fn service(&mut self) {
+        self.wake_owners();
+        for owner in std::mem::take(&mut self.ready) {
+            self.drain(owner);
         }
     }
 

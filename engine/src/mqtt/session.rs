@@ -165,7 +165,6 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use mast_protocol::primitives::Utf8;
-    use mast_protocol::properties::Properties;
 
     #[test]
     fn queued_messages_round_trip_through_the_store_encoding() {
@@ -175,7 +174,7 @@ mod tests {
                 payload: Bytes::from_static(b"p"),
                 qos: 1,
                 retain: false,
-                properties: Properties::default(),
+                properties: None,
                 origin: None,
                 expires_at: None,
             }),
