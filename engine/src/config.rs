@@ -260,4 +260,13 @@ mod tests {
         assert!(Config::parse("[[mqtt.users]]\nname = \"a\"\npassword_hash = \"plain\"").is_err());
         assert!(Config::parse("[[mqtt.acl]]\npublish = [\"a/#/b\"]").is_err());
     }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mast.example.toml");
+        let c = Config::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{:?}", c.mqtt), format!("{:?}", d.mqtt));
+        assert_eq!(c.data_dir, d.data_dir);
+    }
 }
