@@ -40,6 +40,17 @@ const WAKER: Token = Token(0);
 const READ_BUDGET: usize = 64 * 1024;
 const WHEEL_SLOTS: usize = 64;
 
+/// The protocol level of a CONNECT at the front of `buf`, once that much has arrived.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    if buf.first()? >> 4 != 1 {
+        return None;
+    }
+    let len_bytes = buf.get(1..)?.iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+    let name = 1 + len_bytes;
+    let name_len = u16::from_be_bytes([*buf.get(name)?, *buf.get(name + 1)?]);
+    buf.get(name + 2 + usize::from(name_len)).copied()
+}
+
 /// What other threads hand a reactor.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
@@ -403,6 +414,12 @@ impl Reactor {
                         conn.read_paused = true;
                         break;
                     }
+                    // Before CONNECT only an error in a CONNECT is answered (MQTT 5.0
+                    // §4.13.1), and a 3.1.1 CONNECT in the 3.1.1 form.
+                    let answer = conn.client.is_some() || buf.first().is_some_and(|b| b >> 4 == 1);
+                    if conn.client.is_none() && connect_level(&buf) == Some(4) {
+                        conn.version = ProtocolVersion::V311;
+                    }
                     match packet::decode(&mut buf, conn.version, max) {
                         Ok(Some(p)) => flow = self.handle(idx, &mut conn, p),
                         Ok(None) => break,
@@ -412,7 +429,9 @@ impl Reactor {
                                 .protocol_errors
                                 .fetch_add(1, Ordering::Relaxed);
                             tracing::info!(conn = %conn.label(), error = %e, "bad packet; closing");
-                            self.refuse(&mut conn, e.reason_code());
+                            if answer {
+                                self.refuse(&mut conn, e.reason_code());
+                            }
                             flow = Flow::Close { normal: false };
                         }
                     }

@@ -1,0 +1,172 @@
+//! Test harness: runs the real `mast` binary on free loopback ports with a config file in a
+//! temporary data directory, and restarts or kills it.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `mast serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub tls_port: u16,
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Server {
+    /// Starts with `[mqtt]` settings `mqtt_extra` (TOML lines inside the `[mqtt]` table) and
+    /// any further TOML in `tail` (e.g. `[mqtt.tls]`, `[[mqtt.users]]`). `{tls_port}` and
+    /// `{dir}` in them are replaced.
+    pub fn start_with(mqtt_extra: &str, tail: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let tls_port = free_port();
+        let fill = |s: &str| {
+            s.replace("{tls_port}", &tls_port.to_string())
+                .replace("{dir}", &dir.path().display().to_string())
+        };
+        let config = dir.path().join("mast.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
+                dir.path().join("data").display(),
+                fill(mqtt_extra),
+                fill(tail)
+            ),
+        )
+        .unwrap();
+        let mut s = Server {
+            child: None,
+            port,
+            tls_port,
+            dir,
+            config,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts on embedded defaults (anonymous access, no TLS).
+    pub fn start() -> Server {
+        Server::start_with("", "")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mast.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mast"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("MAST_LOG", "info,mast_engine=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting mast");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mast exited with {st} before listening:\n{}", self.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "mast did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("mast.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            if t0.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                panic!("mast did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills (SIGKILL) and starts again on the same data and ports.
+    pub fn restart_after_kill(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Stops cleanly and starts again.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The server process's id (panics when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("mast is not running").id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- mast log ----\n{}", self.log());
+        }
+    }
+}

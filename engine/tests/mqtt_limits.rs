@@ -1,0 +1,189 @@
+//! Limits end to end: keep-alive and CONNECT deadlines, and a subscriber that stops reading
+//! while a publisher floods it (the server stays responsive and its memory bounded; with
+//! `slow_subscriber = "disconnect"` the slow client is cut off).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod mqtt_support;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use mqtt_support::raw::{self, Got, Raw};
+use mqtt_support::{WAIT, rss_bytes, v5};
+
+#[test]
+fn silent_client_is_closed_after_one_and_a_half_keep_alives_v311() {
+    let server = Server::start();
+    let mut r = Raw::connected(server.port, 4, "quiet", 1);
+    let t0 = Instant::now();
+    let got = r.expect_closed(Duration::from_secs(4));
+    let after = t0.elapsed();
+    assert_eq!(got, Vec::new(), "3.1.1: closed without a packet");
+    assert!(
+        after >= Duration::from_millis(1400) && after <= Duration::from_millis(3000),
+        "closed after {after:?} with keep alive 1 s"
+    );
+}
+
+#[test]
+fn silent_client_is_closed_after_one_and_a_half_keep_alives_v5() {
+    let server = Server::start();
+    let mut r = Raw::connected(server.port, 5, "quiet", 1);
+    let t0 = Instant::now();
+    let got = r.expect_closed(Duration::from_secs(4));
+    let after = t0.elapsed();
+    assert_eq!(
+        raw::disconnect_reason(&got),
+        Some(0x8D),
+        "keep alive timeout: {got:?}"
+    );
+    assert!(
+        after >= Duration::from_millis(1400) && after <= Duration::from_millis(3000),
+        "closed after {after:?} with keep alive 1 s"
+    );
+}
+
+#[test]
+fn pings_keep_a_connection_alive() {
+    let server = Server::start();
+    let mut r = Raw::connected(server.port, 4, "pinger", 1);
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        r.send(&[0xC0, 0x00]);
+        assert_eq!(r.read(WAIT), Got::Packet(0xD0, Vec::new()), "PINGRESP");
+    }
+}
+
+#[test]
+fn connection_without_connect_is_closed_after_the_connect_timeout() {
+    let server = Server::start_with("connect_timeout_secs = 1", "");
+    let mut r = Raw::open(server.port);
+    let t0 = Instant::now();
+    assert_eq!(r.expect_closed(Duration::from_secs(4)), Vec::new());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+const FLOOD: usize = 50_000;
+
+/// A subscriber to `load/#` that reads its SUBACK and then nothing more.
+fn stalled_subscriber(port: u16) -> Raw {
+    let mut slow = Raw::connected(port, 5, "slow", 0);
+    slow.send(&raw::subscribe(true, 1, b"load/#", 0));
+    assert_eq!(slow.read(WAIT), Got::Packet(0x90, vec![0, 1, 0, 0]));
+    slow
+}
+
+/// Publishes [`FLOOD`] QoS 0 messages of 1 KiB on a raw 3.1.1 connection while sampling the
+/// server's resident memory; the highest sample.
+fn flood(server: &Server) -> u64 {
+    let mut publisher = Raw::connected(server.port, 4, "flood", 0);
+    let one = raw::publish(false, 0, 0, b"load/x", &[], &[0x5a; 1024]);
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 500).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for _ in 0..FLOOD / 500 {
+                publisher.stream.write_all(&batch).unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+            publisher
+        })
+    };
+    let pid = server.pid();
+    let mut peak = rss_bytes(pid);
+    let t0 = Instant::now();
+    while !done.load(Ordering::SeqCst) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "publishing stalled");
+        peak = peak.max(rss_bytes(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut publisher = writer.join().unwrap();
+    // Everything written has been read and routed once the server answers a ping after it.
+    publisher.send(&[0xC0, 0x00]);
+    assert_eq!(
+        publisher.read(Duration::from_secs(20)),
+        Got::Packet(0xD0, Vec::new())
+    );
+    peak.max(rss_bytes(pid))
+}
+
+/// Another pair of clients still gets a message through.
+fn assert_responsive(port: u16) {
+    let t0 = Instant::now();
+    let mut sub = v5::Client::connect(port, "probe-sub");
+    sub.subscribe("probe/#", v5::QoS::AtLeastOnce);
+    let mut publisher = v5::Client::connect(port, "probe-pub");
+    publisher.publish("probe/x", v5::QoS::AtLeastOnce, false, b"still here");
+    let p = sub.recv();
+    assert_eq!(
+        (v5::topic(&p), &p.payload[..]),
+        ("probe/x".to_owned(), &b"still here"[..])
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "round trip took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn slow_subscriber_loses_messages_but_the_server_stays_responsive_and_bounded() {
+    let server = Server::start_with("max_queued_messages = 100\nmax_output_bytes = 65536", "");
+    let mut slow = stalled_subscriber(server.port);
+    let peak = flood(&server);
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "server RSS peaked at {} MiB",
+        peak >> 20
+    );
+    assert_responsive(server.port);
+    // The slow subscriber is still connected and gets what was buffered for it: a bounded
+    // part of the flood, then nothing.
+    let mut got = 0usize;
+    loop {
+        match slow.read(Duration::from_millis(500)) {
+            Got::Packet(first, body) => {
+                assert_eq!(first, 0x30, "QoS 0 PUBLISH");
+                assert_eq!(body.len(), 2 + 6 + 1 + 1024);
+                got += 1;
+            }
+            Got::Timeout => break,
+            Got::Closed => panic!("the slow subscriber was disconnected under the drop policy"),
+        }
+    }
+    assert!(
+        got > 0 && got < FLOOD,
+        "slow subscriber got {got} of {FLOOD}"
+    );
+}
+
+#[test]
+fn slow_subscriber_is_disconnected_under_the_disconnect_policy() {
+    let server = Server::start_with(
+        "max_queued_messages = 100\nmax_output_bytes = 65536\nslow_subscriber = \"disconnect\"",
+        "",
+    );
+    let mut slow = stalled_subscriber(server.port);
+    let peak = flood(&server);
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "server RSS peaked at {} MiB",
+        peak >> 20
+    );
+    let before_close = slow.expect_closed(Duration::from_secs(5));
+    assert!(
+        before_close.len() < FLOOD,
+        "closed after {} messages",
+        before_close.len()
+    );
+    assert_responsive(server.port);
+}
