@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     out.clear();
                     for p in &ps {
-                        packet::encode(&Packet::Publish(p.clone()), version, &mut out);
+                        packet::encode_publish(p, version, &mut out);
                     }
                     black_box(out.len())
                 })

@@ -86,9 +86,9 @@ impl Disconnect {
             return;
         }
         out.push(self.reason.0);
-        if !no_properties {
-            self.properties.encode(out);
-        }
+        // The property length is written even when zero: the spec lets it go (§3.14.2.2.1),
+        // but some clients (rumqttc 0.25) cannot read a DISCONNECT without it.
+        self.properties.encode(out);
     }
 }
 
@@ -162,7 +162,8 @@ mod tests {
         // one byte: a reason, no properties
         let d = Disconnect::decode(V5, Bytes::from_static(&[0x8D])).unwrap();
         assert_eq!(d, Disconnect::with_reason(ReasonCode::KEEP_ALIVE_TIMEOUT));
-        assert_eq!(enc(&d, V5), [0x8D]);
+        // written with an explicit empty property block, which every client can read
+        assert_eq!(enc(&d, V5), [0x8D, 0x00]);
     }
 
     #[test]

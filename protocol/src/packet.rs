@@ -251,25 +251,38 @@ fn decode_body(
     })
 }
 
-/// Appends the whole packet (fixed header + body) to `out`, in the form `version` gives it.
 ///
 /// What 3.1.1 cannot carry is left out: properties, and reason codes other than a SUBACK's
 /// granted QoS / failure and a CONNACK's return code (mapped by [`ReasonCode::connack_v311`]).
 /// CONNECT is written at its own `version`; AUTH exists only in MQTT 5 and is written in that
 /// form whatever `version` says. The caller keeps packets within the peer's maximum packet size
 /// (and so within the 268,435,455-byte remaining length).
+/// Appends a whole PUBLISH: the hot path. The payload is copied once, straight into `out`, and
+/// a PUBLISH without properties needs no scratch buffer.
+pub fn encode_publish(p: &Publish, version: ProtocolVersion, out: &mut Vec<u8>) {
+    let id_len = if p.delivery.packet_id().is_some() { 2 } else { 0 };
+    let fixed = 2 + p.topic.as_str().len() + id_len;
+    let mut props = Vec::new();
+    if version == ProtocolVersion::V5 {
+        p.properties.encode(&mut props);
+    }
+    let len = fixed + props.len() + p.payload.len();
+    debug_assert!(len <= MAX_REMAINING_LENGTH as usize);
+    out.reserve(5 + len);
+    out.push(0x30 | p.flags());
+    fixed_header::encode_remaining_length(len as u32, out);
+    crate::primitives::put_string(out, p.topic.as_str());
+    if let Some(id) = p.delivery.packet_id() {
+        crate::primitives::put_u16(out, id.0.get());
+    }
+    out.extend_from_slice(&props);
+    out.extend_from_slice(&p.payload);
+}
+
+/// Appends the whole packet (fixed header + body) to `out`, in the form `version` gives it.
 pub fn encode(packet: &Packet, version: ProtocolVersion, out: &mut Vec<u8>) {
     if let Packet::Publish(p) = packet {
-        // The hot path: the payload is copied once, straight into `out`.
-        let mut head = Vec::with_capacity(p.topic.as_str().len() + 16);
-        p.encode_variable_header(version, &mut head);
-        let len = head.len() + p.payload.len();
-        debug_assert!(len <= MAX_REMAINING_LENGTH as usize);
-        out.reserve(5 + len);
-        out.push(packet.first_byte());
-        fixed_header::encode_remaining_length(len as u32, out);
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&p.payload);
+        encode_publish(p, version, out);
         return;
     }
     let mut body = Vec::new();

@@ -5,7 +5,7 @@
 //! already fixed is *malformed* (the packet can never grow), so these readers report
 //! [`Malformed`], never "incomplete".
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 /// A packet body that violates the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,22 +70,31 @@ impl Reader {
         Ok(self.buf.split_to(n))
     }
 
+    fn need(&self, n: usize, what: &'static str) -> Result<(), Malformed> {
+        if self.buf.len() < n {
+            return Err(Malformed(what));
+        }
+        Ok(())
+    }
+
     /// One byte.
     pub fn u8(&mut self, what: &'static str) -> Result<u8, Malformed> {
-        let b = self.take(1, what)?;
-        Ok(b[0])
+        // Fixed-size reads advance the view instead of splitting off a `Bytes`: no reference
+        // count traffic per integer.
+        self.need(1, what)?;
+        Ok(self.buf.get_u8())
     }
 
     /// Two Byte Integer (big-endian).
     pub fn u16(&mut self, what: &'static str) -> Result<u16, Malformed> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        self.need(2, what)?;
+        Ok(self.buf.get_u16())
     }
 
     /// Four Byte Integer (big-endian).
     pub fn u32(&mut self, what: &'static str) -> Result<u32, Malformed> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.need(4, what)?;
+        Ok(self.buf.get_u32())
     }
 
     /// Variable Byte Integer (1–4 bytes, at most 268,435,455, minimal encoding not required).

@@ -269,111 +269,120 @@ impl Properties {
 
     /// Appends the property block (length, then properties) in identifier order.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut b = Vec::new();
+        // Encoded in place after `out`'s end, then the length is put in front of it: no scratch
+        // buffer, and an empty block (the common case) costs one byte.
+        let start = out.len();
+        let b = out;
         let byte = |b: &mut Vec<u8>, id: u8, v: u8| b.extend_from_slice(&[id, v]);
         if let Some(v) = self.payload_format_utf8 {
-            byte(&mut b, 0x01, u8::from(v));
+            byte(b, 0x01, u8::from(v));
         }
         if let Some(v) = self.message_expiry_interval {
             b.push(0x02);
-            put_u32(&mut b, v);
+            put_u32(b, v);
         }
         if let Some(v) = &self.content_type {
             b.push(0x03);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = &self.response_topic {
             b.push(0x08);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = &self.correlation_data {
             b.push(0x09);
-            put_binary(&mut b, v);
+            put_binary(b, v);
         }
         for v in &self.subscription_identifiers {
             b.push(0x0B);
-            put_var_int(&mut b, *v);
+            put_var_int(b, *v);
         }
         if let Some(v) = self.session_expiry_interval {
             b.push(0x11);
-            put_u32(&mut b, v);
+            put_u32(b, v);
         }
         if let Some(v) = &self.assigned_client_identifier {
             b.push(0x12);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = self.server_keep_alive {
             b.push(0x13);
-            put_u16(&mut b, v);
+            put_u16(b, v);
         }
         if let Some(v) = &self.authentication_method {
             b.push(0x15);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = &self.authentication_data {
             b.push(0x16);
-            put_binary(&mut b, v);
+            put_binary(b, v);
         }
         if let Some(v) = self.request_problem_information {
-            byte(&mut b, 0x17, u8::from(v));
+            byte(b, 0x17, u8::from(v));
         }
         if let Some(v) = self.will_delay_interval {
             b.push(0x18);
-            put_u32(&mut b, v);
+            put_u32(b, v);
         }
         if let Some(v) = self.request_response_information {
-            byte(&mut b, 0x19, u8::from(v));
+            byte(b, 0x19, u8::from(v));
         }
         if let Some(v) = &self.response_information {
             b.push(0x1A);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = &self.server_reference {
             b.push(0x1C);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = &self.reason_string {
             b.push(0x1F);
-            put_string(&mut b, v.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = self.receive_maximum {
             b.push(0x21);
-            put_u16(&mut b, v);
+            put_u16(b, v);
         }
         if let Some(v) = self.topic_alias_maximum {
             b.push(0x22);
-            put_u16(&mut b, v);
+            put_u16(b, v);
         }
         if let Some(v) = self.topic_alias {
             b.push(0x23);
-            put_u16(&mut b, v);
+            put_u16(b, v);
         }
         if let Some(v) = self.maximum_qos {
-            byte(&mut b, 0x24, v);
+            byte(b, 0x24, v);
         }
         if let Some(v) = self.retain_available {
-            byte(&mut b, 0x25, u8::from(v));
+            byte(b, 0x25, u8::from(v));
         }
         for (k, v) in &self.user_properties {
             b.push(0x26);
-            put_string(&mut b, k.as_str());
-            put_string(&mut b, v.as_str());
+            put_string(b, k.as_str());
+            put_string(b, v.as_str());
         }
         if let Some(v) = self.maximum_packet_size {
             b.push(0x27);
-            put_u32(&mut b, v);
+            put_u32(b, v);
         }
         if let Some(v) = self.wildcard_subscription_available {
-            byte(&mut b, 0x28, u8::from(v));
+            byte(b, 0x28, u8::from(v));
         }
         if let Some(v) = self.subscription_identifier_available {
-            byte(&mut b, 0x29, u8::from(v));
+            byte(b, 0x29, u8::from(v));
         }
         if let Some(v) = self.shared_subscription_available {
-            byte(&mut b, 0x2A, u8::from(v));
+            byte(b, 0x2A, u8::from(v));
         }
-        put_var_int(out, b.len() as u32);
-        out.extend_from_slice(&b);
+        let len = (b.len() - start) as u32;
+        if len == 0 {
+            b.push(0);
+            return;
+        }
+        let mut prefix = Vec::with_capacity(4);
+        put_var_int(&mut prefix, len);
+        b.splice(start..start, prefix);
     }
 }
 

@@ -142,7 +142,10 @@ impl Publish {
                 ));
             }
         } else {
-            topic::validate_name(topic.as_str()).map_err(|_| PublishError::TopicNameInvalid)?;
+            // `Reader::string` has checked UTF-8, U+0000 and the length: only wildcards remain.
+            if topic.as_str().bytes().any(|b| b == b'+' || b == b'#') {
+                return Err(PublishError::TopicNameInvalid);
+            }
         }
         Ok(Publish {
             dup,

@@ -660,8 +660,9 @@ fn connack_agrees_where_mqttbytes_is_right() {
 
 #[test]
 fn disconnect_agrees_where_mqttbytes_is_right() {
-    // a reason code without properties: the same bytes (mqttbytes cannot read them back: it
-    // wants a property length that §3.14.2.2.1 lets a one-byte body leave out)
+    // a reason code without properties: we read mqttbytes' one-byte body, and write the
+    // property length explicitly (mqttbytes, like rumqttc, cannot read a body without it,
+    // which §3.14.2.2.1 allows), so mqttbytes reads ours
     let mut theirs = v5::Disconnect::new();
     theirs.reason_code = v5::DisconnectReasonCode::ServerShuttingDown;
     let mut buf = BytesMut::new();
@@ -669,7 +670,10 @@ fn disconnect_agrees_where_mqttbytes_is_right() {
     let wire = buf.clone();
     let ours = Disconnect::with_reason(ReasonCode::SERVER_SHUTTING_DOWN);
     assert_eq!(decode_ours(buf, V5), Packet::Disconnect(ours.clone()));
-    assert_eq!(encode_ours(&Packet::Disconnect(ours), V5), wire);
+    let encoded = encode_ours(&Packet::Disconnect(ours), V5);
+    assert_eq!(&encoded[..], &[0xE0, 0x02, 0x8B, 0x00]);
+    assert_eq!(&wire[..], &[0xE0, 0x01, 0x8B]);
+    assert_eq!(decode_v5(encoded), v5::Packet::Disconnect(theirs));
 
     // a reason code with properties: both ways
     let mut props = v5::DisconnectProperties::new();
