@@ -187,3 +187,37 @@ fn slow_subscriber_is_disconnected_under_the_disconnect_policy() {
     );
     assert_responsive(server.port);
 }
+
+/// A subscriber that keeps reading is fed through backpressure, not drops: with a queue of only
+/// 100 messages, a burst of 20,000 QoS 0 messages written at once by one publisher arrives whole
+/// and in order, because the publisher is read more slowly while the subscriber's queue is more
+/// than half full.
+#[test]
+fn a_live_subscriber_gets_a_burst_whole_because_the_publisher_is_slowed() {
+    const BURST: usize = 20_000;
+    let server = Server::start_with("max_queued_messages = 100", "");
+    let mut sub = Raw::connected(server.port, 4, "steady", 0);
+    sub.send(&raw::subscribe(false, 1, b"burst/#", 0));
+    assert_eq!(sub.read(WAIT), Got::Packet(0x90, vec![0, 1, 0]));
+    let mut publisher = Raw::connected(server.port, 4, "burst", 0);
+    let mut wire = Vec::new();
+    for i in 0..BURST as u32 {
+        wire.extend(raw::publish(false, 0, 0, b"burst/x", &[], &i.to_be_bytes()));
+    }
+    let writer = std::thread::spawn(move || {
+        publisher.stream.write_all(&wire).unwrap();
+        publisher
+    });
+    let mut next = 0u32;
+    while (next as usize) < BURST {
+        match sub.read(Duration::from_secs(5)) {
+            Got::Packet(0x30, body) => {
+                let seq = u32::from_be_bytes(body[body.len() - 4..].try_into().unwrap());
+                assert_eq!(seq, next, "messages arrive in order and none is missing");
+                next += 1;
+            }
+            other => panic!("after {next} messages: {other:?}"),
+        }
+    }
+    drop(writer.join().unwrap());
+}

@@ -26,6 +26,9 @@ use super::persist::{self, Op, Persist};
 use super::session::{Owner, Queued, Session, SubRecord};
 use crate::config::{MqttConfig, SlowSubscriber};
 
+/// How long a congested subscriber may slow its publishers down before it counts as slow.
+const CONGESTION_LIMIT: Duration = Duration::from_millis(500);
+
 /// Who a trie entry belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SubKey {
@@ -83,6 +86,9 @@ pub(crate) fn parse_filter(raw: &str) -> Result<FilterSpec<'_>, ReasonCode> {
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
     pub(crate) owners: Vec<Owner>,
+    /// A delivery found a connected subscriber's queue more than half full: the publisher
+    /// should be read more slowly for a moment (backpressure before anything is dropped).
+    pub(crate) congested: bool,
 }
 
 /// A will waiting for its delay.
@@ -666,6 +672,24 @@ impl Broker {
             });
         }
         inner.push(q);
+        if inner.owner.is_some()
+            && !inner.slow
+            && (inner.queue.len() * 2 >= self.cfg.max_queued_messages
+                || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes)
+        {
+            // Backpressure first: slow the publishers down while the subscriber catches up.
+            // A subscriber that stays congested for CONGESTION_LIMIT is slow: from then on its
+            // messages are dropped (or it is disconnected) instead, so one slow consumer never
+            // throttles its publishers for long.
+            let now = Instant::now();
+            let since = *inner.congested_since.get_or_insert(now);
+            if now.duration_since(since) > CONGESTION_LIMIT {
+                inner.slow = true;
+                tracing::info!(client_id = %session.client_id, "slow subscriber: queue congested for {CONGESTION_LIMIT:?}");
+            } else {
+                notifier.congested = true;
+            }
+        }
         if !inner.notified
             && let Some(owner) = inner.owner
         {

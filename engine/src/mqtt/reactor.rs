@@ -39,6 +39,8 @@ use super::transport::Transport;
 const WAKER: Token = Token(0);
 const READ_BUDGET: usize = 64 * 1024;
 const WHEEL_SLOTS: usize = 64;
+/// How long a publisher rests when a subscriber it feeds is congested.
+const SNOOZE: Duration = Duration::from_millis(2);
 
 /// The protocol level of a CONNECT at the front of `buf`, once that much has arrived.
 fn connect_level(buf: &[u8]) -> Option<u8> {
@@ -114,6 +116,8 @@ struct Conn {
     drain_blocked: bool,
     /// Flush, then close.
     closing: bool,
+    /// Not read before this instant: a subscriber it feeds is congested.
+    snooze_until: Option<Instant>,
 }
 
 impl Conn {
@@ -150,6 +154,8 @@ pub(crate) struct Reactor {
     notifier: Notifier,
     /// Connections with acknowledgements waiting for persistence.
     waiting: Vec<(usize, u64)>,
+    /// Publishers resting because a subscriber they feed is congested: (index, generation, until).
+    snoozed: Vec<(usize, u64, Instant)>,
     wheel: Vec<Vec<(usize, u64)>>,
     wheel_at: Instant,
     wheel_slot: usize,
@@ -189,6 +195,7 @@ impl Reactor {
             ready: Vec::new(),
             notifier: Notifier::default(),
             waiting: Vec::new(),
+            snoozed: Vec::new(),
             wheel: vec![Vec::new(); WHEEL_SLOTS],
             wheel_at: Instant::now(),
             wheel_slot: 0,
@@ -203,11 +210,14 @@ impl Reactor {
         let mut last_committed = 0u64;
         while !self.stop.load(Ordering::Relaxed) {
             let busy = !self.again.is_empty() || !self.ready.is_empty();
-            let timeout = if busy {
+            let mut timeout = if busy {
                 Duration::ZERO
             } else {
                 (self.wheel_at + Duration::from_secs(1)).saturating_duration_since(Instant::now())
             };
+            if let Some(first) = self.snoozed.iter().map(|s| s.2).min() {
+                timeout = timeout.min(first.saturating_duration_since(Instant::now()));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -227,6 +237,24 @@ impl Reactor {
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                     self.read(idx);
                     self.service();
+                }
+            }
+            if !self.snoozed.is_empty() {
+                let now = Instant::now();
+                let mut i = 0;
+                while i < self.snoozed.len() {
+                    let (idx, generation, until) = self.snoozed[i];
+                    if until <= now {
+                        self.snoozed.swap_remove(i);
+                        if let Some(c) = self.conn(idx)
+                            && c.generation == generation
+                        {
+                            c.snooze_until = None;
+                            self.again.push(idx);
+                        }
+                    } else {
+                        i += 1;
+                    }
                 }
             }
             for idx in std::mem::take(&mut self.again) {
@@ -319,6 +347,7 @@ impl Reactor {
             read_paused: false,
             drain_blocked: false,
             closing: false,
+            snooze_until: None,
         });
         self.schedule(idx, generation, deadline);
         counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +411,7 @@ impl Reactor {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        if conn.read_paused || conn.closing {
+        if conn.read_paused || conn.closing || conn.snooze_until.is_some() {
             self.conns[idx] = Some(conn);
             return;
         }
@@ -405,13 +434,14 @@ impl Reactor {
                 {
                     conn.deadline = Instant::now() + ka;
                 }
-                if o.more {
-                    self.again.push(idx);
-                }
+
                 let max = self.broker.cfg.max_packet_size;
                 while matches!(flow, Flow::Continue) {
                     if conn.pending_out() > self.broker.cfg.max_output_bytes {
                         conn.read_paused = true;
+                        break;
+                    }
+                    if conn.snooze_until.is_some() {
                         break;
                     }
                     // Before CONNECT only an error in a CONNECT is answered (MQTT 5.0
@@ -438,6 +468,11 @@ impl Reactor {
                 }
                 if matches!(flow, Flow::Continue) && o.eof {
                     flow = Flow::Close { normal: false };
+                }
+                if let Some(until) = conn.snooze_until {
+                    self.snoozed.push((idx, conn.generation, until));
+                } else if o.more {
+                    self.again.push(idx);
                 }
             }
         }
@@ -914,7 +949,11 @@ impl Reactor {
                 topic,
                 Some(Arc::clone(&client.client_id)),
             ));
+            self.notifier.congested = false;
             let (seq, matched) = self.broker.publish(msg, &mut self.notifier);
+            if std::mem::take(&mut self.notifier.congested) {
+                conn.snooze_until = Some(Instant::now() + SNOOZE);
+            }
             // A persistent session's pending QoS 2 id is durable before PUBREC: a resend
             // after a restart is then known as a duplicate, not delivered again.
             let seq = if matches!(p.delivery, Delivery::ExactlyOnce(_)) {
@@ -1174,6 +1213,10 @@ impl Reactor {
                     }
                     self.local.messages_out += 1;
                 }
+                inner.relieve(
+                    self.broker.cfg.max_queued_messages,
+                    self.broker.cfg.max_queued_bytes,
+                );
             }
         }
         if let Some(reason) = end {

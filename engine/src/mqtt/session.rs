@@ -107,6 +107,11 @@ pub(crate) struct SessionInner {
     pub(crate) next_key: u64,
     /// Messages dropped because the queue was full.
     pub(crate) dropped: u64,
+    /// Since when the queue has been more than half full (publishers are slowed meanwhile).
+    pub(crate) congested_since: Option<Instant>,
+    /// The queue stayed congested too long: a slow subscriber, whose publishers are no longer
+    /// slowed (its messages are dropped instead, per policy) until it catches up.
+    pub(crate) slow: bool,
 }
 
 impl Session {
@@ -128,6 +133,8 @@ impl Session {
                 ended: false,
                 next_key: 1,
                 dropped: 0,
+                congested_since: None,
+                slow: false,
             }),
         }
     }
@@ -152,6 +159,14 @@ impl SessionInner {
         let q = self.queue.pop_front()?;
         self.queued_bytes -= q.msg.size();
         Some(q)
+    }
+
+    /// After a drain: a queue back under a quarter full ends congestion (and slowness).
+    pub(crate) fn relieve(&mut self, max_messages: usize, max_bytes: usize) {
+        if self.queue.len() * 4 <= max_messages && self.queued_bytes * 4 <= max_bytes {
+            self.congested_since = None;
+            self.slow = false;
+        }
     }
 
     pub(crate) fn push_front(&mut self, q: Queued) {
