@@ -260,23 +260,34 @@ fn decode_body(
 /// Appends a whole PUBLISH: the hot path. The payload is copied once, straight into `out`, and
 /// a PUBLISH without properties needs no scratch buffer.
 pub fn encode_publish(p: &Publish, version: ProtocolVersion, out: &mut Vec<u8>) {
-    let id_len = if p.delivery.packet_id().is_some() { 2 } else { 0 };
+    let id_len = if p.delivery.packet_id().is_some() {
+        2
+    } else {
+        0
+    };
     let fixed = 2 + p.topic.as_str().len() + id_len;
-    let mut props = Vec::new();
-    if version == ProtocolVersion::V5 {
-        p.properties.encode(&mut props);
+    thread_local! {
+        // Property blocks are encoded here first (their length goes in the fixed header): one
+        // buffer per thread, reused, instead of an allocation per packet.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let len = fixed + props.len() + p.payload.len();
-    debug_assert!(len <= MAX_REMAINING_LENGTH as usize);
-    out.reserve(5 + len);
-    out.push(0x30 | p.flags());
-    fixed_header::encode_remaining_length(len as u32, out);
-    crate::primitives::put_string(out, p.topic.as_str());
-    if let Some(id) = p.delivery.packet_id() {
-        crate::primitives::put_u16(out, id.0.get());
-    }
-    out.extend_from_slice(&props);
-    out.extend_from_slice(&p.payload);
+    SCRATCH.with_borrow_mut(|props| {
+        props.clear();
+        if version == ProtocolVersion::V5 {
+            p.properties.encode(props);
+        }
+        let len = fixed + props.len() + p.payload.len();
+        debug_assert!(len <= MAX_REMAINING_LENGTH as usize);
+        out.reserve(5 + len);
+        out.push(0x30 | p.flags());
+        fixed_header::encode_remaining_length(len as u32, out);
+        crate::primitives::put_string(out, p.topic.as_str());
+        if let Some(id) = p.delivery.packet_id() {
+            crate::primitives::put_u16(out, id.0.get());
+        }
+        out.extend_from_slice(props);
+        out.extend_from_slice(&p.payload);
+    });
 }
 
 /// Appends the whole packet (fixed header + body) to `out`, in the form `version` gives it.
@@ -368,7 +379,7 @@ pub(crate) fn check_properties(
 /// The identifiers present in `p`, as a bit set (every identifier is below 64).
 fn property_ids(p: &Properties) -> u64 {
     // Destructured in full so a new property cannot be forgotten here.
-    let Properties {
+    let crate::properties::PropertyValues {
         payload_format_utf8,
         message_expiry_interval,
         content_type,
@@ -396,7 +407,7 @@ fn property_ids(p: &Properties) -> u64 {
         wildcard_subscription_available,
         subscription_identifier_available,
         shared_subscription_available,
-    } = p;
+    } = &**p;
     let present: [(u8, bool); 27] = [
         (0x01, payload_format_utf8.is_some()),
         (0x02, message_expiry_interval.is_some()),

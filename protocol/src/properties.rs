@@ -36,9 +36,9 @@ impl std::fmt::Display for PropertyError {
 
 impl std::error::Error for PropertyError {}
 
-/// Every MQTT 5 property; `None`/empty when absent.
+/// The values of every MQTT 5 property; `None`/empty when absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties {
+pub struct PropertyValues {
     /// 0x01: 0 = unspecified bytes, 1 = UTF-8.
     pub payload_format_utf8: Option<bool>,
     /// 0x02, seconds.
@@ -95,6 +95,95 @@ pub struct Properties {
     pub shared_subscription_available: Option<bool>,
 }
 
+impl PropertyValues {
+    /// No property at all.
+    pub const EMPTY: PropertyValues = PropertyValues {
+        payload_format_utf8: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
+}
+
+static NO_PROPERTIES: PropertyValues = PropertyValues::EMPTY;
+
+/// A property block: [`PropertyValues`] behind one pointer, absent when there are none. Most
+/// packets carry no properties, so a packet holding a block moves eight bytes instead of four
+/// hundred, and decoding an empty block allocates nothing. Reads go through `Deref`; the first
+/// write allocates.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+impl Properties {
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .as_deref()
+            .is_none_or(|v| *v == PropertyValues::EMPTY)
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyValues;
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0
+            .get_or_insert_with(|| Box::new(PropertyValues::EMPTY))
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    fn from(v: PropertyValues) -> Properties {
+        Properties((v != PropertyValues::EMPTY).then(|| Box::new(v)))
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            f.write_str("PropertyValues {}.into()")
+        } else {
+            (**self).fmt(f)
+        }
+    }
+}
+
 fn once<T>(slot: &mut Option<T>, v: T, what: &'static str) -> Result<(), PropertyError> {
     if slot.is_some() {
         return Err(PropertyError::Protocol(what));
@@ -127,8 +216,11 @@ impl Properties {
                 "property length beyond the packet",
             ));
         }
+        if len == 0 {
+            return Ok(Properties::default());
+        }
         let mut block = Reader::new(r.bytes(len)?);
-        let mut p = Properties::default();
+        let mut p = PropertyValues::default();
         while block.remaining() > 0 {
             let id = block.var_int("property identifier")?;
             let b = &mut block;
@@ -264,11 +356,15 @@ impl Properties {
                 _ => return Err(PropertyError::Malformed("unknown property identifier")),
             }
         }
-        Ok(p)
+        Ok(p.into())
     }
 
     /// Appends the property block (length, then properties) in identifier order.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        if self.0.is_none() {
+            out.push(0);
+            return;
+        }
         // Encoded in place after `out`'s end, then the length is put in front of it: no scratch
         // buffer, and an empty block (the common case) costs one byte.
         let start = out.len();
@@ -392,7 +488,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn full() -> Properties {
-        Properties {
+        PropertyValues {
             payload_format_utf8: Some(true),
             message_expiry_interval: Some(3600),
             content_type: Some(Utf8::new("text/plain; format=line")),
@@ -424,6 +520,7 @@ mod tests {
             subscription_identifier_available: Some(false),
             shared_subscription_available: Some(true),
         }
+        .into()
     }
 
     fn decode(bytes: Vec<u8>) -> Result<Properties, PropertyError> {

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use crate::ProtocolVersion;
 use crate::primitives::{Malformed, Reader, Utf8, put_string, put_u16};
 use crate::properties::{Properties, PropertyError};
-use crate::topic;
 
 /// A packet identifier (never 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -500,10 +500,11 @@ mod tests {
 
     #[test]
     fn subacks_round_trip_and_map_errors_on_v311() {
-        let properties = Properties {
+        let properties = crate::properties::PropertyValues {
             reason_string: Some(Utf8::new("no wildcards here")),
-            ..Properties::default()
-        };
+            ..crate::properties::PropertyValues::default()
+        }
+        .into();
         let a = SubAck {
             packet_id: id(9),
             properties,

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mast_protocol::ProtocolVersion;
 use mast_protocol::primitives::{Reader, Utf8};
-use mast_protocol::properties::Properties;
+use mast_protocol::properties::{Properties, PropertyValues};
 use mast_protocol::publish::{Delivery, Publish};
 
 /// Milliseconds since the Unix epoch.
@@ -28,8 +28,8 @@ pub(crate) struct Message {
     pub(crate) retain: bool,
     /// Properties forwarded to subscribers (MQTT 5.0 §3.3.2.3): payload format, content type,
     /// response topic, correlation data, user properties. Expiry is kept in `expires_at`.
-    /// `None` when there are none (most messages: it keeps a routed message small).
-    pub(crate) properties: Option<Box<Properties>>,
+    /// Empty for most messages (then it is one null pointer).
+    pub(crate) properties: Properties,
     /// Publishing client (for No Local); `None` for wills of ended sessions and restored ones.
     pub(crate) origin: Option<Arc<str>>,
     /// Unix ms after which the message is not delivered.
@@ -45,16 +45,19 @@ impl Message {
             || src.response_topic.is_some()
             || src.correlation_data.is_some()
             || !src.user_properties.is_empty();
-        let properties = forwarded.then(|| {
-            Box::new(Properties {
+        let properties = if forwarded {
+            PropertyValues {
                 payload_format_utf8: src.payload_format_utf8,
                 content_type: src.content_type.clone(),
                 response_topic: src.response_topic.clone(),
                 correlation_data: src.correlation_data.clone(),
                 user_properties: src.user_properties.clone(),
-                ..Properties::default()
-            })
-        });
+                ..PropertyValues::default()
+            }
+            .into()
+        } else {
+            Properties::default()
+        };
         Message {
             topic,
             payload: p.payload.clone(),
@@ -92,9 +95,14 @@ impl Message {
         expiry: Option<u32>,
         sub_ids: &[u32],
     ) -> Publish {
-        let mut properties = self.properties.as_deref().cloned().unwrap_or_default();
-        properties.message_expiry_interval = expiry;
-        properties.subscription_identifiers = sub_ids.to_vec();
+        let mut properties = self.properties.clone();
+        // Written only when set: an untouched block stays unallocated.
+        if expiry.is_some() {
+            properties.message_expiry_interval = expiry;
+        }
+        if !sub_ids.is_empty() {
+            properties.subscription_identifiers = sub_ids.to_vec();
+        }
         Publish {
             dup: false,
             delivery,
@@ -135,7 +143,7 @@ impl Message {
             payload: p.payload,
             qos: flags & 0b11,
             retain: flags & 0b100 != 0,
-            properties: (p.properties != Properties::default()).then(|| Box::new(p.properties)),
+            properties: p.properties,
             origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
             expires_at: (expires_at != 0).then_some(expires_at),
         })
@@ -153,11 +161,12 @@ mod tests {
             payload: Bytes::from_static(b"hello"),
             qos: 2,
             retain: true,
-            properties: Some(Box::new(Properties {
+            properties: PropertyValues {
                 content_type: Some(Utf8::new("text/plain")),
                 user_properties: vec![(Utf8::new("k"), Utf8::new("v"))],
-                ..Properties::default()
-            })),
+                ..PropertyValues::default()
+            }
+            .into(),
             origin: Some(Arc::from("dev-1")),
             expires_at: Some(1_700_000_000_123),
         };
@@ -174,7 +183,7 @@ mod tests {
             payload: Bytes::new(),
             qos: 0,
             retain: false,
-            properties: None,
+            properties: Properties::default(),
             origin: None,
             expires_at: Some(10_000),
         };

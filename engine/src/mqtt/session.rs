@@ -189,7 +189,7 @@ mod tests {
                 payload: Bytes::from_static(b"p"),
                 qos: 1,
                 retain: false,
-                properties: None,
+                properties: Default::default(),
                 origin: None,
                 expires_at: None,
             }),

@@ -185,10 +185,13 @@ fn ack_properties(v: ProtocolVersion) -> BoxedStrategy<Properties> {
         return Just(Properties::default()).boxed();
     }
     (option::of(utf8()), user_properties())
-        .prop_map(|(reason_string, user_properties)| Properties {
-            reason_string,
-            user_properties,
-            ..Properties::default()
+        .prop_map(|(reason_string, user_properties)| {
+            crate::properties::PropertyValues {
+                reason_string,
+                user_properties,
+                ..crate::properties::PropertyValues::default()
+            }
+            .into()
         })
         .boxed()
 }
@@ -217,12 +220,13 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 if !v5 {
                     return Properties::default();
                 }
-                Properties {
+                crate::properties::PropertyValues {
                     session_expiry_interval,
                     receive_maximum,
                     user_properties,
-                    ..Properties::default()
+                    ..crate::properties::PropertyValues::default()
                 }
+                .into()
             },
         );
     let will = (
@@ -237,10 +241,11 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             payload,
             qos,
             retain,
-            properties: Properties {
+            properties: crate::properties::PropertyValues {
                 will_delay_interval: delay.filter(|_| v5),
-                ..Properties::default()
-            },
+                ..crate::properties::PropertyValues::default()
+            }
+            .into(),
         });
     (
         any::<bool>(),
