@@ -31,6 +31,29 @@ pub(crate) const UNSUBACK_REASONS: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F,
 /// Properties of a SUBSCRIBE: Subscription Identifier, User Property (MQTT 5.0 §3.8.2.1).
 const SUBSCRIBE_PROPERTIES: &[u8] = &[0x0B, 0x26];
 
+/// The start every packet of this module shares: packet id, then (MQTT 5) the property block,
+/// checked against the properties the packet may carry.
+fn read_head(
+    version: ProtocolVersion,
+    body: Bytes,
+    allowed: &[u8],
+    what: &'static str,
+) -> Result<(Reader, PacketId, Properties), DecodeError> {
+    let mut r = Reader::new(body);
+    let packet_id = read_packet_id(&mut r)?;
+    let properties = read_properties(&mut r, version)?;
+    check_properties(&properties, allowed, what)?;
+    Ok((r, packet_id, properties))
+}
+
+/// Writes what [`read_head`] reads.
+fn write_head(out: &mut Vec<u8>, version: ProtocolVersion, id: PacketId, properties: &Properties) {
+    put_u16(out, id.0.get());
+    if version == ProtocolVersion::V5 {
+        properties.encode(out);
+    }
+}
+
 /// Properties of an UNSUBSCRIBE: User Property (MQTT 5.0 §3.10.2.1).
 const UNSUBSCRIBE_PROPERTIES: &[u8] = &[0x26];
 
@@ -137,11 +160,9 @@ pub struct Subscribe {
 impl Subscribe {
     /// Decodes a SUBSCRIBE body (everything after the fixed header).
     pub fn decode(version: ProtocolVersion, body: Bytes) -> Result<Subscribe, DecodeError> {
-        let mut r = Reader::new(body);
-        let packet_id = read_packet_id(&mut r)?;
-        let properties = read_properties(&mut r, version)?;
-        check_properties(
-            &properties,
+        let (mut r, packet_id, properties) = read_head(
+            version,
+            body,
             SUBSCRIBE_PROPERTIES,
             "property not allowed in SUBSCRIBE",
         )?;
@@ -167,10 +188,7 @@ impl Subscribe {
 
     /// Appends the body (without the fixed header).
     pub fn encode_body(&self, version: ProtocolVersion, out: &mut Vec<u8>) {
-        put_u16(out, self.packet_id.0.get());
-        if version == ProtocolVersion::V5 {
-            self.properties.encode(out);
-        }
+        write_head(out, version, self.packet_id, &self.properties);
         for s in &self.subscriptions {
             put_string(out, s.filter.as_str());
             out.push(s.options.encode(version));
@@ -192,11 +210,9 @@ pub struct SubAck {
 impl SubAck {
     /// Decodes a SUBACK body.
     pub fn decode(version: ProtocolVersion, body: Bytes) -> Result<SubAck, DecodeError> {
-        let mut r = Reader::new(body);
-        let packet_id = read_packet_id(&mut r)?;
-        let properties = read_properties(&mut r, version)?;
-        check_properties(
-            &properties,
+        let (mut r, packet_id, properties) = read_head(
+            version,
+            body,
             ACK_PROPERTIES,
             "property not allowed in SUBACK",
         )?;
@@ -244,11 +260,9 @@ pub struct Unsubscribe {
 impl Unsubscribe {
     /// Decodes an UNSUBSCRIBE body.
     pub fn decode(version: ProtocolVersion, body: Bytes) -> Result<Unsubscribe, DecodeError> {
-        let mut r = Reader::new(body);
-        let packet_id = read_packet_id(&mut r)?;
-        let properties = read_properties(&mut r, version)?;
-        check_properties(
-            &properties,
+        let (mut r, packet_id, properties) = read_head(
+            version,
+            body,
             UNSUBSCRIBE_PROPERTIES,
             "property not allowed in UNSUBSCRIBE",
         )?;
@@ -269,10 +283,7 @@ impl Unsubscribe {
 
     /// Appends the body (without the fixed header).
     pub fn encode_body(&self, version: ProtocolVersion, out: &mut Vec<u8>) {
-        put_u16(out, self.packet_id.0.get());
-        if version == ProtocolVersion::V5 {
-            self.properties.encode(out);
-        }
+        write_head(out, version, self.packet_id, &self.properties);
         for f in &self.filters {
             put_string(out, f.as_str());
         }
@@ -293,11 +304,9 @@ pub struct UnsubAck {
 impl UnsubAck {
     /// Decodes an UNSUBACK body.
     pub fn decode(version: ProtocolVersion, body: Bytes) -> Result<UnsubAck, DecodeError> {
-        let mut r = Reader::new(body);
-        let packet_id = read_packet_id(&mut r)?;
-        let properties = read_properties(&mut r, version)?;
-        check_properties(
-            &properties,
+        let (mut r, packet_id, properties) = read_head(
+            version,
+            body,
             ACK_PROPERTIES,
             "property not allowed in UNSUBACK",
         )?;
