@@ -90,7 +90,7 @@ pub struct MqttConfig {
     /// Connections accepted at most.
     pub max_connections: usize,
     /// Allow clients without credentials (a user name, or a client certificate on mutual TLS).
-    /// Unset: allowed exactly when no users are configured.
+    /// Unset: allowed only while no users are configured and every listener is on loopback.
     pub allow_anonymous: Option<bool>,
     /// Users and their argon2 password hashes (`mast passwd` makes one).
     pub users: Vec<UserConfig>,

@@ -53,9 +53,16 @@ impl Auth {
                 .map(|u| (u.name.clone(), u.password_hash.clone()))
                 .collect(),
             verified: Mutex::new(HashMap::new()),
-            allow_anonymous: cfg.allow_anonymous.unwrap_or(cfg.users.is_empty()),
+            allow_anonymous: cfg
+                .allow_anonymous
+                .unwrap_or_else(|| default_anonymous(cfg)),
             acl: cfg.acl.clone(),
         }
+    }
+
+    /// Whether clients without credentials get in.
+    pub(crate) fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
     }
 
     /// Checks a CONNECT's credentials. `certified` = the TLS layer verified a client
@@ -151,6 +158,15 @@ impl Auth {
     }
 }
 
+/// Anonymous access when the config does not say: like Mosquitto 2, only while no users are
+/// configured and every listener is on loopback (a server reachable from the network without
+/// credentials must be asked for with `allow_anonymous = true` or `--allow-anonymous`).
+fn default_anonymous(cfg: &MqttConfig) -> bool {
+    let loopback = cfg.listen.ip().is_loopback()
+        && cfg.tls.as_ref().is_none_or(|t| t.listen.ip().is_loopback());
+    cfg.users.is_empty() && loopback
+}
+
 /// An argon2id PHC string for `password` (what `mast passwd` prints).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
@@ -220,6 +236,17 @@ mod tests {
         );
         let open = Auth::new(&MqttConfig::default());
         assert_eq!(open.authenticate(None, None, false), Ok(()));
+        // reachable from the network without users: anonymous only when asked for
+        let mut exposed = MqttConfig {
+            listen: "0.0.0.0:1883".parse().unwrap(),
+            ..MqttConfig::default()
+        };
+        assert_eq!(
+            Auth::new(&exposed).authenticate(None, None, false),
+            Err(ReasonCode::NOT_AUTHORIZED)
+        );
+        exposed.allow_anonymous = Some(true);
+        assert_eq!(Auth::new(&exposed).authenticate(None, None, false), Ok(()));
     }
 
     #[test]

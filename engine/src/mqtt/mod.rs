@@ -122,7 +122,13 @@ impl MqttServer {
                 Arc::clone(&stop),
             )?);
         }
-        tracing::info!(%listen, tls = ?tls_listen, reactors = n, "MQTT listening");
+        tracing::info!(
+            %listen,
+            tls = ?tls_listen,
+            reactors = n,
+            anonymous = broker.auth.allows_anonymous(),
+            "MQTT listening"
+        );
         Ok(MqttServer {
             broker,
             stop,
