@@ -67,6 +67,11 @@ pub struct MqttConfig {
     pub receive_maximum: u16,
     /// Topic aliases a client may set (Topic Alias Maximum in CONNACK).
     pub topic_alias_maximum: u16,
+    /// Unacknowledged QoS 1/2 messages in flight to one subscriber at most (lower when the
+    /// client's Receive Maximum is lower).
+    pub max_inflight_messages: u16,
+    /// Subscriptions one client may hold; more are refused (v5 SUBACK 0x97, 3.1.1 0x80).
+    pub max_subscriptions_per_client: usize,
     /// Messages waiting for one subscriber (queued, not yet in flight).
     pub max_queued_messages: usize,
     /// Bytes waiting for one subscriber.
@@ -108,6 +113,8 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
+            max_inflight_messages: 1024,
+            max_subscriptions_per_client: 10_000,
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
             max_output_bytes: 1024 * 1024,
@@ -133,6 +140,10 @@ impl MqttConfig {
             "mqtt.max_packet_size must be at least 64"
         );
         anyhow::ensure!(self.receive_maximum > 0, "mqtt.receive_maximum must be > 0");
+        anyhow::ensure!(
+            self.max_inflight_messages > 0,
+            "mqtt.max_inflight_messages must be > 0"
+        );
         for u in &self.users {
             argon2::PasswordHash::new(&u.password_hash).map_err(|e| {
                 anyhow::anyhow!(

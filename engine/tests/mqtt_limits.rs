@@ -221,3 +221,71 @@ fn a_live_subscriber_gets_a_burst_whole_because_the_publisher_is_slowed() {
     }
     drop(writer.join().unwrap());
 }
+
+/// A client cannot grow the subscription trie without bound: past
+/// `max_subscriptions_per_client` a new filter is refused with 0x97 (v5) / 0x80 (3.1.1), while
+/// re-subscribing to a filter it already has still works.
+#[test]
+fn subscriptions_per_client_are_capped() {
+    let server = Server::start_with("max_subscriptions_per_client = 3", "");
+    let mut c = Raw::connected(server.port, 5, "many-subs", 0);
+    for (id, filter, want) in [
+        (1u16, &b"a/1"[..], 0x00u8),
+        (2, b"a/2", 0x00),
+        (3, b"a/3", 0x00),
+        (4, b"a/4", 0x97),
+        (5, b"a/1", 0x00),
+    ] {
+        c.send(&raw::subscribe(true, id, filter, 0));
+        assert_eq!(
+            c.read(WAIT),
+            Got::Packet(0x90, vec![0, id as u8, 0, want]),
+            "SUBSCRIBE {}",
+            String::from_utf8_lossy(filter)
+        );
+    }
+    let mut v3 = Raw::connected(server.port, 4, "many-subs-v3", 0);
+    for (id, filter, want) in [
+        (1u16, &b"b/1"[..], 0x00u8),
+        (2, b"b/2", 0),
+        (3, b"b/3", 0),
+        (4, b"b/4", 0x80),
+    ] {
+        v3.send(&raw::subscribe(false, id, filter, 0));
+        assert_eq!(v3.read(WAIT), Got::Packet(0x90, vec![0, id as u8, want]));
+    }
+}
+
+/// A subscriber that does not acknowledge holds at most `max_inflight_messages` QoS 1 messages;
+/// the rest wait in its (bounded) queue and flow as acknowledgements come back.
+#[test]
+fn inflight_messages_to_a_subscriber_are_capped() {
+    let server = Server::start_with("max_inflight_messages = 5", "");
+    let mut sub = Raw::connected(server.port, 4, "no-acks", 0);
+    sub.send(&raw::subscribe(false, 1, b"q1/#", 1));
+    assert_eq!(sub.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
+    let mut publisher = v5::Client::connect(server.port, "q1-pub");
+    for i in 0..20u8 {
+        publisher.publish("q1/x", v5::QoS::AtLeastOnce, false, &[i]);
+    }
+    let mut ids = Vec::new();
+    loop {
+        match sub.read(Duration::from_millis(700)) {
+            Got::Packet(0x32, body) => {
+                assert_eq!(&body[..6], &[0, 4, b'q', b'1', b'/', b'x']);
+                ids.push(u16::from_be_bytes([body[6], body[7]]));
+                assert_eq!(body[8], ids.len() as u8 - 1, "in order");
+            }
+            Got::Timeout => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ids.len(), 5, "five in flight, no more");
+    // one PUBACK lets exactly one more through
+    sub.send(&raw::packet(0x40, &ids[0].to_be_bytes()));
+    match sub.read(WAIT) {
+        Got::Packet(0x32, body) => assert_eq!(body[8], 5),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sub.read(Duration::from_millis(500)), Got::Timeout);
+}

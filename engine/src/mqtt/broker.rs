@@ -482,6 +482,14 @@ impl Broker {
         if spec.group.is_some() && options.no_local {
             return Err(ReasonCode::PROTOCOL_ERROR);
         }
+        {
+            let inner = session.lock();
+            if inner.subscriptions.len() >= self.cfg.max_subscriptions_per_client
+                && !inner.subscriptions.contains_key(raw)
+            {
+                return Err(ReasonCode::QUOTA_EXCEEDED);
+            }
+        }
         let record = SubRecord { options, id };
         let existed = self.add_to_trie(session, spec, record);
         session.lock().subscriptions.insert(raw.to_owned(), record);

@@ -782,9 +782,12 @@ impl Reactor {
         );
         {
             let mut inner = attached.session.lock();
-            inner
-                .outbound
-                .set_receive_maximum(c.properties.receive_maximum.unwrap_or(u16::MAX));
+            inner.outbound.set_receive_maximum(
+                c.properties
+                    .receive_maximum
+                    .unwrap_or(u16::MAX)
+                    .min(cfg.max_inflight_messages),
+            );
             inner.inbound.reconnect(cfg.receive_maximum);
         }
         let seq = broker.save_session(&attached.session);
