@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Broker throughput and memory: Mast and Mosquitto under the same load from mast-loadgen, in one run.
 #
-#   benches/system/mqtt_broker.sh [DURATION_SECS]
+#   benches/system/mqtt_broker.sh [DURATION_SECS] [RUNS]
+#
+# The fan-in and publishers-only scenarios run RUNS times (default 3) each and the table shows the
+# median; the rate ladder and the idle connections run once.
 #
 # Scenarios (each against Mast, then Mosquitto, fresh broker each time):
 #   fanin-q0 / fanin-q1   100 publishers (64 B payloads, as fast as they can) -> 1 subscriber on bench/#
@@ -13,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${1:-10}
+RUNS=${2:-3}
 cargo build --release -p mast-engine --bin mast -p mast-loadgen >/dev/null 2>&1
 BIN=${CARGO_TARGET_DIR:-target}/release
 LG=$BIN/mast-loadgen
@@ -48,8 +52,8 @@ run_fanin() { # label qos
     $LG pub -p "$PORT" -c 100 -q "$q" -s 64 -d "$DUR" --json >"$work/pub.json" 2>/dev/null
     wait $sub || true
     echo "{\"broker\":\"$label\",\"scenario\":\"fanin-q$q\",\"pub\":$(cat "$work/pub.json"),\"sub\":$(cat "$work/sub.json")}"
-    R[$label,fanin$q]=$(python3 -c "import json,sys; print(round(json.load(open('$work/sub.json'))['received_per_sec']))")
-    R[$label,fanin$q,p99]=$(python3 -c "import json,sys; print(round(json.load(open('$work/pub.json'))['ack_latency_us']['p99']/1000,1))")
+    R[$label,fanin$q]+=" $(python3 -c "import json,sys; print(round(json.load(open('$work/sub.json'))['received_per_sec']))")"
+    R[$label,fanin$q,p99]+=" $(python3 -c "import json,sys; print(round(json.load(open('$work/pub.json'))['ack_latency_us']['p99']/1000,1))")"
 }
 run_sustained() { # label
     local label=$1 best=0 rate sent got
@@ -73,7 +77,7 @@ run_pubonly() {
     $LG pub -p "$PORT" -c 100 -q "$q" -s 64 -d "$DUR" --json >"$work/pub.json" 2>/dev/null
     echo "{\"broker\":\"$label\",\"scenario\":\"pubonly-q$q\",\"pub\":$(cat "$work/pub.json")}"
     local key=sent_per_sec; [ "$q" = 0 ] || key=acked_per_sec
-    R[$label,pub$q]=$(python3 -c "import json; print(round(json.load(open('$work/pub.json'))['$key']))")
+    R[$label,pub$q]+=" $(python3 -c "import json; print(round(json.load(open('$work/pub.json'))['$key']))")"
 }
 run_idle() {
     local label=$1 before after
@@ -90,15 +94,22 @@ run_idle() {
 for b in "mast:2" "mast:1" "mosquitto:1"; do
     name=${b%%:*} reactors=${b##*:}
     label=$name; [ "$name" = mast ] && label="mast-r$reactors"
-    for q in 0 1; do
-        start_broker "$name" "$reactors"; run_fanin "$label" $q; stop_broker
-        start_broker "$name" "$reactors"; run_pubonly "$label" $q; stop_broker
+    for _ in $(seq "$RUNS"); do
+        for q in 0 1; do
+            start_broker "$name" "$reactors"; run_fanin "$label" $q; stop_broker
+            start_broker "$name" "$reactors"; run_pubonly "$label" $q; stop_broker
+        done
     done
     run_sustained "$label"
     start_broker "$name" "$reactors"; run_idle "$label"; stop_broker
 done
 
+# Median of the runs (values separated by spaces).
+med() { python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; m=statistics.median(v); print(int(m) if m==int(m) else m)" $1; }
+for k in "${!R[@]}"; do R[$k]=$(med "${R[$k]}"); done
+
 echo
+echo "Medians of $RUNS runs (fan-in and publishers-only rows); the ladder and idle rows ran once."
 echo "| scenario (100 publishers, 64 B) | Mast, 2 reactors | Mast, 1 reactor | Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') |"
 echo "|---|---|---|---|"
 echo "| QoS 0 → 1 subscriber, highest lossless offered rate, msgs/s | ${R[mast-r2,sustained0]} | ${R[mast-r1,sustained0]} | ${R[mosquitto,sustained0]} |"
