@@ -68,7 +68,7 @@ pub struct MqttConfig {
     /// Topic aliases a client may set (Topic Alias Maximum in CONNACK).
     pub topic_alias_maximum: u16,
     /// Unacknowledged QoS 1/2 messages in flight to one subscriber at most (lower when the
-    /// client's Receive Maximum is lower).
+    /// client's Receive Maximum is lower). Their bytes count against `max_queued_bytes`.
     pub max_inflight_messages: u16,
     /// Subscriptions one client may hold; more are refused (v5 SUBACK 0x97, 3.1.1 0x80).
     pub max_subscriptions_per_client: usize,
@@ -113,7 +113,7 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             receive_maximum: 1024,
             topic_alias_maximum: 64,
-            max_inflight_messages: 1024,
+            max_inflight_messages: 65535,
             max_subscriptions_per_client: 10_000,
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,

@@ -289,3 +289,88 @@ fn inflight_messages_to_a_subscriber_are_capped() {
     }
     assert_eq!(sub.read(Duration::from_millis(500)), Got::Timeout);
 }
+
+/// At least once means no drops for a connected subscriber: a QoS 1 subscriber that reads more
+/// slowly than its publisher for longer than the congestion limit (0.5 s) still gets every QoS 1
+/// message, in order; its publisher is slowed down instead. (The same pace at QoS 0 marks the
+/// subscriber slow and drops.)
+#[test]
+fn a_slow_qos1_subscriber_loses_nothing_while_connected() {
+    const N: u16 = 400;
+    let server = Server::start_with("max_queued_messages = 40\nmax_inflight_messages = 4", "");
+    let mut sub = Raw::connected(server.port, 4, "careful", 0);
+    sub.send(&raw::subscribe(false, 1, b"q/#", 1));
+    assert_eq!(sub.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
+    let mut publisher = Raw::connected(server.port, 4, "eager", 0);
+    let mut wire = Vec::new();
+    for i in 1..=N {
+        wire.extend(raw::publish(false, 1, i, b"q/x", &[], &i.to_be_bytes()));
+    }
+    let writer = std::thread::spawn(move || {
+        publisher.stream.write_all(&wire).unwrap();
+        publisher
+    });
+    let t0 = Instant::now();
+    let mut next = 1u16;
+    while next <= N {
+        match sub.read(Duration::from_secs(5)) {
+            Got::Packet(0x32, body) => {
+                let id = [body[5], body[6]];
+                assert_eq!(
+                    u16::from_be_bytes([body[7], body[8]]),
+                    next,
+                    "in order, none missing"
+                );
+                // 200 messages/s: slower than the slowed-down publisher (500/s)
+                std::thread::sleep(Duration::from_millis(5));
+                sub.send(&raw::packet(0x40, &id));
+                next += 1;
+            }
+            other => panic!(
+                "after {} messages at {:?}: {other:?}",
+                next - 1,
+                t0.elapsed()
+            ),
+        }
+    }
+    assert!(
+        t0.elapsed() > Duration::from_millis(1500),
+        "the subscriber was slow for long enough"
+    );
+    drop(writer.join().unwrap());
+}
+
+/// A connected QoS 1 subscriber that never reads holds its publishers back for at most the
+/// block limit (5 s); then it counts as slow and the publisher's messages are acknowledged
+/// again (and dropped for that subscriber), so one stalled consumer cannot stop a publisher.
+#[test]
+fn a_stalled_qos1_subscriber_holds_publishers_back_only_for_a_while() {
+    const N: u16 = 300;
+    let server = Server::start_with("max_queued_messages = 40\nmax_inflight_messages = 4", "");
+    let mut stalled = Raw::connected(server.port, 4, "stalled", 0);
+    stalled.send(&raw::subscribe(false, 1, b"s/#", 1));
+    assert_eq!(stalled.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
+    let mut publisher = Raw::connected(server.port, 4, "pusher", 0);
+    let mut wire = Vec::new();
+    for i in 1..=N {
+        wire.extend(raw::publish(false, 1, i, b"s/x", &[], &i.to_be_bytes()));
+    }
+    publisher.send(&wire);
+    let t0 = Instant::now();
+    let mut acked = 0;
+    while acked < N {
+        match publisher.read(Duration::from_secs(10)) {
+            Got::Packet(0x40, body) => {
+                acked += 1;
+                assert_eq!(body, acked.to_be_bytes(), "PUBACKs in order");
+            }
+            other => panic!("after {acked} PUBACKs at {:?}: {other:?}", t0.elapsed()),
+        }
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "publisher held back for {took:?}"
+    );
+    drop(stalled);
+}

@@ -29,6 +29,20 @@ use crate::config::{MqttConfig, SlowSubscriber};
 /// How long a congested subscriber may slow its publishers down before it counts as slow.
 const CONGESTION_LIMIT: Duration = Duration::from_millis(500);
 
+/// How long a connected subscriber's full queue may hold back QoS 1/2 publishers.
+const BLOCK_LIMIT: Duration = Duration::from_secs(5);
+
+/// What routing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Persistence sequence the acknowledgement waits for (0: none).
+    pub(crate) seq: u64,
+    /// Some subscription matched.
+    pub(crate) matched: bool,
+    /// Nothing was done: a connected subscriber's queue is full; try again shortly.
+    pub(crate) blocked: bool,
+}
+
 /// Who a trie entry belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SubKey {
@@ -373,7 +387,7 @@ impl Broker {
         if let Some((msg, delay)) = will {
             let delay = if still_owner { delay.min(expiry) } else { 0 };
             if delay == 0 {
-                self.publish(msg, notifier);
+                self.publish(msg, notifier, false);
             } else {
                 lock(&self.wills).push(DelayedWill {
                     at: Instant::now() + Duration::from_secs(u64::from(delay)),
@@ -408,7 +422,7 @@ impl Broker {
             due
         };
         for w in due {
-            self.publish(w.msg, notifier);
+            self.publish(w.msg, notifier, false);
         }
         let expired: Vec<Arc<Session>> = {
             let mut sessions = lock(&self.sessions);
@@ -544,11 +558,15 @@ impl Broker {
     /// Routes a message to every matching session and updates the retained store. Returns the
     /// persistence sequence number its acknowledgement must wait for (0: none) and whether any
     /// subscriber matched.
-    pub(crate) fn publish(&self, msg: Arc<Message>, notifier: &mut Notifier) -> (u64, bool) {
+    /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
+    /// wills cannot.
+    pub(crate) fn publish(
+        &self,
+        msg: Arc<Message>,
+        notifier: &mut Notifier,
+        may_wait: bool,
+    ) -> Routed {
         let mut ops = Vec::new();
-        if msg.retain {
-            self.retain(&msg, &mut ops);
-        }
         let mut targets: Vec<(Arc<Session>, Queued)> = Vec::new();
         {
             let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
@@ -592,11 +610,51 @@ impl Broker {
                 }
             });
         }
+        if may_wait
+            && msg.qos > 0
+            && targets
+                .iter()
+                .any(|(s, q)| q.qos > 0 && self.must_wait(s, q))
+        {
+            return Routed {
+                seq: 0,
+                matched: true,
+                blocked: true,
+            };
+        }
+        if msg.retain {
+            self.retain(&msg, &mut ops);
+        }
         let matched = !targets.is_empty();
         for (session, q) in targets {
             self.deliver(&session, q, notifier, &mut ops);
         }
-        (self.persist.submit(ops), matched)
+        Routed {
+            seq: self.persist.submit(ops),
+            matched,
+            blocked: false,
+        }
+    }
+
+    /// True when a QoS 1/2 message for a connected subscriber has no room in its queue: the
+    /// publisher waits instead of the message being dropped. A subscriber that keeps its
+    /// publishers waiting for BLOCK_LIMIT counts as slow and stops doing so (its messages are
+    /// then dropped or it is disconnected, per `slow_subscriber`).
+    fn must_wait(&self, session: &Session, q: &Queued) -> bool {
+        let mut inner = session.lock();
+        let full = inner.queue.len() >= self.cfg.max_queued_messages
+            || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes;
+        if !full || inner.owner.is_none() || inner.ended || inner.slow {
+            return false;
+        }
+        let now = Instant::now();
+        let since = *inner.blocked_since.get_or_insert(now);
+        if now.duration_since(since) > BLOCK_LIMIT {
+            inner.slow = true;
+            tracing::info!(client_id = %session.client_id, "slow subscriber: publishers kept waiting for {BLOCK_LIMIT:?}");
+            return false;
+        }
+        true
     }
 
     /// Picks a shared-subscription member: round robin over the connected ones, else any.
@@ -654,7 +712,7 @@ impl Broker {
             return;
         }
         if inner.queue.len() >= self.cfg.max_queued_messages
-            || inner.queued_bytes + q.msg.size() > self.cfg.max_queued_bytes
+            || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes
         {
             inner.dropped += 1;
             self.counters
@@ -679,16 +737,20 @@ impl Broker {
                 value: q.encode(),
             });
         }
+        let qos = q.qos;
         inner.push(q);
-        if inner.owner.is_some()
-            && !inner.slow
-            && (inner.queue.len() * 2 >= self.cfg.max_queued_messages
-                || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes)
-        {
-            // Backpressure first: slow the publishers down while the subscriber catches up.
-            // A subscriber that stays congested for CONGESTION_LIMIT is slow: from then on its
-            // messages are dropped (or it is disconnected) instead, so one slow consumer never
-            // throttles its publishers for long.
+        let half_full = inner.queue.len() * 2 >= self.cfg.max_queued_messages
+            || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes;
+        if inner.owner.is_some() && half_full && qos > 0 {
+            // At least once: a connected subscriber's QoS 1/2 messages are not dropped while
+            // its queue has room; its publishers are slowed down instead, for as long as it
+            // takes (the queue bound still caps memory).
+            notifier.congested = true;
+        } else if inner.owner.is_some() && half_full && !inner.slow {
+            // QoS 0, backpressure first: slow the publishers down while the subscriber catches
+            // up. A subscriber that stays congested for CONGESTION_LIMIT is slow: from then on
+            // its messages are dropped (or it is disconnected) instead, so one slow consumer
+            // never throttles its QoS 0 publishers for long.
             let now = Instant::now();
             let since = *inner.congested_since.get_or_insert(now);
             if now.duration_since(since) > CONGESTION_LIMIT {

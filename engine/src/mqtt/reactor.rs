@@ -118,6 +118,9 @@ struct Conn {
     closing: bool,
     /// Not read before this instant: a subscriber it feeds is congested.
     snooze_until: Option<Instant>,
+    /// A QoS 1/2 message waiting for room in a connected subscriber's queue; retried before
+    /// anything else is read from this connection.
+    stalled: Option<(Arc<Message>, Delivery)>,
 }
 
 impl Conn {
@@ -348,6 +351,7 @@ impl Reactor {
             drain_blocked: false,
             closing: false,
             snooze_until: None,
+            stalled: None,
         });
         self.schedule(idx, generation, deadline);
         counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -436,12 +440,15 @@ impl Reactor {
                 }
 
                 let max = self.broker.cfg.max_packet_size;
+                if let Some((msg, delivery)) = conn.stalled.take() {
+                    self.route(&mut conn, msg, delivery);
+                }
                 while matches!(flow, Flow::Continue) {
                     if conn.pending_out() > self.broker.cfg.max_output_bytes {
                         conn.read_paused = true;
                         break;
                     }
-                    if conn.snooze_until.is_some() {
+                    if conn.snooze_until.is_some() || conn.stalled.is_some() {
                         break;
                     }
                     // Before CONNECT only an error in a CONNECT is answered (MQTT 5.0
@@ -952,44 +959,73 @@ impl Reactor {
                 topic,
                 Some(Arc::clone(&client.client_id)),
             ));
-            self.notifier.congested = false;
-            let (seq, matched) = self.broker.publish(msg, &mut self.notifier);
-            if std::mem::take(&mut self.notifier.congested) {
-                conn.snooze_until = Some(Instant::now() + SNOOZE);
-            }
-            // A persistent session's pending QoS 2 id is durable before PUBREC: a resend
-            // after a restart is then known as a duplicate, not delivered again.
-            let seq = if matches!(p.delivery, Delivery::ExactlyOnce(_)) {
-                seq.max(self.broker.save_session(&client.session))
-            } else {
-                seq
-            };
-            let reason = if matched || !v5 {
-                ReasonCode::SUCCESS
-            } else {
-                ReasonCode::NO_MATCHING_SUBSCRIBERS
-            };
-            (seq, reason)
+            self.route(conn, msg, p.delivery);
+            return Flow::Continue;
         };
         let idx = client.owner.token;
-        match p.delivery {
+        Self::ack_publish(conn, &mut self.waiting, idx, p.delivery, seq, reason);
+        Flow::Continue
+    }
+
+    /// Routes an accepted PUBLISH and acknowledges it, or parks it on the connection when a
+    /// connected subscriber has no room (the connection then rests and retries it first).
+    fn route(&mut self, conn: &mut Conn, msg: Arc<Message>, delivery: Delivery) {
+        let Some(client) = &conn.client else {
+            return;
+        };
+        self.notifier.congested = false;
+        let routed = self
+            .broker
+            .publish(Arc::clone(&msg), &mut self.notifier, true);
+        if routed.blocked {
+            conn.stalled = Some((msg, delivery));
+            conn.snooze_until = Some(Instant::now() + SNOOZE);
+            return;
+        }
+        if std::mem::take(&mut self.notifier.congested) {
+            conn.snooze_until = Some(Instant::now() + SNOOZE);
+        }
+        // A persistent session's pending QoS 2 id is durable before PUBREC: a resend after a
+        // restart is then known as a duplicate, not delivered again.
+        let seq = if matches!(delivery, Delivery::ExactlyOnce(_)) {
+            routed.seq.max(self.broker.save_session(&client.session))
+        } else {
+            routed.seq
+        };
+        let reason = if routed.matched || conn.version != ProtocolVersion::V5 {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        };
+        let idx = client.owner.token;
+        Self::ack_publish(conn, &mut self.waiting, idx, delivery, seq, reason);
+    }
+
+    fn ack_publish(
+        conn: &mut Conn,
+        waiting: &mut Vec<(usize, u64)>,
+        idx: usize,
+        delivery: Delivery,
+        seq: u64,
+        reason: ReasonCode,
+    ) {
+        match delivery {
             Delivery::AtMostOnce => {}
             Delivery::AtLeastOnce(id) => Self::ack(
                 conn,
-                &mut self.waiting,
+                waiting,
                 idx,
                 seq,
                 Packet::PubAck(PubResp::with_reason(id, reason)),
             ),
             Delivery::ExactlyOnce(id) => Self::ack(
                 conn,
-                &mut self.waiting,
+                waiting,
                 idx,
                 seq,
                 Packet::PubRec(PubResp::with_reason(id, reason)),
             ),
         }
-        Flow::Continue
     }
 
     /// Applies an acknowledgement of an outbound flow; returns the id to PUBREL, if any.
@@ -1001,7 +1037,14 @@ impl Reactor {
         ) -> Acked<super::session::Queued>,
     ) -> Option<mast_protocol::publish::PacketId> {
         let client = conn.client.as_ref()?;
-        let outcome = f(&mut client.session.lock().outbound);
+        let outcome = {
+            let mut inner = client.session.lock();
+            let outcome = f(&mut inner.outbound);
+            if let Acked::Done(q) | Acked::Refused(q) = &outcome {
+                inner.inflight_bytes = inner.inflight_bytes.saturating_sub(q.msg.size());
+            }
+            outcome
+        };
         let owner = client.owner;
         match outcome {
             Acked::Done(q) | Acked::Refused(q) => {
@@ -1171,7 +1214,10 @@ impl Reactor {
                         Delivery::AtMostOnce
                     } else if inner.outbound.can_send() {
                         match inner.outbound.start(q.qos == 2, q.clone()) {
-                            Some(d) => d,
+                            Some(d) => {
+                                inner.inflight_bytes += q.msg.size();
+                                d
+                            }
                             None => {
                                 inner.push_front(q);
                                 break;
@@ -1207,6 +1253,8 @@ impl Reactor {
                                 _ => inner.outbound.on_pubrec(id, true),
                             };
                             if let Acked::Done(q) | Acked::Refused(q) = done {
+                                inner.inflight_bytes =
+                                    inner.inflight_bytes.saturating_sub(q.msg.size());
                                 drop(inner);
                                 self.broker.delivered(&session, &q);
                                 inner = session.lock();

@@ -90,6 +90,8 @@ pub(crate) struct Session {
 pub(crate) struct SessionInner {
     pub(crate) queue: VecDeque<Queued>,
     pub(crate) queued_bytes: usize,
+    /// Bytes of the messages in flight (they count against the byte bound with the queue).
+    pub(crate) inflight_bytes: usize,
     pub(crate) outbound: Outbound<Queued>,
     pub(crate) inbound: Inbound,
     pub(crate) owner: Option<Owner>,
@@ -112,6 +114,8 @@ pub(crate) struct SessionInner {
     /// The queue stayed congested too long: a slow subscriber, whose publishers are no longer
     /// slowed (its messages are dropped instead, per policy) until it catches up.
     pub(crate) slow: bool,
+    /// Since when a full queue has held QoS 1/2 publishers back.
+    pub(crate) blocked_since: Option<Instant>,
 }
 
 impl Session {
@@ -121,6 +125,7 @@ impl Session {
             inner: Mutex::new(SessionInner {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                inflight_bytes: 0,
                 outbound: Outbound::new(u16::MAX),
                 inbound: Inbound::new(u16::MAX),
                 owner: None,
@@ -135,6 +140,7 @@ impl Session {
                 dropped: 0,
                 congested_since: None,
                 slow: false,
+                blocked_since: None,
             }),
         }
     }
@@ -165,6 +171,7 @@ impl SessionInner {
     pub(crate) fn relieve(&mut self, max_messages: usize, max_bytes: usize) {
         if self.queue.len() * 4 <= max_messages && self.queued_bytes * 4 <= max_bytes {
             self.congested_since = None;
+            self.blocked_since = None;
             self.slow = false;
         }
     }
