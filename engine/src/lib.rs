@@ -2,4 +2,5 @@
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
 pub mod config;
+pub mod ingest;
 pub mod mqtt;

@@ -66,6 +66,19 @@ pub(crate) struct BatchRow {
     pub(crate) fields_end: u32,
 }
 
+/// One row of a batch as [`WriteBatch::row_views`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowView<'a> {
+    /// Table.
+    pub table: &'a str,
+    /// Tags (the device id included), sorted by name.
+    pub tags: Vec<(&'a str, &'a str)>,
+    /// Nanoseconds since the epoch.
+    pub time: Timestamp,
+    /// Fields in the order they were added.
+    pub fields: Vec<(&'a str, FieldValue<'a>)>,
+}
+
 /// A handle to a series declared in one batch with [`WriteBatch::series`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRef(u32);
@@ -160,6 +173,39 @@ impl WriteBatch {
         self.strings.iter().map(|s| s.len() + 16).sum::<usize>()
             + self.rows.len() * std::mem::size_of::<BatchRow>()
             + self.fields.len() * std::mem::size_of::<(Sym, Value)>()
+    }
+
+    /// The rows as written, for inspection (tests, logs): table, tags sorted by name, time,
+    /// fields in the order they were added.
+    pub fn row_views(&self) -> Vec<RowView<'_>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let series = &self.series[r.series as usize];
+                RowView {
+                    table: self.str(series.table),
+                    tags: series
+                        .tags
+                        .iter()
+                        .map(|&(k, v)| (self.str(k), self.str(v)))
+                        .collect(),
+                    time: r.time,
+                    fields: self
+                        .row_fields(r)
+                        .iter()
+                        .map(|&(k, v)| {
+                            let v = match v {
+                                Value::F64(x) => FieldValue::F64(x),
+                                Value::I64(x) => FieldValue::I64(x),
+                                Value::Bool(x) => FieldValue::Bool(x),
+                                Value::Str(sym) => FieldValue::Str(self.str(sym)),
+                            };
+                            (self.str(k), v)
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn row_fields(&self, row: &BatchRow) -> &[(Sym, Value)] {

@@ -54,7 +54,7 @@ pub mod types;
 mod varint;
 pub mod wal;
 
-pub use batch::{FieldValue, RowWriter, SeriesRef, WriteBatch};
+pub use batch::{FieldValue, RowView, RowWriter, SeriesRef, WriteBatch};
 pub use block::StatValue;
 pub use config::{FsyncPolicy, Retention, StoreConfig};
 pub use error::{PointError, ScanError, StoreError, SubmitError, WriteError};
