@@ -290,6 +290,19 @@ fn inflight_messages_to_a_subscriber_are_capped() {
     assert_eq!(sub.read(Duration::from_millis(500)), Got::Timeout);
 }
 
+/// A 3.1.1 QoS 1 subscriber on `q/#`, a publisher, and `n` QoS 1 PUBLISH packets (ids and
+/// payloads 1..=n, big-endian) on `q/x` for it to write.
+fn qos1_pair(port: u16, n: u16) -> (Raw, Raw, Vec<u8>) {
+    let mut sub = Raw::connected(port, 4, "careful", 0);
+    sub.send(&raw::subscribe(false, 1, b"q/#", 1));
+    assert_eq!(sub.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
+    let publisher = Raw::connected(port, 4, "eager", 0);
+    let wire = (1..=n)
+        .flat_map(|i| raw::publish(false, 1, i, b"q/x", &[], &i.to_be_bytes()))
+        .collect();
+    (sub, publisher, wire)
+}
+
 /// At least once means no drops for a connected subscriber: a QoS 1 subscriber that reads more
 /// slowly than its publisher for longer than the congestion limit (0.5 s) still gets every QoS 1
 /// message, in order; its publisher is slowed down instead. (The same pace at QoS 0 marks the
@@ -298,14 +311,7 @@ fn inflight_messages_to_a_subscriber_are_capped() {
 fn a_slow_qos1_subscriber_loses_nothing_while_connected() {
     const N: u16 = 400;
     let server = Server::start_with("max_queued_messages = 40\nmax_inflight_messages = 4", "");
-    let mut sub = Raw::connected(server.port, 4, "careful", 0);
-    sub.send(&raw::subscribe(false, 1, b"q/#", 1));
-    assert_eq!(sub.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
-    let mut publisher = Raw::connected(server.port, 4, "eager", 0);
-    let mut wire = Vec::new();
-    for i in 1..=N {
-        wire.extend(raw::publish(false, 1, i, b"q/x", &[], &i.to_be_bytes()));
-    }
+    let (mut sub, mut publisher, wire) = qos1_pair(server.port, N);
     let writer = std::thread::spawn(move || {
         publisher.stream.write_all(&wire).unwrap();
         publisher
@@ -347,14 +353,7 @@ fn a_slow_qos1_subscriber_loses_nothing_while_connected() {
 fn a_stalled_qos1_subscriber_holds_publishers_back_only_for_a_while() {
     const N: u16 = 300;
     let server = Server::start_with("max_queued_messages = 40\nmax_inflight_messages = 4", "");
-    let mut stalled = Raw::connected(server.port, 4, "stalled", 0);
-    stalled.send(&raw::subscribe(false, 1, b"s/#", 1));
-    assert_eq!(stalled.read(WAIT), Got::Packet(0x90, vec![0, 1, 1]));
-    let mut publisher = Raw::connected(server.port, 4, "pusher", 0);
-    let mut wire = Vec::new();
-    for i in 1..=N {
-        wire.extend(raw::publish(false, 1, i, b"s/x", &[], &i.to_be_bytes()));
-    }
+    let (stalled, mut publisher, wire) = qos1_pair(server.port, N);
     publisher.send(&wire);
     let t0 = Instant::now();
     let mut acked = 0;
