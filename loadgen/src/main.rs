@@ -212,6 +212,22 @@ impl Latency {
     }
 }
 
+/// `{"p50":…,"p90":…,"p99":…,"p99_9":…}` in microseconds.
+fn percentiles_json(p: &[(f64, u64); 4]) -> String {
+    format!(
+        "{{\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{}}}",
+        p[0].1, p[1].1, p[2].1, p[3].1
+    )
+}
+
+/// `us p50=… p90=… p99=… p99.9=…`.
+fn percentiles_text(p: &[(f64, u64); 4]) -> String {
+    format!(
+        "us p50={} p90={} p99={} p99.9={}",
+        p[0].1, p[1].1, p[2].1, p[3].1
+    )
+}
+
 /// Opens `ids` connections on one poll and waits for their CONNACKs.
 fn connect_all(
     poll: &mut Poll,
@@ -447,7 +463,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
     let p = total.latency.percentiles();
     if a.common.json {
         println!(
-            "{{\"verb\":\"pub\",\"connections\":{},\"qos\":{},\"size\":{},\"sent\":{},\"acked\":{},\"seconds\":{:.3},\"sent_per_sec\":{:.0},\"acked_per_sec\":{:.0},\"ack_latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{}}}}}",
+            "{{\"verb\":\"pub\",\"connections\":{},\"qos\":{},\"size\":{},\"sent\":{},\"acked\":{},\"seconds\":{:.3},\"sent_per_sec\":{:.0},\"acked_per_sec\":{:.0},\"ack_latency_us\":{}}}",
             a.common.count,
             a.qos,
             a.size,
@@ -456,14 +472,11 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
             secs,
             total.sent as f64 / secs,
             total.acked as f64 / secs,
-            p[0].1,
-            p[1].1,
-            p[2].1,
-            p[3].1
+            percentiles_json(&p)
         );
     } else {
         println!(
-            "pub: {} connections, QoS {}, {} B: sent {} ({:.0}/s), acked {} ({:.0}/s) in {:.2}s; ack latency us p50={} p90={} p99={} p99.9={}",
+            "pub: {} connections, QoS {}, {} B: sent {} ({:.0}/s), acked {} ({:.0}/s) in {:.2}s; ack latency {}",
             a.common.count,
             a.qos,
             a.size,
@@ -472,10 +485,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
             total.acked,
             total.acked as f64 / secs,
             secs,
-            p[0].1,
-            p[1].1,
-            p[2].1,
-            p[3].1
+            percentiles_text(&p)
         );
     }
     Ok(())
@@ -567,29 +577,23 @@ fn run_sub(a: SubArgs) -> anyhow::Result<()> {
     let p = latency.percentiles();
     if a.common.json {
         println!(
-            "{{\"verb\":\"sub\",\"connections\":{},\"qos\":{},\"received\":{},\"seconds\":{:.3},\"received_per_sec\":{:.0},\"e2e_latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{}}}}}",
+            "{{\"verb\":\"sub\",\"connections\":{},\"qos\":{},\"received\":{},\"seconds\":{:.3},\"received_per_sec\":{:.0},\"e2e_latency_us\":{}}}",
             a.common.count,
             a.qos,
             count,
             window,
             count as f64 / window,
-            p[0].1,
-            p[1].1,
-            p[2].1,
-            p[3].1
+            percentiles_json(&p)
         );
     } else {
         println!(
-            "sub: {} connections, QoS {}: received {} in {:.2}s ({:.0}/s); end-to-end latency us p50={} p90={} p99={} p99.9={}",
+            "sub: {} connections, QoS {}: received {} in {:.2}s ({:.0}/s); end-to-end latency {}",
             a.common.count,
             a.qos,
             count,
             window,
             count as f64 / window,
-            p[0].1,
-            p[1].1,
-            p[2].1,
-            p[3].1
+            percentiles_text(&p)
         );
     }
     Ok(())

@@ -714,7 +714,6 @@ impl Broker {
         if inner.queue.len() >= self.cfg.max_queued_messages
             || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes
         {
-            inner.dropped += 1;
             self.counters
                 .dropped_queue_full
                 .fetch_add(1, Ordering::Relaxed);

@@ -107,8 +107,6 @@ pub(crate) struct SessionInner {
     /// The session was discarded; deliveries are ignored.
     pub(crate) ended: bool,
     pub(crate) next_key: u64,
-    /// Messages dropped because the queue was full.
-    pub(crate) dropped: u64,
     /// Since when the queue has been more than half full (publishers are slowed meanwhile).
     pub(crate) congested_since: Option<Instant>,
     /// The queue stayed congested too long: a slow subscriber, whose publishers are no longer
@@ -137,7 +135,6 @@ impl Session {
                 disconnected_at: None,
                 ended: false,
                 next_key: 1,
-                dropped: 0,
                 congested_since: None,
                 slow: false,
                 blocked_since: None,
