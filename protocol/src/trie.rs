@@ -130,7 +130,8 @@ impl<K: Eq + Hash + Clone, V> TopicTrie<K, V> {
         walk(&self.root, &levels, 0, dollar, &mut f);
     }
 
-    /// Every entry as (filter, key, value); for persistence and listing.
+    /// Every entry as (filter, key, value), for listing and inspection (the broker persists
+    /// subscriptions with each session, not from here).
     pub fn entries(&self) -> Vec<(String, &K, &V)> {
         let mut out = Vec::with_capacity(self.len);
         collect(&self.root, &mut String::new(), &mut out);
