@@ -63,7 +63,7 @@ pub use scan::{FieldRange, ScanMetrics, ScanRequest, Snapshot};
 pub use schema::{Catalog, ColumnDef, ColumnKind, FieldType, Limits, TableSchema};
 pub use segment::SegmentInfo;
 pub use store::{Store, StoreStats};
-pub use ticket::{Durability, Rejected, Ticket, WriteReceipt};
+pub use ticket::{Durability, Notify, Rejected, Ticket, WriteReceipt};
 pub use types::{Lsn, ShardId, Timestamp};
 
 /// Now, in ns since the Unix epoch.

@@ -15,7 +15,7 @@ use crate::meta::MetaStore;
 use crate::scan::Snapshot;
 use crate::schema::Catalog;
 use crate::shard::{self, Control, ShardHandle, ShardShared, WriteRequest};
-use crate::ticket::{Durability, Ticket};
+use crate::ticket::{Durability, Notify, Ticket};
 use crate::types::ShardId;
 
 /// Counters of the whole store (sums over shards).
@@ -159,12 +159,24 @@ impl Store {
         batch: WriteBatch,
         durability: Durability,
     ) -> Result<Ticket, SubmitError> {
-        self.submit_inner(batch, durability, false)
+        self.submit_inner(batch, durability, false, None)
+    }
+
+    /// [`try_submit`](Self::try_submit), with `notify` told (on the shard thread) as each part of
+    /// the ticket resolves: an event loop polls [`Ticket::is_resolved`] when told instead of
+    /// blocking in [`Ticket::wait`].
+    pub fn try_submit_notify(
+        &self,
+        batch: WriteBatch,
+        durability: Durability,
+        notify: Arc<dyn Notify>,
+    ) -> Result<Ticket, SubmitError> {
+        self.submit_inner(batch, durability, false, Some(notify))
     }
 
     /// Submits, waiting for queue space when a shard is full.
     pub fn submit(&self, batch: WriteBatch, durability: Durability) -> Result<Ticket, SubmitError> {
-        self.submit_inner(batch, durability, true)
+        self.submit_inner(batch, durability, true, None)
     }
 
     fn submit_inner(
@@ -172,8 +184,9 @@ impl Store {
         batch: WriteBatch,
         durability: Durability,
         block: bool,
+        notify: Option<Arc<dyn Notify>>,
     ) -> Result<Ticket, SubmitError> {
-        let mut ticket = Ticket::new();
+        let mut ticket = Ticket::new(notify);
         let parts = batch.split(self.shards.len() as u32);
         let single = parts.len() == 1;
         for (shard, part, origin) in parts {

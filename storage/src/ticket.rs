@@ -46,10 +46,19 @@ pub struct WriteReceipt {
 
 type Outcome = Result<WriteReceipt, WriteError>;
 
+/// Told when a ticket's part resolves, so an event loop can poll tickets instead of blocking on
+/// them (the MQTT reactors wake their `mio::Poll` with it). Called on the shard worker thread:
+/// it must be quick and must not block.
+pub trait Notify: Send + Sync + std::fmt::Debug {
+    /// One part of a ticket resolved.
+    fn notify(&self);
+}
+
 #[derive(Debug, Default)]
 struct Slot {
     state: Mutex<Option<Outcome>>,
     cv: Condvar,
+    notify: Option<Arc<dyn Notify>>,
 }
 
 /// The worker's end of a ticket.
@@ -61,6 +70,10 @@ impl Resolver {
         let mut st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         *st = Some(outcome);
         self.0.cv.notify_all();
+        drop(st);
+        if let Some(n) = &self.0.notify {
+            n.notify();
+        }
     }
 }
 
@@ -68,16 +81,23 @@ impl Resolver {
 #[derive(Debug)]
 pub struct Ticket {
     parts: Vec<(Arc<Slot>, Option<Vec<u32>>)>,
+    notify: Option<Arc<dyn Notify>>,
 }
 
 impl Ticket {
-    pub(crate) fn new() -> Ticket {
-        Ticket { parts: Vec::new() }
+    pub(crate) fn new(notify: Option<Arc<dyn Notify>>) -> Ticket {
+        Ticket {
+            parts: Vec::new(),
+            notify,
+        }
     }
 
     /// Adds a part; `origin` maps the part's row indices back to the submitted batch.
     pub(crate) fn add_part(&mut self, origin: Option<Vec<u32>>) -> Resolver {
-        let slot = Arc::new(Slot::default());
+        let slot = Arc::new(Slot {
+            notify: self.notify.clone(),
+            ..Slot::default()
+        });
         self.parts.push((Arc::clone(&slot), origin));
         Resolver(slot)
     }

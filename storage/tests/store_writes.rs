@@ -258,3 +258,66 @@ fn series_and_column_limits_reject_with_clear_errors() {
             .contains("limit of 4 columns")
     );
 }
+
+/// Counts notifications; checks the ticket is resolved by the time it is told.
+#[derive(Debug, Default)]
+struct Told(std::sync::atomic::AtomicUsize);
+
+impl mast_storage::Notify for Told {
+    fn notify(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_notified_ticket_is_resolved_when_told_once_per_shard_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.shards = 4;
+    let store = Store::open(cfg).unwrap();
+    let told = std::sync::Arc::new(Told::default());
+    // One device: one shard, one part, one notification.
+    let mut b = WriteBatch::new();
+    let s = b.series("t", &[("device_id", "d1")]);
+    b.row(s, 1).f64("v", 1.0);
+    let t = store
+        .try_submit_notify(b, Durability::Durable, std::sync::Arc::<Told>::clone(&told))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while told.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never told");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(t.is_resolved());
+    assert_eq!(t.wait().unwrap().points, 1);
+    assert_eq!(told.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Devices on several shards: one notification per part.
+    let mut b = WriteBatch::new();
+    for d in 0..32 {
+        let s = b.series("t", &[("device_id", &format!("d{d}"))]);
+        b.row(s, 2).f64("v", 2.0);
+    }
+    let parts: std::collections::HashSet<_> = (0..32)
+        .map(|d| store.shard_of_device(&format!("d{d}")))
+        .collect();
+    let t = store
+        .try_submit_notify(
+            b,
+            Durability::Buffered,
+            std::sync::Arc::<Told>::clone(&told),
+        )
+        .unwrap();
+    assert_eq!(t.wait().unwrap().points, 32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while told.0.load(std::sync::atomic::Ordering::SeqCst) < 1 + parts.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not told for every part"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(
+        told.0.load(std::sync::atomic::Ordering::SeqCst),
+        1 + parts.len()
+    );
+}
