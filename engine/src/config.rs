@@ -1,20 +1,45 @@
 //! `mast.toml`: every setting with its embedded default, so `mast serve` with no file runs.
 //!
-//! Unknown keys are an error (a typo must not silently fall back to a default).
+//! A configuration is built in layers, each overriding the one before: the embedded defaults,
+//! the `--config` file, `MAST_*` environment variables ([`env_overrides`]), then command-line
+//! flags ([`Override::flag`]). Unknown keys and unknown `MAST_*` variables are errors (a typo
+//! must not silently fall back to a default), and every error is one line naming where the bad
+//! value came from: the file with line and column, or the variable or flag.
+//!
+//! ```
+//! use mast_engine::config::{Config, Override};
+//!
+//! let env = mast_engine::config::env_overrides([("MAST_MQTT_REACTORS".into(), "2".into())])?;
+//! let flag = Override::flag("--data-dir", "data_dir", &"/tmp/mast")?;
+//! let cfg = Config::load(None, &[env, vec![flag]].concat())?;
+//! assert_eq!(cfg.mqtt.reactors, 2);
+//! assert_eq!(cfg.data_dir, std::path::Path::new("/tmp/mast"));
+//! # anyhow::Ok(())
+//! ```
+
+mod layers;
+mod storage;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
+pub use storage::{FsyncMode, StorageConfig};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where data lives.
     pub data_dir: PathBuf,
     /// The MQTT server.
     pub mqtt: MqttConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// The storage engine.
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -22,28 +47,188 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./mast-data"),
             mqtt: MqttConfig::default(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+/// A value that parses but cannot be used, and the dotted keys it is about (the first one the
+/// flags or variables set is blamed; otherwise the file is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    keys: Vec<String>,
+    msg: String,
+}
+
+impl Invalid {
+    fn new(key: &str, msg: impl Into<String>) -> Invalid {
+        Invalid {
+            keys: vec![key.to_owned()],
+            msg: msg.into(),
         }
     }
 }
 
 impl Config {
-    /// Reads and checks a config file.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    /// Builds the configuration: the defaults, then `file` (if any), then `overrides` in order
+    /// (later ones win: pass the `MAST_*` variables first, then the flags), then checks it.
+    pub fn load(file: Option<&Path>, overrides: &[Override]) -> anyhow::Result<Config> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?,
+            None => String::new(),
+        };
+        Config::build(file, &text, overrides)
     }
 
-    /// Parses and checks config text.
+    /// Parses and checks config text (no file name, no overrides).
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let cfg: Config = toml::from_str(text)?;
-        cfg.mqtt.check()?;
+        Config::build(None, text, &[])
+    }
+
+    fn build(file: Option<&Path>, text: &str, overrides: &[Override]) -> anyhow::Result<Config> {
+        let at_file = |msg: &str| match file {
+            Some(path) => anyhow::anyhow!("config {}: {msg}", path.display()),
+            None => anyhow::anyhow!("config: {msg}"),
+        };
+        let mut tree: toml::Table = toml::from_str(text).map_err(|e| at_file(&at(text, &e)))?;
+        for o in overrides {
+            layers::set(&mut tree, &o.key, o.value.clone())
+                .map_err(|e| anyhow::anyhow!("{}: cannot set {}: {e}", o.origin, o.key))?;
+        }
+        // Blames the last override of `key` (or of a key inside it, or of the table holding
+        // it) for a bad value; None when the value came from the file.
+        let blame = |key: &str| {
+            overrides.iter().rev().find(|o| {
+                o.key == key
+                    || o.key.starts_with(&format!("{key}."))
+                    || key.starts_with(&format!("{}.", o.key))
+            })
+        };
+        let cfg: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let (msg, key) = flatten(&e);
+                // Parsing the file alone gives its errors a line and column.
+                let in_file = toml::from_str::<Config>(text).err();
+                match (in_file, key.as_deref().and_then(blame)) {
+                    (Some(f), _) if f.message() == e.message() => at_file(&at(text, &f)),
+                    (_, Some(o)) => anyhow::anyhow!("{}: {msg}", o.origin),
+                    (Some(f), None) => at_file(&at(text, &f)),
+                    (None, None) => match key {
+                        Some(key) => at_file(&format!("{msg} (in `{key}`)")),
+                        None => at_file(&msg),
+                    },
+                }
+            })?;
+        cfg.check()
+            .map_err(|e| match e.keys.iter().find_map(|k| blame(k)) {
+                Some(o) => anyhow::anyhow!("{}: {}", o.origin, e.msg),
+                None => at_file(&e.msg),
+            })?;
         Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        self.mqtt.check()?;
+        self.storage.check()?;
+        let mut listeners = vec![
+            ("mqtt.listen", self.mqtt.listen),
+            ("http.listen", self.http.listen),
+        ];
+        if let Some(tls) = &self.mqtt.tls {
+            listeners.push(("mqtt.tls.listen", tls.listen));
+        }
+        for (i, (key, addr)) in listeners.iter().enumerate() {
+            if let Some((other, _)) = listeners[..i]
+                .iter()
+                .find(|(_, a)| *a == *addr && addr.port() != 0)
+            {
+                return Err(Invalid {
+                    keys: vec![(*key).to_owned(), (*other).to_owned()],
+                    msg: format!("{key} and {other} are both {addr}; each listener needs its own"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The defaults with every optional section and list filled in: the tree of keys the
+    /// `MAST_*` variables are matched against, and the keys `mast.example.toml` must document.
+    pub(crate) fn key_sample() -> anyhow::Result<toml::Table> {
+        let mut sample = Config::default();
+        sample.mqtt.allow_anonymous = Some(false);
+        sample.mqtt.users = vec![UserConfig {
+            name: String::new(),
+            password_hash: String::new(),
+        }];
+        sample.mqtt.acl = vec![AclRule {
+            user: Some(String::new()),
+            publish: Vec::new(),
+            subscribe: Vec::new(),
+            gateway: false,
+        }];
+        sample.mqtt.tls = Some(TlsConfig {
+            listen: default_tls_listen(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            client_ca: Some(PathBuf::new()),
+            crl: Vec::new(),
+            require_client_cert: yes(),
+            reload_interval_secs: default_reload(),
+        });
+        match toml::Value::try_from(&sample)? {
+            toml::Value::Table(t) => Ok(t),
+            other => anyhow::bail!("the config serialized to a {}", other.type_str()),
+        }
+    }
+}
+
+/// A parse error as one line: `line L, column C: message` when it has a place in `text`.
+fn at(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+/// A deserialization error's message on one line, and the dotted key it is about.
+fn flatten(e: &toml::de::Error) -> (String, Option<String>) {
+    // toml prints the key path (`in `a.b``) but has no accessor for it.
+    let shown = e.to_string();
+    let key = shown
+        .lines()
+        .filter_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .next_back()
+        .map(str::to_owned);
+    (e.message().replace('\n', " "), key)
+}
+
+/// The HTTP API (SQL, `/health`, `/metrics`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listener address.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
     }
 }
 
 /// What to do with a subscriber whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlowSubscriber {
     /// Drop the new message and count it (Mosquitto's and EMQX's behaviour).
@@ -54,7 +239,7 @@ pub enum SlowSubscriber {
 }
 
 /// The MQTT server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
     /// Plain TCP listener.
@@ -134,29 +319,45 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
-    fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.max_packet_size >= 64,
-            "mqtt.max_packet_size must be at least 64"
-        );
-        anyhow::ensure!(self.receive_maximum > 0, "mqtt.receive_maximum must be > 0");
-        anyhow::ensure!(
-            self.max_inflight_messages > 0,
-            "mqtt.max_inflight_messages must be > 0"
-        );
+    fn check(&self) -> Result<(), Invalid> {
+        if self.max_packet_size < 64 {
+            return Err(Invalid::new(
+                "mqtt.max_packet_size",
+                format!(
+                    "mqtt.max_packet_size must be at least 64, not {}",
+                    self.max_packet_size
+                ),
+            ));
+        }
+        if self.receive_maximum == 0 {
+            return Err(Invalid::new(
+                "mqtt.receive_maximum",
+                "mqtt.receive_maximum must be > 0",
+            ));
+        }
+        if self.max_inflight_messages == 0 {
+            return Err(Invalid::new(
+                "mqtt.max_inflight_messages",
+                "mqtt.max_inflight_messages must be > 0",
+            ));
+        }
         for u in &self.users {
             argon2::PasswordHash::new(&u.password_hash).map_err(|e| {
-                anyhow::anyhow!(
-                    "mqtt.users {:?}: password_hash is not a PHC string: {e}",
-                    u.name
+                Invalid::new(
+                    "mqtt.users",
+                    format!(
+                        "mqtt.users {:?}: password_hash is not a PHC string: {e}",
+                        u.name
+                    ),
                 )
             })?;
         }
         for r in &self.acl {
             for p in r.publish.iter().chain(&r.subscribe) {
                 let probe = p.replace("%c", "c").replace("%u", "u");
-                mast_protocol::topic::validate_filter(&probe)
-                    .map_err(|e| anyhow::anyhow!("mqtt.acl pattern {p:?}: {e}"))?;
+                mast_protocol::topic::validate_filter(&probe).map_err(|e| {
+                    Invalid::new("mqtt.acl", format!("mqtt.acl pattern {p:?}: {e}"))
+                })?;
             }
         }
         Ok(())
@@ -173,7 +374,7 @@ impl MqttConfig {
 }
 
 /// One user.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// User name.
@@ -184,7 +385,7 @@ pub struct UserConfig {
 
 /// A topic rule: who it applies to and which topics it allows. `%c` and `%u` in a pattern stand
 /// for the client id and the user name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
     /// User name this rule applies to; `*` or absent = everyone.
@@ -196,10 +397,14 @@ pub struct AclRule {
     /// Topic filters the client may subscribe to (a subscription must lie within one).
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Clients this rule applies to may publish telemetry for device ids other than their own
+    /// client id (gateways); their publish patterns still apply.
+    #[serde(default)]
+    pub gateway: bool,
 }
 
 /// TLS listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Listener address (8883 by convention).
@@ -237,12 +442,35 @@ fn default_reload() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+    use std::ffi::OsString;
+
     use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<Override> {
+        env_overrides(
+            vars.iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+        .unwrap()
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mast.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
 
     #[test]
     fn defaults_and_overrides() {
         let c = Config::parse("").unwrap();
-        assert_eq!(c.mqtt.listen.port(), 1883);
+        assert_eq!(c.mqtt.listen, SocketAddr::from(([127, 0, 0, 1], 1883)));
+        assert_eq!(c.http.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(c.data_dir, Path::new("./mast-data"));
+        assert_eq!(c.storage, StorageConfig::default());
         assert!(c.mqtt.tls.is_none());
         let c = Config::parse(
             r#"
@@ -254,30 +482,260 @@ mod tests {
             [[mqtt.acl]]
             user = "*"
             publish = ["devices/%c/#"]
+            gateway = true
             [mqtt.tls]
             cert = "c.pem"
             key = "k.pem"
+            [http]
+            listen = "0.0.0.0:80"
+            [storage]
+            fsync = "always"
+            shards = 4
+            [storage.retention_tables]
+            telemetry = 3600
             "#,
         )
         .unwrap();
         assert_eq!(c.mqtt.listen.port(), 1884);
         assert_eq!(c.mqtt.slow_subscriber, SlowSubscriber::Disconnect);
+        assert!(c.mqtt.acl[0].gateway);
         assert_eq!(c.mqtt.tls.unwrap().listen.port(), 8883);
+        assert_eq!(c.http.listen.port(), 80);
+        assert_eq!(c.storage.fsync, FsyncMode::Always);
+        assert_eq!(c.storage.shards, 4);
+        assert_eq!(c.storage.retention_tables["telemetry"], 3600);
+        assert_eq!(c.storage.fsync_interval_ms, 100);
     }
 
     #[test]
     fn mistakes_are_errors() {
-        assert!(Config::parse("[mqtt]\nlisten_typo = 1").is_err());
-        assert!(Config::parse("[[mqtt.users]]\nname = \"a\"\npassword_hash = \"plain\"").is_err());
-        assert!(Config::parse("[[mqtt.acl]]\npublish = [\"a/#/b\"]").is_err());
+        let e = |text: &str| Config::parse(text).unwrap_err().to_string();
+        assert!(
+            e("[mqtt]\nlisten_typo = 1")
+                .starts_with("config: line 2, column 1: unknown field `listen_typo`"),
+            "{}",
+            e("[mqtt]\nlisten_typo = 1")
+        );
+        assert!(e("[[mqtt.users]]\nname = \"a\"\npassword_hash = \"plain\"").contains("PHC"));
+        assert!(e("[[mqtt.acl]]\npublish = [\"a/#/b\"]").contains("mqtt.acl pattern"));
+        assert!(e("[[mqtt.acl]]\ngateway = 1").contains("invalid type: integer `1`"));
+        assert!(e("[storage]\nfsync = \"sometimes\"").contains("unknown variant `sometimes`"));
+        assert!(e("[storage]\nshards = -1").contains("line 2"));
+        assert!(e("[http]\nport = 1").contains("unknown field `port`"));
+        assert_eq!(
+            e("[mqtt]\nmax_packet_size = 10"),
+            "config: mqtt.max_packet_size must be at least 64, not 10"
+        );
+    }
+
+    #[test]
+    fn each_section_is_checked() {
+        let e = |text: &str| Config::parse(text).unwrap_err().to_string();
+        assert_eq!(
+            e("[mqtt]\nreceive_maximum = 0"),
+            "config: mqtt.receive_maximum must be > 0"
+        );
+        assert_eq!(
+            e("[storage]\nfsync_interval_ms = 0"),
+            "config: storage.fsync_interval_ms must be between 1 and 60000, not 0"
+        );
+        assert_eq!(
+            e("[storage]\nblock_rows = 4"),
+            "config: storage.block_rows must be between 16 and 65536, not 4"
+        );
+        assert_eq!(
+            e("[storage]\nqueue_capacity = 0"),
+            "config: storage.queue_capacity must be > 0"
+        );
+        assert_eq!(
+            e("[http]\nlisten = \"127.0.0.1:1883\""),
+            "config: http.listen and mqtt.listen are both 127.0.0.1:1883; each listener needs its own"
+        );
+        // Port 0 (any free port) never clashes.
+        Config::parse("[mqtt]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"")
+            .unwrap();
+    }
+
+    #[test]
+    fn file_errors_name_the_file_line_and_column_on_one_line() {
+        let (_d, path) = file("data_dir = \"x\"\n[mqtt]\nlisten = \"nowhere\"\n");
+        let e = Config::load(Some(&path), &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "config {}: line 3, column 10: invalid socket address syntax",
+                path.display()
+            )
+        );
+        let (_d, path) = file("[mqtt\nlisten = 1\n");
+        let e = Config::load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("config {}: line 1, column 6: ", path.display())),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let e = Config::load(Some(Path::new("/nonexistent/mast.toml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot read config /nonexistent/mast.toml: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let (_d, path) = file(
+            "data_dir = \"/file\"\n[mqtt]\nlisten = \"127.0.0.1:1001\"\nreactors = 3\n\
+             [storage]\nfsync_interval_ms = 300\nblock_rows = 64\n",
+        );
+        let mut layers = env(&[
+            ("MAST_MQTT_LISTEN", "127.0.0.1:2002"),
+            ("MAST_DATA_DIR", "/env"),
+            ("MAST_STORAGE_FSYNC_INTERVAL_MS", "250"),
+        ]);
+        layers.push(Override::flag("--mqtt-listen", "mqtt.listen", &"127.0.0.1:3003").unwrap());
+        let c = Config::load(Some(&path), &layers).unwrap();
+        assert_eq!(c.mqtt.listen.port(), 3003, "flag over env and file");
+        assert_eq!(c.data_dir, Path::new("/env"), "env over file");
+        assert_eq!(c.storage.fsync_interval_ms, 250, "env over file");
+        assert_eq!(c.mqtt.reactors, 3, "file over default");
+        assert_eq!(c.storage.block_rows, 64, "file over default");
+        assert_eq!(c.storage.max_head_age_secs, 600, "default");
+        assert_eq!(c.http.listen.port(), 8080, "default");
+        // Without a file.
+        let c = Config::load(None, &env(&[("MAST_HTTP_LISTEN", "127.0.0.1:9")])).unwrap();
+        assert_eq!(c.http.listen.port(), 9);
+        assert_eq!(c.data_dir, Path::new("./mast-data"));
+    }
+
+    #[test]
+    fn env_can_add_an_optional_section() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("MAST_MQTT_TLS_CERT", "/etc/mast/c.pem"),
+                ("MAST_MQTT_TLS_KEY", "/etc/mast/k.pem"),
+                ("MAST_MQTT_TLS_REQUIRE_CLIENT_CERT", "false"),
+                ("MAST_MQTT_ALLOW_ANONYMOUS", "true"),
+            ]),
+        )
+        .unwrap();
+        let tls = c.mqtt.tls.unwrap();
+        assert_eq!(tls.cert, Path::new("/etc/mast/c.pem"));
+        assert_eq!(tls.key, Path::new("/etc/mast/k.pem"));
+        assert!(!tls.require_client_cert);
+        assert_eq!(tls.listen.port(), 8883);
+        assert_eq!(c.mqtt.allow_anonymous, Some(true));
+        let e = Config::load(None, &env(&[("MAST_MQTT_TLS_CERT", "c.pem")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "MAST_MQTT_TLS_CERT=\"c.pem\": missing field `key`");
+    }
+
+    #[test]
+    fn bad_overrides_name_the_variable_or_flag() {
+        let e = |o: &[Override]| Config::load(None, o).unwrap_err().to_string();
+        assert_eq!(
+            e(&env(&[("MAST_MQTT_LISTEN", "nope")])),
+            "MAST_MQTT_LISTEN=\"nope\": invalid socket address syntax"
+        );
+        assert_eq!(
+            e(&env(&[("MAST_MQTT_RECEIVE_MAXIMUM", "70000")])),
+            "MAST_MQTT_RECEIVE_MAXIMUM=\"70000\": invalid value: integer `70000`, expected u16"
+        );
+        assert_eq!(
+            e(&env(&[("MAST_STORAGE_FSYNC", "sometimes")])),
+            "MAST_STORAGE_FSYNC=\"sometimes\": unknown variant `sometimes`, expected one of \
+             `batched`, `always`, `never`"
+        );
+        assert_eq!(
+            e(&env(&[("MAST_STORAGE_BLOCK_ROWS", "1")])),
+            "MAST_STORAGE_BLOCK_ROWS=\"1\": storage.block_rows must be between 16 and 65536, not 1"
+        );
+        assert_eq!(
+            e(&[Override::flag("--http-listen", "http.listen", &"127.0.0.1:1883").unwrap()]),
+            "--http-listen: http.listen and mqtt.listen are both 127.0.0.1:1883; each listener \
+             needs its own"
+        );
+        // A file error stays the file's even with (good) overrides on top.
+        let (_d, path) = file("[storage]\nblock_rows = \"many\"\n");
+        let e = Config::load(Some(&path), &env(&[("MAST_MQTT_REACTORS", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "config {}: line 2, column 14: invalid type: string \"many\", expected usize",
+                path.display()
+            )
+        );
+        // An unknown key in the file is the file's, though a variable sets another key of
+        // the same table.
+        let (_d, unknown) = file("[mqtt]\nlistn = 1\n");
+        let e = Config::load(Some(&unknown), &env(&[("MAST_MQTT_REACTORS", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "config {}: line 2, column 1: unknown field `listn`",
+                unknown.display()
+            )),
+            "{e}"
+        );
+        // A clash is blamed on the override that made it, whichever listener it set.
+        assert_eq!(
+            Config::load(None, &env(&[("MAST_MQTT_LISTEN", "127.0.0.1:8080")]))
+                .unwrap_err()
+                .to_string(),
+            "MAST_MQTT_LISTEN=\"127.0.0.1:8080\": http.listen and mqtt.listen are both \
+             127.0.0.1:8080; each listener needs its own"
+        );
+        // ... and an override fixes what the file got wrong.
+        let c = Config::load(Some(&path), &env(&[("MAST_STORAGE_BLOCK_ROWS", "32")])).unwrap();
+        assert_eq!(c.storage.block_rows, 32);
     }
 
     #[test]
     fn the_example_file_documents_the_defaults() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mast.example.toml");
-        let c = Config::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let d = Config::default();
-        assert_eq!(format!("{:?}", c.mqtt), format!("{:?}", d.mqtt));
-        assert_eq!(c.data_dir, d.data_dir);
+        let text = std::fs::read_to_string(path).unwrap();
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn the_example_file_documents_every_key() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mast.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        // `key =` lines and `[section]` headers, commented out or not.
+        let mut documented = BTreeSet::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            if let Some(name) = line.strip_prefix('[') {
+                section = name.trim_matches(['[', ']']).to_owned();
+                documented.insert(section.clone());
+            } else if let Some((key, _)) = line.split_once(" = ")
+                && !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                documented.insert(if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                });
+            }
+        }
+        let mut keys = Vec::new();
+        layers::leaves(&Config::key_sample().unwrap(), "", &mut keys);
+        let missing: Vec<_> = keys
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !documented.contains(*k))
+            .collect();
+        assert!(missing.is_empty(), "mast.example.toml lacks {missing:?}");
     }
 }
