@@ -2,5 +2,6 @@
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
 pub mod config;
+pub mod export;
 pub mod ingest;
 pub mod mqtt;

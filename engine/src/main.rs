@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use mast_engine::config::Config;
+use mast_engine::config::{Config, Override, env_overrides};
 use mast_engine::mqtt::{MqttServer, hash_password};
 
 /// Mast: an IoT time-series engine. Devices publish over MQTT; analysts query with SQL.
@@ -25,43 +25,157 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
+    /// Human-readable lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
+
+/// Shown after the options of `mast serve --help`.
+const SERVE_HELP: &str = "\
+Configuration, each layer overriding the one before:
+  1. Embedded defaults: `mast serve` alone keeps data in ./mast-data, MQTT on 127.0.0.1:1883
+     and HTTP on 127.0.0.1:8080.
+  2. The --config file (TOML). mast.example.toml, at the top of the Mast source tree, lists
+     every key with its default and what it does. Unknown keys are an error.
+  3. MAST_* environment variables: MAST_<SECTION>_<KEY> in upper case sets any scalar key of
+     the file, for example
+       MAST_DATA_DIR=/var/lib/mast              sets data_dir
+       MAST_STORAGE_FSYNC_INTERVAL_MS=50        sets fsync_interval_ms in [storage]
+     An unknown MAST_* variable is an error. Lists and tables ([[mqtt.users]], [[mqtt.acl]],
+     mqtt.tls.crl, storage.retention_tables) are set in the file only.
+  4. The flags above.
+
+Logging: records go to stderr, as text or JSON (--log-format). MAST_LOG takes a tracing filter
+(default \"info\"), e.g. MAST_LOG=info,mast_engine=debug.
+
+SIGINT (Ctrl-C) or SIGTERM stops the server cleanly: connections are closed, the storage is
+flushed, and mast exits with status 0. Any error exits with status 1 and one line on stderr.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (embedded defaults without a config file).
+    #[command(after_help = SERVE_HELP)]
     Serve {
-        /// Config file (TOML); see mast.example.toml. Flags and MAST_* variables override it.
-        #[arg(long, env = "MAST_CONFIG")]
+        /// Config file (TOML); every key is documented in mast.example.toml. MAST_* variables
+        /// and flags override it. Without one, the embedded defaults apply.
+        #[arg(long, env = "MAST_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Where data lives [default: ./mast-data].
-        #[arg(long, env = "MAST_DATA_DIR")]
+        /// Where data lives: WAL, segments, metadata. One mast at a time per directory
+        /// [key: data_dir] [env: MAST_DATA_DIR] [default: ./mast-data]
+        #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// MQTT listener address [default: 127.0.0.1:1883].
-        #[arg(long, env = "MAST_MQTT_LISTEN")]
+        /// MQTT (plain TCP) listener. Loopback by default; listen more widely only with
+        /// [[mqtt.users]] configured (or --allow-anonymous)
+        /// [key: mqtt.listen] [env: MAST_MQTT_LISTEN] [default: 127.0.0.1:1883]
+        #[arg(long, value_name = "IP:PORT")]
         mqtt_listen: Option<SocketAddr>,
-        /// Allow clients without credentials even when users are configured.
-        #[arg(long, env = "MAST_ALLOW_ANONYMOUS")]
+        /// HTTP listener: SQL (POST /api/v1/sql), /health, /metrics
+        /// [key: http.listen] [env: MAST_HTTP_LISTEN] [default: 127.0.0.1:8080]
+        #[arg(long, value_name = "IP:PORT")]
+        http_listen: Option<SocketAddr>,
+        /// Accept MQTT clients without credentials even when users are configured or a listener
+        /// is not on loopback [key: mqtt.allow_anonymous]
+        #[arg(
+            long,
+            env = "MAST_ALLOW_ANONYMOUS",
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
         allow_anonymous: bool,
-        /// Log format.
+        /// Log format on stderr.
         #[arg(long, env = "MAST_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
     },
     /// Read a password from stdin and print its argon2id hash for `[[mqtt.users]]`.
     Passwd,
+    /// Print the rows of a stopped server's data directory as JSON lines, one object per row
+    /// ({"table", "time" (ns), "device_id", tags, fields}).
+    Export {
+        /// The data directory (the server must not be running on it).
+        #[arg(long, value_name = "DIR", default_value = "./mast-data")]
+        data_dir: PathBuf,
+        /// Only this table (default: every table, e.g. iot.device_events too).
+        #[arg(long)]
+        table: Option<String>,
+        /// Print "<table> <rows>" per table instead of the rows.
+        #[arg(long)]
+        count: bool,
+    },
 }
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("mast: {e:#}");
+        eprintln!("mast: {}", one_line(&e));
         std::process::exit(1);
     }
 }
 
+/// An error and its causes on one line: `context: cause: cause`. OS errors lose their
+/// `(os error N)` suffix and capital ("address already in use"); a cause whose text its parent
+/// already shows is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let mut text = cause.to_string();
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(code) = io.raw_os_error()
+        {
+            let suffix = format!(" (os error {code})");
+            if let Some(bare) = text.strip_suffix(&suffix) {
+                text = bare.to_owned();
+            }
+            if let Some(first) = text.chars().next() {
+                text = first.to_lowercase().chain(text.chars().skip(1)).collect();
+            }
+        }
+        if line.contains(&cause.to_string()) || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Parses the command line: `--help` and `--version` print and exit 0, `mast` alone prints the
+/// help, and a usage error exits 1 with one line, like every other error.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let parts: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+                .collect();
+            eprintln!("mast: {}", parts.join("; "));
+            std::process::exit(1);
+        }
+    }
+}
+
 fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    match parse_cli().command {
+        Command::Export {
+            data_dir,
+            table,
+            count,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            mast_engine::export::export(&data_dir, table.as_deref(), count, &mut out)?;
+            Ok(())
+        }
         Command::Passwd => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
@@ -74,23 +188,29 @@ fn run() -> anyhow::Result<()> {
             config,
             data_dir,
             mqtt_listen,
+            http_listen,
             allow_anonymous,
             log_format,
         } => {
-            init_logs(log_format);
-            let mut cfg = match &config {
-                Some(path) => Config::load(path)?,
-                None => Config::default(),
-            };
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
+            let mut layers = env_overrides(std::env::vars_os())?;
+            if let Some(d) = &data_dir {
+                layers.push(Override::flag("--data-dir", "data_dir", d)?);
             }
-            if let Some(l) = mqtt_listen {
-                cfg.mqtt.listen = l;
+            if let Some(l) = &mqtt_listen {
+                layers.push(Override::flag("--mqtt-listen", "mqtt.listen", l)?);
+            }
+            if let Some(l) = &http_listen {
+                layers.push(Override::flag("--http-listen", "http.listen", l)?);
             }
             if allow_anonymous {
-                cfg.mqtt.allow_anonymous = Some(true);
+                layers.push(Override::flag(
+                    "--allow-anonymous",
+                    "mqtt.allow_anonymous",
+                    &true,
+                )?);
             }
+            let cfg = Config::load(config.as_deref(), &layers)?;
+            init_logs(log_format);
             serve(cfg)
         }
     }
@@ -115,10 +235,11 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let store = mast_storage::Store::open(mast_storage::StoreConfig::new(&cfg.data_dir))
-        .with_context(|| format!("opening {}", cfg.data_dir.display()))?;
+    let store = mast_storage::Store::open(cfg.storage.store_config(&cfg.data_dir))
+        .with_context(|| format!("cannot open data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
     let mqtt = MqttServer::start(cfg.mqtt.clone(), Arc::clone(&store))?;
+    // HTTP API: issue 5 (cfg.http.listen is parsed and checked, not bound yet).
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %cfg.data_dir.display(),

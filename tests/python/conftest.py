@@ -149,6 +149,18 @@ class MastServer:
             assert self.stop() == 0, self.log_tail()
         return self.start()
 
+    def export(self, table=None) -> list:
+        """The stored rows (the server must be stopped): `mast export` JSON lines, as dicts."""
+        assert not self.running(), "stop the server first: export opens its data directory"
+        cmd = [str(mast_bin()), "export", "--data-dir", str(self.data_dir)]
+        if table is not None:
+            cmd += ["--table", table]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        import json
+
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -218,9 +218,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn skip_value(&mut self) -> R<()> {
+    /// Skips a value of any kind (`name`: the member it belongs to, for errors).
+    fn skip_value(&mut self, name: &str) -> R<()> {
         match self.peek() {
-            Some(b'{') => self.object(|sc, _| sc.skip_value()),
+            Some(b'{') => self.object(|sc, k| sc.skip_value(&k)),
             Some(b'[') => {
                 self.i += 1;
                 if self.peek() == Some(b']') {
@@ -228,7 +229,7 @@ impl<'a> Scanner<'a> {
                     return Ok(());
                 }
                 loop {
-                    self.skip_value()?;
+                    self.skip_value(name)?;
                     match self.peek() {
                         Some(b',') => self.i += 1,
                         Some(b']') => {
@@ -239,7 +240,7 @@ impl<'a> Scanner<'a> {
                     }
                 }
             }
-            _ => self.value("").map(|_| ()),
+            _ => self.value(name).map(|_| ()),
         }
     }
 }
@@ -318,7 +319,7 @@ fn row<'a>(sc: &mut Scanner<'a>, now_ns: i64) -> R<Row<'a>> {
         if key == "values" && sc.peek() == Some(b'{') {
             shaped = true;
         }
-        sc.skip_value()
+        sc.skip_value(&key)
     })?;
     let end = sc.i;
     sc.i = start;

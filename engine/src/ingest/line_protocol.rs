@@ -13,6 +13,8 @@
 //! empty lines are skipped. The device id always comes from the caller (the topic), replacing any
 //! `device_id` tag in the payload.
 
+use std::borrow::Cow;
+
 use mast_storage::WriteBatch;
 use mast_storage::batch::DEVICE_TAG;
 
@@ -35,11 +37,11 @@ impl std::error::Error for LineError {}
 
 /// A parsed field value, borrowing strings from the payload where no escape was used.
 #[derive(Debug, Clone, PartialEq)]
-enum Field {
+enum Field<'a> {
     F64(f64),
     I64(i64),
     Bool(bool),
-    Str(String),
+    Str(Cow<'a, str>),
 }
 
 /// Splits `s` at the first unescaped byte in `stops`, outside double quotes when `quotes`.
@@ -60,9 +62,9 @@ fn split_unescaped<'a>(s: &'a str, stops: &[u8], quotes: bool) -> (&'a str, Opti
 }
 
 /// Removes backslash escapes of `chars` (other backslashes stay, as InfluxDB does).
-fn unescape(s: &str, chars: &[char]) -> String {
+fn unescape<'a>(s: &'a str, chars: &[char]) -> Cow<'a, str> {
     if !s.contains('\\') {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
     let mut it = s.chars().peekable();
@@ -77,10 +79,10 @@ fn unescape(s: &str, chars: &[char]) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
-fn parse_value(v: &str) -> Result<Field, String> {
+fn parse_value(v: &str) -> Result<Field<'_>, String> {
     if let Some(inner) = v.strip_prefix('"') {
         let inner = inner
             .strip_suffix('"')
@@ -131,10 +133,10 @@ pub fn decode(
         message: "not UTF-8".into(),
     })?;
     // Parse everything first so that a bad line leaves the batch untouched.
-    struct Row {
-        table: String,
-        tags: Vec<(String, String)>,
-        fields: Vec<(String, Field)>,
+    struct Row<'a> {
+        table: Cow<'a, str>,
+        tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+        fields: Vec<(Cow<'a, str>, Field<'a>)>,
         time: i64,
     }
     let mut rows = Vec::new();
@@ -197,8 +199,12 @@ pub fn decode(
                 .parse::<i64>()
                 .map_err(|_| err(format!("bad timestamp {t:?}")))?,
         };
+        let tname = table.map_or_else(|| unescape(measurement, &[',', ' ']), Cow::Borrowed);
+        if super::reserved_table(&tname) {
+            return Err(err(format!("table name {tname:?} is reserved")));
+        }
         rows.push(Row {
-            table: table.map_or_else(|| unescape(measurement, &[',', ' ']), str::to_owned),
+            table: tname,
             tags,
             fields,
             time,
@@ -207,7 +213,7 @@ pub fn decode(
     for r in &rows {
         let mut tags: Vec<(&str, &str)> = Vec::with_capacity(r.tags.len() + 1);
         tags.push((DEVICE_TAG, device_id));
-        tags.extend(r.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        tags.extend(r.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         let series = batch.series(&r.table, &tags);
         let mut w = batch.row(series, r.time);
         for (k, v) in &r.fields {

@@ -132,6 +132,8 @@ pub struct Broker {
     share_rr: AtomicUsize,
     next_client: AtomicU64,
     pub(crate) persist: Persist,
+    /// Telemetry storage.
+    pub(crate) store: Arc<Store>,
     /// Counters for /metrics.
     pub counters: Arc<Counters>,
 }
@@ -159,6 +161,7 @@ impl Broker {
             persist: Persist::start(Arc::clone(&store), on_commit),
             counters: Arc::new(Counters::default()),
             cfg,
+            store: Arc::clone(&store),
         };
         broker.restore(&store)?;
         Ok(broker)
@@ -255,7 +258,11 @@ impl Broker {
                 .iter()
                 .map(|(f, r)| (f.clone(), *r))
                 .collect(),
-            qos2_pending: inner.inbound.pending_qos2().collect(),
+            qos2_pending: inner
+                .inbound
+                .pending_qos2()
+                .filter(|id| !inner.unconfirmed_qos2.contains(id))
+                .collect(),
         };
         ops.push(Op::Put {
             table: persist::SESSIONS,

@@ -9,9 +9,11 @@
 
 mod auth;
 mod broker;
+mod ingest;
 mod message;
 mod metrics;
 mod persist;
+mod presence;
 mod reactor;
 mod session;
 mod tls;
@@ -34,6 +36,7 @@ pub use broker::Broker;
 pub use metrics::Counters;
 
 use crate::config::MqttConfig;
+use ingest::TicketWake;
 use reactor::{Reactor, ReactorShared};
 use transport::Transport;
 
@@ -69,9 +72,13 @@ impl MqttServer {
         let mut shared = Vec::with_capacity(n);
         for _ in 0..n {
             let poll = Poll::new()?;
-            let waker = Waker::new(poll.registry(), Token(0))?;
+            let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
             shared.push(Arc::new(ReactorShared {
                 inbox: Default::default(),
+                tickets: Arc::new(TicketWake {
+                    flag: AtomicBool::new(false),
+                    waker: Arc::clone(&waker),
+                }),
                 waker,
             }));
             polls.push(poll);
@@ -85,6 +92,16 @@ impl MqttServer {
                 }
             })
         };
+        match presence::close_stale(&store, message::now_ns()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                clients = n,
+                "marked clients of the previous run disconnected"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence records of the previous run not updated")
+            }
+        }
         let broker = Arc::new(Broker::new(Arc::clone(&cfg), store, on_commit)?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();

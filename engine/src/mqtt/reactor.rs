@@ -23,7 +23,7 @@ use mast_protocol::connect::Connect;
 use mast_protocol::disconnect::Disconnect;
 use mast_protocol::packet::{self, Packet};
 use mast_protocol::primitives::Utf8;
-use mast_protocol::properties::Properties;
+use mast_protocol::properties::{Properties, PropertyValues};
 use mast_protocol::publish::{Delivery, Publish};
 use mast_protocol::reason::ReasonCode;
 use mast_protocol::session::{Acked, AliasesIn, AliasesOut, InAction, OutAlias, OutState};
@@ -31,16 +31,52 @@ use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::broker::{Broker, Notifier, parse_filter};
-use super::message::{Message, now_ms};
+use super::ingest::{Done, Ingest, Part, Report, TicketWake};
+use super::message::{Message, now_ms, now_ns};
 use super::metrics::Local;
+use super::persist::Op;
+use super::presence;
 use super::session::{Owner, Session};
 use super::transport::Transport;
+use crate::ingest::{self as decode, ErrorKind, IngestError};
 
 const WAKER: Token = Token(0);
 const READ_BUDGET: usize = 64 * 1024;
 const WHEEL_SLOTS: usize = 64;
 /// How long a publisher rests when a subscriber it feeds is congested.
 const SNOOZE: Duration = Duration::from_millis(2);
+/// How often a reactor retries a telemetry batch a full shard queue handed back.
+const INGEST_RETRY: Duration = Duration::from_millis(1);
+
+/// What a presence row records.
+#[derive(Debug, Clone, Copy)]
+enum PresenceEvent {
+    Connected {
+        clean_start: bool,
+        keep_alive: u16,
+    },
+    Disconnected {
+        reason: &'static str,
+        /// A newer connection of the same client took the session over.
+        superseded: bool,
+    },
+}
+
+/// Puts an ingest error into a v5 PUBACK/PUBREC: its reason code and a Reason String.
+fn set_reason(p: &mut Packet, e: &IngestError) {
+    if let Packet::PubAck(r) | Packet::PubRec(r) = p {
+        r.reason = e.kind.reason_code();
+        let mut msg = e.message.as_str();
+        if msg.len() > 256 {
+            let mut end = 256;
+            while !msg.is_char_boundary(end) {
+                end -= 1;
+            }
+            msg = &msg[..end];
+        }
+        r.properties.reason_string = Some(Utf8::new(msg));
+    }
+}
 
 /// The protocol level of a CONNECT at the front of `buf`, once that much has arrived.
 fn connect_level(buf: &[u8]) -> Option<u8> {
@@ -64,7 +100,9 @@ pub(crate) struct Inbox {
 #[derive(Debug)]
 pub(crate) struct ReactorShared {
     pub(crate) inbox: Mutex<Inbox>,
-    pub(crate) waker: Waker,
+    pub(crate) waker: Arc<Waker>,
+    /// Told by storage when a telemetry ticket of this reactor resolves.
+    pub(crate) tickets: Arc<TicketWake>,
 }
 
 impl ReactorShared {
@@ -88,12 +126,24 @@ struct Client {
     aliases_out: AliasesOut,
     /// The client's Maximum Packet Size.
     max_packet_out: u32,
-    /// Acknowledgements waiting for persistence, in order: (sequence, packet).
-    pending: VecDeque<(u64, Packet)>,
+    /// Acknowledgements waiting for persistence or storage, in order.
+    pending: VecDeque<PendingAck>,
+    /// When the connection was accepted as this client (ns since the epoch), for presence.
+    connected_at: i64,
     /// CONNACK is among `pending`: send nothing else yet.
     connack_pending: bool,
     /// DISCONNECT with reason 0x00 (or 3.1.1 DISCONNECT) arrived.
     normal_disconnect: bool,
+}
+
+/// An acknowledgement held back until the state it confirms is durable.
+#[derive(Debug)]
+struct PendingAck {
+    /// Metadata-store commit to wait for (0 = none).
+    seq: u64,
+    /// Telemetry batch outcome to wait for (0 = none); see `Reactor::ingested`.
+    token: u64,
+    packet: Packet,
 }
 
 #[derive(Debug)]
@@ -121,6 +171,10 @@ struct Conn {
     /// A QoS 1/2 message waiting for room in a connected subscriber's queue; retried before
     /// anything else is read from this connection.
     stalled: Option<(Arc<Message>, Delivery)>,
+    /// Not read: a storage shard it feeds has a full queue.
+    ingest_paused: bool,
+    /// Why the connection ends, for the presence record (set by whoever ends it first).
+    end_reason: Option<&'static str>,
 }
 
 impl Conn {
@@ -164,6 +218,12 @@ pub(crate) struct Reactor {
     wheel_slot: usize,
     local: Local,
     stop: Arc<AtomicBool>,
+    /// Telemetry batches of this reactor.
+    ingest: Ingest,
+    /// Last token handed to a pending telemetry acknowledgement.
+    next_token: u64,
+    /// Last presence timestamp written (kept strictly increasing).
+    last_presence_ns: i64,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -185,7 +245,11 @@ impl Reactor {
         all: Arc<Vec<Arc<ReactorShared>>>,
         stop: Arc<AtomicBool>,
     ) -> Reactor {
+        let ingest = Ingest::new(Arc::clone(&broker.store), Arc::clone(&all[idx].tickets));
         Reactor {
+            ingest,
+            next_token: 0,
+            last_presence_ns: 0,
             idx,
             poll,
             broker,
@@ -220,6 +284,9 @@ impl Reactor {
             };
             if let Some(first) = self.snoozed.iter().map(|s| s.2).min() {
                 timeout = timeout.min(first.saturating_duration_since(Instant::now()));
+            }
+            if self.ingest.blocked() {
+                timeout = timeout.min(INGEST_RETRY);
             }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -264,6 +331,8 @@ impl Reactor {
                 self.read(idx);
                 self.service();
             }
+            self.flush_ingest();
+            let ingested = self.ingest.woken() && self.collect_ingested();
             // Deliveries on this reactor are handled in this turn; a bounded number of rounds
             // keeps one busy session from starving the poll.
             for _ in 0..4 {
@@ -276,7 +345,7 @@ impl Reactor {
                 }
             }
             let committed = self.broker.persist.committed();
-            if committed != last_committed {
+            if committed != last_committed || ingested {
                 last_committed = committed;
                 self.release_acks(committed);
             }
@@ -286,11 +355,9 @@ impl Reactor {
             self.local.flush(&self.broker.counters);
         }
         for idx in 0..self.conns.len() {
-            if self.conns[idx].is_some() {
-                if let Some(c) = self.conns[idx].as_mut()
-                    && c.client.is_some()
-                    && c.version == ProtocolVersion::V5
-                {
+            if let Some(c) = self.conns[idx].as_mut() {
+                c.end_reason.get_or_insert("server shutting down");
+                if c.client.is_some() && c.version == ProtocolVersion::V5 {
                     c.send(&Packet::Disconnect(Disconnect::with_reason(
                         ReasonCode::SERVER_SHUTTING_DOWN,
                     )));
@@ -299,6 +366,205 @@ impl Reactor {
                 self.close(idx, false);
             }
         }
+        // Buffered telemetry and the presence rows just written reach the WAL before the
+        // store closes.
+        self.ingest.flush_blocking();
+    }
+
+    /// Submits the turn's telemetry batches; pauses the connections feeding a full shard and
+    /// resumes those whose batch got in.
+    fn flush_ingest(&mut self) {
+        let f = self.ingest.flush();
+        for (idx, generation) in f.pause {
+            if let Some(c) = self.conn(idx)
+                && c.generation == generation
+            {
+                c.ingest_paused = true;
+            }
+        }
+        for (idx, generation) in f.resume {
+            if let Some(c) = self.conn(idx)
+                && c.generation == generation
+                && std::mem::take(&mut c.ingest_paused)
+            {
+                self.again.push(idx);
+            }
+        }
+    }
+
+    /// Applies the outcomes of resolved telemetry batches; true if there were any.
+    fn collect_ingested(&mut self) -> bool {
+        let mut done = Vec::new();
+        self.ingest.poll(&mut done);
+        let any = !done.is_empty();
+        for d in done {
+            self.ingested(d);
+        }
+        any
+    }
+
+    /// One telemetry message's outcome: the error reply, then its acknowledgement (released
+    /// in order by `release_acks`).
+    fn ingested(&mut self, d: Done) {
+        if let (Some(report), Err(e)) = (&d.part.report, &d.result) {
+            self.report_error(report, e);
+        }
+        let mut seq = 0;
+        if let Some((session, id)) = &d.part.qos2 {
+            let persistent = {
+                let mut inner = session.lock();
+                if let Some(i) = inner.unconfirmed_qos2.iter().position(|x| *x == id.0.get()) {
+                    inner.unconfirmed_qos2.swap_remove(i);
+                }
+                if d.result.is_err() {
+                    // An error PUBREC ends the QoS 2 flow (3.1.1 gets a plain one: PUBREL
+                    // follows).
+                    if d.part.report.is_some() && inner.version == ProtocolVersion::V5 {
+                        inner.inbound.on_pubrel(*id);
+                    }
+                }
+                inner.persistent()
+            };
+            // The points are durable: now the id may be, so a resend after a restart is known
+            // as a duplicate.
+            if persistent && d.result.is_ok() {
+                seq = self.broker.save_session(session);
+            }
+        }
+        if d.part.token == 0 {
+            return;
+        }
+        let idx = d.part.conn;
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.generation != d.part.generation {
+            return;
+        }
+        let v5 = conn.version == ProtocolVersion::V5;
+        let Some(client) = conn.client.as_mut() else {
+            return;
+        };
+        let Some(pos) = client.pending.iter().position(|a| a.token == d.part.token) else {
+            return;
+        };
+        if let Err(e) = &d.result
+            && e.kind == ErrorKind::Storage
+            && !v5
+        {
+            // 3.1.1 has no negative acknowledgement: withhold it and close, so the client
+            // resends after reconnecting.
+            client.pending.truncate(pos);
+            conn.end_reason.get_or_insert("storage failure");
+            conn.closing = true;
+            self.flush(idx);
+            return;
+        }
+        let a = &mut client.pending[pos];
+        a.token = 0;
+        a.seq = a.seq.max(seq);
+        if let Err(e) = &d.result
+            && v5
+        {
+            set_reason(&mut a.packet, e);
+        }
+    }
+
+    /// Publishes an ingest error on `devices/{id}/errors` (JSON), for the device to subscribe to.
+    fn report_error(&mut self, r: &Report, e: &IngestError) {
+        self.broker
+            .counters
+            .telemetry_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(device_id = %r.device_id, topic = r.topic.as_str(), error = %e, "telemetry refused");
+        let code = e.kind.reason_code();
+        let body = serde_json::json!({
+            "topic": r.topic.as_str(),
+            "packet_id": r.packet_id,
+            "code": code.0,
+            "reason": code.name(),
+            "error": e.message,
+            "time": now_ms(),
+        });
+        let msg = Message {
+            topic: Utf8::new(&format!("devices/{}/errors", r.device_id)),
+            payload: bytes::Bytes::from(body.to_string()),
+            qos: 1,
+            retain: false,
+            properties: PropertyValues {
+                payload_format_utf8: Some(true),
+                content_type: Some(Utf8::from_static("application/json")),
+                ..PropertyValues::default()
+            }
+            .into(),
+            origin: None,
+            expires_at: None,
+        };
+        self.broker
+            .publish(Arc::new(msg), &mut self.notifier, false);
+    }
+
+    /// Writes a presence row and the device record.
+    fn presence(&mut self, idx: usize, conn: &Conn, client: &Client, event: PresenceEvent) {
+        let now = now_ns().max(self.last_presence_ns + 1);
+        self.last_presence_ns = now;
+        let address = conn.addr.to_string();
+        let protocol = presence::protocol_name(conn.version);
+        let (connected, clean_start, keep_alive, reason) = match event {
+            PresenceEvent::Connected {
+                clean_start,
+                keep_alive,
+            } => (true, Some(clean_start), Some(keep_alive), None),
+            PresenceEvent::Disconnected { reason, .. } => (false, None, None, Some(reason)),
+        };
+        let ev = presence::Event {
+            time: now,
+            client_id: &client.client_id,
+            connected,
+            address: &address,
+            protocol,
+            username: client.username.as_deref(),
+            clean_start,
+            keep_alive_secs: keep_alive,
+            reason,
+        };
+        let part = Part {
+            conn: idx,
+            generation: conn.generation,
+            token: 0,
+            report: None,
+            rows: 0..0,
+            qos2: None,
+        };
+        let _ = self.ingest.add(&client.client_id, false, part, |b| {
+            ev.write(b);
+            Ok(1)
+        });
+        if matches!(
+            event,
+            PresenceEvent::Disconnected {
+                superseded: true,
+                ..
+            }
+        ) {
+            // A newer connection of this client owns the record now.
+            return;
+        }
+        let rec = presence::DeviceRecord {
+            device_id: client.client_id.to_string(),
+            connected,
+            address,
+            protocol: protocol.to_owned(),
+            username: client.username.clone(),
+            connected_at: client.connected_at,
+            disconnected_at: (!connected).then_some(now),
+            disconnect_reason: reason.map(str::to_owned),
+        };
+        self.broker.persist.submit(vec![Op::Put {
+            table: presence::DEVICES,
+            key: client.client_id.as_bytes().to_vec(),
+            value: rec.encode(),
+        }]);
     }
 
     fn take_inbox(&mut self) {
@@ -352,6 +618,8 @@ impl Reactor {
             closing: false,
             snooze_until: None,
             stalled: None,
+            ingest_paused: false,
+            end_reason: None,
         });
         self.schedule(idx, generation, deadline);
         counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -387,6 +655,9 @@ impl Reactor {
                     .counters
                     .keepalive_timeouts
                     .fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = self.conns[idx].as_mut() {
+                    c.end_reason.get_or_insert("keep alive timeout");
+                }
                 if let Some(c) = self.conns[idx].as_mut()
                     && connected
                     && c.version == ProtocolVersion::V5
@@ -415,7 +686,7 @@ impl Reactor {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        if conn.read_paused || conn.closing || conn.snooze_until.is_some() {
+        if conn.read_paused || conn.closing || conn.snooze_until.is_some() || conn.ingest_paused {
             self.conns[idx] = Some(conn);
             return;
         }
@@ -448,7 +719,7 @@ impl Reactor {
                         conn.read_paused = true;
                         break;
                     }
-                    if conn.snooze_until.is_some() || conn.stalled.is_some() {
+                    if conn.snooze_until.is_some() || conn.stalled.is_some() || conn.ingest_paused {
                         break;
                     }
                     // Before CONNECT only an error in a CONNECT is answered (MQTT 5.0
@@ -505,6 +776,7 @@ impl Reactor {
     /// Answers a fatal error: CONNACK with the reason before CONNECT succeeded, DISCONNECT
     /// after (MQTT 5); 3.1.1 only has CONNACK return codes, and otherwise just closes.
     fn refuse(&mut self, conn: &mut Conn, reason: ReasonCode) {
+        conn.end_reason.get_or_insert(reason.name());
         match (&conn.client, conn.version) {
             (None, _) => {
                 // 3.1.1 has return codes for refusals only, not for malformed packets; a
@@ -620,20 +892,33 @@ impl Reactor {
 
     /// Queues an acknowledgement behind earlier ones that wait for persistence `seq`.
     fn ack(conn: &mut Conn, waiting: &mut Vec<(usize, u64)>, idx: usize, seq: u64, p: Packet) {
+        Self::ack_after(conn, waiting, idx, seq, 0, p);
+    }
+
+    /// Queues an acknowledgement behind earlier ones; it waits for persistence `seq` and for
+    /// the telemetry outcome `token` (0: none).
+    fn ack_after(
+        conn: &mut Conn,
+        waiting: &mut Vec<(usize, u64)>,
+        idx: usize,
+        seq: u64,
+        token: u64,
+        packet: Packet,
+    ) {
         let Some(client) = &mut conn.client else {
             return;
         };
-        if client.pending.is_empty() && seq == 0 {
-            if let Packet::PubAck(_) = p {
+        if client.pending.is_empty() && seq == 0 && token == 0 {
+            if let Packet::PubAck(_) = packet {
                 client.session.lock().inbound.puback_sent();
             }
-            packet::encode(&p, conn.version, &mut conn.wbuf);
+            packet::encode(&packet, conn.version, &mut conn.wbuf);
             return;
         }
         if client.pending.is_empty() {
             waiting.push((idx, conn.generation));
         }
-        client.pending.push_back((seq, p));
+        client.pending.push_back(PendingAck { seq, token, packet });
     }
 
     fn release_acks(&mut self, committed: u64) {
@@ -648,8 +933,12 @@ impl Reactor {
             let version = conn.version;
             let mut released_connack = false;
             if let Some(client) = &mut conn.client {
-                while client.pending.front().is_some_and(|(s, _)| *s <= committed) {
-                    let Some((_, p)) = client.pending.pop_front() else {
+                while client
+                    .pending
+                    .front()
+                    .is_some_and(|a| a.token == 0 && a.seq <= committed)
+                {
+                    let Some(PendingAck { packet: p, .. }) = client.pending.pop_front() else {
                         break;
                     };
                     match &p {
@@ -833,9 +1122,22 @@ impl Reactor {
             aliases_out: AliasesOut::new(c.properties.topic_alias_maximum.unwrap_or(0)),
             max_packet_out: c.properties.maximum_packet_size.unwrap_or(u32::MAX),
             pending: VecDeque::new(),
+            connected_at: now_ns(),
             connack_pending: true,
             normal_disconnect: false,
         });
+        if let Some(client) = conn.client.take() {
+            self.presence(
+                idx,
+                conn,
+                &client,
+                PresenceEvent::Connected {
+                    clean_start: c.clean_start,
+                    keep_alive,
+                },
+            );
+            conn.client = Some(client);
+        }
         let connack = Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
             reason: ReasonCode::SUCCESS,
@@ -985,6 +1287,11 @@ impl Reactor {
         if std::mem::take(&mut self.notifier.congested) {
             conn.snooze_until = Some(Instant::now() + SNOOZE);
         }
+        if let Some(t) = decode::parse_topic(msg.topic.as_str()) {
+            let t = t.map(|t| (t.device_id.to_owned(), t.table.map(str::to_owned)));
+            self.telemetry(conn, &msg, delivery, routed.seq, t);
+            return;
+        }
         // A persistent session's pending QoS 2 id is durable before PUBREC: a resend after a
         // restart is then known as a duplicate, not delivered again.
         let seq = if matches!(delivery, Delivery::ExactlyOnce(_)) {
@@ -999,6 +1306,126 @@ impl Reactor {
         };
         let idx = client.owner.token;
         Self::ack_publish(conn, &mut self.waiting, idx, delivery, seq, reason);
+    }
+
+    /// A PUBLISH on a telemetry topic (already routed to subscribers): decode it into the
+    /// shard's open batch; its acknowledgement waits for the batch to be durable. A refusal is
+    /// answered at once: the v5 reason code, and a message on `devices/{id}/errors`.
+    fn telemetry(
+        &mut self,
+        conn: &mut Conn,
+        msg: &Arc<Message>,
+        delivery: Delivery,
+        seq: u64,
+        parsed: Result<(String, Option<String>), IngestError>,
+    ) {
+        let Some(client) = &conn.client else {
+            return;
+        };
+        let idx = client.owner.token;
+        let packet_id = delivery.packet_id().map(|id| id.0.get());
+        let device_id: Arc<str> = match &parsed {
+            Ok((d, _)) if **d == *client.client_id => Arc::clone(&client.client_id),
+            Ok((d, _)) => Arc::from(d.as_str()),
+            Err(_) => Arc::clone(&client.client_id),
+        };
+        let authorized = *device_id == *client.client_id
+            || self
+                .broker
+                .auth
+                .is_gateway(&client.client_id, client.username.as_deref());
+        let report = Report {
+            // A refusal for publishing as another device goes to the publisher, not to the
+            // device it named.
+            device_id: if authorized {
+                Arc::clone(&device_id)
+            } else {
+                Arc::clone(&client.client_id)
+            },
+            topic: msg.topic.clone(),
+            packet_id,
+        };
+        let qos2 = match delivery {
+            Delivery::ExactlyOnce(id) => {
+                client.session.lock().unconfirmed_qos2.push(id.0.get());
+                Some((Arc::clone(&client.session), id))
+            }
+            _ => None,
+        };
+        let token = if packet_id.is_some() {
+            self.next_token += 1;
+            self.next_token
+        } else {
+            0
+        };
+        let result = match parsed {
+            Err(e) => Err(e),
+            Ok(_) if !authorized => Err(IngestError::new(
+                ErrorKind::NotAuthorized,
+                format!(
+                    "client {:?} may publish telemetry only for itself, not for device {:?} (no gateway rights)",
+                    &*client.client_id, &*device_id
+                ),
+            )),
+            Ok((_, table)) => {
+                let t = decode::Telemetry {
+                    device_id: &device_id,
+                    table: table.as_deref(),
+                };
+                let content_type = msg.properties.content_type.as_ref().map(Utf8::as_str);
+                let now = now_ns();
+                let part = Part {
+                    conn: idx,
+                    generation: conn.generation,
+                    token,
+                    report: Some(report.clone()),
+                    rows: 0..0,
+                    qos2: qos2.clone(),
+                };
+                self.ingest.add(&device_id, token != 0, part, |b| {
+                    decode::decode(&msg.payload, content_type, &t, now, b)
+                })
+            }
+        };
+        let v5 = conn.version == ProtocolVersion::V5;
+        let ack = |reason| match delivery {
+            Delivery::AtMostOnce => None,
+            Delivery::AtLeastOnce(id) => Some(Packet::PubAck(PubResp::with_reason(id, reason))),
+            Delivery::ExactlyOnce(id) => Some(Packet::PubRec(PubResp::with_reason(id, reason))),
+        };
+        match result {
+            Ok(Some(blocked)) => {
+                conn.ingest_paused |= blocked;
+                if let Some(p) = ack(ReasonCode::SUCCESS) {
+                    Self::ack_after(conn, &mut self.waiting, idx, seq, token, p);
+                }
+            }
+            Ok(None) => {
+                // Nothing to store (an empty array).
+                if let Some((session, id)) = &qos2 {
+                    session.lock().unconfirmed_qos2.retain(|x| *x != id.0.get());
+                }
+                if let Some(p) = ack(ReasonCode::SUCCESS) {
+                    Self::ack(conn, &mut self.waiting, idx, seq, p);
+                }
+            }
+            Err(e) => {
+                self.report_error(&report, &e);
+                if let Some((session, id)) = &qos2 {
+                    let mut inner = session.lock();
+                    inner.unconfirmed_qos2.retain(|x| *x != id.0.get());
+                    if v5 {
+                        inner.inbound.on_pubrel(*id);
+                    }
+                }
+                if let Some(mut p) = ack(ReasonCode::SUCCESS) {
+                    if v5 {
+                        set_reason(&mut p, &e);
+                    }
+                    Self::ack(conn, &mut self.waiting, idx, seq, p);
+                }
+            }
+        }
     }
 
     fn ack_publish(
@@ -1271,6 +1698,7 @@ impl Reactor {
             }
         }
         if let Some(reason) = end {
+            conn.end_reason.get_or_insert(reason.name());
             tracing::info!(conn = %conn.label(), reason = reason.name(), "connection ended by the server");
             if conn.version == ProtocolVersion::V5 {
                 conn.send(&Packet::Disconnect(Disconnect::with_reason(reason)));
@@ -1353,6 +1781,24 @@ impl Reactor {
             .connections
             .fetch_sub(1, Ordering::Relaxed);
         if let Some(client) = conn.client.take() {
+            let superseded = client.session.lock().owner != Some(client.owner);
+            let reason = conn
+                .end_reason
+                .unwrap_or(if normal && client.normal_disconnect {
+                    "client disconnected"
+                } else if normal {
+                    "client disconnected with will"
+                } else if superseded {
+                    "session taken over"
+                } else {
+                    "connection lost"
+                });
+            self.presence(
+                idx,
+                &conn,
+                &client,
+                PresenceEvent::Disconnected { reason, superseded },
+            );
             let will = if normal && client.normal_disconnect {
                 None
             } else {

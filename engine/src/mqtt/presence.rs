@@ -1,0 +1,131 @@
+//! Presence: every CONNECT and every end of a connection is written as a row of the
+//! `iot.device_events` time series (through the same per-shard batches as telemetry), and each
+//! client's current state is kept in the metadata store's `devices` table (for `iot.devices`).
+//!
+//! Row: tag `device_id` (the client id); fields `event` ("connected" / "disconnected"),
+//! `address`, `protocol` ("3.1.1" / "5.0"), `username` (when given), `clean_start`,
+//! `keep_alive_secs`, and `reason` (why it ended, on "disconnected").
+
+use mast_protocol::ProtocolVersion;
+use mast_storage::batch::DEVICE_TAG;
+use mast_storage::{Durability, Store, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::DEVICE_EVENTS_TABLE;
+
+/// Metadata-store table of device records.
+pub(crate) const DEVICES: &str = "devices";
+
+/// A client's current presence, as stored in `devices` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeviceRecord {
+    pub(crate) device_id: String,
+    pub(crate) connected: bool,
+    pub(crate) address: String,
+    pub(crate) protocol: String,
+    pub(crate) username: Option<String>,
+    /// ns since the epoch.
+    pub(crate) connected_at: i64,
+    pub(crate) disconnected_at: Option<i64>,
+    pub(crate) disconnect_reason: Option<String>,
+}
+
+impl DeviceRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// "3.1.1" or "5.0".
+pub(crate) fn protocol_name(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::V5 => "5.0",
+        _ => "3.1.1",
+    }
+}
+
+/// One presence event.
+#[derive(Debug)]
+pub(crate) struct Event<'a> {
+    pub(crate) time: i64,
+    pub(crate) client_id: &'a str,
+    pub(crate) connected: bool,
+    pub(crate) address: &'a str,
+    pub(crate) protocol: &'a str,
+    pub(crate) username: Option<&'a str>,
+    pub(crate) clean_start: Option<bool>,
+    pub(crate) keep_alive_secs: Option<u16>,
+    pub(crate) reason: Option<&'a str>,
+}
+
+impl Event<'_> {
+    /// Adds the event's row to `batch`.
+    pub(crate) fn write(&self, batch: &mut WriteBatch) {
+        let series = batch.series(DEVICE_EVENTS_TABLE, &[(DEVICE_TAG, self.client_id)]);
+        let mut w = batch.row(series, self.time);
+        w.str(
+            "event",
+            if self.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+        )
+        .str("address", self.address)
+        .str("protocol", self.protocol);
+        if let Some(u) = self.username {
+            w.str("username", u);
+        }
+        if let Some(c) = self.clean_start {
+            w.bool("clean_start", c);
+        }
+        if let Some(k) = self.keep_alive_secs {
+            w.i64("keep_alive_secs", i64::from(k));
+        }
+        if let Some(r) = self.reason {
+            w.str("reason", r);
+        }
+    }
+}
+
+/// At start: clients the metadata store still shows as connected lost their connection when
+/// the previous process stopped (a crash leaves them so). Records them as disconnected now.
+pub(crate) fn close_stale(store: &Store, now_ns: i64) -> anyhow::Result<usize> {
+    let mut stale = Vec::new();
+    for (_, v) in store.meta().scan_prefix(DEVICES, b"")? {
+        if let Ok(mut rec) = serde_json::from_slice::<DeviceRecord>(&v)
+            && rec.connected
+        {
+            rec.connected = false;
+            rec.disconnected_at = Some(now_ns);
+            rec.disconnect_reason = Some("server restart".into());
+            stale.push(rec);
+        }
+    }
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = WriteBatch::new();
+    for rec in &stale {
+        Event {
+            time: now_ns,
+            client_id: &rec.device_id,
+            connected: false,
+            address: &rec.address,
+            protocol: &rec.protocol,
+            username: rec.username.as_deref(),
+            clean_start: None,
+            keep_alive_secs: None,
+            reason: Some("server restart"),
+        }
+        .write(&mut batch);
+    }
+    store.submit(batch, Durability::Durable)?.wait()?;
+    store.meta().write(|t| {
+        for rec in &stale {
+            t.put(DEVICES, rec.device_id.as_bytes(), &rec.encode())?;
+        }
+        Ok(())
+    })?;
+    Ok(stale.len())
+}
