@@ -90,12 +90,23 @@ struct Common {
 struct PubArgs {
     #[command(flatten)]
     common: Common,
-    /// Topic; %i is the connection's number.
+    /// Topic; %i is the connection's number, %c its client id (for Mast telemetry:
+    /// devices/%c/telemetry).
     #[arg(short = 't', long, default_value = "bench/%i")]
     topic: String,
-    /// Payload size in bytes (the first 8 carry the send time).
+    /// Payload size in bytes (the first 8 carry the send time) for `--format raw`.
     #[arg(short = 's', long, default_value_t = 64)]
     size: usize,
+    /// Payload: raw bytes, or telemetry as JSON (`{"ts","values"}`, an array when --rows > 1)
+    /// or InfluxDB line protocol; rows get distinct timestamps per connection.
+    #[arg(long, value_enum, default_value = "raw")]
+    format: PayloadFormat,
+    /// Telemetry rows per message.
+    #[arg(long, default_value_t = 1)]
+    rows: usize,
+    /// Fields per telemetry row (points per message = rows × fields).
+    #[arg(long, default_value_t = 1)]
+    fields: usize,
     /// QoS.
     #[arg(short = 'q', long, default_value_t = 0)]
     qos: u8,
@@ -114,6 +125,82 @@ struct PubArgs {
     /// Unacknowledged QoS 1/2 messages per connection.
     #[arg(long, default_value_t = 64)]
     inflight: usize,
+}
+
+/// What `pub` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PayloadFormat {
+    /// `--size` bytes, the first 8 the send time.
+    Raw,
+    /// JSON telemetry.
+    Json,
+    /// Line-protocol telemetry.
+    Line,
+}
+
+/// Telemetry payloads for one connection: rows at 1 ms steps from the start time, values that
+/// wander like sensor readings (one decimal).
+struct Telemetry {
+    format: PayloadFormat,
+    rows: usize,
+    fields: usize,
+    next_ms: u64,
+    step: u64,
+    buf: String,
+}
+
+impl Telemetry {
+    fn new(format: PayloadFormat, rows: usize, fields: usize, seed: u64) -> Self {
+        let now_ms = now_ns() / 1_000_000;
+        Telemetry {
+            format,
+            rows: rows.max(1),
+            fields: fields.max(1),
+            next_ms: now_ms,
+            step: seed,
+            buf: String::new(),
+        }
+    }
+
+    fn next(&mut self) -> Bytes {
+        use std::fmt::Write;
+        self.buf.clear();
+        let json = self.format == PayloadFormat::Json;
+        if json && self.rows > 1 {
+            self.buf.push('[');
+        }
+        for r in 0..self.rows {
+            let ts = self.next_ms;
+            self.next_ms += 1;
+            self.step = self
+                .step
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let base = (self.step >> 40) % 4000;
+            if json {
+                if r > 0 {
+                    self.buf.push(',');
+                }
+                let _ = write!(self.buf, "{{\"ts\":{ts},\"values\":{{");
+                for f in 0..self.fields {
+                    let v = (base + f as u64 * 7) as f64 / 10.0;
+                    let _ = write!(self.buf, "{}\"f{f}\":{v:.1}", if f > 0 { "," } else { "" });
+                }
+                self.buf.push_str("}}");
+            } else {
+                self.buf.push_str("m ");
+                for f in 0..self.fields {
+                    let v = (base + f as u64 * 7) as f64 / 10.0;
+                    let _ = write!(self.buf, "{}f{f}={v:.1}", if f > 0 { "," } else { "" });
+                }
+                let _ = writeln!(self.buf, " {}", ts * 1_000_000);
+            }
+        }
+        if json && self.rows > 1 {
+            self.buf.push(']');
+        }
+        Bytes::copy_from_slice(self.buf.as_bytes())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -368,9 +455,20 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
             );
             ready.wait();
             let mut conns = conns?;
+            let pre = prefix(&a.common, "pub");
             let topics: Vec<Utf8> = ids
                 .iter()
-                .map(|i| Utf8::new(&a.topic.replace("%i", &i.to_string())))
+                .map(|i| {
+                    Utf8::new(
+                        &a.topic
+                            .replace("%i", &i.to_string())
+                            .replace("%c", &format!("{pre}-{i}")),
+                    )
+                })
+                .collect();
+            let mut telemetry: Vec<Telemetry> = ids
+                .iter()
+                .map(|&i| Telemetry::new(a.format, a.rows, a.fields, i as u64 + 1))
                 .collect();
             let mut payload = vec![b'x'; a.size.max(8)];
             let mut latency = Latency::default();
@@ -399,13 +497,13 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
                             || (sent as f64) < per_thread_rate * t0.elapsed().as_secs_f64())
                         && (per_conn_interval.is_zero() || next_at[k] <= now)
                     {
-                        payload[..8].copy_from_slice(&now_ns().to_be_bytes());
-                        c.publish(
-                            &topics[k],
-                            Bytes::copy_from_slice(&payload),
-                            a.qos,
-                            a.retain,
-                        );
+                        let body = if a.format == PayloadFormat::Raw {
+                            payload[..8].copy_from_slice(&now_ns().to_be_bytes());
+                            Bytes::copy_from_slice(&payload)
+                        } else {
+                            telemetry[k].next()
+                        };
+                        c.publish(&topics[k], body, a.qos, a.retain);
                         sent += 1;
                         if !per_conn_interval.is_zero() {
                             next_at[k] += per_conn_interval;
@@ -463,10 +561,15 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
     let p = total.latency.percentiles();
     if a.common.json {
         println!(
-            "{{\"verb\":\"pub\",\"connections\":{},\"qos\":{},\"size\":{},\"sent\":{},\"acked\":{},\"seconds\":{:.3},\"sent_per_sec\":{:.0},\"acked_per_sec\":{:.0},\"ack_latency_us\":{}}}",
+            "{{\"verb\":\"pub\",\"connections\":{},\"qos\":{},\"size\":{},\"points_per_message\":{},\"sent\":{},\"acked\":{},\"seconds\":{:.3},\"sent_per_sec\":{:.0},\"acked_per_sec\":{:.0},\"ack_latency_us\":{}}}",
             a.common.count,
             a.qos,
             a.size,
+            if a.format == PayloadFormat::Raw {
+                0
+            } else {
+                a.rows.max(1) * a.fields.max(1)
+            },
             total.sent,
             total.acked,
             secs,
