@@ -84,6 +84,8 @@ impl Default for StorageConfig {
 }
 
 /// Bounds on `storage.block_rows`.
+/// Fewest columns a table may be limited to: the limit applies to Mast's own tables too.
+const MIN_COLUMNS: usize = 16;
 const BLOCK_ROWS: std::ops::RangeInclusive<usize> = 16..=65_536;
 /// Bounds on `storage.fsync_interval_ms`.
 const FSYNC_INTERVAL_MS: std::ops::RangeInclusive<u64> = 1..=60_000;
@@ -147,6 +149,15 @@ impl StorageConfig {
             if v == 0 {
                 return Err(Invalid::new(key, format!("{key} must be > 0")));
             }
+        }
+        if self.max_columns_per_table < MIN_COLUMNS {
+            return Err(Invalid::new(
+                "storage.max_columns_per_table",
+                format!(
+                    "storage.max_columns_per_table must be at least {MIN_COLUMNS}: Mast's own tables (iot.device_events) need 9, not {}",
+                    self.max_columns_per_table
+                ),
+            ));
         }
         if self.shards > MAX_SHARDS {
             return Err(Invalid::new(

@@ -150,6 +150,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn number(&mut self) -> R<f64> {
+        if let Some(v) = self.simple_decimal() {
+            return Ok(v);
+        }
         let start = self.i;
         while self.i < self.b.len()
             && matches!(
@@ -167,6 +170,56 @@ impl<'a> Scanner<'a> {
                 self.err(format!("bad number {text:?}"))
             }
         }
+    }
+
+    /// The common case, `-?digits(.digits)?` with at most 15 significant digits, without the
+    /// general parser: the digits form an exact integer and one division by an exact power of
+    /// ten rounds correctly (Clinger's fast path), so the result equals `str::parse`'s.
+    fn simple_decimal(&mut self) -> Option<f64> {
+        const POW10: [f64; 16] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        ];
+        let b = self.b;
+        let mut i = self.i;
+        let neg = b.get(i) == Some(&b'-');
+        i += usize::from(neg);
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize;
+        let int_start = i;
+        while let Some(d @ b'0'..=b'9') = b.get(i) {
+            mantissa = mantissa * 10 + u64::from(d - b'0');
+            digits += 1;
+            i += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+        if i == int_start {
+            return None;
+        }
+        let mut scale = 0usize;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_start = i;
+            while let Some(d @ b'0'..=b'9') = b.get(i) {
+                mantissa = mantissa * 10 + u64::from(d - b'0');
+                digits += 1;
+                i += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            scale = i - frac_start;
+            if scale == 0 {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E' | b'+' | b'-' | b'.')) {
+            return None;
+        }
+        let v = mantissa as f64 / POW10[scale];
+        self.i = i;
+        Some(if neg { -v } else { v })
     }
 
     fn literal(&mut self, word: &str) -> bool {
@@ -215,32 +268,6 @@ impl<'a> Scanner<'a> {
                 }
                 _ => return self.err("expected ',' or '}'"),
             }
-        }
-    }
-
-    /// Skips a value of any kind (`name`: the member it belongs to, for errors).
-    fn skip_value(&mut self, name: &str) -> R<()> {
-        match self.peek() {
-            Some(b'{') => self.object(|sc, k| sc.skip_value(&k)),
-            Some(b'[') => {
-                self.i += 1;
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(name)?;
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            _ => self.value(name).map(|_| ()),
         }
     }
 }
@@ -310,48 +337,52 @@ pub fn decode(
     Ok(rows.len())
 }
 
-/// One object: `{"ts": .., "values": {..}}` or a flat object of fields.
+/// One object: `{"ts": .., "values": {..}}` or a flat object of fields, in one pass: members
+/// are read as flat fields until a `"values"` object shows the other shape.
 fn row<'a>(sc: &mut Scanner<'a>, now_ns: i64) -> R<Row<'a>> {
     let start = sc.i;
-    // First pass: is it the ts/values shape?
-    let mut shaped = false;
+    let mut flat = Vec::new();
+    let mut values: Option<Vec<(std::borrow::Cow<'a, str>, Val<'a>)>> = None;
+    let mut ts: Option<(usize, Val<'a>)> = None;
     sc.object(|sc, key| {
         if key == "values" && sc.peek() == Some(b'{') {
-            shaped = true;
-        }
-        sc.skip_value(&key)
-    })?;
-    let end = sc.i;
-    sc.i = start;
-    let mut time = now_ns;
-    let mut fields = Vec::new();
-    if shaped {
-        sc.object(|sc, key| match key.as_ref() {
-            "ts" => {
-                time = timestamp(sc)?;
-                Ok(())
-            }
-            "values" => sc.object(|sc, name| {
+            let mut fields = Vec::new();
+            sc.object(|sc, name| {
                 let v = sc.value(&name)?;
                 if v != Val::Null {
                     fields.push((name, v));
                 }
                 Ok(())
-            }),
-            other => sc.err(format!(
-                "unexpected key {other:?} beside \"ts\" and \"values\""
-            )),
-        })?;
-    } else {
-        sc.object(|sc, name| {
-            let v = sc.value(&name)?;
-            if v != Val::Null {
-                fields.push((name, v));
+            })?;
+            values = Some(fields);
+            return Ok(());
+        }
+        let at = sc.i;
+        let v = sc.value(&key)?;
+        if key == "ts" {
+            ts = Some((at, v.clone()));
+        }
+        if v != Val::Null {
+            flat.push((key, v));
+        }
+        Ok(())
+    })?;
+    let (time, fields) = match values {
+        Some(fields) => {
+            if let Some((other, _)) = flat.iter().find(|(k, _)| k != "ts") {
+                sc.i = start;
+                return sc.err(format!(
+                    "unexpected key {other:?} beside \"ts\" and \"values\""
+                ));
             }
-            Ok(())
-        })?;
-    }
-    debug_assert_eq!(sc.i, end);
+            let time = match ts {
+                Some((at, v)) => timestamp(sc, at, v)?,
+                None => now_ns,
+            };
+            (time, fields)
+        }
+        None => (now_ns, flat),
+    };
     if fields.is_empty() {
         sc.i = start;
         return sc.err("no fields");
@@ -360,23 +391,23 @@ fn row<'a>(sc: &mut Scanner<'a>, now_ns: i64) -> R<Row<'a>> {
 }
 
 /// `ts`: milliseconds since the epoch (a number) or an RFC 3339 string.
-fn timestamp(sc: &mut Scanner<'_>) -> R<i64> {
-    match sc.peek() {
-        Some(b'"') => {
-            let at = sc.i;
-            let text = sc.string()?;
-            rfc3339_ns(&text).ok_or(JsonError {
-                offset: at,
-                message: format!("\"ts\" {text:?} is not an RFC 3339 time"),
-            })
-        }
-        _ => {
-            let ms = sc.number()?;
-            if ms.fract() != 0.0 || !(-9.2e15..=9.2e15).contains(&ms) {
-                return sc.err("\"ts\" must be whole milliseconds since the epoch");
-            }
+fn timestamp(sc: &mut Scanner<'_>, at: usize, v: Val<'_>) -> R<i64> {
+    let fail = |sc: &mut Scanner<'_>, m: String| {
+        sc.i = at;
+        sc.err(m)
+    };
+    match v {
+        Val::Str(text) => match rfc3339_ns(&text) {
+            Some(t) => Ok(t),
+            None => fail(sc, format!("\"ts\" {text:?} is not an RFC 3339 time")),
+        },
+        Val::Num(ms) if ms.fract() == 0.0 && (-9.2e15..=9.2e15).contains(&ms) => {
             Ok(ms as i64 * 1_000_000)
         }
+        _ => fail(
+            sc,
+            "\"ts\" must be whole milliseconds since the epoch or an RFC 3339 string".into(),
+        ),
     }
 }
 
@@ -570,6 +601,24 @@ mod tests {
     }
 
     proptest! {
+        /// The fast decimal path gives bit-for-bit what the standard parser gives.
+        #[test]
+        fn fast_numbers_equal_the_standard_parser(
+            int in 0u64..100_000_000_000,
+            frac in proptest::option::of("[0-9]{1,12}"),
+            neg: bool,
+        ) {
+            let text = format!(
+                "{}{int}{}",
+                if neg { "-" } else { "" },
+                frac.map(|f| format!(".{f}")).unwrap_or_default()
+            );
+            let mut sc = Scanner { b: text.as_bytes(), s: &text, i: 0 };
+            let got = sc.number().unwrap();
+            prop_assert_eq!(got.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{}", text);
+            prop_assert_eq!(sc.i, text.len());
+        }
+
         #[test]
         fn serde_json_written_objects_read_back(
             fields in prop::collection::btree_map("[a-zA-Z_ é\"\\\\]{1,8}", prop_oneof![

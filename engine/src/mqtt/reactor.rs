@@ -1275,6 +1275,22 @@ impl Reactor {
         let Some(client) = &conn.client else {
             return;
         };
+        // A telemetry message that will be refused for its topic or its sender is not routed
+        // either: nobody may feed another device's consumers.
+        let telemetry = decode::parse_topic(msg.topic.as_str())
+            .map(|t| t.map(|t| (t.device_id.to_owned(), t.table.map(str::to_owned))));
+        if let Some(t) = &telemetry {
+            let refused = match t {
+                Err(_) => true,
+                Ok((device_id, _)) => !self.may_write_for(client, device_id),
+            };
+            if refused {
+                if let Some(t) = telemetry {
+                    self.telemetry(conn, &msg, delivery, 0, t);
+                }
+                return;
+            }
+        }
         self.notifier.congested = false;
         let routed = self
             .broker
@@ -1287,8 +1303,7 @@ impl Reactor {
         if std::mem::take(&mut self.notifier.congested) {
             conn.snooze_until = Some(Instant::now() + SNOOZE);
         }
-        if let Some(t) = decode::parse_topic(msg.topic.as_str()) {
-            let t = t.map(|t| (t.device_id.to_owned(), t.table.map(str::to_owned)));
+        if let Some(t) = telemetry {
             self.telemetry(conn, &msg, delivery, routed.seq, t);
             return;
         }
@@ -1308,9 +1323,19 @@ impl Reactor {
         Self::ack_publish(conn, &mut self.waiting, idx, delivery, seq, reason);
     }
 
-    /// A PUBLISH on a telemetry topic (already routed to subscribers): decode it into the
-    /// shard's open batch; its acknowledgement waits for the batch to be durable. A refusal is
-    /// answered at once: the v5 reason code, and a message on `devices/{id}/errors`.
+    /// May this client write telemetry for `device_id`: its own, or any as a gateway.
+    fn may_write_for(&self, client: &Client, device_id: &str) -> bool {
+        device_id == &*client.client_id
+            || self
+                .broker
+                .auth
+                .is_gateway(&client.client_id, client.username.as_deref())
+    }
+
+    /// A PUBLISH on a telemetry topic (routed to subscribers unless refused for its topic or
+    /// sender): decode it into the shard's open batch; its acknowledgement waits for the batch
+    /// to be durable. A refusal is answered at once: the v5 reason code, and a message on
+    /// `devices/{id}/errors`.
     fn telemetry(
         &mut self,
         conn: &mut Conn,
@@ -1329,11 +1354,7 @@ impl Reactor {
             Ok((d, _)) => Arc::from(d.as_str()),
             Err(_) => Arc::clone(&client.client_id),
         };
-        let authorized = *device_id == *client.client_id
-            || self
-                .broker
-                .auth
-                .is_gateway(&client.client_id, client.username.as_deref());
+        let authorized = self.may_write_for(client, &device_id);
         let report = Report {
             // A refusal for publishing as another device goes to the publisher, not to the
             // device it named.
