@@ -62,6 +62,8 @@ pub(crate) struct Conn {
     pub(crate) write_blocked: bool,
     next_id: u16,
     inflight: HashMap<u16, Instant>,
+    /// A PINGREQ is out and its PINGRESP has not arrived.
+    pub(crate) ping_pending: bool,
 }
 
 impl Conn {
@@ -78,6 +80,7 @@ impl Conn {
             write_blocked: true,
             next_id: 0,
             inflight: HashMap::new(),
+            ping_pending: false,
         };
         let connect = Connect {
             version: s.version,
@@ -184,6 +187,13 @@ impl Conn {
         Ok(n)
     }
 
+    /// Queues a PINGREQ. The broker answers packets of a connection in order, so its PINGRESP
+    /// says everything sent before it has been read (a QoS 0 run is over only then).
+    pub(crate) fn ping(&mut self) {
+        packet::encode(&Packet::PingReq, self.version, &mut self.wbuf);
+        self.ping_pending = true;
+    }
+
     /// Reads and handles what arrived; `on` sees each event.
     pub(crate) fn read(&mut self, mut on: impl FnMut(Event)) -> io::Result<usize> {
         let mut total = 0;
@@ -253,6 +263,7 @@ impl Conn {
                     on(Event::Message(p.payload));
                 }
                 Packet::SubAck(_) => on(Event::Subscribed),
+                Packet::PingResp => self.ping_pending = false,
                 Packet::Disconnect(_) => self.phase = Phase::Closed,
                 _ => {}
             }

@@ -531,6 +531,38 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
                 sent_total.fetch_add(sent - reported, Ordering::Relaxed);
                 reported = sent;
             }
+            // The run ends when the broker has read everything: what sits in socket buffers
+            // was sent but not yet accepted (at QoS 0 that can be seconds of messages).
+            for c in conns.iter_mut() {
+                if c.phase == Phase::Connected {
+                    c.ping();
+                    c.flush()?;
+                }
+            }
+            let drain_end = Instant::now() + Duration::from_secs(60);
+            while conns
+                .iter()
+                .any(|c| (c.ping_pending || c.inflight() > 0) && c.phase == Phase::Connected)
+                && Instant::now() < drain_end
+            {
+                for c in conns.iter_mut() {
+                    if !c.write_blocked {
+                        c.flush()?;
+                    }
+                }
+                pump(
+                    &mut poll,
+                    &mut events,
+                    &mut conns,
+                    Duration::from_millis(5),
+                    &mut |_, e| {
+                        if let Event::Acked(us) = e {
+                            acked += 1;
+                            latency.0.push(us);
+                        }
+                    },
+                )?;
+            }
             Ok(PubResult {
                 sent,
                 acked,
