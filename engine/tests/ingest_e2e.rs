@@ -519,3 +519,50 @@ fn qos2_telemetry_is_stored_exactly_once() {
         .collect();
     assert_eq!(ids, [f(7.0), f(8.0)]);
 }
+
+/// A persistent session's QoS 2 packet id outlives `kill -9`: after the restart, the resend of a
+/// message whose PUBREC had been sent is known as a duplicate and answered without storing it
+/// again. The payload has no timestamp, so a second copy would be a second row.
+#[test]
+fn a_qos2_resend_after_kill_9_is_not_stored_twice() {
+    let mut server = Server::start();
+    let expiry = [0x11, 0, 0, 0x0e, 0x10]; // Session Expiry Interval 3600 s
+    let connect = raw::connect_flags(5, 0x00, "q2-crash", 30, &expiry);
+    let publish = raw::publish(
+        true,
+        2,
+        9,
+        b"devices/q2-crash/telemetry",
+        &[],
+        br#"{"n": 1}"#,
+    );
+    let pubrec = Got::Packet(0x50, 9u16.to_be_bytes().to_vec());
+    let mut r = Raw::open(server.port);
+    r.send(&connect);
+    assert!(matches!(r.read(WAIT), Got::Packet(0x20, _)));
+    r.send(&publish);
+    assert_eq!(r.read(WAIT), pubrec);
+    // The PUBREC says the point and the id are durable; the server dies before PUBREL.
+    server.restart_after_kill();
+    let mut r = Raw::open(server.port);
+    r.send(&connect);
+    match r.read(WAIT) {
+        Got::Packet(0x20, body) => assert_eq!(body[..2], [1, 0], "session present, success"),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    let mut again = publish;
+    again[0] |= 0x08;
+    r.send(&again);
+    assert_eq!(r.read(WAIT), pubrec, "the resend is acknowledged");
+    r.send(&raw::packet(0x62, &9u16.to_be_bytes()));
+    assert_eq!(r.read(WAIT), Got::Packet(0x70, 9u16.to_be_bytes().to_vec()));
+    r.send(&[0xE0, 0x00]);
+    assert_eq!(server.stop(), Some(0));
+    let stored = Stored::open(&server.data_dir());
+    let ns: Vec<Value> = stored
+        .device_rows("telemetry", "q2-crash")
+        .iter()
+        .map(|r| r["n"].clone())
+        .collect();
+    assert_eq!(ns, [f(1.0)], "stored once");
+}

@@ -183,15 +183,29 @@ impl Telemetry {
                 }
                 let _ = write!(self.buf, "{{\"ts\":{ts},\"values\":{{");
                 for f in 0..self.fields {
-                    let v = (base + f as u64 * 7) as f64 / 10.0;
-                    let _ = write!(self.buf, "{}\"f{f}\":{v:.1}", if f > 0 { "," } else { "" });
+                    // One decimal, formatted from integers (float formatting would make the
+                    // generator the bottleneck).
+                    let v = base + f as u64 * 7;
+                    let _ = write!(
+                        self.buf,
+                        "{}\"f{f}\":{}.{}",
+                        if f > 0 { "," } else { "" },
+                        v / 10,
+                        v % 10
+                    );
                 }
                 self.buf.push_str("}}");
             } else {
                 self.buf.push_str("m ");
                 for f in 0..self.fields {
-                    let v = (base + f as u64 * 7) as f64 / 10.0;
-                    let _ = write!(self.buf, "{}f{f}={v:.1}", if f > 0 { "," } else { "" });
+                    let v = base + f as u64 * 7;
+                    let _ = write!(
+                        self.buf,
+                        "{}f{f}={}.{}",
+                        if f > 0 { "," } else { "" },
+                        v / 10,
+                        v % 10
+                    );
                 }
                 let _ = writeln!(self.buf, " {}", ts * 1_000_000);
             }

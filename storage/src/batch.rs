@@ -87,9 +87,9 @@ pub struct SeriesRef(u32);
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     pub(crate) strings: Vec<Box<str>>,
-    lookup: HashMap<Box<str>, Sym>,
+    lookup: HashMap<Box<str>, Sym, ahash::RandomState>,
     pub(crate) series: Vec<BatchSeries>,
-    series_lookup: HashMap<BatchSeries, u32>,
+    series_lookup: HashMap<BatchSeries, u32, ahash::RandomState>,
     pub(crate) rows: Vec<BatchRow>,
     pub(crate) fields: Vec<(Sym, Value)>,
 }

@@ -172,54 +172,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The common case, `-?digits(.digits)?` with at most 15 significant digits, without the
-    /// general parser: the digits form an exact integer and one division by an exact power of
-    /// ten rounds correctly (Clinger's fast path), so the result equals `str::parse`'s.
+    /// The common case without the general parser (see [`super::simple_decimal`]).
     fn simple_decimal(&mut self) -> Option<f64> {
-        const POW10: [f64; 16] = [
-            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-        ];
-        let b = self.b;
-        let mut i = self.i;
-        let neg = b.get(i) == Some(&b'-');
-        i += usize::from(neg);
-        let mut mantissa: u64 = 0;
-        let mut digits = 0usize;
-        let int_start = i;
-        while let Some(d @ b'0'..=b'9') = b.get(i) {
-            mantissa = mantissa * 10 + u64::from(d - b'0');
-            digits += 1;
-            i += 1;
-            if digits > 15 {
-                return None;
-            }
-        }
-        if i == int_start {
+        let (v, n) = super::simple_decimal(&self.b[self.i..])?;
+        if matches!(
+            self.b.get(self.i + n),
+            Some(b'e' | b'E' | b'+' | b'-' | b'.')
+        ) {
             return None;
         }
-        let mut scale = 0usize;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
-            let frac_start = i;
-            while let Some(d @ b'0'..=b'9') = b.get(i) {
-                mantissa = mantissa * 10 + u64::from(d - b'0');
-                digits += 1;
-                i += 1;
-                if digits > 15 {
-                    return None;
-                }
-            }
-            scale = i - frac_start;
-            if scale == 0 {
-                return None;
-            }
-        }
-        if matches!(b.get(i), Some(b'e' | b'E' | b'+' | b'-' | b'.')) {
-            return None;
-        }
-        let v = mantissa as f64 / POW10[scale];
-        self.i = i;
-        Some(if neg { -v } else { v })
+        self.i += n;
+        Some(v)
     }
 
     fn literal(&mut self, word: &str) -> bool {
@@ -322,8 +285,8 @@ pub fn decode(
     if sc.peek().is_some() {
         return sc.err("data after the JSON document");
     }
+    let series = batch.series(table, &[(DEVICE_TAG, device_id)]);
     for r in &rows {
-        let series = batch.series(table, &[(DEVICE_TAG, device_id)]);
         let mut w = batch.row(series, r.time);
         for (k, v) in &r.fields {
             match v {

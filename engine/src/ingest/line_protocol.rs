@@ -108,6 +108,11 @@ fn parse_value(v: &str) -> Result<Field<'_>, String> {
             .map(Field::I64)
             .map_err(|_| format!("unsigned integer {v:?} above the int64 range"));
     }
+    if let Some((f, n)) = super::simple_decimal(v.as_bytes())
+        && n == v.len()
+    {
+        return Ok(Field::F64(f));
+    }
     let f: f64 = v.parse().map_err(|_| format!("bad number {v:?}"))?;
     if !f.is_finite() {
         return Err(format!("number {v:?} is not finite"));
@@ -133,12 +138,15 @@ pub fn decode(
         message: "not UTF-8".into(),
     })?;
     // Parse everything first so that a bad line leaves the batch untouched.
+    // Rows index into two shared vectors: a few allocations per payload, not per line.
     struct Row<'a> {
         table: Cow<'a, str>,
-        tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
-        fields: Vec<(Cow<'a, str>, Field<'a>)>,
+        tags: std::ops::Range<usize>,
+        fields: std::ops::Range<usize>,
         time: i64,
     }
+    let mut all_tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    let mut all_fields: Vec<(Cow<'_, str>, Field<'_>)> = Vec::new();
     let mut rows = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let err = |message: String| LineError {
@@ -161,7 +169,7 @@ pub fn decode(
         if measurement.is_empty() {
             return Err(err("empty measurement".into()));
         }
-        let mut tags = Vec::new();
+        let tags_start = all_tags.len();
         while let Some((_, t)) = tag_rest {
             let (pair, next) = split_unescaped(t, b",", false);
             tag_rest = next;
@@ -175,10 +183,10 @@ pub fn decode(
                 return Err(err(format!("empty tag key or value in {pair:?}")));
             }
             if k != DEVICE_TAG {
-                tags.push((k, v));
+                all_tags.push((k, v));
             }
         }
-        let mut fields = Vec::new();
+        let fields_start = all_fields.len();
         let mut field_rest = Some((b',', fields_part));
         while let Some((_, f)) = field_rest {
             let (pair, next) = split_unescaped(f, b",", true);
@@ -191,7 +199,7 @@ pub fn decode(
             if k.is_empty() {
                 return Err(err(format!("empty field key in {pair:?}")));
             }
-            fields.push((k, parse_value(v).map_err(err)?));
+            all_fields.push((k, parse_value(v).map_err(err)?));
         }
         let time = match ts_part {
             None | Some("") => now_ns,
@@ -205,18 +213,35 @@ pub fn decode(
         }
         rows.push(Row {
             table: tname,
-            tags,
-            fields,
+            tags: tags_start..all_tags.len(),
+            fields: fields_start..all_fields.len(),
             time,
         });
     }
-    for r in &rows {
-        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(r.tags.len() + 1);
-        tags.push((DEVICE_TAG, device_id));
-        tags.extend(r.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
-        let series = batch.series(&r.table, &tags);
+    let mut tags: Vec<(&str, &str)> = Vec::new();
+    // Consecutive lines of one series (the common case) declare it once.
+    let mut last: Option<(usize, mast_storage::SeriesRef)> = None;
+    for (n, r) in rows.iter().enumerate() {
+        let same = last.is_some_and(|(p, _)| {
+            let p = &rows[p];
+            p.table == r.table && all_tags[p.tags.clone()] == all_tags[r.tags.clone()]
+        });
+        let series = match last {
+            Some((_, s)) if same => s,
+            _ => {
+                tags.clear();
+                tags.push((DEVICE_TAG, device_id));
+                tags.extend(
+                    all_tags[r.tags.clone()]
+                        .iter()
+                        .map(|(k, v)| (k.as_ref(), v.as_ref())),
+                );
+                batch.series(&r.table, &tags)
+            }
+        };
+        last = Some((n, series));
         let mut w = batch.row(series, r.time);
-        for (k, v) in &r.fields {
+        for (k, v) in &all_fields[r.fields.clone()] {
             match v {
                 Field::F64(x) => w.f64(k, *x),
                 Field::I64(x) => w.i64(k, *x),

@@ -31,6 +31,52 @@ pub fn reserved_table(name: &str) -> bool {
     })
 }
 
+/// The common number form, `-?digits(.digits)?` with at most 15 significant digits, parsed
+/// without the general parser: the digits form an exact integer and one division by an exact
+/// power of ten rounds correctly (Clinger's fast path), so the value equals `str::parse`'s.
+/// Returns the value and the bytes it took; `None` when the text needs the general parser
+/// (more digits, an exponent, no digits). The caller checks what follows.
+pub(crate) fn simple_decimal(b: &[u8]) -> Option<(f64, usize)> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let int_start = i;
+    while let Some(d @ b'0'..=b'9') = b.get(i) {
+        mantissa = mantissa * 10 + u64::from(d - b'0');
+        digits += 1;
+        i += 1;
+        if digits > 15 {
+            return None;
+        }
+    }
+    if i == int_start {
+        return None;
+    }
+    let mut scale = 0usize;
+    if b.get(i) == Some(&b'.') {
+        let frac_start = i + 1;
+        i = frac_start;
+        while let Some(d @ b'0'..=b'9') = b.get(i) {
+            mantissa = mantissa * 10 + u64::from(d - b'0');
+            digits += 1;
+            i += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+        scale = i - frac_start;
+        if scale == 0 {
+            return None;
+        }
+    }
+    let v = mantissa as f64 / POW10[scale];
+    Some((if neg { -v } else { v }, i))
+}
+
 /// A telemetry topic, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Telemetry<'a> {

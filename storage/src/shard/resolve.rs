@@ -40,8 +40,8 @@ impl Resolved {
 /// Per-shard caches of catalog ids, so the catalog lock is taken only for names new to the shard.
 #[derive(Debug, Default)]
 pub(crate) struct NameCache {
-    tables: HashMap<Box<str>, TableId>,
-    columns: HashMap<(TableId, Box<str>), (ColumnId, ColumnKind)>,
+    tables: HashMap<Box<str>, TableId, ahash::RandomState>,
+    columns: HashMap<(TableId, Box<str>), (ColumnId, ColumnKind), ahash::RandomState>,
 }
 
 impl NameCache {
