@@ -40,34 +40,29 @@ pub(crate) fn simple_decimal(b: &[u8]) -> Option<(f64, usize)> {
     const POW10: [f64; 16] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
     ];
-    let neg = b.first() == Some(&b'-');
-    let mut i = usize::from(neg);
-    let mut mantissa: u64 = 0;
-    let mut digits = 0usize;
-    let int_start = i;
-    while let Some(d @ b'0'..=b'9') = b.get(i) {
-        mantissa = mantissa * 10 + u64::from(d - b'0');
-        digits += 1;
-        i += 1;
-        if digits > 15 {
-            return None;
+    // Appends the digits from `i` to the mantissa; the index after them, or `None` past 15.
+    fn digits(b: &[u8], mut i: usize, mantissa: &mut u64, count: &mut usize) -> Option<usize> {
+        while let Some(d @ b'0'..=b'9') = b.get(i) {
+            *mantissa = *mantissa * 10 + u64::from(d - b'0');
+            *count += 1;
+            i += 1;
+            if *count > 15 {
+                return None;
+            }
         }
+        Some(i)
     }
+    let neg = b.first() == Some(&b'-');
+    let int_start = usize::from(neg);
+    let (mut mantissa, mut count) = (0u64, 0usize);
+    let mut i = digits(b, int_start, &mut mantissa, &mut count)?;
     if i == int_start {
         return None;
     }
     let mut scale = 0usize;
     if b.get(i) == Some(&b'.') {
         let frac_start = i + 1;
-        i = frac_start;
-        while let Some(d @ b'0'..=b'9') = b.get(i) {
-            mantissa = mantissa * 10 + u64::from(d - b'0');
-            digits += 1;
-            i += 1;
-            if digits > 15 {
-                return None;
-            }
-        }
+        i = digits(b, frac_start, &mut mantissa, &mut count)?;
         scale = i - frac_start;
         if scale == 0 {
             return None;
