@@ -32,7 +32,7 @@ start_broker() { # name -> sets PID PORT
     case $1 in
     mast)
         rm -rf "$work/data"
-        MAST_LOG=warn "$BIN/mast" serve --data-dir "$work/data" --mqtt-listen 127.0.0.1:$MAST_PORT 2>>"$work/mast.log" &
+        MAST_LOG=warn "$BIN/mast" serve --data-dir "$work/data" --mqtt-listen 127.0.0.1:$MAST_PORT --http-listen 127.0.0.1:0 2>>"$work/mast.log" &
         PID=$! PORT=$MAST_PORT ;;
     mosquitto)
         printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\nmax_inflight_messages 0\nset_tcp_nodelay true\n' $MOSQ_PORT >"$work/mosq.conf"

@@ -29,7 +29,7 @@ start_broker() { # name reactors -> sets PID PORT
     case $1 in
     mast)
         rm -rf "$work/data"
-        printf 'data_dir = "%s"\n[mqtt]\nlisten = "127.0.0.1:%s"\nreactors = %s\n' "$work/data" $MAST_PORT "$2" >"$work/mast.toml"
+        printf 'data_dir = "%s"\n[http]\nlisten = "127.0.0.1:0"\n[mqtt]\nlisten = "127.0.0.1:%s"\nreactors = %s\n' "$work/data" $MAST_PORT "$2" >"$work/mast.toml"
         MAST_LOG=warn "$BIN/mast" serve --config "$work/mast.toml" 2>>"$work/mast.log" &
         PID=$! PORT=$MAST_PORT ;;
     mosquitto)

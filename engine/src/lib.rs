@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod export;
+pub mod http;
 pub mod ingest;
 pub mod mqtt;

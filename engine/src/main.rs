@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use mast_engine::config::{Config, Override, env_overrides};
+use mast_engine::http::HttpServer;
 use mast_engine::mqtt::{MqttServer, hash_password};
 
 /// Mast: an IoT time-series engine. Devices publish over MQTT; analysts query with SQL.
@@ -239,17 +240,26 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
     let mqtt = MqttServer::start(cfg.mqtt.clone(), Arc::clone(&store))?;
-    // HTTP API: issue 5 (cfg.http.listen is parsed and checked, not bound yet).
+    // /health only until the SQL API lands (issue 5).
+    let http = match HttpServer::start(cfg.http.listen, Arc::clone(&mqtt.broker().counters)) {
+        Ok(h) => h,
+        Err(e) => {
+            mqtt.shutdown();
+            return Err(e);
+        }
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         data_dir = %cfg.data_dir.display(),
         mqtt = %mqtt.local_addr(),
+        http = %http.local_addr(),
         "mast serving"
     );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("shutting down");
+    http.shutdown();
     mqtt.shutdown();
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),

@@ -22,6 +22,8 @@ fn mast() -> Command {
             c.env_remove(name);
         }
     }
+    // Tests run side by side: no fixed HTTP port.
+    c.env("MAST_HTTP_LISTEN", "127.0.0.1:0");
     c.stdin(Stdio::null());
     c
 }
@@ -349,5 +351,62 @@ fn a_data_dir_in_use_by_another_mast_is_refused() {
         "{err}"
     );
     assert!(err.ends_with("is in use by another process"), "{err}");
+    assert_eq!(run.terminate().code(), Some(0), "{}", run.stderr());
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+fn http_get(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    (status, serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn the_http_listener_answers_health_and_json_errors_and_a_busy_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (loopback(free_port()), loopback(free_port()));
+    let mut run = Run::spawn(
+        mast()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--mqtt-listen")
+            .arg(mqtt.to_string())
+            .arg("--http-listen")
+            .arg(http.to_string()),
+        dir.path(),
+    );
+    run.wait_listening(http);
+    let (status, body) = http_get(http, "GET", "/health");
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["mqtt_connections"], 0);
+    let (status, body) = http_get(http, "GET", "/api/v1/nothing?x=1");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = http_get(http, "POST", "/health");
+    assert_eq!(status, 405);
+    // A second server on the same HTTP port (its own data and MQTT port) stops at once.
+    let other = tempfile::tempdir().unwrap();
+    let err = fails(
+        mast()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(other.path().join("data"))
+            .arg("--mqtt-listen")
+            .arg(loopback(free_port()).to_string())
+            .arg("--http-listen")
+            .arg(http.to_string()),
+    );
+    assert!(
+        err.starts_with(&format!("mast: cannot listen for HTTP on {http}: ")),
+        "{err}"
+    );
     assert_eq!(run.terminate().code(), Some(0), "{}", run.stderr());
 }

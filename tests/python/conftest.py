@@ -70,6 +70,7 @@ class MastServer:
         text = f"data_dir = {toml_value(self.data_dir)}\n"
         mqtt_keys = {"listen": f"127.0.0.1:{self.port}", "reactors": 2}
         mqtt_keys.update(mqtt or {})
+        text += toml_table("[http]", {"listen": "127.0.0.1:0"})  # no fixed port: tests run side by side
         text += toml_table("[mqtt]", mqtt_keys)
         for name, hash_ in (users or {}).items():
             text += toml_table("[[mqtt.users]]", {"name": name, "password_hash": hash_})

@@ -42,7 +42,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
+                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
                 dir.path().join("data").display(),
                 fill(mqtt_extra),
                 fill(tail)
