@@ -134,6 +134,9 @@ pub enum StoreError {
     /// The configuration is not usable.
     #[error("invalid storage configuration: {0}")]
     Config(String),
+    /// Another process has the data directory open (its `LOCK` file is locked).
+    #[error("{} is in use by another process", .0.display())]
+    Locked(PathBuf),
     /// A shard worker is gone.
     #[error("shard {0} is not running")]
     ShardDown(ShardId),

@@ -87,9 +87,8 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .map_err(|e| StoreError::io("open", &lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            StoreError::Config(format!("{} is in use by another process", dir.display()))
-        })?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Locked(dir.to_path_buf()))?;
         let mut cfg = cfg;
         cfg.shards = shard_count(&dir, cfg.shards)?;
         let cfg = Arc::new(cfg);
