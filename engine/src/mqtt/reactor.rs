@@ -1277,19 +1277,18 @@ impl Reactor {
         };
         // A telemetry message that will be refused for its topic or its sender is not routed
         // either: nobody may feed another device's consumers.
-        let telemetry = decode::parse_topic(msg.topic.as_str())
-            .map(|t| t.map(|t| (t.device_id.to_owned(), t.table.map(str::to_owned))));
-        if let Some(t) = &telemetry {
-            let refused = match t {
-                Err(_) => true,
-                Ok((device_id, _)) => !self.may_write_for(client, device_id),
-            };
-            if refused {
-                if let Some(t) = telemetry {
-                    self.telemetry(conn, &msg, delivery, 0, t);
-                }
-                return;
+        // The topic is parsed from its own handle (a reference count, not a copy) so that the
+        // parts borrow from it while `msg` may move into `stalled`.
+        let topic = msg.topic.clone();
+        let telemetry = decode::parse_topic(topic.as_str())
+            .map(|t| t.map(|t| (self.may_write_for(client, t.device_id), t)));
+        if let Some(t) = &telemetry
+            && !matches!(t, Ok((true, _)))
+        {
+            if let Some(t) = telemetry {
+                self.telemetry(conn, &msg, delivery, 0, t);
             }
+            return;
         }
         self.notifier.congested = false;
         let routed = self
@@ -1342,19 +1341,18 @@ impl Reactor {
         msg: &Arc<Message>,
         delivery: Delivery,
         seq: u64,
-        parsed: Result<(String, Option<String>), IngestError>,
+        parsed: Result<(bool, decode::Telemetry<'_>), IngestError>,
     ) {
         let Some(client) = &conn.client else {
             return;
         };
         let idx = client.owner.token;
         let packet_id = delivery.packet_id().map(|id| id.0.get());
-        let device_id: Arc<str> = match &parsed {
-            Ok((d, _)) if **d == *client.client_id => Arc::clone(&client.client_id),
-            Ok((d, _)) => Arc::from(d.as_str()),
-            Err(_) => Arc::clone(&client.client_id),
+        let (device_id, authorized): (Arc<str>, bool) = match &parsed {
+            Ok((a, t)) if t.device_id == &*client.client_id => (Arc::clone(&client.client_id), *a),
+            Ok((a, t)) => (Arc::from(t.device_id), *a),
+            Err(_) => (Arc::clone(&client.client_id), true),
         };
-        let authorized = self.may_write_for(client, &device_id);
         let report = Report {
             // A refusal for publishing as another device goes to the publisher, not to the
             // device it named.
@@ -1388,11 +1386,7 @@ impl Reactor {
                     &*client.client_id, &*device_id
                 ),
             )),
-            Ok((_, table)) => {
-                let t = decode::Telemetry {
-                    device_id: &device_id,
-                    table: table.as_deref(),
-                };
+            Ok((_, t)) => {
                 let content_type = msg.properties.content_type.as_ref().map(Utf8::as_str);
                 let now = now_ns();
                 let part = Part {
