@@ -54,6 +54,9 @@ pub struct ScanRequest {
     pub shards: Option<Vec<ShardId>>,
     /// Target rows per returned batch.
     pub batch_rows: usize,
+    /// Only the latest row of each series (within the time range): what a last-value query
+    /// needs, found by decoding only the newest piece(s) of each series instead of its history.
+    pub latest: bool,
 }
 
 impl ScanRequest {
@@ -68,6 +71,7 @@ impl ScanRequest {
             limit: None,
             shards: None,
             batch_rows: 8192,
+            latest: false,
         }
     }
 
@@ -149,6 +153,22 @@ impl Snapshot {
         &self,
         req: &ScanRequest,
     ) -> Result<(Vec<RecordBatch>, ScanMetrics), ScanError> {
+        let mut batches = Vec::new();
+        let metrics = self.scan_each(req, &mut |b| {
+            batches.push(b);
+            true
+        })?;
+        Ok((batches, metrics))
+    }
+
+    /// Scans one table, handing each batch to `sink` as soon as it is cut (about
+    /// `req.batch_rows` rows), so a reader holds one batch at a time rather than the result.
+    /// The scan stops early when `sink` returns false.
+    pub fn scan_each(
+        &self,
+        req: &ScanRequest,
+        sink: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<ScanMetrics, ScanError> {
         let (table_id, schema) = self
             .catalog
             .lookup(&req.table)
@@ -176,7 +196,7 @@ impl Snapshot {
         }
         let arrow_fields: Vec<_> = names.iter().filter_map(|n| schema.arrow_field(n)).collect();
         let out_schema = Arc::new(Schema::new(arrow_fields));
-        let mut out = output::Output::new(Arc::clone(&out_schema), &slots, req);
+        let mut out = output::Output::new(Arc::clone(&out_schema), &slots, req, sink);
         let mut metrics = ScanMetrics::default();
         for (id, version) in &self.shards {
             if req.shards.as_ref().is_some_and(|s| !s.contains(id)) {
@@ -195,6 +215,7 @@ impl Snapshot {
                 break;
             }
         }
-        Ok((out.finish()?, metrics))
+        out.finish()?;
+        Ok(metrics)
     }
 }

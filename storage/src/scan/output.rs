@@ -25,18 +25,20 @@ enum Buf {
     Str(StringBuilder),
 }
 
-/// Collects rows and cuts them into record batches of about `batch_rows` rows.
-pub(crate) struct Output {
+/// Collects rows and cuts them into record batches of about `batch_rows` rows, each handed to
+/// the sink as it is cut.
+pub(crate) struct Output<'s> {
     schema: SchemaRef,
     slots: Vec<Slot>,
     bufs: Vec<Buf>,
     rows: usize,
     batch_rows: usize,
     left: Option<usize>,
-    batches: Vec<RecordBatch>,
+    sink: &'s mut dyn FnMut(RecordBatch) -> bool,
+    stopped: bool,
 }
 
-impl std::fmt::Debug for Output {
+impl std::fmt::Debug for Output<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Output").field("rows", &self.rows).finish()
     }
@@ -85,8 +87,13 @@ fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
     }
 }
 
-impl Output {
-    pub(crate) fn new(schema: SchemaRef, slots: &[Slot], req: &ScanRequest) -> Output {
+impl<'s> Output<'s> {
+    pub(crate) fn new(
+        schema: SchemaRef,
+        slots: &[Slot],
+        req: &ScanRequest,
+        sink: &'s mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Output<'s> {
         Output {
             schema,
             slots: slots.to_vec(),
@@ -94,13 +101,14 @@ impl Output {
             rows: 0,
             batch_rows: req.batch_rows.max(1),
             left: req.limit,
-            batches: Vec::new(),
+            sink,
+            stopped: false,
         }
     }
 
-    /// True once the limit is reached.
+    /// True once the limit is reached or the sink wants no more.
     pub(crate) fn full(&self) -> bool {
-        self.left == Some(0)
+        self.stopped || self.left == Some(0)
     }
 
     /// Appends a series' rows (a normalized chunk keyed by slot).
@@ -210,13 +218,17 @@ impl Output {
             .collect();
         let opts = RecordBatchOptions::new().with_row_count(Some(self.rows));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &opts)?;
-        self.batches.push(batch);
         self.rows = 0;
+        if !(self.sink)(batch) {
+            self.stopped = true;
+        }
         Ok(())
     }
 
-    pub(crate) fn finish(mut self) -> Result<Vec<RecordBatch>, ScanError> {
-        self.flush()?;
-        Ok(self.batches)
+    pub(crate) fn finish(mut self) -> Result<(), ScanError> {
+        if !self.stopped {
+            self.flush()?;
+        }
+        Ok(())
     }
 }

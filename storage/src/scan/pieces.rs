@@ -245,6 +245,9 @@ impl Ctx<'_> {
     ) -> Result<(), ScanError> {
         // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
         // duplicates to resolve and statistics may prune; otherwise merge everything.
+        if self.req.latest {
+            return self.latest(key, pieces, out, m);
+        }
         let mut by_time: Vec<usize> = (0..pieces.len()).collect();
         by_time.sort_by_key(|&i| (pieces[i].min, i));
         let disjoint = by_time
@@ -273,6 +276,46 @@ impl Ctx<'_> {
         }
         let merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
         out.push(key, merged)
+    }
+
+    /// The series' latest row in the time range: decodes the piece that reaches furthest and
+    /// every piece overlapping it (a later write may have replaced its last point), not the
+    /// history before.
+    fn latest(
+        &self,
+        key: &Key,
+        pieces: Vec<Piece>,
+        out: &mut Output,
+        m: &mut ScanMetrics,
+    ) -> Result<(), ScanError> {
+        let Some(newest) = pieces.iter().max_by_key(|p| p.max).copied() else {
+            return Ok(());
+        };
+        // Rows of pieces ending before `newest` starts are older than all of its rows. When the
+        // time range cuts `newest` so that its in-range rows start later than that, or leaves
+        // none, the answer may lie further back: then decode everything.
+        let recent = pieces.iter().filter(|p| p.max >= newest.min).count();
+        let mut chunks = Vec::with_capacity(recent);
+        for p in pieces.iter().filter(|p| p.max >= newest.min) {
+            chunks.push(self.decode(*p, m)?);
+        }
+        let mut merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
+        let settled = merged.times.last().is_some_and(|t| *t >= newest.min);
+        if !settled && recent < pieces.len() {
+            // Write order decides between equal timestamps, so merge all pieces in it.
+            let mut chunks = Vec::with_capacity(pieces.len());
+            for p in &pieces {
+                chunks.push(self.decode(*p, m)?);
+            }
+            merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
+        } else {
+            m.blocks_pruned += (pieces.len() - recent) as u64;
+        }
+        let n = merged.len();
+        if n == 0 {
+            return Ok(());
+        }
+        out.push(key, merged.slice_rows(n - 1, n))
     }
 
     fn may_match(&self, p: Piece) -> bool {

@@ -1,0 +1,432 @@
+//! The `system` schema: what the store holds and what the server is doing.
+//!
+//! `system.tables`, `system.columns`, `system.segments` read the store's catalog and a snapshot;
+//! `system.queries` reads the [`QueryLog`]. `system.connections` needs the MQTT broker, so the
+//! engine crate supplies it (a [`SpecialTable`] like these).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
+    UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Result;
+use mast_storage::Store;
+use mast_storage::schema::{ColumnKind, TIME_COLUMN};
+
+use crate::special::SpecialTable;
+
+/// A timestamp column type (ns, UTC), as telemetry tables use.
+pub fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn schema(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields))
+}
+
+fn batch(schema: &SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
+}
+
+/// `system.tables`: one row per telemetry table.
+#[derive(Debug)]
+pub struct TablesTable {
+    store: Arc<Store>,
+    schema: SchemaRef,
+}
+
+impl TablesTable {
+    /// Over `store`.
+    pub fn new(store: Arc<Store>) -> TablesTable {
+        let schema = schema(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("tags", DataType::UInt32, false),
+            Field::new("fields", DataType::UInt32, false),
+            Field::new("series", DataType::UInt64, false),
+            Field::new("segments", DataType::UInt64, false),
+            Field::new("segment_rows", DataType::UInt64, false),
+            Field::new("segment_bytes", DataType::UInt64, false),
+            Field::new("min_time", ts_type(), true),
+            Field::new("max_time", ts_type(), true),
+        ]);
+        TablesTable { store, schema }
+    }
+}
+
+impl SpecialTable for TablesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn rows(&self) -> Result<RecordBatch> {
+        let snap = self.store.snapshot();
+        let mut per: BTreeMap<String, (u64, u64, u64, Option<i64>, Option<i64>)> =
+            BTreeMap::new();
+        for s in snap.segments() {
+            let e = per.entry(s.table.to_string()).or_default();
+            e.0 += 1;
+            e.1 += s.rows;
+            e.2 += s.bytes;
+            e.3 = Some(e.3.map_or(s.min_time, |m| m.min(s.min_time)));
+            e.4 = Some(e.4.map_or(s.max_time, |m| m.max(s.max_time)));
+        }
+        let mut tables = snap.tables();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let (mut name, mut tags, mut fields, mut series) = (
+            StringBuilder::new(),
+            UInt32Builder::new(),
+            UInt32Builder::new(),
+            UInt64Builder::new(),
+        );
+        let (mut segs, mut rows, mut bytes) =
+            (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+        let (mut lo, mut hi) = (
+            TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            TimestampNanosecondBuilder::new().with_timezone("UTC"),
+        );
+        for t in tables {
+            let ntags = t.columns.iter().filter(|c| c.kind == ColumnKind::Tag).count();
+            name.append_value(&*t.name);
+            tags.append_value(ntags as u32);
+            fields.append_value((t.columns.len() - ntags) as u32);
+            let id = self.store.catalog().lookup(&t.name).map(|(id, _)| id);
+            series.append_value(id.map_or(0, |id| self.store.catalog().series_count(id)));
+            let s = per.get(&*t.name).copied().unwrap_or_default();
+            segs.append_value(s.0);
+            rows.append_value(s.1);
+            bytes.append_value(s.2);
+            lo.append_option(s.3);
+            hi.append_option(s.4);
+        }
+        batch(
+            &self.schema,
+            vec![
+                Arc::new(name.finish()),
+                Arc::new(tags.finish()),
+                Arc::new(fields.finish()),
+                Arc::new(series.finish()),
+                Arc::new(segs.finish()),
+                Arc::new(rows.finish()),
+                Arc::new(bytes.finish()),
+                Arc::new(lo.finish()),
+                Arc::new(hi.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.columns`: one row per column of every telemetry table.
+#[derive(Debug)]
+pub struct ColumnsTable {
+    store: Arc<Store>,
+    schema: SchemaRef,
+}
+
+impl ColumnsTable {
+    /// Over `store`.
+    pub fn new(store: Arc<Store>) -> ColumnsTable {
+        let schema = schema(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("column_name", DataType::Utf8, false),
+            Field::new("ordinal", DataType::UInt32, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("data_type", DataType::Utf8, false),
+        ]);
+        ColumnsTable { store, schema }
+    }
+}
+
+impl SpecialTable for ColumnsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn rows(&self) -> Result<RecordBatch> {
+        let mut tables = self.store.catalog().tables();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let (mut t, mut c, mut o, mut k, mut d) = (
+            StringBuilder::new(),
+            StringBuilder::new(),
+            UInt32Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        for table in tables {
+            for (i, name) in table.output_columns().iter().enumerate() {
+                t.append_value(&*table.name);
+                c.append_value(&**name);
+                o.append_value(i as u32);
+                let (kind, ty) = if &**name == TIME_COLUMN {
+                    ("time", "timestamp".to_string())
+                } else {
+                    match table.column(name).map(|(_, c)| c.kind) {
+                        Some(ColumnKind::Tag) => ("tag", "string".to_string()),
+                        Some(ColumnKind::Field(f)) => ("field", f.name().to_string()),
+                        None => ("field", "unknown".to_string()),
+                    }
+                };
+                k.append_value(kind);
+                d.append_value(ty);
+            }
+        }
+        batch(
+            &self.schema,
+            vec![
+                Arc::new(t.finish()),
+                Arc::new(c.finish()),
+                Arc::new(o.finish()),
+                Arc::new(k.finish()),
+                Arc::new(d.finish()),
+            ],
+        )
+    }
+}
+
+/// `system.segments`: one row per sealed segment file.
+#[derive(Debug)]
+pub struct SegmentsTable {
+    store: Arc<Store>,
+    schema: SchemaRef,
+}
+
+impl SegmentsTable {
+    /// Over `store`.
+    pub fn new(store: Arc<Store>) -> SegmentsTable {
+        let schema = schema(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("shard", DataType::UInt32, false),
+            Field::new("segment_id", DataType::UInt64, false),
+            Field::new("partition_start", ts_type(), false),
+            Field::new("partition_end", ts_type(), false),
+            Field::new("min_time", ts_type(), false),
+            Field::new("max_time", ts_type(), false),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("series", DataType::UInt64, false),
+            Field::new("blocks", DataType::UInt64, false),
+            Field::new("float_gorilla_columns", DataType::UInt64, false),
+            Field::new("float_alp_columns", DataType::UInt64, false),
+            Field::new("path", DataType::Utf8, false),
+        ]);
+        SegmentsTable { store, schema }
+    }
+}
+
+impl SpecialTable for SegmentsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn rows(&self) -> Result<RecordBatch> {
+        let mut segs = self.store.snapshot().segments();
+        segs.sort_by(|a, b| (&a.table, a.shard, a.id).cmp(&(&b.table, b.shard, b.id)));
+        let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
+        let (mut table, mut shard, mut id) =
+            (StringBuilder::new(), UInt32Builder::new(), UInt64Builder::new());
+        let (mut ps, mut pe, mut lo, mut hi) = (ts(), ts(), ts(), ts());
+        let mut u = [
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+        ];
+        let mut path = StringBuilder::new();
+        for s in &segs {
+            table.append_value(&*s.table);
+            shard.append_value(s.shard);
+            id.append_value(s.id);
+            ps.append_value(s.partition.0);
+            pe.append_value(s.partition.1);
+            lo.append_value(s.min_time);
+            hi.append_value(s.max_time);
+            for (b, v) in u.iter_mut().zip([
+                s.rows,
+                s.bytes,
+                s.series as u64,
+                s.blocks as u64,
+                s.float_codecs.0,
+                s.float_codecs.1,
+            ]) {
+                b.append_value(v);
+            }
+            path.append_value(s.path.display().to_string());
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(table.finish()),
+            Arc::new(shard.finish()),
+            Arc::new(id.finish()),
+            Arc::new(ps.finish()),
+            Arc::new(pe.finish()),
+            Arc::new(lo.finish()),
+            Arc::new(hi.finish()),
+        ];
+        cols.extend(u.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        cols.push(Arc::new(path.finish()));
+        batch(&self.schema, cols)
+    }
+}
+
+/// One query, running or done.
+#[derive(Debug, Clone)]
+pub struct QueryRecord {
+    /// Process-unique id.
+    pub id: u64,
+    /// The statement.
+    pub sql: String,
+    /// `running`, `done`, `failed`, `cancelled`.
+    pub state: &'static str,
+    /// Wall-clock start, ns since the epoch.
+    pub started_ns: i64,
+    /// Monotonic start.
+    pub started: Instant,
+    /// How long it ran (set when it ends).
+    pub duration: Option<Duration>,
+    /// Rows returned so far.
+    pub rows: u64,
+    /// The error of a failed query.
+    pub error: Option<String>,
+}
+
+/// Running queries and the most recent finished ones (a bounded ring).
+#[derive(Debug)]
+pub struct QueryLog {
+    next: AtomicU64,
+    running: Mutex<BTreeMap<u64, QueryRecord>>,
+    recent: Mutex<VecDeque<QueryRecord>>,
+    keep: usize,
+}
+
+impl QueryLog {
+    /// A log that keeps the last `keep` finished queries.
+    pub fn new(keep: usize) -> QueryLog {
+        QueryLog {
+            next: AtomicU64::new(1),
+            running: Mutex::new(BTreeMap::new()),
+            recent: Mutex::new(VecDeque::new()),
+            keep,
+        }
+    }
+
+    /// Records the start of a query; returns its id.
+    pub fn start(&self, sql: &str) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let rec = QueryRecord {
+            id,
+            sql: sql.chars().take(4096).collect(),
+            state: "running",
+            started_ns: mast_storage::now_ns(),
+            started: Instant::now(),
+            duration: None,
+            rows: 0,
+            error: None,
+        };
+        lock(&self.running).insert(id, rec);
+        id
+    }
+
+    /// Adds to a running query's row count.
+    pub fn add_rows(&self, id: u64, rows: u64) {
+        if let Some(r) = lock(&self.running).get_mut(&id) {
+            r.rows += rows;
+        }
+    }
+
+    /// Moves a query to the finished ring.
+    pub fn finish(&self, id: u64, state: &'static str, error: Option<String>) {
+        let Some(mut r) = lock(&self.running).remove(&id) else {
+            return;
+        };
+        r.state = state;
+        r.duration = Some(r.started.elapsed());
+        r.error = error;
+        let mut recent = lock(&self.recent);
+        if recent.len() >= self.keep {
+            recent.pop_front();
+        }
+        recent.push_back(r);
+    }
+
+    /// Running queries, then finished ones, oldest first.
+    pub fn records(&self) -> Vec<QueryRecord> {
+        let mut out: Vec<QueryRecord> = lock(&self.recent).iter().cloned().collect();
+        out.extend(lock(&self.running).values().cloned());
+        out
+    }
+
+    /// Queries running now.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `system.queries`.
+#[derive(Debug)]
+pub struct QueriesTable {
+    log: Arc<QueryLog>,
+    schema: SchemaRef,
+}
+
+impl QueriesTable {
+    /// Over `log`.
+    pub fn new(log: Arc<QueryLog>) -> QueriesTable {
+        let schema = schema(vec![
+            Field::new("query_id", DataType::UInt64, false),
+            Field::new("sql", DataType::Utf8, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("started", ts_type(), false),
+            Field::new("duration_ms", DataType::Float64, false),
+            Field::new("rows", DataType::UInt64, false),
+            Field::new("error", DataType::Utf8, true),
+        ]);
+        QueriesTable { log, schema }
+    }
+}
+
+impl SpecialTable for QueriesTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn rows(&self) -> Result<RecordBatch> {
+        let recs = self.log.records();
+        let (mut id, mut sql, mut state) =
+            (UInt64Builder::new(), StringBuilder::new(), StringBuilder::new());
+        let mut started = TimestampNanosecondBuilder::new().with_timezone("UTC");
+        let (mut dur, mut rows, mut err) =
+            (Float64Builder::new(), UInt64Builder::new(), StringBuilder::new());
+        for r in recs {
+            id.append_value(r.id);
+            sql.append_value(&r.sql);
+            state.append_value(r.state);
+            started.append_value(r.started_ns);
+            let d = r.duration.unwrap_or_else(|| r.started.elapsed());
+            dur.append_value(d.as_secs_f64() * 1e3);
+            rows.append_value(r.rows);
+            err.append_option(r.error.as_deref());
+        }
+        batch(
+            &self.schema,
+            vec![
+                Arc::new(id.finish()),
+                Arc::new(sql.finish()),
+                Arc::new(state.finish()),
+                Arc::new(started.finish()),
+                Arc::new(dur.finish()),
+                Arc::new(rows.finish()),
+                Arc::new(err.finish()),
+            ],
+        )
+    }
+}

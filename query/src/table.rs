@@ -1,0 +1,402 @@
+//! The table provider over Mast's storage: one telemetry table, read from a snapshot.
+//!
+//! `scan` plans (takes the snapshot, turns pushed-down filters into a [`ScanRequest`], one
+//! partition per shard); `execute` decodes, on a blocking thread per partition, handing each
+//! batch to the stream as it is cut so a query holds a few batches per partition, not a table.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::StreamExt;
+use mast_storage::schema::{ColumnKind, FieldType, TIME_COLUMN, TableSchema};
+use mast_storage::{FieldRange, ScanRequest, Snapshot, StatValue, Store};
+
+/// One telemetry table (or a telemetry-backed special table such as `iot.device_events`).
+#[derive(Debug)]
+pub struct MastTable {
+    store: Arc<Store>,
+    table: Arc<TableSchema>,
+    schema: SchemaRef,
+    /// Read only each series' latest row (set by the last-value rewrite).
+    latest: bool,
+}
+
+impl MastTable {
+    /// The table `name` as it is now, or `None` if the store has no such table.
+    pub fn open(store: &Arc<Store>, name: &str) -> Option<MastTable> {
+        let (_, table) = store.catalog().lookup(name)?;
+        let schema = table.arrow_schema();
+        Some(MastTable {
+            store: Arc::clone(store),
+            table,
+            schema,
+            latest: false,
+        })
+    }
+
+    /// The same table, reading only each series' latest row.
+    pub fn latest_rows(&self) -> MastTable {
+        MastTable {
+            store: Arc::clone(&self.store),
+            table: Arc::clone(&self.table),
+            schema: Arc::clone(&self.schema),
+            latest: true,
+        }
+    }
+
+    /// Whether this provider reads only latest rows.
+    pub fn is_latest(&self) -> bool {
+        self.latest
+    }
+
+    /// How a filter on this table is pushed down to storage.
+    pub fn pushdown(&self, e: &Expr) -> TableProviderFilterPushDown {
+        match Pushed::of(&self.table, e) {
+            Some(Pushed::Time(..)) | Some(Pushed::Tag(..)) => TableProviderFilterPushDown::Exact,
+            Some(Pushed::Field(..)) => TableProviderFilterPushDown::Inexact,
+            None => TableProviderFilterPushDown::Unsupported,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for MastTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters.iter().map(|e| self.pushdown(e)).collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => Arc::clone(&self.schema),
+        };
+        let mut req = ScanRequest::table(&self.table.name);
+        req.projection = Some(schema.fields().iter().map(|f| f.name().clone()).collect());
+        req.latest = self.latest;
+        req.batch_rows = state.config().batch_size().max(1);
+        for f in filters {
+            match Pushed::of(&self.table, f) {
+                Some(Pushed::Time(lo, hi)) => {
+                    req.time = (req.time.0.max(lo), req.time.1.min(hi));
+                }
+                Some(Pushed::Tag(name, values)) => req.tags.push((name, values)),
+                Some(Pushed::Field(range)) => req.field_ranges.push(range),
+                None => {}
+            }
+        }
+        // `limit` arrives only when every filter is exact.
+        req.limit = limit;
+        let snapshot = self.store.snapshot();
+        let shards = if req.time.0 >= req.time.1 {
+            Vec::new()
+        } else {
+            snapshot.shard_ids()
+        };
+        Ok(Arc::new(MastScanExec::new(snapshot, req, schema, shards)))
+    }
+}
+
+/// A filter storage can apply.
+#[derive(Debug)]
+enum Pushed {
+    /// `[start, end)` in ns.
+    Time(i64, i64),
+    /// The tag is one of these values.
+    Tag(String, Vec<String>),
+    /// Statistics hint on a field.
+    Field(FieldRange),
+}
+
+impl Pushed {
+    fn of(table: &TableSchema, e: &Expr) -> Option<Pushed> {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                // column op literal, or literal op column (flipped)
+                let (col, op, lit) = match (column_name(left), column_name(right)) {
+                    (Some(c), None) => (c, *op, literal(right)?),
+                    (None, Some(c)) => (c, op.swap()?, literal(left)?),
+                    _ => return None,
+                };
+                Pushed::compare(table, &col, op, &lit)
+            }
+            Expr::InList(list) if !list.negated => {
+                let col = column_name(&list.expr)?;
+                if !is_tag(table, &col) {
+                    return None;
+                }
+                let values = list
+                    .list
+                    .iter()
+                    .map(|v| literal(v).and_then(|s| string_of(&s)))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Pushed::Tag(col, values))
+            }
+            Expr::Between(b) if !b.negated => {
+                let col = column_name(&b.expr)?;
+                if col != TIME_COLUMN {
+                    return None;
+                }
+                let lo = timestamp_ns(&literal(&b.low)?)?;
+                let hi = timestamp_ns(&literal(&b.high)?)?;
+                Some(Pushed::Time(lo, hi.saturating_add(1)))
+            }
+            _ => None,
+        }
+    }
+
+    fn compare(table: &TableSchema, col: &str, op: Operator, lit: &ScalarValue) -> Option<Pushed> {
+        if col == TIME_COLUMN {
+            let t = timestamp_ns(lit)?;
+            return Some(match op {
+                Operator::Eq => Pushed::Time(t, t.saturating_add(1)),
+                Operator::Gt => Pushed::Time(t.saturating_add(1), i64::MAX),
+                Operator::GtEq => Pushed::Time(t, i64::MAX),
+                Operator::Lt => Pushed::Time(i64::MIN, t),
+                Operator::LtEq => Pushed::Time(i64::MIN, t.saturating_add(1)),
+                _ => return None,
+            });
+        }
+        let (_, def) = table.column(col)?;
+        match def.kind {
+            ColumnKind::Tag if op == Operator::Eq => {
+                Some(Pushed::Tag(col.to_string(), vec![string_of(lit)?]))
+            }
+            ColumnKind::Tag => None,
+            ColumnKind::Field(ty) => {
+                let v = stat_of(ty, lit)?;
+                let (min, max) = match op {
+                    Operator::Eq => (Some(v), Some(v)),
+                    Operator::Gt | Operator::GtEq => (Some(v), None),
+                    Operator::Lt | Operator::LtEq => (None, Some(v)),
+                    _ => return None,
+                };
+                Some(Pushed::Field(FieldRange {
+                    column: col.to_string(),
+                    min,
+                    max,
+                }))
+            }
+        }
+    }
+}
+
+fn is_tag(table: &TableSchema, col: &str) -> bool {
+    table
+        .column(col)
+        .is_some_and(|(_, c)| c.kind == ColumnKind::Tag)
+}
+
+/// The column a (possibly cast) column expression names.
+fn column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        Expr::Cast(c) => column_name(&c.expr),
+        Expr::TryCast(c) => column_name(&c.expr),
+        _ => None,
+    }
+}
+
+fn literal(e: &Expr) -> Option<ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn string_of(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            Some(s.clone())
+        }
+        ScalarValue::Dictionary(_, inner) => string_of(inner),
+        _ => None,
+    }
+}
+
+fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampNanosecond(Some(t), _) => Some(*t),
+        ScalarValue::TimestampMicrosecond(Some(t), _) => t.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(t), _) => t.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(t), _) => t.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+fn stat_of(ty: FieldType, v: &ScalarValue) -> Option<StatValue> {
+    let f = match v {
+        ScalarValue::Float64(Some(x)) => *x,
+        ScalarValue::Float32(Some(x)) => f64::from(*x),
+        ScalarValue::Int64(Some(x)) => return int_stat(ty, *x),
+        ScalarValue::Int32(Some(x)) => return int_stat(ty, i64::from(*x)),
+        ScalarValue::Int16(Some(x)) => return int_stat(ty, i64::from(*x)),
+        ScalarValue::Int8(Some(x)) => return int_stat(ty, i64::from(*x)),
+        ScalarValue::Boolean(Some(b)) if ty == FieldType::Boolean => {
+            return Some(StatValue::Bool(*b));
+        }
+        _ => return None,
+    };
+    match ty {
+        FieldType::Float if !f.is_nan() => Some(StatValue::F64(f)),
+        _ => None,
+    }
+}
+
+fn int_stat(ty: FieldType, x: i64) -> Option<StatValue> {
+    match ty {
+        FieldType::Integer => Some(StatValue::I64(x)),
+        FieldType::Float => Some(StatValue::F64(x as f64)),
+        _ => None,
+    }
+}
+
+/// Reads one table from a snapshot: one partition per shard.
+#[derive(Debug)]
+pub struct MastScanExec {
+    snapshot: Snapshot,
+    req: ScanRequest,
+    schema: SchemaRef,
+    shards: Vec<mast_storage::ShardId>,
+    props: Arc<PlanProperties>,
+}
+
+impl MastScanExec {
+    fn new(
+        snapshot: Snapshot,
+        req: ScanRequest,
+        schema: SchemaRef,
+        shards: Vec<mast_storage::ShardId>,
+    ) -> MastScanExec {
+        let props = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(shards.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        MastScanExec {
+            snapshot,
+            req,
+            schema,
+            shards,
+            props: Arc::new(props),
+        }
+    }
+
+    /// The storage request this scan makes (per shard).
+    pub fn request(&self) -> &ScanRequest {
+        &self.req
+    }
+}
+
+impl DisplayAs for MastScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.req;
+        write!(f, "MastScanExec: table={}, shards={}", r.table, self.shards.len())?;
+        if r.time != (i64::MIN, i64::MAX) {
+            write!(f, ", time=[{}, {})", r.time.0, r.time.1)?;
+        }
+        for (tag, values) in &r.tags {
+            write!(f, ", {tag} in {values:?}")?;
+        }
+        for fr in &r.field_ranges {
+            write!(f, ", {} in [{:?}, {:?}]", fr.column, fr.min, fr.max)?;
+        }
+        if let Some(l) = r.limit {
+            write!(f, ", limit={l}")?;
+        }
+        if r.latest {
+            write!(f, ", latest=true")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for MastScanExec {
+    fn name(&self) -> &str {
+        "MastScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)]
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = Arc::clone(&self.schema);
+        let Some(shard) = self.shards.get(partition).copied() else {
+            // No shard can hold matching rows (an empty time range): an empty stream.
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
+        };
+        let mut req = self.req.clone();
+        req.shards = Some(vec![shard]);
+        let snapshot = self.snapshot.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(2);
+        tokio::task::spawn_blocking(move || {
+            let result = snapshot.scan_each(&req, &mut |batch| tx.blocking_send(Ok(batch)).is_ok());
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream.boxed())))
+    }
+}
