@@ -18,6 +18,7 @@
 //! ```
 
 mod layers;
+mod query;
 mod storage;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
+pub use query::QueryConfig;
 pub use storage::{FsyncMode, StorageConfig};
 
 /// The whole configuration file.
@@ -40,6 +42,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The storage engine.
     pub storage: StorageConfig,
+    /// SQL queries.
+    pub query: QueryConfig,
 }
 
 impl Default for Config {
@@ -49,6 +53,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -133,6 +138,22 @@ impl Config {
     fn check(&self) -> Result<(), Invalid> {
         self.mqtt.check()?;
         self.storage.check()?;
+        self.query.check()?;
+        self.http.check()?;
+        if !self.http.listen.ip().is_loopback()
+            && self.http.tokens.is_empty()
+            && self.mqtt.allow_anonymous != Some(true)
+        {
+            return Err(Invalid {
+                keys: vec!["http.listen".into(), "http.tokens".into()],
+                msg: format!(
+                    "http.listen {} is not loopback and no http.tokens are set: anyone could \
+                     query; set http.tokens, or allow anonymous access explicitly with \
+                     --allow-anonymous (mqtt.allow_anonymous = true)",
+                    self.http.listen
+                ),
+            });
+        }
         let mut listeners = vec![
             ("mqtt.listen", self.mqtt.listen),
             ("http.listen", self.http.listen),
@@ -217,13 +238,45 @@ fn flatten(e: &toml::de::Error) -> (String, Option<String>) {
 pub struct HttpConfig {
     /// Listener address.
     pub listen: SocketAddr,
+    /// Bearer tokens accepted by `/api/*` and `/metrics` (`Authorization: Bearer <token>`);
+    /// empty = no authentication (allowed only on loopback unless anonymous access is allowed).
+    pub tokens: Vec<String>,
+    /// Largest request body (a POSTed query), bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: Vec::new(),
+            max_body_bytes: 1 << 20,
         }
+    }
+}
+
+impl HttpConfig {
+    fn check(&self) -> Result<(), Invalid> {
+        if self.max_body_bytes < 1024 {
+            return Err(Invalid::new(
+                "http.max_body_bytes",
+                "http.max_body_bytes must be at least 1024",
+            ));
+        }
+        if let Some(t) = self
+            .tokens
+            .iter()
+            .find(|t| t.len() < 16 || t.contains(char::is_whitespace))
+        {
+            let shown: String = t.chars().take(4).collect();
+            return Err(Invalid::new(
+                "http.tokens",
+                format!(
+                    "http.tokens: the token starting {shown:?} must be at least 16 characters without spaces"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

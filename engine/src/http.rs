@@ -1,76 +1,113 @@
-//! The HTTP listener (`http.listen`, default 127.0.0.1:8080). The SQL API (axum on tokio) is the
-//! next piece of work; until it lands this answers `GET /health` so that load balancers and
-//! orchestrators can probe a running server, and every other request with a JSON 404 — the
-//! error shape the API keeps (`{"error", "code"}`). Binding at start means a busy port fails
-//! `mast serve` at once, like the MQTT port.
+//! The HTTP API (axum on its own tokio runtime, `http.listen`, default 127.0.0.1:8080):
+//!
+//! - `POST /api/v1/sql`: JSON `{"sql": "...", "format": "csv"}` or the SQL itself as the body
+//!   (any other content type); `GET /api/v1/sql?q=...&format=...`. The format comes from
+//!   `format`, else from `Accept`, else JSON. Results stream batch by batch.
+//! - `GET /health`: liveness (never needs a token).
+//! - `GET /metrics`: Prometheus text.
+//!
+//! Every error is `{"error": "...", "code": "..."}` with its status: 400 bad SQL or request,
+//! 401 missing or wrong token, 403 a statement that would write, 404 unknown table or route,
+//! 405 wrong method, 406 unknown format, 408 timeout, 413 body or query memory too large, 429
+//! too many queries. An error after the first rows were sent cuts the response short (the
+//! status line is gone by then), so a client sees a truncated body, never a wrong one.
+//!
+//! Queries run on this runtime's threads (`query.threads`), apart from the MQTT reactors and
+//! shard writers, so a heavy query competes for CPU but never holds up an acknowledgement.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use mast_query::{Encoder, Format, QueryEngine, QueryError};
+use mast_storage::Store;
+use serde::Deserialize;
 
-use crate::mqtt::Counters;
+use crate::config::HttpConfig;
+use crate::mqtt::Broker;
 
-/// Requests served at once; more get 503.
-const MAX_CONCURRENT: usize = 64;
-/// Largest request head read.
-const MAX_HEAD: usize = 8 * 1024;
+/// What the handlers share.
+#[derive(Debug)]
+pub struct Api {
+    /// SQL.
+    pub engine: QueryEngine,
+    /// The broker (counters, connections).
+    pub broker: Arc<Broker>,
+    /// The store (metrics).
+    pub store: Arc<Store>,
+    tokens: Vec<String>,
+    max_body: usize,
+}
+
+impl Api {
+    /// The API over `engine`, answering as `cfg` says.
+    pub fn new(
+        cfg: &HttpConfig,
+        engine: QueryEngine,
+        broker: Arc<Broker>,
+        store: Arc<Store>,
+    ) -> Api {
+        Api {
+            engine,
+            broker,
+            store,
+            tokens: cfg.tokens.clone(),
+            max_body: cfg.max_body_bytes,
+        }
+    }
+}
 
 /// A running HTTP listener.
 #[derive(Debug)]
 pub struct HttpServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl HttpServer {
-    /// Binds `listen` and serves on a thread; `/health` reports the MQTT counters.
-    pub fn start(listen: SocketAddr, counters: Arc<Counters>) -> anyhow::Result<HttpServer> {
-        let listener = TcpListener::bind(listen)
+    /// Binds `listen` (failing at once if it is taken) and serves on a runtime of `threads`.
+    pub fn start(listen: SocketAddr, threads: usize, api: Api) -> anyhow::Result<HttpServer> {
+        let std_listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicUsize::new(0));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("http-accept".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if flag.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(mut stream) = stream else {
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    };
-                    if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
-                        busy.fetch_sub(1, Ordering::AcqRel);
-                        respond(&mut stream, 503, &error("too many requests", "busy"));
-                        continue;
-                    }
-                    let (busy, counters) = (Arc::clone(&busy), Arc::clone(&counters));
-                    let spawned =
-                        std::thread::Builder::new()
-                            .name("http-conn".into())
-                            .spawn(move || {
-                                serve(stream, &counters);
-                                busy.fetch_sub(1, Ordering::AcqRel);
-                            });
-                    if spawned.is_err() {
-                        tracing::warn!("HTTP connection thread could not start");
-                    }
-                }
-            })?;
-        tracing::info!(%addr, "HTTP listening (GET /health; the SQL API is not built yet)");
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("query")
+            .enable_all()
+            .build()
+            .context("starting the query runtime")?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let app = router(Arc::new(api));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tracing::info!(%addr, "HTTP listening");
         Ok(HttpServer {
             addr,
-            stop,
-            thread: Some(thread),
+            runtime: Some(runtime),
+            stop: Some(tx),
         })
     }
 
@@ -79,73 +116,350 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops accepting.
+    /// Stops accepting, gives running requests a moment, then drops them.
     pub fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
         }
     }
 }
 
-fn error(message: &str, code: &str) -> String {
-    serde_json::json!({ "error": message, "code": code }).to_string()
-}
-
-/// One request, then close.
-fn serve(mut stream: TcpStream, counters: &Counters) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
         }
-        if head.len() > MAX_HEAD {
-            respond(
-                &mut stream,
-                431,
-                &error("request head too large", "too_large"),
-            );
-            return;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
-    }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET" | "HEAD", "/health") => {
-            let body = serde_json::json!({
-                "status": "ok",
-                "version": env!("CARGO_PKG_VERSION"),
-                "mqtt_connections": counters.connections.load(Ordering::Relaxed),
-            });
-            respond(&mut stream, 200, &body.to_string());
-        }
-        (_, "/health") => respond(&mut stream, 405, &error("use GET", "method_not_allowed")),
-        _ => respond(
-            &mut stream,
-            404,
-            &error(&format!("no route for {method} {path}"), "not_found"),
-        ),
     }
 }
 
-fn respond(stream: &mut TcpStream, status: u16, body: &str) {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        431 => "Request Header Fields Too Large",
-        _ => "Service Unavailable",
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+fn router(api: Arc<Api>) -> Router {
+    let guarded = Router::new()
+        .route("/api/v1/sql", get(sql_get).post(sql_post))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&api),
+            authenticate,
+        ));
+    Router::new()
+        .route("/health", get(health))
+        .merge(guarded)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+}
+
+/// A JSON error response.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message, "code": code }).to_string();
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
+    r
+}
+
+fn query_error(e: &QueryError) -> Response {
+    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, e.kind.code(), &e.message)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!("no route for {method} {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mqtt_connections": api.broker.counters.connections.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    json_response(StatusCode::OK, body.to_string())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let text = crate::metrics::render(&api.broker, &api.store, &api.engine);
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// Checks `Authorization: Bearer <token>` when tokens are configured.
+async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    if api.tokens.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    let verdict = match given {
+        None => Some("a bearer token is required (Authorization: Bearer <token>)"),
+        Some(t) if api.tokens.iter().any(|k| same(k.as_bytes(), t.as_bytes())) => None,
+        Some(_) => Some("the bearer token is not valid"),
+    };
+    match verdict {
+        None => next.run(req).await,
+        Some(msg) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mast\""),
+            );
+            r
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, Deserialize)]
+struct SqlParams {
+    q: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+    format: Option<String>,
+}
+
+async fn sql_get(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    params: Result<Query<SqlParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "unreadable query string",
+        );
+    };
+    let Some(sql) = params.q.filter(|q| !q.trim().is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "missing SQL: GET /api/v1/sql?q=SELECT...",
+        );
+    };
+    run_sql(&api, &headers, &sql, params.format.as_deref()).await
+}
+
+async fn sql_post(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    params: Result<Query<SqlParams>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Response {
+    let format_param = params.ok().and_then(|Query(p)| p.format);
+    let bytes: Bytes = match axum::body::to_bytes(body, api.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!(
+                    "request body larger than {} bytes (http.max_body_bytes)",
+                    api.max_body
+                ),
+            );
+        }
+    };
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+    let (sql, format) = if is_json {
+        match serde_json::from_slice::<SqlBody>(&bytes) {
+            Ok(b) => (b.sql, b.format.or(format_param)),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("the body must be {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"),
+                );
+            }
+        }
+    } else {
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(s) => (s, format_param),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the SQL is not UTF-8",
+                );
+            }
+        }
+    };
+    if sql.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "missing SQL");
+    }
+    run_sql(&api, &headers, &sql, format.as_deref()).await
+}
+
+fn pick_format(headers: &HeaderMap, param: Option<&str>) -> Result<Format, Box<Response>> {
+    if let Some(name) = param {
+        return Format::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "bad_format",
+                &format!("unknown format {name:?}; use one of {}", names.join(", ")),
+            ))
+        });
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.is_empty() || accept.contains("*/*") || accept.contains("application/*") {
+        return Ok(Format::from_accept(accept).unwrap_or(Format::Json));
+    }
+    Format::from_accept(accept).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            &format!(
+                "cannot answer with {accept:?}; Mast returns application/json, \
+                 application/x-ndjson, text/csv, application/vnd.apache.arrow.stream or \
+                 application/vnd.apache.parquet"
+            ),
+        ))
+    })
+}
+
+async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>) -> Response {
+    let format = match pick_format(headers, format) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let mut stream = match api.engine.run(sql).await {
+        Ok(s) => s,
+        Err(e) => return query_error(&e),
+    };
+    // The first batch decides the status: most errors (memory, timeout, bad data) show up
+    // before any row does.
+    let first = match stream.next().await {
+        Some(Err(e)) => return query_error(&e),
+        other => other,
+    };
+    let (mut encoder, head) = match Encoder::new(format, stream.schema()) {
+        Ok(x) => x,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &format!("cannot encode the result: {e}"),
+            );
+        }
+    };
+    let id = stream.id();
+    let mut out = head;
+    if let Some(Ok(batch)) = first.as_ref() {
+        match encoder.batch(batch) {
+            Ok(b) => out.extend(b),
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    &format!("cannot encode the result: {e}"),
+                );
+            }
+        }
+    }
+    // A finished QueryStream keeps answering None, so an empty result reaches `finish` below.
+    let body = futures::stream::unfold(
+        (Some(out), stream, encoder, false),
+        |(pending, mut stream, mut encoder, done)| async move {
+            if let Some(bytes) = pending {
+                return Some((Ok(Bytes::from(bytes)), (None, stream, encoder, done)));
+            }
+            if done {
+                return None;
+            }
+            loop {
+                match stream.next().await {
+                    Some(Ok(batch)) => match encoder.batch(&batch) {
+                        Ok(b) if b.is_empty() => continue,
+                        Ok(b) => return Some((Ok(Bytes::from(b)), (None, stream, encoder, false))),
+                        Err(e) => {
+                            let err = std::io::Error::other(e.to_string());
+                            return Some((Err(err), (None, stream, encoder, true)));
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "query failed after its first rows");
+                        let err = std::io::Error::other(e.message);
+                        return Some((Err(err), (None, stream, encoder, true)));
+                    }
+                    None => {
+                        return match encoder.finish() {
+                            Ok(b) => Some((Ok(Bytes::from(b)), (None, stream, encoder, true))),
+                            Err(e) => Some((
+                                Err(std::io::Error::other(e.to_string())),
+                                (None, stream, encoder, true),
+                            )),
+                        };
+                    }
+                }
+            }
+        },
+    );
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        r.headers_mut().insert("x-mast-query-id", v);
+    }
+    r
 }

@@ -5,4 +5,6 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod mqtt;
+pub mod sql_tables;

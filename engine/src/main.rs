@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use mast_engine::config::{Config, Override, env_overrides};
-use mast_engine::http::HttpServer;
+use mast_engine::http::{Api, HttpServer};
 use mast_engine::mqtt::{MqttServer, hash_password};
 
 /// Mast: an IoT time-series engine. Devices publish over MQTT; analysts query with SQL.
@@ -240,8 +240,21 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
     let mqtt = MqttServer::start(cfg.mqtt.clone(), Arc::clone(&store))?;
-    // /health only until the SQL API lands (issue 5).
-    let http = match HttpServer::start(cfg.http.listen, Arc::clone(&mqtt.broker().counters)) {
+    let engine = match mast_query::QueryEngine::new(Arc::clone(&store), cfg.query.limits()) {
+        Ok(e) => e,
+        Err(e) => {
+            mqtt.shutdown();
+            anyhow::bail!("cannot start the SQL engine: {e}");
+        }
+    };
+    mast_engine::sql_tables::register(&engine, mqtt.broker(), &store);
+    let api = Api::new(
+        &cfg.http,
+        engine,
+        Arc::clone(mqtt.broker()),
+        Arc::clone(&store),
+    );
+    let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), api) {
         Ok(h) => h,
         Err(e) => {
             mqtt.shutdown();

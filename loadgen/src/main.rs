@@ -1,10 +1,12 @@
 //! `mast-loadgen`: load for MQTT brokers (Mast or any other), in emqtt-bench's conventions.
 //!
-//! Built so far: `pub`, `sub` and `conn`. Each runs its connections on a few mio threads,
-//! prints a rate line per second on stderr and a summary at the end (`--json` for scripts).
-//! The fleet simulator (`iot`), `query` and the scenario presets land with issue 6.
+//! Built so far: `pub`, `sub`, `conn` and `iot` (a TSBS-IoT-like truck fleet; its generator is
+//! the library's [`mast_loadgen::iot`]). Each runs its connections on a few mio threads, prints a
+//! rate line per second on stderr and a summary at the end (`--json` for scripts). `query` and
+//! the scenario presets land with issue 6.
 
 mod client;
+mod fleet;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -41,6 +43,9 @@ enum Verb {
     Sub(SubArgs),
     /// Idle connections.
     Conn(ConnArgs),
+    /// A TSBS-IoT-like truck fleet: each truck a connection (client id = device id truck_N)
+    /// publishing readings and diagnostics, in real time or fast-forward.
+    Iot(fleet::IotArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -253,6 +258,7 @@ fn run() -> anyhow::Result<()> {
         Verb::Pub(a) => run_pub(a),
         Verb::Sub(a) => run_sub(a),
         Verb::Conn(a) => run_conn(a),
+        Verb::Iot(a) => fleet::run_iot(a),
     }
 }
 
@@ -263,11 +269,30 @@ fn prefix(c: &Common, verb: &str) -> String {
 }
 
 fn settings(c: &Common) -> anyhow::Result<(SocketAddr, Settings)> {
-    let addr = (c.host.as_str(), c.port)
+    connection(
+        &c.host,
+        c.port,
+        c.version,
+        c.keepalive,
+        c.username.clone(),
+        c.password.clone(),
+    )
+}
+
+/// The broker's address and the connection settings for it.
+fn connection(
+    host: &str,
+    port: u16,
+    version: u8,
+    keep_alive: u16,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<(SocketAddr, Settings)> {
+    let addr = (host, port)
         .to_socket_addrs()?
         .next()
         .context("host has no address")?;
-    let version = match c.version {
+    let version = match version {
         3 | 4 => ProtocolVersion::V311,
         5 => ProtocolVersion::V5,
         v => anyhow::bail!("unsupported MQTT version {v} (3, 4 or 5)"),
@@ -276,9 +301,9 @@ fn settings(c: &Common) -> anyhow::Result<(SocketAddr, Settings)> {
         addr,
         Settings {
             version,
-            keep_alive: c.keepalive,
-            username: c.username.clone(),
-            password: c.password.clone(),
+            keep_alive,
+            username,
+            password,
             clean_start: true,
         },
     ))
@@ -329,12 +354,12 @@ fn percentiles_text(p: &[(f64, u64); 4]) -> String {
     )
 }
 
-/// Opens `ids` connections on one poll and waits for their CONNACKs.
+/// Opens `ids` connections (client id `client_id(i)`) on one poll and waits for their CONNACKs.
 fn connect_all(
     poll: &mut Poll,
     addr: SocketAddr,
     s: &Settings,
-    prefix: &str,
+    client_id: &dyn Fn(usize) -> String,
     ids: &[usize],
     interval: Duration,
 ) -> anyhow::Result<Vec<Conn>> {
@@ -342,7 +367,7 @@ fn connect_all(
     let mut events = Events::with_capacity(1024);
     let t0 = Instant::now();
     for (k, &i) in ids.iter().enumerate() {
-        let mut c = Conn::open(addr, &format!("{prefix}-{i}"), s)?;
+        let mut c = Conn::open(addr, &client_id(i), s)?;
         poll.registry().register(
             &mut c.stream,
             Token(k),
@@ -463,7 +488,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
                 &mut poll,
                 addr,
                 &s,
-                &prefix(&a.common, "pub"),
+                &|i| format!("{}-{i}", prefix(&a.common, "pub")),
                 &ids,
                 Duration::from_millis(a.common.interval_conn),
             );
@@ -658,7 +683,7 @@ fn run_sub(a: SubArgs) -> anyhow::Result<()> {
         &mut poll,
         addr,
         &s,
-        &prefix(&a.common, "sub"),
+        &|i| format!("{}-{i}", prefix(&a.common, "sub")),
         &ids,
         Duration::from_millis(a.common.interval_conn),
     )?;
@@ -757,7 +782,7 @@ fn run_conn(a: ConnArgs) -> anyhow::Result<()> {
         &mut poll,
         addr,
         &s,
-        &prefix(&a.common, "conn"),
+        &|i| format!("{}-{i}", prefix(&a.common, "conn")),
         &ids,
         Duration::from_millis(a.common.interval_conn),
     )?;

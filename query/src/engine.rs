@@ -129,7 +129,8 @@ impl QueryEngine {
 
     /// Adds a table to the `iot` schema.
     pub fn add_iot_table<T: SpecialTable>(&self, name: &str, table: T) {
-        self.iot.add(name, Arc::new(SpecialTableProvider::new(table)));
+        self.iot
+            .add(name, Arc::new(SpecialTableProvider::new(table)));
     }
 
     /// The query log behind `system.queries`.
@@ -225,7 +226,9 @@ impl QueryEngine {
         );
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(pool))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
         Ok(SessionStateBuilder::new_from_existing(self.base.clone())
             .with_runtime_env(runtime)

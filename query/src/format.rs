@@ -234,7 +234,8 @@ impl Encoder {
                 w.write(batch)
                     .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
                 if w.in_progress_size() >= PARQUET_ROW_GROUP_BYTES {
-                    w.flush().map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
+                    w.flush()
+                        .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
                 }
                 out = std::mem::take(w.inner_mut());
             }
@@ -274,27 +275,26 @@ impl Encoder {
         }
         Ok(out)
     }
-
 }
 
 /// The batch with tags as plain strings, for the text formats.
 fn text_batch(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-        if !batch
-            .schema()
-            .fields()
-            .iter()
-            .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
-        {
-            return Ok(batch.clone());
-        }
-        let schema = text_schema(&batch.schema());
-        let cols = batch
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(schema, cols)
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(..)))
+    {
+        return Ok(batch.clone());
+    }
+    let schema = text_schema(&batch.schema());
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, cols)
 }
 
 /// RFC 3339 in UTC with as many fraction digits as needed.

@@ -35,8 +35,7 @@ use crate::table::MastTable;
 
 /// Adds Mast's functions and rules to a session being built.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
-    builder
-        .with_optimizer_rule(Arc::new(LatestRowRule))
+    builder.with_optimizer_rule(Arc::new(LatestRowRule))
 }
 
 /// Registers the functions (after the defaults) on a built state.
@@ -173,9 +172,10 @@ fn latest_scan(scan: &TableScan) -> Option<MastTable> {
     if table.is_latest() || scan.fetch.is_some() {
         return None;
     }
-    let exact = scan.filters.iter().all(|f| {
-        table.pushdown(f) == datafusion::logical_expr::TableProviderFilterPushDown::Exact
-    });
+    let exact = scan
+        .filters
+        .iter()
+        .all(|f| table.pushdown(f) == datafusion::logical_expr::TableProviderFilterPushDown::Exact);
     exact.then(|| table.latest_rows())
 }
 
@@ -211,8 +211,7 @@ fn asks_latest(e: &Expr) -> bool {
             p.null_treatment,
             Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
         );
-        return !ignore_nulls
-            && matches!(p.order_by.as_slice(), [s] if s.asc && is_time(&s.expr));
+        return !ignore_nulls && matches!(p.order_by.as_slice(), [s] if s.asc && is_time(&s.expr));
     }
     false
 }

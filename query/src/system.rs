@@ -66,8 +66,9 @@ impl SpecialTable for TablesTable {
 
     fn rows(&self) -> Result<RecordBatch> {
         let snap = self.store.snapshot();
-        let mut per: BTreeMap<String, (u64, u64, u64, Option<i64>, Option<i64>)> =
-            BTreeMap::new();
+        // table -> (segments, rows, bytes, min time, max time)
+        type Sums = (u64, u64, u64, Option<i64>, Option<i64>);
+        let mut per: BTreeMap<String, Sums> = BTreeMap::new();
         for s in snap.segments() {
             let e = per.entry(s.table.to_string()).or_default();
             e.0 += 1;
@@ -84,14 +85,21 @@ impl SpecialTable for TablesTable {
             UInt32Builder::new(),
             UInt64Builder::new(),
         );
-        let (mut segs, mut rows, mut bytes) =
-            (UInt64Builder::new(), UInt64Builder::new(), UInt64Builder::new());
+        let (mut segs, mut rows, mut bytes) = (
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+            UInt64Builder::new(),
+        );
         let (mut lo, mut hi) = (
             TimestampNanosecondBuilder::new().with_timezone("UTC"),
             TimestampNanosecondBuilder::new().with_timezone("UTC"),
         );
         for t in tables {
-            let ntags = t.columns.iter().filter(|c| c.kind == ColumnKind::Tag).count();
+            let ntags = t
+                .columns
+                .iter()
+                .filter(|c| c.kind == ColumnKind::Tag)
+                .count();
             name.append_value(&*t.name);
             tags.append_value(ntags as u32);
             fields.append_value((t.columns.len() - ntags) as u32);
@@ -227,8 +235,11 @@ impl SpecialTable for SegmentsTable {
         let mut segs = self.store.snapshot().segments();
         segs.sort_by(|a, b| (&a.table, a.shard, a.id).cmp(&(&b.table, b.shard, b.id)));
         let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let (mut table, mut shard, mut id) =
-            (StringBuilder::new(), UInt32Builder::new(), UInt64Builder::new());
+        let (mut table, mut shard, mut id) = (
+            StringBuilder::new(),
+            UInt32Builder::new(),
+            UInt64Builder::new(),
+        );
         let (mut ps, mut pe, mut lo, mut hi) = (ts(), ts(), ts(), ts());
         let mut u = [
             UInt64Builder::new(),
@@ -295,9 +306,27 @@ pub struct QueryRecord {
     pub error: Option<String>,
 }
 
+/// Totals over every query since start, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueryCounts {
+    /// Running now.
+    pub running: u64,
+    /// Finished with all rows sent.
+    pub done: u64,
+    /// Failed (bad SQL, timeout, memory, ...).
+    pub failed: u64,
+    /// Dropped by the client before the end.
+    pub cancelled: u64,
+    /// Rows returned.
+    pub rows: u64,
+    /// Seconds spent, summed over finished queries.
+    pub seconds: f64,
+}
+
 /// Running queries and the most recent finished ones (a bounded ring).
 #[derive(Debug)]
 pub struct QueryLog {
+    totals: Mutex<QueryCounts>,
     next: AtomicU64,
     running: Mutex<BTreeMap<u64, QueryRecord>>,
     recent: Mutex<VecDeque<QueryRecord>>,
@@ -308,6 +337,7 @@ impl QueryLog {
     /// A log that keeps the last `keep` finished queries.
     pub fn new(keep: usize) -> QueryLog {
         QueryLog {
+            totals: Mutex::new(QueryCounts::default()),
             next: AtomicU64::new(1),
             running: Mutex::new(BTreeMap::new()),
             recent: Mutex::new(VecDeque::new()),
@@ -347,6 +377,16 @@ impl QueryLog {
         r.state = state;
         r.duration = Some(r.started.elapsed());
         r.error = error;
+        {
+            let mut t = lock(&self.totals);
+            match state {
+                "done" => t.done += 1,
+                "cancelled" => t.cancelled += 1,
+                _ => t.failed += 1,
+            }
+            t.rows += r.rows;
+            t.seconds += r.started.elapsed().as_secs_f64();
+        }
         let mut recent = lock(&self.recent);
         if recent.len() >= self.keep {
             recent.pop_front();
@@ -364,6 +404,13 @@ impl QueryLog {
     /// Queries running now.
     pub fn running(&self) -> usize {
         lock(&self.running).len()
+    }
+
+    /// Totals since start.
+    pub fn counts(&self) -> QueryCounts {
+        let mut c = *lock(&self.totals);
+        c.running = lock(&self.running).len() as u64;
+        c
     }
 }
 
@@ -401,11 +448,17 @@ impl SpecialTable for QueriesTable {
 
     fn rows(&self) -> Result<RecordBatch> {
         let recs = self.log.records();
-        let (mut id, mut sql, mut state) =
-            (UInt64Builder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut id, mut sql, mut state) = (
+            UInt64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut started = TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let (mut dur, mut rows, mut err) =
-            (Float64Builder::new(), UInt64Builder::new(), StringBuilder::new());
+        let (mut dur, mut rows, mut err) = (
+            Float64Builder::new(),
+            UInt64Builder::new(),
+            StringBuilder::new(),
+        );
         for r in recs {
             id.append_value(r.id);
             sql.append_value(&r.sql);

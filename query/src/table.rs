@@ -237,9 +237,9 @@ fn literal(e: &Expr) -> Option<ScalarValue> {
 
 fn string_of(v: &ScalarValue) -> Option<String> {
     match v {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Some(s.clone())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
         ScalarValue::Dictionary(_, inner) => string_of(inner),
         _ => None,
     }
@@ -323,7 +323,12 @@ impl MastScanExec {
 impl DisplayAs for MastScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.req;
-        write!(f, "MastScanExec: table={}, shards={}", r.table, self.shards.len())?;
+        write!(
+            f,
+            "MastScanExec: table={}, shards={}",
+            r.table,
+            self.shards.len()
+        )?;
         if r.time != (i64::MIN, i64::MAX) {
             write!(f, ", time=[{}, {})", r.time.0, r.time.1)?;
         }
@@ -397,6 +402,9 @@ impl ExecutionPlan for MastScanExec {
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream.boxed())))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            stream.boxed(),
+        )))
     }
 }

@@ -24,24 +24,40 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
                 .i64("status", i % 3);
         }
     }
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
     store.seal().unwrap();
     // newer rows in the head, one of them rewriting the last sealed point of t1
     let mut b = WriteBatch::new();
     let s = b.series("readings", &[("device_id", "t1"), ("fleet", "South")]);
-    b.row(s, T0 + 99 * 10_000_000_000).f64("velocity", 123.0).i64("status", 9);
-    b.row(s, T0 + 100 * 10_000_000_000).f64("velocity", 5.5).i64("status", 1);
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+    b.row(s, T0 + 99 * 10_000_000_000)
+        .f64("velocity", 123.0)
+        .i64("status", 9);
+    b.row(s, T0 + 100 * 10_000_000_000)
+        .f64("velocity", 5.5)
+        .i64("status", 1);
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
     (dir, store)
 }
 
 async fn json(engine: &QueryEngine, sql: &str) -> serde_json::Value {
     let text = encode(engine, sql, Format::Json).await;
-    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&text)))
+    serde_json::from_slice(&text)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&text)))
 }
 
 async fn encode(engine: &QueryEngine, sql: &str, format: Format) -> Vec<u8> {
-    let mut stream = engine.run(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut stream = engine
+        .run(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let (mut enc, mut out) = Encoder::new(format, stream.schema()).unwrap();
     while let Some(b) = stream.next().await {
         out.extend(enc.batch(&b.unwrap()).unwrap());
@@ -52,7 +68,12 @@ async fn encode(engine: &QueryEngine, sql: &str, format: Format) -> Vec<u8> {
 
 async fn plan(engine: &QueryEngine, sql: &str) -> String {
     let v = json(engine, &format!("EXPLAIN {sql}")).await;
-    v.as_array().unwrap().iter().map(|r| r["plan"].as_str().unwrap().to_string()).collect::<Vec<_>>().join("\n")
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["plan"].as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,18 +81,45 @@ async fn filters_aggregates_and_formats() {
     let (_dir, store) = store();
     let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
     let v = json(&engine, "SELECT device_id, count(*) AS n, max(velocity) AS vmax FROM readings WHERE fleet = 'South' GROUP BY device_id ORDER BY device_id").await;
-    assert_eq!(v, serde_json::json!([{"device_id":"t1","n":101,"vmax":123.0},{"device_id":"t3","n":100,"vmax":60.0}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"device_id":"t1","n":101,"vmax":123.0},{"device_id":"t3","n":100,"vmax":60.0}])
+    );
     let v = json(&engine, "SELECT time, velocity FROM readings WHERE device_id = 't2' AND time >= '2026-01-01T00:00:10Z' AND time < '2026-01-01T00:00:30Z' ORDER BY time").await;
-    assert_eq!(v, serde_json::json!([{"time":"2026-01-01T00:00:10Z","velocity":10.0},{"time":"2026-01-01T00:00:20Z","velocity":20.0}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"time":"2026-01-01T00:00:10Z","velocity":10.0},{"time":"2026-01-01T00:00:20Z","velocity":20.0}])
+    );
     let p = plan(&engine, "SELECT velocity FROM readings WHERE device_id = 't2' AND time >= '2026-01-01T00:00:10Z' AND velocity > 30").await;
     assert!(p.contains("device_id in [\"t2\"]"), "{p}");
     assert!(p.contains("time=[1767225610000000000, "), "{p}");
     assert!(p.contains("velocity in [Some(F64(30.0)), None]"), "{p}");
-    let csv = encode(&engine, "SELECT device_id, status FROM readings WHERE device_id = 't2' ORDER BY time LIMIT 2", Format::Csv).await;
-    assert_eq!(String::from_utf8(csv).unwrap(), "device_id,status\nt2,0\nt2,1\n");
-    let jl = encode(&engine, "SELECT device_id, status FROM readings WHERE device_id = 't2' ORDER BY time LIMIT 2", Format::Jsonl).await;
-    assert_eq!(String::from_utf8(jl).unwrap(), "{\"device_id\":\"t2\",\"status\":0}\n{\"device_id\":\"t2\",\"status\":1}\n");
-    let empty = encode(&engine, "SELECT device_id FROM readings WHERE device_id = 'nobody'", Format::Json).await;
+    let csv = encode(
+        &engine,
+        "SELECT device_id, status FROM readings WHERE device_id = 't2' ORDER BY time LIMIT 2",
+        Format::Csv,
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(csv).unwrap(),
+        "device_id,status\nt2,0\nt2,1\n"
+    );
+    let jl = encode(
+        &engine,
+        "SELECT device_id, status FROM readings WHERE device_id = 't2' ORDER BY time LIMIT 2",
+        Format::Jsonl,
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(jl).unwrap(),
+        "{\"device_id\":\"t2\",\"status\":0}\n{\"device_id\":\"t2\",\"status\":1}\n"
+    );
+    let empty = encode(
+        &engine,
+        "SELECT device_id FROM readings WHERE device_id = 'nobody'",
+        Format::Json,
+    )
+    .await;
     assert_eq!(String::from_utf8(empty).unwrap().trim(), "[]");
 }
 
@@ -83,17 +131,26 @@ async fn last_values_read_only_the_latest_rows() {
     let p = plan(&engine, sql).await;
     assert!(p.contains("latest=true"), "{p}");
     let v = json(&engine, sql).await;
-    assert_eq!(v, serde_json::json!([
+    assert_eq!(
+        v,
+        serde_json::json!([
         {"device_id":"t1","v":5.5,"t":"2026-01-01T00:16:40Z"},
         {"device_id":"t2","v":10.0,"t":"2026-01-01T00:16:30Z"},
-        {"device_id":"t3","v":10.0,"t":"2026-01-01T00:16:30Z"}]));
+        {"device_id":"t3","v":10.0,"t":"2026-01-01T00:16:30Z"}])
+    );
     // a field filter changes which row is last: no rewrite, same answer as a full scan
     let sql = "SELECT device_id, last(velocity, time) AS v FROM readings WHERE velocity > 50 GROUP BY device_id ORDER BY device_id";
     assert!(!plan(&engine, sql).await.contains("latest=true"));
     let v = json(&engine, sql).await;
-    assert_eq!(v, serde_json::json!([{"device_id":"t1","v":123.0},{"device_id":"t2","v":60.0},{"device_id":"t3","v":60.0}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"device_id":"t1","v":123.0},{"device_id":"t2","v":60.0},{"device_id":"t3","v":60.0}])
+    );
     let v = json(&engine, "SELECT first(velocity, time) AS f, time_bucket(INTERVAL '1 minute', time) AS b FROM readings WHERE device_id = 't1' GROUP BY b ORDER BY b LIMIT 2").await;
-    assert_eq!(v, serde_json::json!([{"f":0.0,"b":"2026-01-01T00:00:00Z"},{"f":60.0,"b":"2026-01-01T00:01:00Z"}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"f":0.0,"b":"2026-01-01T00:00:00Z"},{"f":60.0,"b":"2026-01-01T00:01:00Z"}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,18 +158,39 @@ async fn system_tables_describe_the_store() {
     let (_dir, store) = store();
     let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
     // two shards: t1 and t3 in one, t2 in the other (by device id hash)
-    let v = json(&engine, "SELECT table_name, tags, fields, segments, segment_rows FROM system.tables").await;
-    assert_eq!(v, serde_json::json!([{"table_name":"readings","tags":2,"fields":2,"segments":2,"segment_rows":300}]));
-    let v = json(&engine, "SELECT column_name, kind, data_type FROM system.columns ORDER BY ordinal").await;
-    assert_eq!(v, serde_json::json!([
+    let v = json(
+        &engine,
+        "SELECT table_name, tags, fields, segments, segment_rows FROM system.tables",
+    )
+    .await;
+    assert_eq!(
+        v,
+        serde_json::json!([{"table_name":"readings","tags":2,"fields":2,"segments":2,"segment_rows":300}])
+    );
+    let v = json(
+        &engine,
+        "SELECT column_name, kind, data_type FROM system.columns ORDER BY ordinal",
+    )
+    .await;
+    assert_eq!(
+        v,
+        serde_json::json!([
         {"column_name":"time","kind":"time","data_type":"timestamp"},
         {"column_name":"device_id","kind":"tag","data_type":"string"},
         {"column_name":"fleet","kind":"tag","data_type":"string"},
         {"column_name":"velocity","kind":"field","data_type":"float64"},
-        {"column_name":"status","kind":"field","data_type":"int64"}]));
+        {"column_name":"status","kind":"field","data_type":"int64"}])
+    );
     let v = json(&engine, "SELECT table_name, sum(rows) AS rows, sum(series) AS series, min(min_time) AS min_time FROM system.segments GROUP BY table_name").await;
-    assert_eq!(v, serde_json::json!([{"table_name":"readings","rows":300,"series":3,"min_time":"2026-01-01T00:00:00Z"}]));
-    let v = json(&engine, "SELECT sql, state, rows FROM system.queries WHERE state <> 'running' ORDER BY query_id").await;
+    assert_eq!(
+        v,
+        serde_json::json!([{"table_name":"readings","rows":300,"series":3,"min_time":"2026-01-01T00:00:00Z"}])
+    );
+    let v = json(
+        &engine,
+        "SELECT sql, state, rows FROM system.queries WHERE state <> 'running' ORDER BY query_id",
+    )
+    .await;
     assert_eq!(v[0]["state"], "done");
     assert_eq!(v[0]["rows"], 1);
 }
@@ -120,34 +198,85 @@ async fn system_tables_describe_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guard_rails() {
     let (_dir, store) = store();
-    let limits = QueryLimits { timeout: Duration::from_millis(300), memory_limit: 4 << 20, max_concurrent: 2, ..QueryLimits::default() };
+    let limits = QueryLimits {
+        timeout: Duration::from_millis(300),
+        memory_limit: 4 << 20,
+        max_concurrent: 2,
+        ..QueryLimits::default()
+    };
     let engine = QueryEngine::new(store, limits).unwrap();
     let kind = |r: Result<mast_query::QueryStream, mast_query::QueryError>| r.err().map(|e| e.kind);
-    assert_eq!(kind(engine.run("SELEC 1").await), Some(QueryErrorKind::BadSql));
-    assert_eq!(kind(engine.run("SELECT * FROM nope").await), Some(QueryErrorKind::TableNotFound));
-    assert_eq!(kind(engine.run("SELECT nope FROM readings").await), Some(QueryErrorKind::BadSql));
-    for sql in ["DROP TABLE readings", "INSERT INTO readings VALUES (1)", "CREATE TABLE x AS SELECT 1", "SET datafusion.execution.batch_size = 1", "COPY readings TO '/tmp/x.csv'", "DELETE FROM readings"] {
-        assert_eq!(kind(engine.run(sql).await), Some(QueryErrorKind::ReadOnly), "{sql}");
+    assert_eq!(
+        kind(engine.run("SELEC 1").await),
+        Some(QueryErrorKind::BadSql)
+    );
+    assert_eq!(
+        kind(engine.run("SELECT * FROM nope").await),
+        Some(QueryErrorKind::TableNotFound)
+    );
+    assert_eq!(
+        kind(engine.run("SELECT nope FROM readings").await),
+        Some(QueryErrorKind::BadSql)
+    );
+    for sql in [
+        "DROP TABLE readings",
+        "INSERT INTO readings VALUES (1)",
+        "CREATE TABLE x AS SELECT 1",
+        "SET datafusion.execution.batch_size = 1",
+        "COPY readings TO '/tmp/x.csv'",
+        "DELETE FROM readings",
+    ] {
+        assert_eq!(
+            kind(engine.run(sql).await),
+            Some(QueryErrorKind::ReadOnly),
+            "{sql}"
+        );
     }
-    assert_eq!(kind(engine.run("SELECT 1; SELECT 2").await), Some(QueryErrorKind::BadSql));
+    assert_eq!(
+        kind(engine.run("SELECT 1; SELECT 2").await),
+        Some(QueryErrorKind::BadSql)
+    );
     // a query needing more than 4 MiB fails alone
-    let mut s = engine.run("SELECT array_agg(repeat('x', 1000)) FROM generate_series(1, 100000)").await.unwrap();
+    let mut s = engine
+        .run("SELECT array_agg(repeat('x', 1000)) FROM generate_series(1, 100000)")
+        .await
+        .unwrap();
     let mut err = None;
-    while let Some(b) = s.next().await { if let Err(e) = b { err = Some(e.kind); break; } }
+    while let Some(b) = s.next().await {
+        if let Err(e) = b {
+            err = Some(e.kind);
+            break;
+        }
+    }
     assert_eq!(err, Some(QueryErrorKind::MemoryLimit));
     drop(s);
     // a slow query times out
-    let mut s = engine.run("SELECT count(*) FROM generate_series(1, 1000000000)").await.unwrap();
+    let mut s = engine
+        .run("SELECT count(*) FROM generate_series(1, 1000000000)")
+        .await
+        .unwrap();
     let mut err = None;
-    while let Some(b) = s.next().await { if let Err(e) = b { err = Some(e.kind); break; } }
+    while let Some(b) = s.next().await {
+        if let Err(e) = b {
+            err = Some(e.kind);
+            break;
+        }
+    }
     assert_eq!(err, Some(QueryErrorKind::Timeout));
     drop(s);
-    let v = json(&engine, "SELECT state, error FROM system.queries WHERE sql LIKE '%1000000000%'").await;
+    let v = json(
+        &engine,
+        "SELECT state, error FROM system.queries WHERE sql LIKE '%1000000000%'",
+    )
+    .await;
     assert_eq!(v[0]["state"], "failed");
     // concurrency limit
     let a = engine.run("SELECT 1").await.unwrap();
     let b = engine.run("SELECT 1").await.unwrap();
-    assert_eq!(kind(engine.run("SELECT 1").await), Some(QueryErrorKind::Busy));
+    assert_eq!(
+        kind(engine.run("SELECT 1").await),
+        Some(QueryErrorKind::Busy)
+    );
     drop((a, b));
     assert!(engine.run("SELECT 1").await.is_ok());
 }

@@ -12,12 +12,17 @@ use common::{Cell, config, rows};
 use mast_storage::{Durability, ScanRequest, Store, WriteBatch};
 use proptest::prelude::*;
 
-fn latest_by_full_scan(store: &Store, req: &ScanRequest) -> BTreeMap<String, BTreeMap<String, Cell>> {
+fn latest_by_full_scan(
+    store: &Store,
+    req: &ScanRequest,
+) -> BTreeMap<String, BTreeMap<String, Cell>> {
     let mut full = req.clone();
     full.latest = false;
     let mut out = BTreeMap::new();
     for r in rows(&store.snapshot().scan(&full).unwrap()) {
-        let Cell::S(dev) = r["device_id"].clone() else { panic!("device_id") };
+        let Cell::S(dev) = r["device_id"].clone() else {
+            panic!("device_id")
+        };
         out.insert(dev, r); // rows of a series come in time order: the last one stays
     }
     out
@@ -26,7 +31,9 @@ fn latest_by_full_scan(store: &Store, req: &ScanRequest) -> BTreeMap<String, BTr
 fn latest_scan(store: &Store, req: &ScanRequest) -> BTreeMap<String, BTreeMap<String, Cell>> {
     let mut out = BTreeMap::new();
     for r in rows(&store.snapshot().scan(req).unwrap()) {
-        let Cell::S(dev) = r["device_id"].clone() else { panic!("device_id") };
+        let Cell::S(dev) = r["device_id"].clone() else {
+            panic!("device_id")
+        };
         assert!(out.insert(dev, r).is_none(), "one row per series");
     }
     out
@@ -73,7 +80,11 @@ fn a_sink_that_says_stop_ends_the_scan() {
             b.row(s, t).f64("v", t as f64);
         }
     }
-    store.submit(b, Durability::Durable).unwrap().wait().unwrap();
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
     let mut req = ScanRequest::table("m");
     req.batch_rows = 100;
     let mut seen = Vec::new();

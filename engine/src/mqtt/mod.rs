@@ -13,7 +13,7 @@ mod ingest;
 mod message;
 mod metrics;
 mod persist;
-mod presence;
+pub(crate) mod presence;
 mod reactor;
 mod session;
 mod tls;
@@ -32,7 +32,7 @@ use mast_storage::Store;
 use mio::{Poll, Token, Waker};
 
 pub use auth::hash_password;
-pub use broker::Broker;
+pub use broker::{Broker, ConnectionInfo};
 pub use metrics::Counters;
 
 use crate::config::MqttConfig;

@@ -1,0 +1,488 @@
+//! `mast-loadgen iot`: the truck fleet of [`mast_loadgen::iot`] over MQTT. Each truck is one
+//! connection whose client id is its device id (`truck_{i}`), publishing to
+//! `devices/{id}/telemetry/readings` and `devices/{id}/telemetry/diagnostics`.
+//!
+//! Two clocks: real time (one row per table per `--interval` at wall-clock pace, timestamps =
+//! now; sends spread over the interval) or `--fast-forward` (the simulated history from `--start`
+//! over `--duration`, as fast as the broker takes it). Either way QoS 1/2 keeps `--inflight`
+//! messages unacknowledged per truck, and the run ends with a PINGREQ round trip per connection,
+//! so at QoS 0 too the totals count only what the broker has read.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use mast_loadgen::iot::{Format, Table, Truck, parse_duration, parse_time};
+use mast_protocol::primitives::Utf8;
+use mio::{Events, Poll};
+
+use crate::client::{Conn, Event, Phase};
+use crate::{Latency, connect_all, connection, now_ns, percentiles_json, percentiles_text};
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Line protocol carries the truck's tags (name, fleet, driver, model, \
+device_version, load_capacity, fuel_capacity, nominal_fuel_consumption) on every row; JSON \
+carries none (the device id comes from the topic), so use --format line to get the tags."
+)]
+pub(crate) struct IotArgs {
+    /// Broker host.
+    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    host: String,
+    /// Broker port.
+    #[arg(short = 'p', long, default_value_t = 1883)]
+    port: u16,
+    /// MQTT version: 3 or 4 (3.1.1), 5.
+    #[arg(short = 'V', long, default_value_t = 4)]
+    version: u8,
+    /// Number of trucks (one connection each, client ids truck_0 ... truck_{N-1}).
+    #[arg(
+        short = 'c',
+        long = "trucks",
+        visible_alias = "count",
+        default_value_t = 10
+    )]
+    trucks: usize,
+    /// Seed: the same seed sends the same bytes (fast-forward) or values (real time).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First timestamp in fast-forward: RFC 3339 or ms since the epoch.
+    #[arg(long, default_value = "2026-01-01T00:00:00Z", value_parser = parse_time)]
+    start: i64,
+    /// Time between a truck's rows (10s, 500ms, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    interval: u64,
+    /// Simulated time to cover (6h, 10m, 1h30m) [default: 1h in fast-forward, no end in real time].
+    #[arg(short = 'd', long, value_parser = parse_duration)]
+    duration: Option<u64>,
+    /// Send the simulated history as fast as the broker accepts it, with explicit timestamps
+    /// from --start (instead of real time, timestamps = now).
+    #[arg(long)]
+    fast_forward: bool,
+    /// Payload format (JSON has ms timestamps and no tags).
+    #[arg(long, value_enum, default_value = "line")]
+    format: Format,
+    /// Rows per message: K consecutive intervals of one truck's table [default: 1 in real time,
+    /// 60 in fast-forward].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Probability (0..1) that a row is dirty: a field missing, a field zeroed, or the row sent
+    /// late (out of order). Deterministic from the seed.
+    #[arg(long, default_value_t = 0.0)]
+    dirty: f64,
+    /// QoS.
+    #[arg(short = 'q', long, default_value_t = 1)]
+    qos: u8,
+    /// Unacknowledged QoS 1/2 messages per truck.
+    #[arg(long, default_value_t = 64)]
+    inflight: usize,
+    /// Keep alive, seconds.
+    #[arg(short = 'k', long, default_value_t = 300)]
+    keepalive: u16,
+    /// User name.
+    #[arg(short = 'u', long)]
+    username: Option<String>,
+    /// Password.
+    #[arg(short = 'P', long)]
+    password: Option<String>,
+    /// Milliseconds between connection starts.
+    #[arg(long, default_value_t = 0)]
+    interval_conn: u64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+}
+
+/// What was sent to (and acknowledged by) the broker, per table and in all.
+#[derive(Debug, Default)]
+struct Totals {
+    /// Per table (readings, diagnostics): messages, rows, points.
+    tables: [[u64; 3]; 2],
+    acked: u64,
+    latency: Latency,
+}
+
+impl Totals {
+    fn sum(&self, i: usize) -> u64 {
+        self.tables.iter().map(|t| t[i]).sum()
+    }
+
+    fn add(&mut self, o: Totals) {
+        for (a, b) in self.tables.iter_mut().zip(o.tables) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self.acked += o.acked;
+        self.latency.0.extend(o.latency.0);
+    }
+}
+
+/// A message ready to go: table, rows, points, payload.
+type Outgoing = (Table, u64, u64, Bytes);
+
+/// One truck's run: its generator, topics, the next interval to produce, and the messages made
+/// but not yet handed to the connection.
+struct Run {
+    truck: Truck,
+    topics: [Utf8; 2],
+    next: u64,
+    drained: bool,
+    outbox: VecDeque<Outgoing>,
+    /// Real time: how far into each interval this truck sends (spreads the fleet's sends).
+    offset: Duration,
+}
+
+/// The schedule shared by every truck.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    format: Format,
+    batch: u64,
+    /// Intervals to produce (`u64::MAX`: until killed).
+    ticks: u64,
+    interval_ns: u64,
+    /// Timestamp of interval 0.
+    origin_ns: i64,
+    /// Real time: when interval 0 is; `None` in fast-forward.
+    wall0: Option<Instant>,
+}
+
+impl Run {
+    /// Makes the next batch's messages when they are due; false when the truck is done.
+    fn refill(&mut self, plan: &Plan, now: Instant, buf: &mut String) -> bool {
+        if self.next >= plan.ticks {
+            if !self.drained {
+                self.drained = true;
+                let b = self.truck.drain();
+                self.queue(plan.format, &b, buf);
+            }
+            return !self.outbox.is_empty();
+        }
+        let k = plan.batch.min(plan.ticks - self.next);
+        if let Some(w0) = plan.wall0 {
+            let last = self.next + k - 1;
+            let due =
+                w0 + Duration::from_nanos(plan.interval_ns.saturating_mul(last)) + self.offset;
+            if now < due {
+                return true;
+            }
+        }
+        let first = plan
+            .origin_ns
+            .saturating_add((plan.interval_ns as i64).saturating_mul(self.next as i64));
+        let b = self
+            .truck
+            .next_batch(first, plan.interval_ns as i64, k as usize);
+        self.next += k;
+        self.queue(plan.format, &b, buf);
+        true
+    }
+
+    fn queue(&mut self, format: Format, b: &mast_loadgen::iot::Batch, buf: &mut String) {
+        for table in Table::ALL {
+            let rows = b.rows(table);
+            if rows.is_empty() {
+                continue;
+            }
+            buf.clear();
+            self.truck.encode(format, rows, buf);
+            let points: usize = rows.iter().map(|r| r.points()).sum();
+            self.outbox.push_back((
+                table,
+                rows.len() as u64,
+                points as u64,
+                Bytes::copy_from_slice(buf.as_bytes()),
+            ));
+        }
+    }
+
+    fn done(&self, plan: &Plan) -> bool {
+        self.next >= plan.ticks && self.drained && self.outbox.is_empty()
+    }
+}
+
+pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.qos <= 2, "QoS must be 0, 1 or 2");
+    anyhow::ensure!(a.trucks > 0, "--trucks must be at least 1");
+    anyhow::ensure!(a.interval > 0, "--interval must be more than 0");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.dirty),
+        "--dirty is a probability, 0 to 1"
+    );
+    let batch = a.batch.unwrap_or(if a.fast_forward { 60 } else { 1 });
+    anyhow::ensure!(batch > 0, "--batch must be at least 1");
+    let duration = match (a.duration, a.fast_forward) {
+        (Some(d), _) => Some(d),
+        (None, true) => Some(3_600_000_000_000),
+        (None, false) => None,
+    };
+    let ticks = duration.map_or(u64::MAX, |d| d / a.interval);
+    if a.format == Format::Json {
+        anyhow::ensure!(
+            a.interval.is_multiple_of(1_000_000) && (!a.fast_forward || a.start % 1_000_000 == 0),
+            "JSON timestamps are whole milliseconds: --interval and --start must be too"
+        );
+    }
+    let (addr, s) = connection(
+        &a.host,
+        a.port,
+        a.version,
+        a.keepalive,
+        a.username.clone(),
+        a.password.clone(),
+    )?;
+    let groups = crate::split(a.trucks, a.threads);
+    let points_total = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
+    // Real time: every thread starts interval 0 at the same wall-clock instant, 1 s after now
+    // rounded down to a whole second (so timestamps are round and connecting has time).
+    let wall_ns = now_ns();
+    let origin_ns = if a.fast_forward {
+        a.start
+    } else {
+        ((wall_ns / 1_000_000_000 + 1) * 1_000_000_000) as i64
+    };
+    let wall0 = Instant::now() + Duration::from_nanos((origin_ns as u64).saturating_sub(wall_ns));
+    let plan = Plan {
+        format: a.format,
+        batch: batch as u64,
+        ticks,
+        interval_ns: a.interval,
+        origin_ns,
+        wall0: (!a.fast_forward).then_some(wall0),
+    };
+    let mut handles = Vec::new();
+    for ids in groups {
+        let (a, s, points_total, ready) = (
+            a.clone(),
+            s.clone(),
+            Arc::clone(&points_total),
+            Arc::clone(&ready),
+        );
+        handles.push(std::thread::spawn(
+            move || -> anyhow::Result<(Totals, Duration)> {
+                let mut poll = Poll::new()?;
+                let conns = connect_all(
+                    &mut poll,
+                    addr,
+                    &s,
+                    &|i| format!("truck_{i}"),
+                    &ids,
+                    Duration::from_millis(a.interval_conn),
+                );
+                ready.wait();
+                let mut conns = conns?;
+                let mut runs: Vec<Run> = ids
+                    .iter()
+                    .map(|&i| {
+                        let truck = Truck::new(a.seed, i as u64, a.dirty);
+                        let topics = Table::ALL.map(|t| {
+                            Utf8::new(&format!(
+                                "devices/{}/telemetry/{}",
+                                truck.device_id(),
+                                t.name()
+                            ))
+                        });
+                        Run {
+                            truck,
+                            topics,
+                            next: 0,
+                            drained: false,
+                            outbox: VecDeque::new(),
+                            offset: Duration::from_nanos(
+                                (u128::from(plan.interval_ns) * i as u128 / a.trucks as u128)
+                                    as u64,
+                            ),
+                        }
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                let totals = drive(&a, &plan, &mut poll, &mut conns, &mut runs, &points_total)?;
+                Ok((totals, t0.elapsed()))
+            },
+        ));
+    }
+    ready.wait();
+    crate::rate_lines("iot points", Arc::clone(&points_total), Arc::clone(&done));
+    let mut total = Totals::default();
+    let mut elapsed = Duration::ZERO;
+    for h in handles {
+        let (t, e) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("truck thread panicked"))??;
+        total.add(t);
+        elapsed = elapsed.max(e);
+    }
+    done.store(1, Ordering::Relaxed);
+    report(&a, &plan, total, elapsed);
+    Ok(())
+}
+
+/// Produces, publishes and acknowledges until every truck is done, then drains.
+fn drive(
+    a: &IotArgs,
+    plan: &Plan,
+    poll: &mut Poll,
+    conns: &mut [Conn],
+    runs: &mut [Run],
+    points_total: &AtomicU64,
+) -> anyhow::Result<Totals> {
+    let mut t = Totals::default();
+    let mut events = Events::with_capacity(1024);
+    let mut buf = String::new();
+    let mut reported = 0u64;
+    loop {
+        let now = Instant::now();
+        let mut all_done = true;
+        let mut sent_any = false;
+        for (c, r) in conns.iter_mut().zip(runs.iter_mut()) {
+            anyhow::ensure!(
+                c.phase == Phase::Connected,
+                "{}: the broker closed the connection",
+                r.truck.device_id()
+            );
+            while c.pending() < 64 * 1024 && (a.qos == 0 || c.inflight() < a.inflight) {
+                if r.outbox.is_empty() && !r.refill(plan, now, &mut buf) {
+                    break;
+                }
+                let Some((table, rows, points, body)) = r.outbox.pop_front() else {
+                    break;
+                };
+                let ti = usize::from(table == Table::Diagnostics);
+                c.publish(&r.topics[ti], body, a.qos, false);
+                t.tables[ti][0] += 1;
+                t.tables[ti][1] += rows;
+                t.tables[ti][2] += points;
+                sent_any = true;
+            }
+            if !c.write_blocked {
+                c.flush()?;
+            }
+            if !r.done(plan) || c.inflight() > 0 {
+                all_done = false;
+            }
+        }
+        if all_done {
+            break;
+        }
+        let timeout = if sent_any && plan.wall0.is_none() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1)
+        };
+        crate::pump(poll, &mut events, conns, timeout, &mut |_, e| {
+            if let Event::Acked(us) = e {
+                t.acked += 1;
+                if t.acked % 16 == 1 || t.latency.0.len() < 100_000 {
+                    t.latency.0.push(us);
+                }
+            }
+        })?;
+        let points = t.sum(2);
+        points_total.fetch_add(points - reported, Ordering::Relaxed);
+        reported = points;
+    }
+    // Everything written before the PINGREQ has been read by the broker once its PINGRESP is in.
+    for c in conns.iter_mut() {
+        c.ping();
+        c.flush()?;
+    }
+    let drain_end = Instant::now() + Duration::from_secs(60);
+    while conns
+        .iter()
+        .any(|c| c.ping_pending && c.phase == Phase::Connected)
+    {
+        anyhow::ensure!(
+            Instant::now() < drain_end,
+            "the broker did not answer PINGREQ within 60 s"
+        );
+        for c in conns.iter_mut() {
+            if !c.write_blocked {
+                c.flush()?;
+            }
+        }
+        crate::pump(
+            poll,
+            &mut events,
+            conns,
+            Duration::from_millis(5),
+            &mut |_, _| {},
+        )?;
+    }
+    anyhow::ensure!(
+        conns.iter().all(|c| c.phase == Phase::Connected),
+        "the broker closed a connection before the end"
+    );
+    Ok(t)
+}
+
+fn report(a: &IotArgs, plan: &Plan, t: Totals, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let (messages, rows, points) = (t.sum(0), t.sum(1), t.sum(2));
+    let mut lat = t.latency;
+    let p = lat.percentiles();
+    let mode = if plan.wall0.is_none() {
+        "fast-forward"
+    } else {
+        "real-time"
+    };
+    let format = match plan.format {
+        Format::Line => "line",
+        Format::Json => "json",
+    };
+    let [r, d] = t.tables;
+    if a.json {
+        let table = |x: [u64; 3]| {
+            format!(
+                "{{\"messages\":{},\"rows\":{},\"points\":{}}}",
+                x[0], x[1], x[2]
+            )
+        };
+        println!(
+            "{{\"verb\":\"iot\",\"mode\":\"{mode}\",\"format\":\"{format}\",\"trucks\":{},\"seed\":{},\"qos\":{},\"batch\":{},\"dirty\":{},\"messages\":{messages},\"rows\":{rows},\"points\":{points},\"acked\":{},\"seconds\":{secs:.3},\"msgs_per_sec\":{:.0},\"rows_per_sec\":{:.0},\"points_per_sec\":{:.0},\"tables\":{{\"readings\":{},\"diagnostics\":{}}},\"ack_latency_us\":{}}}",
+            a.trucks,
+            a.seed,
+            a.qos,
+            plan.batch,
+            a.dirty,
+            t.acked,
+            messages as f64 / secs,
+            rows as f64 / secs,
+            points as f64 / secs,
+            table(r),
+            table(d),
+            percentiles_json(&p)
+        );
+    } else {
+        println!(
+            "iot: {} trucks, {mode}, {format}, QoS {}, batch {}: {messages} messages, {rows} rows, {points} points in {secs:.2}s ({:.0} msgs/s, {:.0} rows/s, {:.0} points/s); acked {}",
+            a.trucks,
+            a.qos,
+            plan.batch,
+            messages as f64 / secs,
+            rows as f64 / secs,
+            points as f64 / secs,
+            t.acked,
+        );
+        println!(
+            "iot: readings {} messages, {} rows, {} points; diagnostics {} messages, {} rows, {} points; ack latency {}",
+            r[0],
+            r[1],
+            r[2],
+            d[0],
+            d[1],
+            d[2],
+            percentiles_text(&p)
+        );
+    }
+}
