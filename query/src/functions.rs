@@ -35,7 +35,10 @@ use crate::table::MastTable;
 
 /// Adds Mast's functions and rules to a session being built.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
-    builder.with_optimizer_rule(Arc::new(LatestRowRule))
+    builder
+        .with_optimizer_rule(Arc::new(LatestRowRule))
+        .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
+        .with_query_planner(Arc::new(gapfill::MastQueryPlanner))
 }
 
 /// Registers the functions (after the defaults) on a built state.

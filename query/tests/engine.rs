@@ -280,3 +280,76 @@ async fn guard_rails() {
     drop((a, b));
     assert!(engine.run("SELECT 1").await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_filling_with_locf_and_interpolate() {
+    let (_dir, store) = store();
+    let mut b = WriteBatch::new();
+    let a = b.series("sparse", &[("device_id", "a")]);
+    b.row(a, T0).f64("v", 1.0);
+    b.row(a, T0 + 180_000_000_000 + 5).f64("v", 4.0);
+    let d = b.series("sparse", &[("device_id", "b")]);
+    b.row(d, T0 + 60_000_000_000).f64("v", 2.0);
+    store
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
+    let sql = "SELECT date_bin_gapfill(INTERVAL '1 minute', time) AS m, device_id, avg(v) AS raw, \
+               locf(avg(v)) AS carried, interpolate(avg(v)) AS lin FROM sparse \
+               WHERE time >= '2026-01-01T00:00:00Z' AND time < '2026-01-01T00:05:00Z' \
+               GROUP BY m, device_id ORDER BY device_id, m";
+    let v = json(&engine, sql).await;
+    type Row = (String, String, Option<f64>, Option<f64>, Option<f64>);
+    let got: Vec<Row> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_id"].as_str().unwrap().to_string(),
+                r["m"].as_str().unwrap()[14..16].to_string(),
+                r["raw"].as_f64(),
+                r["carried"].as_f64(),
+                r["lin"].as_f64(),
+            )
+        })
+        .collect();
+    let want = vec![
+        ("a", "00", Some(1.0), Some(1.0), Some(1.0)),
+        ("a", "01", None, Some(1.0), Some(2.0)),
+        ("a", "02", None, Some(1.0), Some(3.0)),
+        ("a", "03", Some(4.0), Some(4.0), Some(4.0)),
+        ("a", "04", None, Some(4.0), None),
+        ("b", "00", None, None, None),
+        ("b", "01", Some(2.0), Some(2.0), Some(2.0)),
+        ("b", "02", None, Some(2.0), None),
+        ("b", "03", None, Some(2.0), None),
+        ("b", "04", None, Some(2.0), None),
+    ];
+    let want: Vec<_> = want
+        .into_iter()
+        .map(|(d, m, a, b, c)| (d.to_string(), m.to_string(), a, b, c))
+        .collect();
+    assert_eq!(got, want);
+    // without both bounds there is nothing to fill up to
+    let err = engine
+        .run("SELECT date_bin_gapfill(INTERVAL '1 minute', time) AS m, avg(v) FROM sparse WHERE time >= '2026-01-01T00:00:00Z' GROUP BY m")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, QueryErrorKind::BadSql);
+    assert!(
+        err.message.contains("bounded on both sides"),
+        "{}",
+        err.message
+    );
+    // locf outside a gap-filled query is an error, not a silent no-op
+    assert!(
+        engine.run("SELECT locf(v) FROM sparse").await.is_err() || {
+            let mut s = engine.run("SELECT locf(v) FROM sparse").await.unwrap();
+            matches!(s.next().await, Some(Err(_)))
+        }
+    );
+}
