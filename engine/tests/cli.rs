@@ -359,7 +359,11 @@ fn http_get(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Val
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();

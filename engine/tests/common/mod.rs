@@ -21,6 +21,7 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    pub http_port: u16,
     pub tls_port: u16,
     pub dir: tempfile::TempDir,
     config: PathBuf,
@@ -33,6 +34,7 @@ impl Server {
     pub fn start_with(mqtt_extra: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let http_port = free_port();
         let tls_port = free_port();
         let fill = |s: &str| {
             s.replace("{tls_port}", &tls_port.to_string())
@@ -42,7 +44,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
+                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
                 dir.path().join("data").display(),
                 fill(mqtt_extra),
                 fill(tail)
@@ -52,6 +54,7 @@ impl Server {
         let mut s = Server {
             child: None,
             port,
+            http_port,
             tls_port,
             dir,
             config,
@@ -89,7 +92,9 @@ impl Server {
             .expect("starting mast");
         self.child = Some(child);
         let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || TcpStream::connect(("127.0.0.1", self.http_port)).is_err()
+        {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("mast exited with {st} before listening:\n{}", self.log());
             }
@@ -169,4 +174,68 @@ impl Drop for Server {
             eprintln!("---- mast log ----\n{}", self.log());
         }
     }
+}
+
+/// One HTTP/1.1 request to the server's HTTP port: the status, the headers (names lower case)
+/// and the body (de-chunked).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::Write;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut rest = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let Some(eol) = rest[at..].windows(2).position(|w| w == b"\r\n") else {
+                panic!("a chunked body cut short");
+            };
+            let size_text = String::from_utf8_lossy(&rest[at..at + eol]).to_string();
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("a chunk size");
+            at += eol + 2;
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[at..at + size]);
+            at += size + 2;
+        }
+        rest = out;
+    }
+    (status, headers, rest)
 }
