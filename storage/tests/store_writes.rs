@@ -321,3 +321,48 @@ fn a_notified_ticket_is_resolved_when_told_once_per_shard_part() {
         1 + parts.len()
     );
 }
+
+#[test]
+fn a_series_counts_once_against_the_limit_across_seals_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut cfg = config(dir.path());
+        cfg.limits = Limits {
+            max_series_per_table: 3,
+            ..Limits::default()
+        };
+        Store::open(cfg).unwrap()
+    };
+    let write = |store: &Store, t: i64| {
+        let mut b = WriteBatch::new();
+        for d in 0..3 {
+            let s = b.series("m", &[("device_id", &format!("d{d}"))]);
+            b.row(s, t).f64("v", 1.0);
+        }
+        one(store, b)
+    };
+    let store = open();
+    for round in 0..3 {
+        // the same three series, taken up again by a fresh head after each seal
+        let r = write(&store, round);
+        assert_eq!((r.rows, r.rejected.len()), (3, 0), "round {round}");
+        store.seal().unwrap();
+    }
+    let (table, _) = store.catalog().lookup("m").unwrap();
+    assert_eq!(store.catalog().series_count(table), 3);
+    store.close();
+
+    let store = open();
+    let (table, _) = store.catalog().lookup("m").unwrap();
+    assert_eq!(store.catalog().series_count(table), 3, "after restart");
+    let r = write(&store, 10);
+    assert_eq!((r.rows, r.rejected.len()), (3, 0));
+    let mut b = WriteBatch::new();
+    let s = b.series("m", &[("device_id", "d3")]);
+    b.row(s, 11).f64("v", 1.0);
+    let r = one(&store, b);
+    assert!(matches!(
+        r.rejected[0].error,
+        PointError::TooManySeries { limit: 3, .. }
+    ));
+}

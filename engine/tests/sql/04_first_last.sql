@@ -4,4 +4,4 @@ SELECT name_or_id, lat, lon FROM (SELECT device_id AS name_or_id, last(latitude,
 SELECT driver, last(fuel_state, time) AS fuel, last(status, time) AS status FROM diagnostics GROUP BY driver ORDER BY driver;
 SELECT device_id, last(velocity, time) AS v FROM readings WHERE time < '2026-01-01T00:05:00Z' GROUP BY device_id ORDER BY device_id;
 SELECT last(state, time) AS state, first(state, time) AS first_state FROM telemetry;
-SELECT device_id, time, velocity FROM readings ORDER BY time DESC LIMIT 1;
+SELECT device_id, time, velocity FROM readings ORDER BY time DESC, device_id LIMIT 1;

@@ -37,11 +37,17 @@ impl Resolved {
     }
 }
 
-/// Per-shard caches of catalog ids, so the catalog lock is taken only for names new to the shard.
+/// Every series a shard holds (in segments or head), by table and series key: a series counts
+/// against the table's limit once, not again each time a new head takes it up after a seal.
+pub(crate) type KnownSeries = std::collections::HashSet<(TableId, Vec<u8>), ahash::RandomState>;
+
+/// Per-shard caches of catalog ids, so the catalog lock is taken only for names new to the shard,
+/// and the shard's known series.
 #[derive(Debug, Default)]
 pub(crate) struct NameCache {
     tables: HashMap<Box<str>, TableId, ahash::RandomState>,
     columns: HashMap<(TableId, Box<str>), (ColumnId, ColumnKind), ahash::RandomState>,
+    pub(crate) series: KnownSeries,
 }
 
 impl NameCache {
@@ -91,7 +97,12 @@ impl NameCache {
         if let Some(s) = th.find(&key) {
             return Ok(s);
         }
-        catalog.add_series(table)?;
+        let known = (table, key);
+        if !self.series.contains(&known) {
+            catalog.add_series(table)?;
+            self.series.insert(known.clone());
+        }
+        let (_, key) = known;
         let tags: SeriesTags = ids.into();
         Ok(head.table_mut(table).insert(key, tags))
     }

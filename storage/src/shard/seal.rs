@@ -6,7 +6,7 @@
 //! leaves either the WAL or the segment holding every point (both, at worst, which reads resolve
 //! as duplicates of equal value).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,12 +20,14 @@ use crate::schema::Catalog;
 use crate::segment::writer::{SegmentInput, sync_dir, write};
 use crate::segment::{SegSeries, Segment, SegmentError, parse_file_name};
 
-/// Opens every segment of a shard in id order and registers its columns in the catalog.
+/// Opens every segment of a shard in id order and registers its columns in the catalog, and
+/// each distinct series once (into `series`, the shard's known series, and the table's count).
 /// Segments that fail verification are renamed to `*.seg.corrupt` and listed in `quarantined`.
 pub(super) fn load_segments(
     dir: &Path,
     catalog: &Catalog,
     quarantined: &mut Vec<std::path::PathBuf>,
+    series: &mut super::resolve::KnownSeries,
 ) -> Result<Vec<Segment>, StoreError> {
     let mut ids = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("read dir", dir, e))?;
@@ -42,8 +44,6 @@ pub(super) fn load_segments(
     }
     ids.sort_unstable();
     let mut out = Vec::with_capacity(ids.len());
-    let mut series_seen: HashMap<Arc<str>, std::collections::HashSet<Vec<(Arc<str>, Arc<str>)>>> =
-        HashMap::new();
     for id in ids {
         let path = dir.join(crate::segment::file_name(id));
         let seg = match Segment::open(&path) {
@@ -73,17 +73,22 @@ pub(super) fn load_segments(
                 tracing::error!(segment = %path.display(), error = %e, "segment column conflicts with the catalog");
             }
         }
-        let seen = series_seen.entry(Arc::clone(&seg.meta.table)).or_default();
-        for s in &seg.meta.series {
-            let key: Vec<(Arc<str>, Arc<str>)> = s
+        let Some(schema) = catalog.schema(table) else {
+            out.push(seg);
+            continue;
+        };
+        for sr in &seg.meta.series {
+            let mut ids: Vec<(crate::schema::ColumnId, Arc<str>)> = sr
                 .tags
                 .iter()
                 .filter_map(|(c, v)| {
                     let name = &seg.meta.columns.get(*c as usize)?.name;
-                    Some((Arc::clone(name), Arc::clone(v)))
+                    let (id, _) = schema.column(name)?;
+                    Some((id, Arc::clone(v)))
                 })
                 .collect();
-            if seen.insert(key) {
+            ids.sort_by_key(|(c, _)| *c);
+            if series.insert((table, crate::head::series_key(&ids))) {
                 let _ = catalog.add_series(table);
             }
         }

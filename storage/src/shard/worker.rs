@@ -90,7 +90,9 @@ impl Worker {
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(|e| StoreError::io("create", &seg_dir, e))?;
         let mut quarantined = Vec::new();
-        let segments = super::seal::load_segments(&seg_dir, &catalog, &mut quarantined)?;
+        let mut names = NameCache::default();
+        let segments =
+            super::seal::load_segments(&seg_dir, &catalog, &mut quarantined, &mut names.series)?;
         shared
             .stats
             .quarantined
@@ -98,7 +100,6 @@ impl Worker {
         let next_segment = segments.last().map_or(1, |s| s.meta.id + 1);
         let seg_max_lsn = segments.iter().map(|s| s.meta.max_lsn).max().unwrap_or(0);
         let mut head = Head::new(cfg.block_rows);
-        let mut names = NameCache::default();
         let mut head_lsn = Lsn(seg_max_lsn);
         let opts = WalOptions {
             shard: id.0,
