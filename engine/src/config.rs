@@ -541,6 +541,10 @@ mod tests {
             key = "k.pem"
             [http]
             listen = "0.0.0.0:80"
+            tokens = ["0123456789abcdef-grafana"]
+            [query]
+            timeout_ms = 5000
+            memory_limit_mb = 64
             [storage]
             fsync = "always"
             shards = 4
@@ -554,6 +558,9 @@ mod tests {
         assert!(c.mqtt.acl[0].gateway);
         assert_eq!(c.mqtt.tls.unwrap().listen.port(), 8883);
         assert_eq!(c.http.listen.port(), 80);
+        assert_eq!(c.http.tokens, vec!["0123456789abcdef-grafana".to_string()]);
+        assert_eq!(c.query.limits().timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.query.limits().memory_limit, 64 << 20);
         assert_eq!(c.storage.fsync, FsyncMode::Always);
         assert_eq!(c.storage.shards, 4);
         assert_eq!(c.storage.retention_tables["telemetry"], 3600);
@@ -575,6 +582,17 @@ mod tests {
         assert!(e("[storage]\nfsync = \"sometimes\"").contains("unknown variant `sometimes`"));
         assert!(e("[storage]\nshards = -1").contains("line 2"));
         assert!(e("[http]\nport = 1").contains("unknown field `port`"));
+        assert!(
+            e("[http]\nlisten = \"0.0.0.0:8080\"").contains("is not loopback and no http.tokens")
+        );
+        assert!(e("[http]\ntokens = [\"short\"]").contains("at least 16 characters"));
+        assert!(e("[query]\ntimeout_ms = 0").contains("query.timeout_ms must be > 0"));
+        assert!(e("[query]\nmax_concurrent = 0").contains("query.max_concurrent must be > 0"));
+        // anonymous access, allowed explicitly, opens a public HTTP listener too
+        assert!(
+            Config::parse("[http]\nlisten = \"0.0.0.0:8080\"\n[mqtt]\nallow_anonymous = true")
+                .is_ok()
+        );
         assert_eq!(
             e("[mqtt]\nmax_packet_size = 10"),
             "config: mqtt.max_packet_size must be at least 64, not 10"

@@ -391,9 +391,14 @@ async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>
         Some(Err(e)) => return query_error(&e),
         other => other,
     };
+    if let Some(why) = format.unsupported(&stream.schema()) {
+        stream.fail(&why);
+        return error(StatusCode::BAD_REQUEST, "bad_format", &why);
+    }
     let (mut encoder, head) = match Encoder::new(format, stream.schema()) {
         Ok(x) => x,
         Err(e) => {
+            stream.fail(&e.to_string());
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -407,6 +412,7 @@ async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>
         match encoder.batch(batch) {
             Ok(b) => out.extend(b),
             Err(e) => {
+                stream.fail(&e.to_string());
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -431,6 +437,7 @@ async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>
                         Ok(b) if b.is_empty() => continue,
                         Ok(b) => return Some((Ok(Bytes::from(b)), (None, stream, encoder, false))),
                         Err(e) => {
+                            stream.fail(&e.to_string());
                             let err = std::io::Error::other(e.to_string());
                             return Some((Err(err), (None, stream, encoder, true)));
                         }

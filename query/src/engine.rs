@@ -83,12 +83,14 @@ pub struct QueryEngine {
 impl QueryEngine {
     /// An engine over `store`.
     pub fn new(store: Arc<Store>, limits: QueryLimits) -> Result<QueryEngine, QueryError> {
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true)
             .with_target_partitions(limits.target_partitions.max(1))
             .with_batch_size(8192);
+        // now(), current_date() and friends in UTC, like every timestamp Mast stores.
+        config.options_mut().execution.time_zone = Some("UTC".to_string());
         let builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
@@ -230,9 +232,12 @@ impl QueryEngine {
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc()?;
-        Ok(SessionStateBuilder::new_from_existing(self.base.clone())
+        let mut state = SessionStateBuilder::new_from_existing(self.base.clone())
             .with_runtime_env(runtime)
-            .build())
+            .build();
+        // Fixes now() for this query (what SessionContext::sql does).
+        state.mark_start_execution();
+        Ok(state)
     }
 
     fn timeout_error(&self) -> QueryError {
@@ -291,6 +296,11 @@ impl QueryStream {
     /// The query's id in `system.queries`.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Records the query as failed for a reason outside it (the result could not be encoded).
+    pub fn fail(&mut self, message: &str) {
+        self.end("failed", Some(message.to_string()));
     }
 
     fn end(&mut self, state: &'static str, error: Option<String>) {

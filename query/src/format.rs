@@ -108,6 +108,20 @@ impl Format {
         }
     }
 
+    /// Why this format cannot carry a result of `schema`, if it cannot (CSV has no nested
+    /// values).
+    pub fn unsupported(self, schema: &Schema) -> Option<String> {
+        if self != Format::Csv {
+            return None;
+        }
+        let f = schema.fields().iter().find(|f| f.data_type().is_nested())?;
+        Some(format!(
+            "CSV cannot hold the nested column {} ({}); use json, jsonl, arrow or parquet",
+            f.name(),
+            f.data_type()
+        ))
+    }
+
     /// Its HTTP content type.
     pub fn content_type(self) -> &'static str {
         match self {

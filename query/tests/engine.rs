@@ -353,3 +353,51 @@ async fn gap_filling_with_locf_and_interpolate() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_are_pruned_by_predicates_the_request_cannot_express() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(dir.path());
+    cfg.shards = 1;
+    let store = Arc::new(Store::open(cfg).unwrap());
+    // three sealed hours, one device per hour, values rising by hour
+    for h in 0..3i64 {
+        let mut b = WriteBatch::new();
+        let s = b.series("m", &[("device_id", &format!("d{h}"))]);
+        for i in 0..10i64 {
+            b.row(s, T0 + h * 3_600_000_000_000 + i * 1_000_000_000)
+                .f64("v", (h * 100 + i) as f64);
+        }
+        store
+            .submit(b, Durability::Durable)
+            .unwrap()
+            .wait()
+            .unwrap();
+        store.seal().unwrap();
+    }
+    let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
+    let cases = [
+        // OR of two time ranges: the middle hour is pruned
+        (
+            "time < '2026-01-01T00:30:00Z' OR time >= '2026-01-01T02:00:00Z'",
+            2,
+            20,
+        ),
+        // an OR over tags
+        ("device_id = 'd1' OR device_id = 'd2'", 2, 20),
+        // field statistics, through arithmetic on the literal
+        ("v >= 150 + 50", 1, 10),
+        ("v < 0 OR v > 1000", 0, 0),
+        ("NOT (device_id IN ('d0', 'd1'))", 1, 10),
+    ];
+    for (filter, segments, rows) in cases {
+        let sql = format!("SELECT count(*) AS n FROM m WHERE {filter}");
+        let p = plan(&engine, &sql).await;
+        assert!(p.contains(&format!("segments={segments}")), "{filter}: {p}");
+        let v = json(&engine, &sql).await;
+        assert_eq!(v[0]["n"], rows, "{filter}");
+    }
+    // nothing to prune: no segment list at all
+    let p = plan(&engine, "SELECT count(*) FROM m WHERE v >= 0").await;
+    assert!(!p.contains("segments="), "{p}");
+}

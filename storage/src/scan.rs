@@ -7,6 +7,7 @@
 
 mod output;
 mod pieces;
+mod stats;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::shard::ShardVersion;
 use crate::types::ShardId;
 
 pub use pieces::ScanMetrics;
+pub use stats::{FieldStats, SegmentStats};
 
 /// Rows of interest must have a value within `[min, max]` in `column` (either bound optional).
 /// Used to skip blocks by their statistics; rows are not filtered by it, so apply the predicate
@@ -54,6 +56,9 @@ pub struct ScanRequest {
     pub shards: Option<Vec<ShardId>>,
     /// Target rows per returned batch.
     pub batch_rows: usize,
+    /// Only these sealed segments, as (shard, segment id); the head is always read. `None`:
+    /// every segment (that the other conditions do not prune).
+    pub segments: Option<std::collections::BTreeSet<(u32, u64)>>,
     /// Only the latest row of each series (within the time range): what a last-value query
     /// needs, found by decoding only the newest piece(s) of each series instead of its history.
     pub latest: bool,
@@ -71,6 +76,7 @@ impl ScanRequest {
             limit: None,
             shards: None,
             batch_rows: 8192,
+            segments: None,
             latest: false,
         }
     }
@@ -133,6 +139,16 @@ impl Snapshot {
     /// Shards in this snapshot.
     pub fn shard_ids(&self) -> Vec<ShardId> {
         self.shards.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Statistics of every sealed segment of `table` (see [`SegmentStats`]).
+    pub fn segment_stats(&self, table: &str) -> Vec<SegmentStats> {
+        self.shards
+            .iter()
+            .flat_map(|(_, v)| v.segments.iter())
+            .filter(|s| *s.meta.table == *table)
+            .map(|s| stats::of(&s.meta))
+            .collect()
     }
 
     /// Every sealed segment.

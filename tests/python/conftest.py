@@ -55,10 +55,12 @@ class MastServer:
     """One `mast serve` process with its config, data directory and log in `dir`.
 
     `mqtt`: extra keys of the `[mqtt]` table; `tls`: keys of `[mqtt.tls]` (its `listen` is
-    filled in); `users`: name -> argon2 hash; `acl`: list of rule dicts.
+    filled in); `users`: name -> argon2 hash; `acl`: list of rule dicts; `http` / `query`: extra
+    keys of `[http]` / `[query]`; `env`: extra environment variables (`MAST_*` overrides).
+    The HTTP API listens on `http_port`.
     """
 
-    def __init__(self, dir: Path, mqtt=None, tls=None, users=None, acl=None):
+    def __init__(self, dir: Path, mqtt=None, tls=None, users=None, acl=None, http=None, query=None, env=None):
         self.dir = dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = dir / "data"
@@ -66,11 +68,15 @@ class MastServer:
         self.log = dir / "mast.log"
         self.port = free_port()
         self.tls_port = free_port() if tls is not None else None
+        self.http_port = free_port()
+        self.env = dict(env or {})
         self.proc = None
         text = f"data_dir = {toml_value(self.data_dir)}\n"
         mqtt_keys = {"listen": f"127.0.0.1:{self.port}", "reactors": 2}
         mqtt_keys.update(mqtt or {})
-        text += toml_table("[http]", {"listen": "127.0.0.1:0"})  # no fixed port: tests run side by side
+        text += toml_table("[http]", {"listen": f"127.0.0.1:{self.http_port}", **(http or {})})
+        if query:
+            text += toml_table("[query]", query)
         text += toml_table("[mqtt]", mqtt_keys)
         for name, hash_ in (users or {}).items():
             text += toml_table("[[mqtt.users]]", {"name": name, "password_hash": hash_})
@@ -83,7 +89,7 @@ class MastServer:
     def start(self, timeout: float = 20.0):
         assert self.proc is None, "already running"
         log = open(self.log, "ab")
-        env = dict(os.environ, MAST_LOG=os.environ.get("MAST_LOG", "info"))
+        env = {**os.environ, "MAST_LOG": os.environ.get("MAST_LOG", "info"), **self.env}
         self.proc = subprocess.Popen(
             [str(mast_bin()), "serve", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,
@@ -93,7 +99,7 @@ class MastServer:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        for port in [self.port, self.tls_port]:
+        for port in [self.port, self.tls_port, self.http_port]:
             if port is None:
                 continue
             while True:

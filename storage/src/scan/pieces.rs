@@ -101,7 +101,12 @@ pub(super) fn scan_shard(
         if *meta.table != *req.table {
             continue;
         }
-        if !overlaps(req, meta.min_time, meta.max_time) {
+        if !overlaps(req, meta.min_time, meta.max_time)
+            || req
+                .segments
+                .as_ref()
+                .is_some_and(|keep| !keep.contains(&(meta.shard, meta.id)))
+        {
             m.segments_pruned += 1;
             continue;
         }

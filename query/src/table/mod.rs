@@ -4,6 +4,8 @@
 //! partition per shard); `execute` decodes, on a blocking thread per partition, handing each
 //! batch to the stream as it is cut so a query holds a few batches per partition, not a table.
 
+mod pruning;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -64,12 +66,13 @@ impl MastTable {
         self.latest
     }
 
-    /// How a filter on this table is pushed down to storage.
+    /// How a filter on this table is pushed down to storage: time and tag conditions exactly;
+    /// anything else inexactly (it still prunes segments by their statistics, and DataFusion
+    /// applies it to the rows).
     pub fn pushdown(&self, e: &Expr) -> TableProviderFilterPushDown {
         match Pushed::of(&self.table, e) {
             Some(Pushed::Time(..)) | Some(Pushed::Tag(..)) => TableProviderFilterPushDown::Exact,
-            Some(Pushed::Field(..)) => TableProviderFilterPushDown::Inexact,
-            None => TableProviderFilterPushDown::Unsupported,
+            Some(Pushed::Field(..)) | None => TableProviderFilterPushDown::Inexact,
         }
     }
 }
@@ -119,6 +122,10 @@ impl TableProvider for MastTable {
         // `limit` arrives only when every filter is exact.
         req.limit = limit;
         let snapshot = self.store.snapshot();
+        if !filters.is_empty() {
+            let stats = snapshot.segment_stats(&self.table.name);
+            req.segments = pruning::keep(state, &self.schema, filters, stats);
+        }
         let shards = if req.time.0 >= req.time.1 {
             Vec::new()
         } else {
@@ -340,6 +347,9 @@ impl DisplayAs for MastScanExec {
         }
         if let Some(l) = r.limit {
             write!(f, ", limit={l}")?;
+        }
+        if let Some(s) = &r.segments {
+            write!(f, ", segments={}", s.len())?;
         }
         if r.latest {
             write!(f, ", latest=true")?;
