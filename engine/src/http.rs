@@ -75,8 +75,14 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `listen` (failing at once if it is taken) and serves on a runtime of `threads`.
-    pub fn start(listen: SocketAddr, threads: usize, api: Api) -> anyhow::Result<HttpServer> {
+    /// Binds `listen` (failing at once if it is taken) and serves on a runtime of `threads`
+    /// threads (and its blocking pool, where scans decode) at nice value `nice`.
+    pub fn start(
+        listen: SocketAddr,
+        threads: usize,
+        nice: i32,
+        api: Api,
+    ) -> anyhow::Result<HttpServer> {
         let std_listener = std::net::TcpListener::bind(listen)
             .with_context(|| format!("cannot listen for HTTP on {listen}"))?;
         std_listener.set_nonblocking(true)?;
@@ -84,6 +90,7 @@ impl HttpServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("query")
+            .on_thread_start(move || crate::priority::lower_current_thread(nice))
             .enable_all()
             .build()
             .context("starting the query runtime")?;

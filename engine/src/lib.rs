@@ -7,4 +7,5 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod mqtt;
+pub mod priority;
 pub mod sql_tables;

@@ -254,7 +254,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(mqtt.broker()),
         Arc::clone(&store),
     );
-    let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), api) {
+    let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {
             mqtt.shutdown();

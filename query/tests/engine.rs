@@ -401,3 +401,52 @@ async fn segments_are_pruned_by_predicates_the_request_cannot_express() {
     let p = plan(&engine, "SELECT count(*) FROM m WHERE v >= 0").await;
     assert!(!p.contains("segments="), "{p}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_only_table_is_declared_sorted_by_device_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = Arc::new(Store::open(StoreConfig::new(dir.path())).unwrap());
+    let mut b = WriteBatch::new();
+    for d in ["b", "a", "c"] {
+        let s = b.series("telemetry", &[("device_id", d)]);
+        for t in (0..50i64).rev() {
+            b.row(s, T0 + t).f64("v", t as f64);
+        }
+    }
+    single
+        .submit(b, Durability::Durable)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let engine = QueryEngine::new(single, QueryLimits::default()).unwrap();
+    let sql = "SELECT device_id, time, v FROM telemetry ORDER BY device_id, time";
+    let p = plan(&engine, sql).await;
+    // the shards' sorted streams are merged, not sorted again
+    assert!(p.contains("SortPreservingMergeExec"), "{p}");
+    assert!(!p.contains("SortExec"), "{p}");
+    let v = json(&engine, sql).await;
+    let got: Vec<(String, f64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_id"].as_str().unwrap().to_string(),
+                r["v"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = got.clone();
+    want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    assert_eq!(got.len(), 150);
+    assert_eq!(got, want);
+    // a table with more tags declares nothing (series order is not a column order there)
+    let (_d2, store2) = store();
+    let engine2 = QueryEngine::new(store2, QueryLimits::default()).unwrap();
+    let p = plan(
+        &engine2,
+        "SELECT device_id, time FROM readings ORDER BY device_id, time",
+    )
+    .await;
+    assert!(p.contains("SortExec"), "{p}");
+}

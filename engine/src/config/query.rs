@@ -23,6 +23,9 @@ pub struct QueryConfig {
     pub threads: usize,
     /// Finished queries `system.queries` keeps.
     pub history: usize,
+    /// Nice value of the query threads (0 = normal priority, up to 19): with the default 10 the
+    /// scheduler gives ingest about nine times the CPU of queries when both want it all.
+    pub nice: i32,
 }
 
 impl Default for QueryConfig {
@@ -33,6 +36,7 @@ impl Default for QueryConfig {
             max_concurrent: 16,
             threads: 0,
             history: 100,
+            nice: 10,
         }
     }
 }
@@ -49,6 +53,12 @@ impl QueryConfig {
             return Err(Invalid::new(
                 "query.memory_limit_mb",
                 "query.memory_limit_mb must be > 0",
+            ));
+        }
+        if !(0..=19).contains(&self.nice) {
+            return Err(Invalid::new(
+                "query.nice",
+                "query.nice must be between 0 and 19",
             ));
         }
         if self.max_concurrent == 0 {

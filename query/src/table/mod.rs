@@ -131,7 +131,10 @@ impl TableProvider for MastTable {
         } else {
             snapshot.shard_ids()
         };
-        Ok(Arc::new(MastScanExec::new(snapshot, req, schema, shards)))
+        let ordered = single_tag(&self.table);
+        Ok(Arc::new(MastScanExec::new(
+            snapshot, req, schema, shards, ordered,
+        )))
     }
 }
 
@@ -217,6 +220,13 @@ impl Pushed {
             }
         }
     }
+}
+
+/// Whether the table's only tag is `device_id`: then each partition's rows come sorted by
+/// `(device_id, time)` (series in key order, each in time order, duplicates resolved).
+fn single_tag(table: &TableSchema) -> bool {
+    let mut tags = table.columns.iter().filter(|c| c.kind == ColumnKind::Tag);
+    matches!((tags.next(), tags.next()), (Some(t), None) if &*t.name == mast_storage::batch::DEVICE_TAG)
 }
 
 fn is_tag(table: &TableSchema, col: &str) -> bool {
@@ -305,9 +315,40 @@ impl MastScanExec {
         req: ScanRequest,
         schema: SchemaRef,
         shards: Vec<mast_storage::ShardId>,
+        single_tag: bool,
     ) -> MastScanExec {
+        let asc = datafusion::arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let sort_key = |name: &str| {
+            schema.index_of(name).ok().map(|i| {
+                datafusion::physical_expr::PhysicalSortExpr::new(
+                    Arc::new(datafusion::physical_expr::expressions::Column::new(name, i)),
+                    asc,
+                )
+            })
+        };
+        // (device_id, time) when both are read; (device_id) alone still holds without time.
+        let ordering: Vec<_> = if single_tag {
+            match (
+                sort_key(mast_storage::batch::DEVICE_TAG),
+                sort_key(TIME_COLUMN),
+            ) {
+                (Some(d), Some(t)) => vec![d, t],
+                (Some(d), None) => vec![d],
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let eq = if ordering.is_empty() {
+            EquivalenceProperties::new(Arc::clone(&schema))
+        } else {
+            EquivalenceProperties::new_with_orderings(Arc::clone(&schema), [ordering])
+        };
         let props = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
+            eq,
             Partitioning::UnknownPartitioning(shards.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,

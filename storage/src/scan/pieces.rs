@@ -140,19 +140,29 @@ pub(super) fn scan_shard(
                 matches(req, &key).then_some(key)
             })
             .collect();
+        // Blocks grouped by series within the segment first, so the map across segments is
+        // touched once per (segment, series) rather than once per block.
+        let mut local: Vec<Vec<Piece>> = vec![Vec::new(); keys.len()];
         for (bi, b) in meta.blocks.iter().enumerate() {
-            let Some(Some(key)) = keys.get(b.series as usize) else {
+            let Some(Some(_)) = keys.get(b.series as usize) else {
                 continue;
             };
             if !overlaps(req, b.min_time, b.max_time) {
                 m.blocks_pruned += 1;
                 continue;
             }
-            series.entry(key.clone()).or_default().push(Piece {
-                src: Src::Seg(si, bi),
-                min: b.min_time,
-                max: b.max_time,
-            });
+            if let Some(v) = local.get_mut(b.series as usize) {
+                v.push(Piece {
+                    src: Src::Seg(si, bi),
+                    min: b.min_time,
+                    max: b.max_time,
+                });
+            }
+        }
+        for (key, pieces) in keys.into_iter().zip(local) {
+            if let (Some(key), false) = (key, pieces.is_empty()) {
+                series.entry(key).or_default().extend(pieces);
+            }
         }
     }
     let head = version.head.tables.get(&table);
