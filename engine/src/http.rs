@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use futures::StreamExt;
 use mast_query::{Encoder, Format, QueryEngine, QueryError};
 use mast_storage::Store;
@@ -96,7 +97,13 @@ impl HttpServer {
             .context("starting the query runtime")?;
         let listener = {
             let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)?
+            // No Nagle: a streamed response ends in small writes that must not wait for the
+            // client's delayed ACK (40 ms on Linux).
+            tokio::net::TcpListener::from_std(std_listener)?.tap_io(|s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set on an HTTP connection");
+                }
+            })
         };
         let app = router(Arc::new(api));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

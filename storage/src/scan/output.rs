@@ -128,17 +128,10 @@ impl<'s> Output<'s> {
             let col = chunk.column(i as u32);
             match (slot, buf) {
                 (Slot::Time, Buf::Time(v)) => v.extend_from_slice(&chunk.times),
+                // One dictionary lookup per series chunk, not per row.
                 (Slot::Tag(name), Buf::Tag(b)) => match key.iter().find(|(k, _)| **k == **name) {
-                    Some((_, v)) => {
-                        for _ in 0..n {
-                            b.append_value(&**v);
-                        }
-                    }
-                    None => {
-                        for _ in 0..n {
-                            b.append_null();
-                        }
-                    }
+                    Some((_, v)) => b.append_values(&**v, n),
+                    None => b.append_nulls(n),
                 },
                 (Slot::Field(..), Buf::F64(v, ok)) => {
                     let src = col.and_then(|c| match &c.values {
