@@ -97,6 +97,14 @@ pub(crate) struct IotArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// After the run, ask Mast over SQL how many of the acknowledged rows and points of each
+    /// truck it holds, report any missing, and exit 1 if some are (needs a run that ends:
+    /// --fast-forward or --duration).
+    #[arg(long)]
+    verify: bool,
+    /// Mast's HTTP API for --verify [default: HOST:8080].
+    #[arg(long)]
+    http: Option<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -127,6 +135,12 @@ impl Totals {
     }
 }
 
+/// Per table (readings, diagnostics): rows and points one truck sent.
+type Sent = [[u64; 2]; 2];
+
+/// What one worker thread reports: totals, its time, and each of its trucks' sent counts.
+type Worked = (Totals, Duration, Vec<(String, Sent)>);
+
 /// A message ready to go: table, rows, points, payload.
 type Outgoing = (Table, u64, u64, Bytes);
 
@@ -140,6 +154,9 @@ struct Run {
     outbox: VecDeque<Outgoing>,
     /// Real time: how far into each interval this truck sends (spreads the fleet's sends).
     offset: Duration,
+    /// Per table: rows and points handed to the connection (all acknowledged once the run
+    /// ends at QoS 1/2).
+    sent: Sent,
 }
 
 /// The schedule shared by every truck.
@@ -213,6 +230,10 @@ impl Run {
 pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.qos <= 2, "QoS must be 0, 1 or 2");
     anyhow::ensure!(a.trucks > 0, "--trucks must be at least 1");
+    anyhow::ensure!(
+        !a.verify || a.fast_forward || a.duration.is_some(),
+        "--verify needs a run that ends: --fast-forward or --duration"
+    );
     anyhow::ensure!(a.interval > 0, "--interval must be more than 0");
     anyhow::ensure!(
         (0.0..=1.0).contains(&a.dirty),
@@ -269,63 +290,159 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
             Arc::clone(&points_total),
             Arc::clone(&ready),
         );
-        handles.push(std::thread::spawn(
-            move || -> anyhow::Result<(Totals, Duration)> {
-                let mut poll = Poll::new()?;
-                let conns = connect_all(
-                    &mut poll,
-                    addr,
-                    &s,
-                    &|i| format!("truck_{i}"),
-                    &ids,
-                    Duration::from_millis(a.interval_conn),
-                );
-                ready.wait();
-                let mut conns = conns?;
-                let mut runs: Vec<Run> = ids
-                    .iter()
-                    .map(|&i| {
-                        let truck = Truck::new(a.seed, i as u64, a.dirty);
-                        let topics = Table::ALL.map(|t| {
-                            Utf8::new(&format!(
-                                "devices/{}/telemetry/{}",
-                                truck.device_id(),
-                                t.name()
-                            ))
-                        });
-                        Run {
-                            truck,
-                            topics,
-                            next: 0,
-                            drained: false,
-                            outbox: VecDeque::new(),
-                            offset: Duration::from_nanos(
-                                (u128::from(plan.interval_ns) * i as u128 / a.trucks as u128)
-                                    as u64,
-                            ),
-                        }
-                    })
-                    .collect();
-                let t0 = Instant::now();
-                let totals = drive(&a, &plan, &mut poll, &mut conns, &mut runs, &points_total)?;
-                Ok((totals, t0.elapsed()))
-            },
-        ));
+        handles.push(std::thread::spawn(move || -> anyhow::Result<Worked> {
+            let mut poll = Poll::new()?;
+            let conns = connect_all(
+                &mut poll,
+                addr,
+                &s,
+                &|i| format!("truck_{i}"),
+                &ids,
+                Duration::from_millis(a.interval_conn),
+            );
+            ready.wait();
+            let mut conns = conns?;
+            let mut runs: Vec<Run> = ids
+                .iter()
+                .map(|&i| {
+                    let truck = Truck::new(a.seed, i as u64, a.dirty);
+                    let topics = Table::ALL.map(|t| {
+                        Utf8::new(&format!(
+                            "devices/{}/telemetry/{}",
+                            truck.device_id(),
+                            t.name()
+                        ))
+                    });
+                    Run {
+                        truck,
+                        topics,
+                        next: 0,
+                        drained: false,
+                        outbox: VecDeque::new(),
+                        sent: [[0; 2]; 2],
+                        offset: Duration::from_nanos(
+                            (u128::from(plan.interval_ns) * i as u128 / a.trucks as u128) as u64,
+                        ),
+                    }
+                })
+                .collect();
+            let t0 = Instant::now();
+            let totals = drive(&a, &plan, &mut poll, &mut conns, &mut runs, &points_total)?;
+            let sent = runs
+                .iter()
+                .map(|r| (r.truck.device_id().to_string(), r.sent))
+                .collect();
+            Ok((totals, t0.elapsed(), sent))
+        }));
     }
     ready.wait();
     crate::rate_lines("iot points", Arc::clone(&points_total), Arc::clone(&done));
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
+    let mut sent = Vec::new();
     for h in handles {
-        let (t, e) = h
+        let (t, e, s) = h
             .join()
             .map_err(|_| anyhow::anyhow!("truck thread panicked"))??;
         total.add(t);
         elapsed = elapsed.max(e);
+        sent.extend(s);
     }
     done.store(1, Ordering::Relaxed);
     report(&a, &plan, total, elapsed);
+    if a.verify {
+        let http = a.http.clone().unwrap_or_else(|| format!("{}:8080", a.host));
+        let end = plan
+            .origin_ns
+            .saturating_add((plan.interval_ns as i64).saturating_mul(plan.ticks as i64));
+        let missing = verify(&http, plan.origin_ns, end, &sent, a.json)?;
+        anyhow::ensure!(
+            missing == 0,
+            "verify: {missing} acknowledged points are missing from Mast"
+        );
+    }
     Ok(())
+}
+
+/// Compares what each truck had acknowledged with what Mast stores in `[start, end)`; prints
+/// per table what is missing and returns the missing points.
+fn verify(
+    http: &str,
+    start: i64,
+    end: i64,
+    sent: &[(String, Sent)],
+    json: bool,
+) -> anyhow::Result<u64> {
+    let mut missing_points = 0u64;
+    let mut parts = Vec::new();
+    for (ti, table) in Table::ALL.iter().enumerate() {
+        let points: Vec<String> = table
+            .fields()
+            .iter()
+            .map(|f| format!("count(\"{f}\")"))
+            .collect();
+        let sql = format!(
+            "SELECT device_id, count(*) AS rows, {} AS points FROM \"{}\" \
+             WHERE time >= to_timestamp_nanos({start}) AND time < to_timestamp_nanos({end}) \
+             GROUP BY device_id",
+            points.join(" + "),
+            table.name()
+        );
+        let stored: std::collections::HashMap<String, (u64, u64)> =
+            match crate::sql::query(http, &sql) {
+                Ok(rows) => rows
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r["device_id"].as_str()?.to_string(),
+                            (r["rows"].as_u64()?, r["points"].as_u64()?),
+                        ))
+                    })
+                    .collect(),
+                // A table nothing reached is no error: everything in it is missing.
+                Err(e) if e.to_string().contains("table_not_found") => Default::default(),
+                Err(e) => return Err(e),
+            };
+        let (mut acked, mut held, mut lost_rows, mut lost_points, mut devices) =
+            ([0u64; 2], [0u64; 2], 0u64, 0u64, 0u64);
+        for (dev, s) in sent {
+            let want = s[ti];
+            let got = stored.get(dev).copied().unwrap_or((0, 0));
+            acked[0] += want[0];
+            acked[1] += want[1];
+            held[0] += got.0.min(want[0]);
+            held[1] += got.1.min(want[1]);
+            let (lr, lp) = (want[0].saturating_sub(got.0), want[1].saturating_sub(got.1));
+            lost_rows += lr;
+            lost_points += lp;
+            devices += u64::from(lr > 0 || lp > 0);
+        }
+        missing_points += lost_points;
+        if json {
+            parts.push(format!(
+                "\"{}\":{{\"acked_rows\":{},\"acked_points\":{},\"missing_rows\":{lost_rows},\"missing_points\":{lost_points},\"devices_missing_data\":{devices}}}",
+                table.name(),
+                acked[0],
+                acked[1]
+            ));
+        } else {
+            println!(
+                "verify {}: acknowledged {} rows / {} points, stored {} / {}; missing {lost_rows} rows, {lost_points} points ({devices} trucks)",
+                table.name(),
+                acked[0],
+                acked[1],
+                held[0],
+                held[1]
+            );
+        }
+    }
+    if json {
+        println!(
+            "{{\"verify\":{{{},\"missing_points\":{missing_points}}}}}",
+            parts.join(",")
+        );
+    }
+    Ok(missing_points)
 }
 
 /// Produces, publishes and acknowledges until every truck is done, then drains.
@@ -363,6 +480,8 @@ fn drive(
                 t.tables[ti][0] += 1;
                 t.tables[ti][1] += rows;
                 t.tables[ti][2] += points;
+                r.sent[ti][0] += rows;
+                r.sent[ti][1] += points;
                 sent_any = true;
             }
             if !c.write_blocked {

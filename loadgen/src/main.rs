@@ -7,6 +7,7 @@
 
 mod client;
 mod fleet;
+mod sql;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! what the server stored, row for row and value for value, as the library's generator makes it
 //! for the same seed. The server is the `mast` binary next to this package's `mast-loadgen`
 //! (built by `cargo test --workspace`, or `cargo build -p mast-engine --bin mast`; `MAST_BIN`
-//! overrides); without it these tests say so and pass.
+//! overrides); without it they fail, naming what to build.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -17,22 +17,27 @@ use serde_json::{Map, Value as Json};
 const START: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z, the default --start
 const STEP: i64 = 10_000_000_000; // the default --interval
 
-fn mast_bin() -> Option<PathBuf> {
+fn mast_bin() -> PathBuf {
     let p = std::env::var_os("MAST_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_BIN_EXE_mast-loadgen"))
                 .with_file_name(format!("mast{}", std::env::consts::EXE_SUFFIX))
         });
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: no mast binary at {} (cargo build -p mast-engine --bin mast)",
-            p.display()
-        );
-        None
-    }
+    assert!(
+        p.exists(),
+        "no mast binary at {} (cargo build -p mast-engine --bin mast, or set MAST_BIN)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `mast serve` on a free loopback port with its data in a temporary directory.
@@ -40,22 +45,20 @@ struct Server {
     bin: PathBuf,
     child: Option<Child>,
     port: u16,
+    http_port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(bin: PathBuf) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
+        let http_port = free_port();
         let config = dir.path().join("mast.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n",
+                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n",
                 dir.path().join("data").display()
             ),
         )
@@ -79,10 +82,13 @@ impl Server {
             bin,
             child: Some(child),
             port,
+            http_port,
             dir,
         };
         let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err()
+            || TcpStream::connect(("127.0.0.1", http_port)).is_err()
+        {
             if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("mast exited with {st}:\n{}", s.log());
             }
@@ -248,7 +254,7 @@ fn assert_stored(server: &Server, summary: &Json, expected: &[(Truck, Row)], tag
 
 #[test]
 fn a_fast_forward_fleet_is_stored_exactly_as_generated() {
-    let Some(bin) = mast_bin() else { return };
+    let bin = mast_bin();
     let mut server = Server::start(bin);
     let summary = loadgen(
         &server,
@@ -287,7 +293,7 @@ fn a_fast_forward_fleet_is_stored_exactly_as_generated() {
 
 #[test]
 fn dirty_data_at_qos_0_is_counted_exactly() {
-    let Some(bin) = mast_bin() else { return };
+    let bin = mast_bin();
     let mut server = Server::start(bin);
     let summary = loadgen(
         &server,
@@ -321,7 +327,7 @@ fn dirty_data_at_qos_0_is_counted_exactly() {
 
 #[test]
 fn json_payloads_carry_the_values_without_tags() {
-    let Some(bin) = mast_bin() else { return };
+    let bin = mast_bin();
     let mut server = Server::start(bin);
     let summary = loadgen(
         &server,
@@ -343,4 +349,103 @@ fn json_payloads_carry_the_values_without_tags() {
     assert_eq!(summary["messages"], 3 * 2 * 8); // 30 intervals in batches of 4
     let want = expected(5, 3, 30, 4, 0.0);
     assert_stored(&server, &summary, &want, false);
+}
+
+/// `mast-loadgen iot --verify` against `mqtt_port`, asking the SQL API of `sql`.
+fn verify_run(mqtt_port: u16, sql: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
+        .args(["iot", "--verify", "-p", &mqtt_port.to_string()])
+        .args(["--http", &format!("127.0.0.1:{}", sql.http_port)])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn verify_finds_every_acknowledged_point_in_mast() {
+    let bin = mast_bin();
+    let server = Server::start(bin);
+    let args = [
+        "--fast-forward",
+        "-c",
+        "4",
+        "--duration",
+        "20m",
+        "--seed",
+        "3",
+        "--dirty",
+        "0.2",
+    ];
+    let (ok, out, err) = verify_run(server.port, &server, &args);
+    assert!(ok, "{out}\n{err}");
+    // 4 trucks × 120 intervals per table, every row acknowledged and found
+    assert!(
+        out.contains("verify readings: acknowledged 480 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("verify diagnostics: acknowledged 480 rows"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("missing 0 rows, 0 points (0 trucks)").count(),
+        2,
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_reports_the_loss_when_the_broker_stores_nothing() {
+    let bin = mast_bin();
+    // Mosquitto acknowledges everything and stores nothing; Mast (empty) answers the SQL.
+    let mosq_port = free_port();
+    let mut mosq = Command::new("mosquitto")
+        .args(["-p", &mosq_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto (apt install mosquitto) must be on PATH");
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", mosq_port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "mosquitto did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = Server::start(bin);
+    let args = [
+        "--fast-forward",
+        "-c",
+        "3",
+        "--duration",
+        "10m",
+        "--seed",
+        "4",
+        "-q",
+        "1",
+    ];
+    let (ok, out, err) = verify_run(mosq_port, &server, &args);
+    let _ = mosq.kill();
+    let _ = mosq.wait();
+    assert!(!ok, "a run whose points are all missing must fail:\n{out}");
+    // 3 trucks × 60 intervals: 180 rows per table, 7 and 3 points a row
+    assert!(
+        out.contains("verify readings: acknowledged 180 rows / 1260 points, stored 0 / 0; missing 180 rows, 1260 points (3 trucks)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("verify diagnostics: acknowledged 180 rows / 540 points, stored 0 / 0; missing 180 rows, 540 points (3 trucks)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("1800 acknowledged points are missing"),
+        "{err}"
+    );
 }
