@@ -1,6 +1,6 @@
-//! `mast-loadgen iot` against the real `mast serve`: what the load generator reports sending is
-//! what the server stored, row for row and value for value, as the library's generator makes it
-//! for the same seed. The server is the `mast` binary next to this package's `mast-loadgen`
+//! `mast-loadgen` against the real `mast serve`: what `iot` reports sending is what the server
+//! stored, row for row and value for value, as the library's generator makes it for the same
+//! seed; `--verify` finds every acknowledged point, or reports the loss; `pub -R` holds its rate. The server is the `mast` binary next to this package's `mast-loadgen`
 //! (built by `cargo test --workspace`, or `cargo build -p mast-engine --bin mast`; `MAST_BIN`
 //! overrides); without it they fail, naming what to build.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -448,4 +448,46 @@ fn verify_reports_the_loss_when_the_broker_stores_nothing() {
         err.contains("1800 acknowledged points are missing"),
         "{err}"
     );
+}
+
+#[test]
+fn pub_holds_the_requested_rate_within_five_percent() {
+    let bin = mast_bin();
+    let server = Server::start(bin);
+    for (rate, conns) in [(400u64, "4"), (1500, "10")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
+            .args([
+                "pub",
+                "--json",
+                "-q",
+                "1",
+                "-p",
+                &server.port.to_string(),
+                "-c",
+                conns,
+            ])
+            .args(["-R", &rate.to_string(), "-L", &(rate * 3).to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        let v: Json = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["sent"], rate * 3, "{line}");
+        assert_eq!(v["acked"], rate * 3, "{line}");
+        let secs = v["seconds"].as_f64().unwrap();
+        let achieved = (rate * 3) as f64 / secs;
+        assert!(
+            (achieved - rate as f64).abs() <= rate as f64 * 0.05,
+            "asked {rate}/s, sent {achieved:.0}/s over {secs:.3} s"
+        );
+    }
 }
