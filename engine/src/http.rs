@@ -30,7 +30,6 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use futures::StreamExt;
 use mast_query::{Encoder, Format, QueryEngine, QueryError};
-use mast_storage::Store;
 use serde::Deserialize;
 
 use crate::config::HttpConfig;
@@ -41,26 +40,18 @@ use crate::mqtt::Broker;
 pub struct Api {
     /// SQL.
     pub engine: QueryEngine,
-    /// The broker (counters, connections).
+    /// The broker (counters, connections, and the store it writes to).
     pub broker: Arc<Broker>,
-    /// The store (metrics).
-    pub store: Arc<Store>,
     tokens: Vec<String>,
     max_body: usize,
 }
 
 impl Api {
     /// The API over `engine`, answering as `cfg` says.
-    pub fn new(
-        cfg: &HttpConfig,
-        engine: QueryEngine,
-        broker: Arc<Broker>,
-        store: Arc<Store>,
-    ) -> Api {
+    pub fn new(cfg: &HttpConfig, engine: QueryEngine, broker: Arc<Broker>) -> Api {
         Api {
             engine,
             broker,
-            store,
             tokens: cfg.tokens.clone(),
             max_body: cfg.max_body_bytes,
         }
@@ -170,13 +161,10 @@ fn router(api: Arc<Api>) -> Router {
 
 /// A JSON error response.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": message, "code": code }).to_string();
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    json_response(
+        status,
+        serde_json::json!({ "error": message, "code": code }).to_string(),
+    )
 }
 
 fn query_error(e: &QueryError) -> Response {
@@ -219,7 +207,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let text = crate::metrics::render(&api.broker, &api.store, &api.engine);
+    let text = crate::metrics::render(&api.broker, &api.broker.store, &api.engine);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

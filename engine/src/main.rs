@@ -247,13 +247,8 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             anyhow::bail!("cannot start the SQL engine: {e}");
         }
     };
-    mast_engine::sql_tables::register(&engine, mqtt.broker(), &store);
-    let api = Api::new(
-        &cfg.http,
-        engine,
-        Arc::clone(mqtt.broker()),
-        Arc::clone(&store),
-    );
+    mast_engine::sql_tables::register(&engine, mqtt.broker());
+    let api = Api::new(&cfg.http, engine, Arc::clone(mqtt.broker()));
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {

@@ -20,12 +20,9 @@ use crate::mqtt::Broker;
 use crate::mqtt::presence::{DEVICES, DeviceRecord};
 
 /// Registers the engine's special tables.
-pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, store: &Arc<Store>) {
-    engine.add_system_table(
-        "connections",
-        Connections::new(Arc::clone(broker), Arc::clone(store)),
-    );
-    engine.add_iot_table("devices", Devices::new(Arc::clone(store)));
+pub fn register(engine: &QueryEngine, broker: &Arc<Broker>) {
+    engine.add_system_table("connections", Connections::new(Arc::clone(broker)));
+    engine.add_iot_table("devices", Devices::new(Arc::clone(&broker.store)));
 }
 
 fn records(store: &Store) -> Result<Vec<DeviceRecord>> {
@@ -43,12 +40,11 @@ fn records(store: &Store) -> Result<Vec<DeviceRecord>> {
 #[derive(Debug)]
 pub struct Connections {
     broker: Arc<Broker>,
-    store: Arc<Store>,
     schema: SchemaRef,
 }
 
 impl Connections {
-    fn new(broker: Arc<Broker>, store: Arc<Store>) -> Connections {
+    fn new(broker: Arc<Broker>) -> Connections {
         let schema = Arc::new(Schema::new(vec![
             Field::new("client_id", DataType::Utf8, false),
             Field::new("address", DataType::Utf8, true),
@@ -61,11 +57,7 @@ impl Connections {
             Field::new("inflight", DataType::UInt64, false),
             Field::new("session_expiry_secs", DataType::UInt32, false),
         ]));
-        Connections {
-            broker,
-            store,
-            schema,
-        }
+        Connections { broker, schema }
     }
 }
 
@@ -76,7 +68,7 @@ impl SpecialTable for Connections {
 
     fn rows(&self) -> Result<RecordBatch> {
         let conns = self.broker.connections();
-        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.store)?
+        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.broker.store)?
             .into_iter()
             .map(|r| (r.device_id.clone(), r))
             .collect();

@@ -401,11 +401,6 @@ impl QueryLog {
         out
     }
 
-    /// Queries running now.
-    pub fn running(&self) -> usize {
-        lock(&self.running).len()
-    }
-
     /// Totals since start.
     pub fn counts(&self) -> QueryCounts {
         let mut c = *lock(&self.totals);

@@ -738,14 +738,7 @@ fn constant(e: &Arc<dyn PhysicalExpr>, schema: &SchemaRef) -> Result<ScalarValue
 }
 
 fn ns_of(v: &ScalarValue, what: &str) -> Result<i64> {
-    let ns = match v {
-        ScalarValue::TimestampNanosecond(Some(t), _) => Some(*t),
-        ScalarValue::TimestampMicrosecond(Some(t), _) => t.checked_mul(1_000),
-        ScalarValue::TimestampMillisecond(Some(t), _) => t.checked_mul(1_000_000),
-        ScalarValue::TimestampSecond(Some(t), _) => t.checked_mul(1_000_000_000),
-        _ => None,
-    };
-    match ns {
+    match crate::table::timestamp_ns(v) {
         Some(ns) => Ok(ns),
         None => exec_err!("date_bin_gapfill: the {what} must be a timestamp, got {v:?}"),
     }

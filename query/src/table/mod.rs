@@ -252,17 +252,23 @@ fn literal(e: &Expr) -> Option<ScalarValue> {
     }
 }
 
-fn string_of(v: &ScalarValue) -> Option<String> {
+/// The text of a string literal (dictionary-wrapped or not).
+pub(crate) fn str_of(v: &ScalarValue) -> Option<&str> {
     match v {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-        ScalarValue::Dictionary(_, inner) => string_of(inner),
+        | ScalarValue::Utf8View(Some(s)) => Some(s),
+        ScalarValue::Dictionary(_, inner) => str_of(inner),
         _ => None,
     }
 }
 
-fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
+fn string_of(v: &ScalarValue) -> Option<String> {
+    str_of(v).map(str::to_string)
+}
+
+/// A timestamp literal of any unit, in ns since the epoch.
+pub(crate) fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
     match v {
         ScalarValue::TimestampNanosecond(Some(t), _) => Some(*t),
         ScalarValue::TimestampMicrosecond(Some(t), _) => t.checked_mul(1_000),

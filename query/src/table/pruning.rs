@@ -106,16 +106,6 @@ impl Segments {
     }
 }
 
-fn text(v: &ScalarValue) -> Option<&str> {
-    match v {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Some(s),
-        ScalarValue::Dictionary(_, inner) => text(inner),
-        _ => None,
-    }
-}
-
 impl PruningStatistics for Segments {
     fn min_values(&self, column: &Column) -> Option<ArrayRef> {
         self.bound(column, false)
@@ -160,7 +150,10 @@ impl PruningStatistics for Segments {
 
     #[allow(clippy::mutable_key_type)] // the trait's signature
     fn contained(&self, column: &Column, values: &HashSet<ScalarValue>) -> Option<BooleanArray> {
-        let wanted: Vec<&str> = values.iter().map(text).collect::<Option<Vec<_>>>()?;
+        let wanted: Vec<&str> = values
+            .iter()
+            .map(super::str_of)
+            .collect::<Option<Vec<_>>>()?;
         let is_tag = self
             .0
             .iter()

@@ -60,25 +60,23 @@ fn upper(a: StatValue, b: StatValue) -> StatValue {
 }
 
 pub(crate) fn of(meta: &SegmentMeta) -> SegmentStats {
-    let tag_names: Vec<Arc<str>> = meta
+    // (column index, name) of every tag, found once per segment
+    let tag_cols: Vec<(u32, &Arc<str>)> = meta
         .columns
         .iter()
-        .filter(|c| c.kind == ColumnKind::Tag)
-        .map(|c| Arc::clone(&c.name))
+        .enumerate()
+        .filter(|(_, c)| c.kind == ColumnKind::Tag)
+        .map(|(i, c)| (i as u32, &c.name))
         .collect();
     let mut tags: BTreeMap<Arc<str>, BTreeSet<Arc<str>>> = BTreeMap::new();
     let mut tag_nulls: BTreeMap<Arc<str>, bool> = BTreeMap::new();
     for s in &meta.series {
-        for name in &tag_names {
-            let col = meta.columns.iter().position(|c| c.name == *name);
-            let v = s
-                .tags
-                .iter()
-                .find(|(c, _)| Some(*c as usize) == col)
-                .map(|(_, v)| Arc::clone(v));
-            match v {
-                Some(v) => {
-                    tags.entry(Arc::clone(name)).or_default().insert(v);
+        for (col, name) in &tag_cols {
+            match s.tags.iter().find(|(c, _)| c == col) {
+                Some((_, v)) => {
+                    tags.entry(Arc::clone(name))
+                        .or_default()
+                        .insert(Arc::clone(v));
                 }
                 None => {
                     tag_nulls.insert(Arc::clone(name), true);
