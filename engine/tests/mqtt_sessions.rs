@@ -20,6 +20,11 @@ fn v311_persistent_session_gets_the_qos1_messages_published_while_it_was_away() 
     sub.disconnect();
     let mut publisher = v311::Client::connect(server.port, "pub");
     for i in 0..3 {
+        if i == 2 {
+            // Before a QoS 1 message whose PUBACK shows the broker has handled it: sent last,
+            // it could still be in flight when `sub` is back, and then rightly delivered.
+            publisher.publish("ps/qos0", v311::QoS::AtMostOnce, false, b"not kept");
+        }
         publisher.publish(
             &format!("ps/{i}"),
             v311::QoS::AtLeastOnce,
@@ -27,7 +32,6 @@ fn v311_persistent_session_gets_the_qos1_messages_published_while_it_was_away() 
             format!("m{i}").as_bytes(),
         );
     }
-    publisher.publish("ps/qos0", v311::QoS::AtMostOnce, false, b"not kept");
     let mut sub = v311::Client::connect_with(v311::persistent(server.port, "sub"));
     assert!(sub.connack.session_present);
     for i in 0..3 {
