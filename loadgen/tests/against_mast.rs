@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mast_loadgen::iot::{Row, Table, Truck, Value};
@@ -32,12 +33,23 @@ fn mast_bin() -> PathBuf {
     p
 }
 
+/// A free port below the kernel's ephemeral range, so no client connection of a test running
+/// beside this one can take it between this check and the server's bind (as in the engine's
+/// test harness, `engine/tests/common`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % 22_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            n < 22_000,
+            "no free loopback port below the ephemeral range"
+        );
+        let port = (10_000 + (start + n) % 22_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A `mast serve` on a free loopback port with its data in a temporary directory.

@@ -6,6 +6,7 @@ root. Each test gets its own server, config file and data directory under pytest
 `MastServer.restart()` brings it back on the same data directory and ports.
 """
 
+import itertools
 import os
 import signal
 import socket
@@ -28,11 +29,24 @@ def mast_bin() -> Path:
     return target / "debug" / "mast"
 
 
+_next_port = itertools.count((os.getpid() * 2654435761) % 22000)
+
+
 def free_port() -> int:
-    """A free loopback port (bound, read, released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port for a server, below the kernel's ephemeral range (32768-60999).
+
+    A port from bind(0) can be handed out again as the local port of a client connection
+    before the server binds it; ports below the range never are.
+    """
+    for n in _next_port:
+        port = 10000 + n % 22000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("unreachable")
 
 
 def toml_value(v) -> str:

@@ -6,15 +6,28 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, read, released).
+/// A free loopback port for a server to listen on (bound, released).
+///
+/// Taken below the kernel's ephemeral range (32768–60999 on Linux), never from it: a port the
+/// kernel handed out for `bind(0)` can be handed out again as the local port of a client
+/// connection of a test running beside this one before the server binds it. Each test process
+/// walks its own stretch of 10000–31999, starting at an offset from its pid.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free loopback port below the ephemeral range");
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running `mast serve`.
