@@ -1,12 +1,13 @@
 //! A non-blocking MQTT client connection driven by a mio `Poll`: enough protocol for load
 //! generation (CONNECT, PUBLISH at QoS 0/1/2 with a window of unacknowledged messages,
-//! SUBSCRIBE, acknowledging what it receives), built on the `mast-protocol` codec.
+//! SUBSCRIBE, acknowledging what it receives), built on the `mast-protocol` codec; and the
+//! loops that open many of them on one poll ([`connect_all`]) and drive them ([`pump`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU16;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mast_protocol::ProtocolVersion;
@@ -19,6 +20,9 @@ use mast_protocol::publish::{Delivery, PacketId, Publish};
 use mast_protocol::reason::ReasonCode;
 use mast_protocol::subscribe::{Subscribe, Subscription, SubscriptionOptions};
 use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::stats::Errors;
 
 /// Connection settings.
 #[derive(Debug, Clone)]
@@ -42,12 +46,25 @@ pub(crate) enum Phase {
 /// Something the connection saw.
 #[derive(Debug)]
 pub(crate) enum Event {
+    /// CONNACK (success) arrived this many microseconds after the TCP connect started.
+    Connected(u64),
     /// A PUBLISH arrived (payload for latency stamps).
     Message(Bytes),
     /// A QoS 1/2 publish completed after this many microseconds.
     Acked(u64),
-    /// SUBACK arrived.
+    /// SUBACK arrived (every filter granted).
     Subscribed,
+    /// The connection did not come up: CONNACK refused it (`"connack 0x86 bad user name or
+    /// password"`) or the handshake failed (`"connect: Connection refused"`).
+    Refused(String),
+    /// The broker refused something: `"puback 0x97 quota exceeded"`, `"suback 0x87 not
+    /// authorized"`, `"disconnect 0x8e session taken over"`.
+    Error(String),
+}
+
+/// `"connack 0x86 bad user name or password"`.
+pub(crate) fn reason_text(packet: &str, r: ReasonCode) -> String {
+    format!("{packet} 0x{:02x} {}", r.0, r.name())
 }
 
 /// One connection.
@@ -64,12 +81,38 @@ pub(crate) struct Conn {
     inflight: HashMap<u16, Instant>,
     /// A PINGREQ is out and its PINGRESP has not arrived.
     pub(crate) ping_pending: bool,
+    /// When the TCP connect started.
+    opened: Instant,
+    /// The broker's Receive Maximum (MQTT 5 CONNACK): at most this many QoS 1/2 in flight.
+    pub(crate) receive_maximum: usize,
 }
 
 impl Conn {
-    /// Starts connecting and queues CONNECT.
-    pub(crate) fn open(addr: SocketAddr, client_id: &str, s: &Settings) -> io::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
+    /// Starts connecting (from `source` when given: one of several loopback addresses lets a
+    /// run open more than one address's ephemeral ports) and queues CONNECT.
+    pub(crate) fn open(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        client_id: &str,
+        s: &Settings,
+    ) -> io::Result<Conn> {
+        let stream = match source {
+            None => TcpStream::connect(addr)?,
+            Some(ip) => {
+                use socket2::{Domain, Socket, Type};
+                let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                sock.set_nonblocking(true)?;
+                sock.bind(&SocketAddr::new(ip, 0).into())?;
+                match sock.connect(&addr.into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc_einprogress()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+                TcpStream::from_std(sock.into())
+            }
+        };
+        stream.set_nodelay(true)?;
         let mut c = Conn {
             stream,
             phase: Phase::Connecting,
@@ -81,6 +124,8 @@ impl Conn {
             next_id: 0,
             inflight: HashMap::new(),
             ping_pending: false,
+            opened: Instant::now(),
+            receive_maximum: usize::from(u16::MAX),
         };
         let connect = Connect {
             version: s.version,
@@ -197,11 +242,12 @@ impl Conn {
     /// Reads and handles what arrived; `on` sees each event.
     pub(crate) fn read(&mut self, mut on: impl FnMut(Event)) -> io::Result<usize> {
         let mut total = 0;
+        let mut eof = false;
         let mut chunk = [0u8; 64 * 1024];
         loop {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
-                    self.phase = Phase::Closed;
+                    eof = true;
                     break;
                 }
                 Ok(n) => {
@@ -221,16 +267,30 @@ impl Conn {
             };
             match p {
                 Packet::ConnAck(a) => {
-                    self.phase = if a.reason == ReasonCode::SUCCESS {
-                        Phase::Connected
+                    if a.reason == ReasonCode::SUCCESS {
+                        self.phase = Phase::Connected;
+                        if let Some(m) = a.properties.receive_maximum {
+                            self.receive_maximum = usize::from(m.max(1));
+                        }
+                        on(Event::Connected(self.opened.elapsed().as_micros() as u64));
                     } else {
-                        Phase::Refused(a.reason.0)
-                    };
+                        self.phase = Phase::Refused(a.reason.0);
+                        on(Event::Refused(reason_text("connack", a.reason)));
+                    }
                 }
                 Packet::PubAck(a) | Packet::PubComp(a) => {
                     if let Some(t) = self.inflight.remove(&a.packet_id.0.get()) {
-                        on(Event::Acked(t.elapsed().as_micros() as u64));
+                        if a.reason.0 >= 0x80 {
+                            on(Event::Error(reason_text("puback", a.reason)));
+                        } else {
+                            on(Event::Acked(t.elapsed().as_micros() as u64));
+                        }
                     }
+                }
+                Packet::PubRec(a) if a.reason.0 >= 0x80 => {
+                    // The flow ends at a failed PUBREC (§4.3.3): no PUBREL.
+                    self.inflight.remove(&a.packet_id.0.get());
+                    on(Event::Error(reason_text("pubrec", a.reason)));
                 }
                 Packet::PubRec(a) => {
                     packet::encode(
@@ -262,12 +322,237 @@ impl Conn {
                     }
                     on(Event::Message(p.payload));
                 }
-                Packet::SubAck(_) => on(Event::Subscribed),
+                Packet::SubAck(a) => match a.reasons.iter().find(|r| r.0 >= 0x80) {
+                    Some(&r) => on(Event::Error(reason_text("suback", r))),
+                    None => on(Event::Subscribed),
+                },
                 Packet::PingResp => self.ping_pending = false,
-                Packet::Disconnect(_) => self.phase = Phase::Closed,
+                Packet::Disconnect(d) => {
+                    self.phase = Phase::Closed;
+                    on(Event::Error(reason_text("disconnect", d.reason)));
+                }
                 _ => {}
+            }
+        }
+        // The end of the stream counts after the packets before it (a refusing CONNACK, a
+        // DISCONNECT with its reason).
+        if eof {
+            match self.phase {
+                Phase::Connecting => {
+                    self.phase = Phase::Refused(0);
+                    on(Event::Refused("connect: closed before CONNACK".into()));
+                }
+                Phase::Connected => {
+                    self.phase = Phase::Closed;
+                    on(Event::Error("connection closed by the broker".into()));
+                }
+                Phase::Refused(_) | Phase::Closed => {}
             }
         }
         Ok(total)
     }
+}
+
+/// `EINPROGRESS`: a non-blocking connect under way (115 on Linux, 36 on the BSDs and macOS).
+fn libc_einprogress() -> i32 {
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        115
+    } else {
+        36
+    }
+}
+
+/// A connection opened by [`connect_all`] and the number it was opened for.
+pub(crate) struct Opened {
+    pub(crate) conns: Vec<Conn>,
+    /// For each of `conns`, the index into the `ids` it was opened for.
+    pub(crate) index: Vec<usize>,
+    pub(crate) errors: Errors,
+    /// CONNECT → CONNACK, microseconds.
+    pub(crate) connect_us: crate::stats::Hist,
+}
+
+/// How connections are opened: where to, with what, from which source addresses, and at what
+/// pace (the n-th connection of the whole run starts `gap × n` after `t0`, whichever thread
+/// opens it).
+#[derive(Debug, Clone)]
+pub(crate) struct Dial {
+    pub(crate) addr: SocketAddr,
+    pub(crate) settings: Settings,
+    pub(crate) sources: Vec<IpAddr>,
+    pub(crate) gap: Duration,
+    pub(crate) t0: Instant,
+}
+
+/// At most this many handshakes of one thread under way at once (keeps the listen backlog of
+/// the broker from overflowing when no pace is set).
+const HANDSHAKES: usize = 256;
+
+/// Opens a connection for each `(ordinal, client id)` in `ids` (ordinal = its place in the
+/// whole run, for pacing and the source address) on `poll`, and waits for the CONNACKs.
+/// Connections that fail are counted in `errors` by reason and left out.
+pub(crate) fn connect_all(
+    poll: &mut Poll,
+    dial: &Dial,
+    ids: &[(usize, String)],
+) -> anyhow::Result<Opened> {
+    let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
+    let mut index = Vec::with_capacity(ids.len());
+    let mut errors = Errors::default();
+    let mut connect_us = crate::stats::Hist::default();
+    let mut events = Events::with_capacity(1024);
+    let mut waiting = 0usize;
+    let mut on = |e: Event, errors: &mut Errors, waiting: &mut usize| match e {
+        Event::Connected(us) => {
+            connect_us.record(us);
+            *waiting -= 1;
+        }
+        Event::Refused(r) => {
+            errors.add(r);
+            *waiting -= 1;
+        }
+        Event::Error(r) => errors.add(r),
+        _ => {}
+    };
+    let started = Instant::now();
+    for (k, (ordinal, client_id)) in ids.iter().enumerate() {
+        let due = dial.t0 + dial.gap.saturating_mul(*ordinal as u32);
+        loop {
+            let now = Instant::now();
+            if now >= due && waiting < HANDSHAKES {
+                break;
+            }
+            let wait = due
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(5));
+            pump_connecting(poll, &mut events, &mut conns, wait, &mut |e| {
+                on(e, &mut errors, &mut waiting)
+            })?;
+        }
+        let source = (!dial.sources.is_empty()).then(|| dial.sources[ordinal % dial.sources.len()]);
+        match Conn::open(dial.addr, source, client_id, &dial.settings) {
+            Ok(mut c) => {
+                poll.registry().register(
+                    &mut c.stream,
+                    Token(conns.len()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                conns.push(c);
+                index.push(k);
+                waiting += 1;
+            }
+            Err(e) => errors.add(format!("connect: {e}")),
+        }
+    }
+    let limit = Duration::from_secs(60 + ids.len() as u64 / 100);
+    while waiting > 0 && started.elapsed() < limit {
+        pump_connecting(
+            poll,
+            &mut events,
+            &mut conns,
+            Duration::from_millis(10),
+            &mut |e| on(e, &mut errors, &mut waiting),
+        )?;
+    }
+    // Keep only the connected ones; tokens are renumbered to their new places.
+    let mut kept = Opened {
+        conns: Vec::with_capacity(conns.len()),
+        index: Vec::with_capacity(conns.len()),
+        errors,
+        connect_us,
+    };
+    for (mut c, k) in conns.into_iter().zip(index) {
+        match c.phase {
+            Phase::Connected => {
+                poll.registry().reregister(
+                    &mut c.stream,
+                    Token(kept.conns.len()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                kept.conns.push(c);
+                kept.index.push(k);
+            }
+            Phase::Connecting => {
+                kept.errors.add("connect: no CONNACK in time");
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
+            Phase::Refused(_) | Phase::Closed => {
+                let _ = poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// A poll round while handshakes are under way: a socket error is a failed connection, not a
+/// failed run.
+fn pump_connecting(
+    poll: &mut Poll,
+    events: &mut Events,
+    conns: &mut [Conn],
+    timeout: Duration,
+    on: &mut impl FnMut(Event),
+) -> anyhow::Result<()> {
+    poll.poll(events, Some(timeout))?;
+    for ev in events.iter() {
+        let Some(c) = conns.get_mut(ev.token().0) else {
+            continue;
+        };
+        if c.phase != Phase::Connecting {
+            continue;
+        }
+        if ev.is_writable() {
+            c.write_blocked = false;
+            if let Err(e) = c.flush() {
+                c.phase = Phase::Refused(0);
+                on(Event::Refused(format!("connect: {e}")));
+                continue;
+            }
+        }
+        if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+            && let Err(e) = c.read(&mut *on)
+            && c.phase == Phase::Connecting
+        {
+            c.phase = Phase::Refused(0);
+            on(Event::Refused(format!("connect: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// One poll round: reads, flushes. A connection that fails is marked closed and reported as
+/// an error event, not as a failed run.
+pub(crate) fn pump(
+    poll: &mut Poll,
+    events: &mut Events,
+    conns: &mut [Conn],
+    timeout: Duration,
+    on: &mut impl FnMut(usize, Event),
+) -> anyhow::Result<()> {
+    poll.poll(events, Some(timeout))?;
+    for ev in events.iter() {
+        let k = ev.token().0;
+        let Some(c) = conns.get_mut(k) else { continue };
+        if ev.is_writable() {
+            c.write_blocked = false;
+        }
+        if (ev.is_readable() || ev.is_read_closed())
+            && c.phase == Phase::Connected
+            && let Err(e) = c.read(|e| on(k, e))
+        {
+            c.phase = Phase::Closed;
+            on(k, Event::Error(format!("read: {e}")));
+        }
+    }
+    for (k, c) in conns.iter_mut().enumerate() {
+        if c.phase == Phase::Connected
+            && !c.write_blocked
+            && c.pending() > 0
+            && let Err(e) = c.flush()
+        {
+            c.phase = Phase::Closed;
+            on(k, Event::Error(format!("write: {e}")));
+        }
+    }
+    Ok(())
 }

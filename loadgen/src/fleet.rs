@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,9 +18,13 @@ use clap::Args;
 use mast_loadgen::iot::{Format, Table, Truck, parse_duration, parse_time};
 use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
+use serde_json::json;
 
-use crate::client::{Conn, Event, Phase};
-use crate::{Latency, connect_all, connection, now_ns, percentiles_json, percentiles_text};
+use crate::client::{Conn, Event, Phase, connect_all, pump};
+use crate::opts::ConnOpts;
+use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
+use crate::traffic::now_ns;
+use crate::verify::{Expect, verify};
 
 #[derive(Debug, Clone, Args)]
 #[command(
@@ -29,15 +33,8 @@ device_version, load_capacity, fuel_capacity, nominal_fuel_consumption) on every
 carries none (the device id comes from the topic), so use --format line to get the tags."
 )]
 pub(crate) struct IotArgs {
-    /// Broker host.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    host: String,
-    /// Broker port.
-    #[arg(short = 'p', long, default_value_t = 1883)]
-    port: u16,
-    /// MQTT version: 3 or 4 (3.1.1), 5.
-    #[arg(short = 'V', long, default_value_t = 4)]
-    version: u8,
+    #[command(flatten)]
+    conn: ConnOpts,
     /// Number of trucks (one connection each, client ids truck_0 ... truck_{N-1}).
     #[arg(
         short = 'c',
@@ -53,7 +50,7 @@ pub(crate) struct IotArgs {
     #[arg(long, default_value = "2026-01-01T00:00:00Z", value_parser = parse_time)]
     start: i64,
     /// Time between a truck's rows (10s, 500ms, 1m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(short = 'I', long = "interval-of-msg", default_value = "10s", value_parser = parse_duration)]
     interval: u64,
     /// Simulated time to cover (6h, 10m, 1h30m) [default: 1h in fast-forward, no end in real time].
     #[arg(short = 'd', long, value_parser = parse_duration)]
@@ -76,24 +73,9 @@ pub(crate) struct IotArgs {
     /// QoS.
     #[arg(short = 'q', long, default_value_t = 1)]
     qos: u8,
-    /// Unacknowledged QoS 1/2 messages per truck.
-    #[arg(long, default_value_t = 64)]
+    /// Unacknowledged QoS 1/2 messages per truck (capped by the broker's Receive Maximum).
+    #[arg(short = 'F', long, default_value_t = 64)]
     inflight: usize,
-    /// Keep alive, seconds.
-    #[arg(short = 'k', long, default_value_t = 300)]
-    keepalive: u16,
-    /// User name.
-    #[arg(short = 'u', long)]
-    username: Option<String>,
-    /// Password.
-    #[arg(short = 'P', long)]
-    password: Option<String>,
-    /// Milliseconds between connection starts.
-    #[arg(long, default_value_t = 0)]
-    interval_conn: u64,
-    /// Worker threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -105,9 +87,9 @@ pub(crate) struct IotArgs {
     /// Mast's HTTP API for --verify [default: HOST:8080].
     #[arg(long)]
     http: Option<String>,
-    /// Print help.
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
+    /// Bearer token for --verify.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 /// What was sent to (and acknowledged by) the broker, per table and in all.
@@ -116,7 +98,8 @@ struct Totals {
     /// Per table (readings, diagnostics): messages, rows, points.
     tables: [[u64; 3]; 2],
     acked: u64,
-    latency: Latency,
+    latency: Hist,
+    errors: Errors,
 }
 
 impl Totals {
@@ -131,7 +114,8 @@ impl Totals {
             }
         }
         self.acked += o.acked;
-        self.latency.0.extend(o.latency.0);
+        self.latency.merge(&o.latency);
+        self.errors.merge(o.errors);
     }
 }
 
@@ -253,17 +237,9 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
             "JSON timestamps are whole milliseconds: --interval and --start must be too"
         );
     }
-    let (addr, s) = connection(
-        &a.host,
-        a.port,
-        a.version,
-        a.keepalive,
-        a.username.clone(),
-        a.password.clone(),
-    )?;
-    let groups = crate::split(a.trucks, a.threads);
-    let points_total = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
+    let dial = a.conn.dial()?;
+    let groups = crate::opts::split(a.trucks, a.conn.threads);
+    let counters = Arc::new(Counters::default());
     let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
     // Real time: every thread starts interval 0 at the same wall-clock instant, 1 s after now
     // rounded down to a whole second (so timestamps are round and connecting has time).
@@ -284,24 +260,28 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
     };
     let mut handles = Vec::new();
     for ids in groups {
-        let (a, s, points_total, ready) = (
+        let (a, dial, counters, ready) = (
             a.clone(),
-            s.clone(),
-            Arc::clone(&points_total),
+            dial.clone(),
+            Arc::clone(&counters),
             Arc::clone(&ready),
         );
         handles.push(std::thread::spawn(move || -> anyhow::Result<Worked> {
             let mut poll = Poll::new()?;
-            let conns = connect_all(
-                &mut poll,
-                addr,
-                &s,
-                &|i| format!("truck_{i}"),
-                &ids,
-                Duration::from_millis(a.interval_conn),
-            );
+            let names: Vec<(usize, String)> =
+                ids.iter().map(|&i| (i, format!("truck_{i}"))).collect();
+            let opened = connect_all(&mut poll, &dial, &names);
             ready.wait();
-            let mut conns = conns?;
+            let opened = opened?;
+            // A fleet is its data: every truck must be on.
+            anyhow::ensure!(
+                opened.conns.len() == ids.len(),
+                "{} of {} trucks could not connect: {}",
+                ids.len() - opened.conns.len(),
+                ids.len(),
+                opened.errors.text()
+            );
+            let mut conns = opened.conns;
             let mut runs: Vec<Run> = ids
                 .iter()
                 .map(|&i| {
@@ -327,7 +307,7 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             let t0 = Instant::now();
-            let totals = drive(&a, &plan, &mut poll, &mut conns, &mut runs, &points_total)?;
+            let totals = drive(&a, &plan, &mut poll, &mut conns, &mut runs, &counters)?;
             let sent = runs
                 .iter()
                 .map(|r| (r.truck.device_id().to_string(), r.sent))
@@ -336,113 +316,65 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
         }));
     }
     ready.wait();
-    crate::rate_lines("iot points", Arc::clone(&points_total), Arc::clone(&done));
+    let shown: Shown = [Some("points"), (a.qos > 0).then_some("acked"), None];
+    // Real time has a known end; fast-forward ends when the broker has taken it all.
+    let planned = if a.fast_forward {
+        None
+    } else {
+        duration.map(Duration::from_nanos)
+    };
+    let meter = Meter::start("iot", Arc::clone(&counters), shown, planned);
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
     let mut sent = Vec::new();
+    let mut failure = None;
     for h in handles {
-        let (t, e, s) = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("truck thread panicked"))??;
-        total.add(t);
-        elapsed = elapsed.max(e);
-        sent.extend(s);
+        match h.join() {
+            Ok(Ok((t, e, s))) => {
+                total.add(t);
+                elapsed = elapsed.max(e);
+                sent.extend(s);
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(anyhow::anyhow!("truck thread panicked")),
+        }
     }
-    done.store(1, Ordering::Relaxed);
-    report(&a, &plan, total, elapsed);
+    let timeline = meter.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report(&a, &plan, total, elapsed, &timeline, &shown);
     if a.verify {
-        let http = a.http.clone().unwrap_or_else(|| format!("{}:8080", a.host));
+        let http = a
+            .http
+            .clone()
+            .unwrap_or_else(|| format!("{}:8080", a.conn.host));
         let end = plan
             .origin_ns
             .saturating_add((plan.interval_ns as i64).saturating_mul(plan.ticks as i64));
-        let missing = verify(&http, plan.origin_ns, end, &sent, a.json)?;
+        let expect: Vec<Expect> = Table::ALL
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| Expect {
+                table: t.name().to_string(),
+                fields: t.fields().iter().map(|f| (*f).to_string()).collect(),
+                devices: sent.iter().map(|(d, s)| (d.clone(), s[ti])).collect(),
+            })
+            .collect();
+        let missing = verify(
+            &http,
+            a.token.as_deref(),
+            Some(plan.origin_ns),
+            Some(end),
+            &expect,
+            a.json,
+        )?;
         anyhow::ensure!(
             missing == 0,
             "verify: {missing} acknowledged points are missing from Mast"
         );
     }
     Ok(())
-}
-
-/// Compares what each truck had acknowledged with what Mast stores in `[start, end)`; prints
-/// per table what is missing and returns the missing points.
-fn verify(
-    http: &str,
-    start: i64,
-    end: i64,
-    sent: &[(String, Sent)],
-    json: bool,
-) -> anyhow::Result<u64> {
-    let mut missing_points = 0u64;
-    let mut parts = Vec::new();
-    for (ti, table) in Table::ALL.iter().enumerate() {
-        let points: Vec<String> = table
-            .fields()
-            .iter()
-            .map(|f| format!("count(\"{f}\")"))
-            .collect();
-        let sql = format!(
-            "SELECT device_id, count(*) AS rows, {} AS points FROM \"{}\" \
-             WHERE time >= to_timestamp_nanos({start}) AND time < to_timestamp_nanos({end}) \
-             GROUP BY device_id",
-            points.join(" + "),
-            table.name()
-        );
-        let stored: std::collections::HashMap<String, (u64, u64)> =
-            match crate::sql::query(http, &sql) {
-                Ok(rows) => rows
-                    .iter()
-                    .filter_map(|r| {
-                        Some((
-                            r["device_id"].as_str()?.to_string(),
-                            (r["rows"].as_u64()?, r["points"].as_u64()?),
-                        ))
-                    })
-                    .collect(),
-                // A table nothing reached is no error: everything in it is missing.
-                Err(e) if e.to_string().contains("table_not_found") => Default::default(),
-                Err(e) => return Err(e),
-            };
-        let (mut acked, mut held, mut lost_rows, mut lost_points, mut devices) =
-            ([0u64; 2], [0u64; 2], 0u64, 0u64, 0u64);
-        for (dev, s) in sent {
-            let want = s[ti];
-            let got = stored.get(dev).copied().unwrap_or((0, 0));
-            acked[0] += want[0];
-            acked[1] += want[1];
-            held[0] += got.0.min(want[0]);
-            held[1] += got.1.min(want[1]);
-            let (lr, lp) = (want[0].saturating_sub(got.0), want[1].saturating_sub(got.1));
-            lost_rows += lr;
-            lost_points += lp;
-            devices += u64::from(lr > 0 || lp > 0);
-        }
-        missing_points += lost_points;
-        if json {
-            parts.push(format!(
-                "\"{}\":{{\"acked_rows\":{},\"acked_points\":{},\"missing_rows\":{lost_rows},\"missing_points\":{lost_points},\"devices_missing_data\":{devices}}}",
-                table.name(),
-                acked[0],
-                acked[1]
-            ));
-        } else {
-            println!(
-                "verify {}: acknowledged {} rows / {} points, stored {} / {}; missing {lost_rows} rows, {lost_points} points ({devices} trucks)",
-                table.name(),
-                acked[0],
-                acked[1],
-                held[0],
-                held[1]
-            );
-        }
-    }
-    if json {
-        println!(
-            "{{\"verify\":{{{},\"missing_points\":{missing_points}}}}}",
-            parts.join(",")
-        );
-    }
-    Ok(missing_points)
 }
 
 /// Produces, publishes and acknowledges until every truck is done, then drains.
@@ -452,12 +384,12 @@ fn drive(
     poll: &mut Poll,
     conns: &mut [Conn],
     runs: &mut [Run],
-    points_total: &AtomicU64,
+    counters: &Counters,
 ) -> anyhow::Result<Totals> {
     let mut t = Totals::default();
     let mut events = Events::with_capacity(1024);
     let mut buf = String::new();
-    let mut reported = 0u64;
+    let mut reported = [0u64; 2];
     loop {
         let now = Instant::now();
         let mut all_done = true;
@@ -468,7 +400,8 @@ fn drive(
                 "{}: the broker closed the connection",
                 r.truck.device_id()
             );
-            while c.pending() < 64 * 1024 && (a.qos == 0 || c.inflight() < a.inflight) {
+            let window = a.inflight.min(c.receive_maximum);
+            while c.pending() < 64 * 1024 && (a.qos == 0 || c.inflight() < window) {
                 if r.outbox.is_empty() && !r.refill(plan, now, &mut buf) {
                     break;
                 }
@@ -499,17 +432,22 @@ fn drive(
         } else {
             Duration::from_millis(1)
         };
-        crate::pump(poll, &mut events, conns, timeout, &mut |_, e| {
-            if let Event::Acked(us) = e {
+        pump(poll, &mut events, conns, timeout, &mut |_, e| match e {
+            Event::Acked(us) => {
                 t.acked += 1;
-                if t.acked % 16 == 1 || t.latency.0.len() < 100_000 {
-                    t.latency.0.push(us);
-                }
+                t.latency.record(us);
             }
+            Event::Error(r) | Event::Refused(r) => t.errors.add(r),
+            _ => {}
         })?;
-        let points = t.sum(2);
-        points_total.fetch_add(points - reported, Ordering::Relaxed);
-        reported = points;
+        let now = [t.sum(2), t.acked];
+        counters
+            .sent
+            .fetch_add(now[0] - reported[0], Ordering::Relaxed);
+        counters
+            .acked
+            .fetch_add(now[1] - reported[1], Ordering::Relaxed);
+        reported = now;
     }
     // Everything written before the PINGREQ has been read by the broker once its PINGRESP is in.
     for c in conns.iter_mut() {
@@ -530,12 +468,16 @@ fn drive(
                 c.flush()?;
             }
         }
-        crate::pump(
+        pump(
             poll,
             &mut events,
             conns,
             Duration::from_millis(5),
-            &mut |_, _| {},
+            &mut |_, e| {
+                if let Event::Error(r) = e {
+                    t.errors.add(r);
+                }
+            },
         )?;
     }
     anyhow::ensure!(
@@ -545,11 +487,16 @@ fn drive(
     Ok(t)
 }
 
-fn report(a: &IotArgs, plan: &Plan, t: Totals, elapsed: Duration) {
+fn report(
+    a: &IotArgs,
+    plan: &Plan,
+    t: Totals,
+    elapsed: Duration,
+    timeline: &[[u64; 3]],
+    shown: &Shown,
+) {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let (messages, rows, points) = (t.sum(0), t.sum(1), t.sum(2));
-    let mut lat = t.latency;
-    let p = lat.percentiles();
     let mode = if plan.wall0.is_none() {
         "fast-forward"
     } else {
@@ -561,27 +508,31 @@ fn report(a: &IotArgs, plan: &Plan, t: Totals, elapsed: Duration) {
     };
     let [r, d] = t.tables;
     if a.json {
-        let table = |x: [u64; 3]| {
-            format!(
-                "{{\"messages\":{},\"rows\":{},\"points\":{}}}",
-                x[0], x[1], x[2]
-            )
-        };
-        println!(
-            "{{\"verb\":\"iot\",\"mode\":\"{mode}\",\"format\":\"{format}\",\"trucks\":{},\"seed\":{},\"qos\":{},\"batch\":{},\"dirty\":{},\"messages\":{messages},\"rows\":{rows},\"points\":{points},\"acked\":{},\"seconds\":{secs:.3},\"msgs_per_sec\":{:.0},\"rows_per_sec\":{:.0},\"points_per_sec\":{:.0},\"tables\":{{\"readings\":{},\"diagnostics\":{}}},\"ack_latency_us\":{}}}",
-            a.trucks,
-            a.seed,
-            a.qos,
-            plan.batch,
-            a.dirty,
-            t.acked,
-            messages as f64 / secs,
-            rows as f64 / secs,
-            points as f64 / secs,
-            table(r),
-            table(d),
-            percentiles_json(&p)
-        );
+        let table = |x: [u64; 3]| json!({"messages": x[0], "rows": x[1], "points": x[2]});
+        let v = json!({
+            "verb": "iot",
+            "mode": mode,
+            "format": format,
+            "trucks": a.trucks,
+            "seed": a.seed,
+            "qos": a.qos,
+            "batch": plan.batch,
+            "dirty": a.dirty,
+            "messages": messages,
+            "rows": rows,
+            "points": points,
+            "acked": t.acked,
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "msgs_per_sec": (messages as f64 / secs).round(),
+            "rows_per_sec": (rows as f64 / secs).round(),
+            "points_per_sec": (points as f64 / secs).round(),
+            "tables": {"readings": table(r), "diagnostics": table(d)},
+            "ack_latency_us": t.latency.json(),
+            "errors": t.errors.json(),
+            "timeline": timeline_json(timeline, shown),
+            "latency_cdf": {"ack": t.latency.cdf()},
+        });
+        println!("{v}");
     } else {
         println!(
             "iot: {} trucks, {mode}, {format}, QoS {}, batch {}: {messages} messages, {rows} rows, {points} points in {secs:.2}s ({:.0} msgs/s, {:.0} rows/s, {:.0} points/s); acked {}",
@@ -594,14 +545,12 @@ fn report(a: &IotArgs, plan: &Plan, t: Totals, elapsed: Duration) {
             t.acked,
         );
         println!(
-            "iot: readings {} messages, {} rows, {} points; diagnostics {} messages, {} rows, {} points; ack latency {}",
-            r[0],
-            r[1],
-            r[2],
-            d[0],
-            d[1],
-            d[2],
-            percentiles_text(&p)
+            "iot: readings {} messages, {} rows, {} points; diagnostics {} messages, {} rows, {} points",
+            r[0], r[1], r[2], d[0], d[1], d[2]
         );
+        if a.qos > 0 {
+            println!("iot: publish→ack latency {}", t.latency.text());
+        }
+        println!("iot: errors: {}", t.errors.text());
     }
 }

@@ -154,7 +154,8 @@ impl Row {
     }
 }
 
-const FLEETS: [&str; 4] = ["East", "West", "North", "South"];
+/// The `fleet` tag values.
+pub(crate) const FLEETS: [&str; 4] = ["East", "West", "North", "South"];
 const DRIVERS: [&str; 6] = ["Derek", "Rodney", "Albert", "Andy", "Seth", "Trish"];
 const DEVICE_VERSIONS: [&str; 4] = ["v1.0", "v1.5", "v2.0", "v2.3"];
 /// Model, load capacity (kg), fuel capacity (l), nominal fuel consumption (l/100 km).

@@ -2,7 +2,8 @@
 //! so tests (and other tools) can produce exactly the bytes a run sends.
 //!
 //! What it is: [`iot`], a TSBS-IoT-like truck fleet — tags, random-walk readings and
-//! diagnostics, optional dirty data, encoded as InfluxDB line protocol or Mast's JSON.
+//! diagnostics, optional dirty data, encoded as InfluxDB line protocol or Mast's JSON — and
+//! [`tsbs`], the TSBS IoT query set asked of that data.
 //! What it is not: a client. Sockets, pacing and the MQTT session live in the binary.
 //!
 //! ```
@@ -18,3 +19,4 @@
 //! ```
 
 pub mod iot;
+pub mod tsbs;

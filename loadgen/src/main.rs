@@ -1,34 +1,36 @@
-//! `mast-loadgen`: load for MQTT brokers (Mast or any other), in emqtt-bench's conventions.
+//! `mast-loadgen`: load for MQTT brokers (Mast or any other) in emqtt-bench's conventions, and
+//! the benchmark driver behind Mast's published figures.
 //!
-//! Built so far: `pub`, `sub`, `conn` and `iot` (a TSBS-IoT-like truck fleet; its generator is
-//! the library's [`mast_loadgen::iot`]). Each runs its connections on a few mio threads, prints a
-//! rate line per second on stderr and a summary at the end (`--json` for scripts). `query` and
-//! the scenario presets land with issue 6.
+//! Verbs: `pub`, `sub`, `conn` (as emqtt-bench), `bench` (EMQ's scenarios: `p2p`, `fanin`,
+//! `fanout`, `sharedsub`, `conn`: publishers and subscribers in one process), `iot` (a
+//! TSBS-IoT-like truck fleet; its generator is the library's [`mast_loadgen::iot`]) and `query`
+//! (the TSBS IoT queries over Mast's SQL API). Connections run on a few mio threads; a rate line
+//! per second goes to stderr (a progress bar on a terminal); the summary (text, or `--json`)
+//! goes to stdout with HDR latency percentiles and errors by reason.
 
 mod client;
 mod fleet;
+mod opts;
+mod query;
 mod sql;
+mod stats;
+mod traffic;
+mod verify;
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::Context;
-use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use mast_protocol::ProtocolVersion;
-use mast_protocol::connect::QoS;
-use mast_protocol::primitives::Utf8;
-use mio::{Events, Interest, Poll, Token};
+use serde_json::{Value, json};
 
-use client::{Conn, Event, Phase, Settings};
+use opts::ConnOpts;
+use stats::{Shown, timeline_json};
+use traffic::{Load, Member, Outcome, PayloadFormat, Role};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "mast-loadgen",
     version,
-    about = "Load for MQTT brokers",
+    about = "Load for MQTT brokers, and Mast's benchmark driver",
     disable_help_flag = true
 )]
 struct Cli {
@@ -42,69 +44,89 @@ enum Verb {
     Pub(PubArgs),
     /// Subscribers.
     Sub(SubArgs),
-    /// Idle connections.
+    /// Idle connections (connection ramp-up and memory per connection).
     Conn(ConnArgs),
+    /// A standard scenario, publishers and subscribers in one run: p2p, fanin, fanout,
+    /// sharedsub, conn.
+    Bench(BenchArgs),
     /// A TSBS-IoT-like truck fleet: each truck a connection (client id = device id truck_N)
     /// publishing readings and diagnostics, in real time or fast-forward.
     Iot(fleet::IotArgs),
+    /// The TSBS IoT queries over Mast's SQL API, closed or open loop, with latency percentiles.
+    Query(query::QueryArgs),
 }
 
+/// Flags of every MQTT verb but `iot`: how many, named how, for how long, reported how.
 #[derive(Debug, Clone, Args)]
-struct Common {
-    /// Broker host.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    host: String,
-    /// Broker port.
-    #[arg(short = 'p', long, default_value_t = 1883)]
-    port: u16,
-    /// MQTT version: 3 or 4 (3.1.1), 5.
-    #[arg(short = 'V', long, default_value_t = 4)]
-    version: u8,
+struct RunOpts {
+    #[command(flatten)]
+    conn: ConnOpts,
     /// Number of connections.
     #[arg(short = 'c', long, default_value_t = 1)]
     count: usize,
-    /// Milliseconds between connection starts.
-    #[arg(short = 'i', long, default_value_t = 0)]
-    interval_conn: u64,
-    /// Keep alive, seconds.
-    #[arg(short = 'k', long, default_value_t = 300)]
-    keepalive: u16,
-    /// User name.
-    #[arg(short = 'u', long)]
-    username: Option<String>,
-    /// Password.
-    #[arg(short = 'P', long)]
-    password: Option<String>,
-    /// Client id prefix (client ids are PREFIX-N) [default: VERB-PID].
+    /// Number of the first connection (client ids and %i count from it).
+    #[arg(short = 'n', long = "startnumber", default_value_t = 0)]
+    start_number: usize,
+    /// Client id prefix: ids are PREFIX-N [default: VERB-PID].
     #[arg(long)]
     prefix: Option<String>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Seconds to run (after all connections are up).
+    /// Seconds to run once connected (publishing, listening or holding).
     #[arg(short = 'd', long, default_value_t = 10)]
     duration: u64,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Print help.
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
+}
+
+impl RunOpts {
+    fn prefix(&self, verb: &str) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| format!("{verb}-{}", std::process::id()))
+    }
+}
+
+/// How publishers publish.
+#[derive(Debug, Clone, Args)]
+struct PubOpts {
+    /// Payload size in bytes (raw payloads; the first 8 carry the send time).
+    #[arg(short = 's', long, default_value_t = 256)]
+    size: usize,
+    /// QoS.
+    #[arg(short = 'q', long, default_value_t = 0)]
+    qos: u8,
+    /// Retain flag.
+    #[arg(short = 'r', long)]
+    retain: bool,
+    /// Milliseconds between two messages of one publisher (0: no per-publisher pace).
+    #[arg(short = 'I', long = "interval-of-msg", default_value_t = 0)]
+    interval_of_msg: u64,
+    /// Messages per second over all publishers (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Stop after this many messages in all (0: no limit).
+    #[arg(short = 'L', long, default_value_t = 0)]
+    limit: u64,
+    /// Unacknowledged QoS 1/2 messages per publisher (capped by the broker's Receive Maximum).
+    #[arg(short = 'F', long, default_value_t = 64)]
+    inflight: usize,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Topic variables: %i the connection's number, %c its client id, \
+%u the user name. Telemetry into Mast: -t 'devices/%c/telemetry' --format json."
+)]
 struct PubArgs {
     #[command(flatten)]
-    common: Common,
-    /// Topic; %i is the connection's number, %c its client id (for Mast telemetry:
-    /// devices/%c/telemetry).
+    run: RunOpts,
+    #[command(flatten)]
+    publish: PubOpts,
+    /// Topic.
     #[arg(short = 't', long, default_value = "bench/%i")]
     topic: String,
-    /// Payload size in bytes (the first 8 carry the send time) for `--format raw`.
-    #[arg(short = 's', long, default_value_t = 64)]
-    size: usize,
-    /// Payload: raw bytes, or telemetry as JSON (`{"ts","values"}`, an array when --rows > 1)
-    /// or InfluxDB line protocol; rows get distinct timestamps per connection.
+    /// Payload: raw bytes, or telemetry as JSON or InfluxDB line protocol (rows get distinct
+    /// timestamps per connection).
     #[arg(long, value_enum, default_value = "raw")]
     format: PayloadFormat,
     /// Telemetry rows per message.
@@ -113,127 +135,29 @@ struct PubArgs {
     /// Fields per telemetry row (points per message = rows × fields).
     #[arg(long, default_value_t = 1)]
     fields: usize,
-    /// QoS.
-    #[arg(short = 'q', long, default_value_t = 0)]
-    qos: u8,
-    /// Retain flag.
-    #[arg(short = 'r', long)]
-    retain: bool,
-    /// Total messages per second over all connections (0 = as fast as possible).
-    #[arg(short = 'R', long, default_value_t = 0)]
-    rate: u64,
-    /// Milliseconds between messages of one connection (0 = as fast as possible).
-    #[arg(short = 'I', long, default_value_t = 0)]
-    interval: u64,
-    /// Stop after this many messages in total (0 = no limit).
-    #[arg(short = 'L', long, default_value_t = 0)]
-    limit: u64,
-    /// Unacknowledged QoS 1/2 messages per connection.
-    #[arg(long, default_value_t = 64)]
-    inflight: usize,
-}
-
-/// What `pub` sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum PayloadFormat {
-    /// `--size` bytes, the first 8 the send time.
-    Raw,
-    /// JSON telemetry.
-    Json,
-    /// Line-protocol telemetry.
-    Line,
-}
-
-/// Telemetry payloads for one connection: rows at 1 ms steps from the start time, values that
-/// wander like sensor readings (one decimal).
-struct Telemetry {
-    format: PayloadFormat,
-    rows: usize,
-    fields: usize,
-    next_ms: u64,
-    step: u64,
-    buf: String,
-}
-
-impl Telemetry {
-    fn new(format: PayloadFormat, rows: usize, fields: usize, seed: u64) -> Self {
-        let now_ms = now_ns() / 1_000_000;
-        Telemetry {
-            format,
-            rows: rows.max(1),
-            fields: fields.max(1),
-            next_ms: now_ms,
-            step: seed,
-            buf: String::new(),
-        }
-    }
-
-    fn next(&mut self) -> Bytes {
-        use std::fmt::Write;
-        self.buf.clear();
-        let json = self.format == PayloadFormat::Json;
-        if json && self.rows > 1 {
-            self.buf.push('[');
-        }
-        for r in 0..self.rows {
-            let ts = self.next_ms;
-            self.next_ms += 1;
-            self.step = self
-                .step
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let base = (self.step >> 40) % 4000;
-            if json {
-                if r > 0 {
-                    self.buf.push(',');
-                }
-                let _ = write!(self.buf, "{{\"ts\":{ts},\"values\":{{");
-                for f in 0..self.fields {
-                    // One decimal, formatted from integers (float formatting would make the
-                    // generator the bottleneck).
-                    let v = base + f as u64 * 7;
-                    let _ = write!(
-                        self.buf,
-                        "{}\"f{f}\":{}.{}",
-                        if f > 0 { "," } else { "" },
-                        v / 10,
-                        v % 10
-                    );
-                }
-                self.buf.push_str("}}");
-            } else {
-                self.buf.push_str("m ");
-                for f in 0..self.fields {
-                    let v = base + f as u64 * 7;
-                    let _ = write!(
-                        self.buf,
-                        "{}f{f}={}.{}",
-                        if f > 0 { "," } else { "" },
-                        v / 10,
-                        v % 10
-                    );
-                }
-                let _ = writeln!(self.buf, " {}", ts * 1_000_000);
-            }
-        }
-        if json && self.rows > 1 {
-            self.buf.push(']');
-        }
-        Bytes::copy_from_slice(self.buf.as_bytes())
-    }
+    /// After the run, ask Mast over SQL for every acknowledged row (telemetry formats, topic
+    /// devices/%c/telemetry[/TABLE]); exit 1 if any is missing.
+    #[arg(long)]
+    verify: bool,
+    /// Mast's HTTP API for --verify [default: HOST:8080].
+    #[arg(long)]
+    http: Option<String>,
+    /// Bearer token for --verify.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
 struct SubArgs {
     #[command(flatten)]
-    common: Common,
-    /// Topic filter; %i is the connection's number.
+    run: RunOpts,
+    /// Topic filter (%i, %c, %u as for pub).
     #[arg(short = 't', long, default_value = "bench/#")]
     topic: String,
     /// QoS.
     #[arg(short = 'q', long, default_value_t = 0)]
     qos: u8,
-    /// Stop after this many messages in total (0 = no limit).
+    /// Stop after this many messages in all (0: no limit).
     #[arg(short = 'L', long, default_value_t = 0)]
     limit: u64,
     /// Stop when nothing arrived for this many seconds after the first message.
@@ -244,7 +168,45 @@ struct SubArgs {
 #[derive(Debug, Clone, Args)]
 struct ConnArgs {
     #[command(flatten)]
-    common: Common,
+    run: RunOpts,
+}
+
+/// EMQ's standard scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// SIZE publishers, each to its own topic, and SIZE subscribers, one per topic.
+    P2p,
+    /// SIZE publishers, each to its own topic; --subs subscribers (default 1) on the wildcard.
+    Fanin,
+    /// --pubs publishers (default 1) to one topic; SIZE subscribers on it.
+    Fanout,
+    /// SIZE publishers; --subs subscribers (default 10) in one shared subscription group.
+    Sharedsub,
+    /// SIZE idle connections.
+    Conn,
+}
+
+#[derive(Debug, Clone, Args)]
+struct BenchArgs {
+    /// The scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    #[command(flatten)]
+    run: RunOpts,
+    #[command(flatten)]
+    publish: PubOpts,
+    /// Publishers (fanout) [default: 1].
+    #[arg(long)]
+    pubs: Option<usize>,
+    /// Subscribers (fanin, sharedsub) [default: 1 for fanin, 10 for sharedsub].
+    #[arg(long)]
+    subs: Option<usize>,
+    /// Subscription QoS [default: the publish QoS].
+    #[arg(long)]
+    sub_qos: Option<u8>,
+    /// Subscribers stop this many seconds after the last message once publishing is over.
+    #[arg(long, default_value_t = 2)]
+    idle_exit: u64,
 }
 
 fn main() {
@@ -259,559 +221,560 @@ fn run() -> anyhow::Result<()> {
         Verb::Pub(a) => run_pub(a),
         Verb::Sub(a) => run_sub(a),
         Verb::Conn(a) => run_conn(a),
+        Verb::Bench(a) => run_bench(a),
         Verb::Iot(a) => fleet::run_iot(a),
+        Verb::Query(a) => query::run_query(a),
     }
 }
 
-fn prefix(c: &Common, verb: &str) -> String {
-    c.prefix
-        .clone()
-        .unwrap_or_else(|| format!("{verb}-{}", std::process::id()))
+/// `%i`, `%c`, `%u` in a topic.
+fn topic(t: &str, n: usize, client_id: &str, user: Option<&str>) -> String {
+    t.replace("%i", &n.to_string())
+        .replace("%c", client_id)
+        .replace("%u", user.unwrap_or(""))
 }
 
-fn settings(c: &Common) -> anyhow::Result<(SocketAddr, Settings)> {
-    connection(
-        &c.host,
-        c.port,
-        c.version,
-        c.keepalive,
-        c.username.clone(),
-        c.password.clone(),
-    )
-}
-
-/// The broker's address and the connection settings for it.
-fn connection(
-    host: &str,
-    port: u16,
-    version: u8,
-    keep_alive: u16,
-    username: Option<String>,
-    password: Option<String>,
-) -> anyhow::Result<(SocketAddr, Settings)> {
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .context("host has no address")?;
-    let version = match version {
-        3 | 4 => ProtocolVersion::V311,
-        5 => ProtocolVersion::V5,
-        v => anyhow::bail!("unsupported MQTT version {v} (3, 4 or 5)"),
-    };
-    Ok((
-        addr,
-        Settings {
-            version,
-            keep_alive,
-            username,
-            password,
-            clean_start: true,
-        },
-    ))
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Latency samples (microseconds) and their percentiles.
-#[derive(Debug, Default)]
-struct Latency(Vec<u64>);
-
-impl Latency {
-    fn percentiles(&mut self) -> [(f64, u64); 4] {
-        self.0.sort_unstable();
-        let at = |q: f64| -> u64 {
-            if self.0.is_empty() {
-                return 0;
-            }
-            let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
-            self.0[i]
-        };
-        [
-            (50.0, at(0.5)),
-            (90.0, at(0.9)),
-            (99.0, at(0.99)),
-            (99.9, at(0.999)),
-        ]
-    }
-}
-
-/// `{"p50":…,"p90":…,"p99":…,"p99_9":…}` in microseconds.
-fn percentiles_json(p: &[(f64, u64); 4]) -> String {
-    format!(
-        "{{\"p50\":{},\"p90\":{},\"p99\":{},\"p99_9\":{}}}",
-        p[0].1, p[1].1, p[2].1, p[3].1
-    )
-}
-
-/// `us p50=… p90=… p99=… p99.9=…`.
-fn percentiles_text(p: &[(f64, u64); 4]) -> String {
-    format!(
-        "us p50={} p90={} p99={} p99.9={}",
-        p[0].1, p[1].1, p[2].1, p[3].1
-    )
-}
-
-/// Opens `ids` connections (client id `client_id(i)`) on one poll and waits for their CONNACKs.
-fn connect_all(
-    poll: &mut Poll,
-    addr: SocketAddr,
-    s: &Settings,
-    client_id: &dyn Fn(usize) -> String,
-    ids: &[usize],
-    interval: Duration,
-) -> anyhow::Result<Vec<Conn>> {
-    let mut conns = Vec::with_capacity(ids.len());
-    let mut events = Events::with_capacity(1024);
-    let t0 = Instant::now();
-    for (k, &i) in ids.iter().enumerate() {
-        let mut c = Conn::open(addr, &client_id(i), s)?;
-        poll.registry().register(
-            &mut c.stream,
-            Token(k),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        conns.push(c);
-        if !interval.is_zero() {
-            std::thread::sleep(interval);
-        }
-        // Keep the handshakes moving while opening more.
-        if k % 256 == 255 {
-            pump(
-                poll,
-                &mut events,
-                &mut conns,
-                Duration::ZERO,
-                &mut |_, _| {},
-            )?;
-        }
-    }
-    while conns.iter().any(|c| c.phase == Phase::Connecting) {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(60 + ids.len() as u64 / 100),
-            "connections did not all get CONNACK"
-        );
-        pump(
-            poll,
-            &mut events,
-            &mut conns,
-            Duration::from_millis(10),
-            &mut |_, _| {},
-        )?;
-    }
-    if let Some(c) = conns
-        .iter()
-        .find(|c| matches!(c.phase, Phase::Refused(_) | Phase::Closed))
-    {
-        anyhow::bail!("a connection was refused or closed: {:?}", c.phase);
-    }
-    Ok(conns)
-}
-
-/// One poll round: reads, flushes.
-fn pump(
-    poll: &mut Poll,
-    events: &mut Events,
-    conns: &mut [Conn],
-    timeout: Duration,
-    on: &mut impl FnMut(usize, Event),
-) -> anyhow::Result<()> {
-    poll.poll(events, Some(timeout))?;
-    for ev in events.iter() {
-        let k = ev.token().0;
-        let Some(c) = conns.get_mut(k) else { continue };
-        if ev.is_writable() {
-            c.write_blocked = false;
-        }
-        if ev.is_readable() {
-            c.read(|e| on(k, e))?;
-        }
-    }
-    for c in conns.iter_mut() {
-        if !c.write_blocked && c.pending() > 0 {
-            c.flush()?;
-        }
-    }
+fn check_qos(q: u8) -> anyhow::Result<()> {
+    anyhow::ensure!(q <= 2, "QoS must be 0, 1 or 2");
     Ok(())
 }
 
-fn split(count: usize, threads: usize) -> Vec<Vec<usize>> {
-    let threads = threads.clamp(1, count.max(1));
-    let mut v = vec![Vec::new(); threads];
-    for i in 0..count {
-        v[i % threads].push(i);
+fn load(p: &PubOpts, duration: u64) -> Load {
+    Load {
+        qos: p.qos,
+        sub_qos: p.qos,
+        retain: p.retain,
+        size: p.size,
+        format: PayloadFormat::Raw,
+        rows: 1,
+        fields: 1,
+        rate: p.rate,
+        interval: Duration::from_millis(p.interval_of_msg),
+        limit: p.limit,
+        inflight: p.inflight.max(1),
+        duration: Duration::from_secs(duration),
+        copies: 1,
+        idle_exit: Duration::from_secs(2),
+        receive_limit: 0,
+        announce: false,
     }
-    v
-}
-
-/// Prints `total=… rate=…/s` once a second until `done`.
-fn rate_lines(label: &'static str, counter: Arc<AtomicU64>, done: Arc<AtomicU64>) {
-    std::thread::spawn(move || {
-        let mut last = 0;
-        while done.load(Ordering::Relaxed) == 0 {
-            std::thread::sleep(Duration::from_secs(1));
-            let now = counter.load(Ordering::Relaxed);
-            eprintln!("{label}: total={now} rate={}/s", now - last);
-            last = now;
-        }
-    });
-}
-
-struct PubResult {
-    sent: u64,
-    acked: u64,
-    elapsed: Duration,
-    latency: Latency,
 }
 
 fn run_pub(a: PubArgs) -> anyhow::Result<()> {
-    let (addr, s) = settings(&a.common)?;
-    anyhow::ensure!(a.qos <= 2, "QoS must be 0, 1 or 2");
-    let groups = split(a.common.count, a.common.threads);
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
-    let per_thread_rate = a.rate as f64 / groups.len() as f64;
-    let mut handles = Vec::new();
-    for ids in groups {
-        let (a, s, sent_total, ready) = (
-            a.clone(),
-            s.clone(),
-            Arc::clone(&sent_total),
-            Arc::clone(&ready),
+    check_qos(a.publish.qos)?;
+    let dial = a.run.conn.dial()?;
+    let prefix = a.run.prefix("pub");
+    let user = a.run.conn.username.as_deref();
+    let members: Vec<Member> = (0..a.run.count)
+        .map(|k| {
+            let n = a.run.start_number + k;
+            let id = format!("{prefix}-{n}");
+            Member {
+                ordinal: k,
+                role: Role::Pub(topic(&a.topic, n, &id, user)),
+                client_id: id,
+            }
+        })
+        .collect();
+    let mut l = load(&a.publish, a.run.duration);
+    l.format = a.format;
+    l.rows = a.rows.max(1);
+    l.fields = a.fields.max(1);
+    if a.verify {
+        anyhow::ensure!(
+            a.format != PayloadFormat::Raw && a.topic.starts_with("devices/%c/telemetry"),
+            "--verify needs telemetry: --format json|line and -t 'devices/%c/telemetry[/TABLE]'"
         );
-        handles.push(std::thread::spawn(move || -> anyhow::Result<PubResult> {
-            let mut poll = Poll::new()?;
-            let conns = connect_all(
-                &mut poll,
-                addr,
-                &s,
-                &|i| format!("{}-{i}", prefix(&a.common, "pub")),
-                &ids,
-                Duration::from_millis(a.common.interval_conn),
-            );
-            ready.wait();
-            let mut conns = conns?;
-            let pre = prefix(&a.common, "pub");
-            let topics: Vec<Utf8> = ids
-                .iter()
-                .map(|i| {
-                    Utf8::new(
-                        &a.topic
-                            .replace("%i", &i.to_string())
-                            .replace("%c", &format!("{pre}-{i}")),
-                    )
-                })
-                .collect();
-            let mut telemetry: Vec<Telemetry> = ids
-                .iter()
-                .map(|&i| Telemetry::new(a.format, a.rows, a.fields, i as u64 + 1))
-                .collect();
-            let mut payload = vec![b'x'; a.size.max(8)];
-            let mut latency = Latency::default();
-            let mut acked = 0u64;
-            let mut sent = 0u64;
-            let mut reported = 0u64;
-            let mut events = Events::with_capacity(1024);
-            let limit_per_thread = if a.limit > 0 {
-                a.limit.div_ceil(sent_total_threads(&a))
-            } else {
-                u64::MAX
-            };
-            let per_conn_interval = Duration::from_millis(a.interval);
-            let mut next_at = vec![Instant::now(); conns.len()];
-            let t0 = Instant::now();
-            let end = t0 + Duration::from_secs(a.common.duration);
-            while Instant::now() < end
-                && (sent < limit_per_thread || conns.iter().any(|c| c.inflight() > 0))
-            {
-                let now = Instant::now();
-                for (k, c) in conns.iter_mut().enumerate() {
-                    while c.pending() < 64 * 1024
-                        && sent < limit_per_thread
-                        && (a.qos == 0 || c.inflight() < a.inflight)
-                        && (per_thread_rate == 0.0
-                            || (sent as f64) < per_thread_rate * t0.elapsed().as_secs_f64())
-                        && (per_conn_interval.is_zero() || next_at[k] <= now)
-                    {
-                        let body = if a.format == PayloadFormat::Raw {
-                            payload[..8].copy_from_slice(&now_ns().to_be_bytes());
-                            Bytes::copy_from_slice(&payload)
-                        } else {
-                            telemetry[k].next()
-                        };
-                        c.publish(&topics[k], body, a.qos, a.retain);
-                        sent += 1;
-                        if !per_conn_interval.is_zero() {
-                            next_at[k] += per_conn_interval;
-                            break;
-                        }
-                    }
-                    if !c.write_blocked {
-                        c.flush()?;
-                    }
-                }
-                let paced = per_thread_rate > 0.0 || !per_conn_interval.is_zero();
-                let timeout = if paced {
-                    Duration::from_millis(1)
-                } else {
-                    Duration::ZERO
-                };
-                pump(&mut poll, &mut events, &mut conns, timeout, &mut |_, e| {
-                    if let Event::Acked(us) = e {
-                        acked += 1;
-                        if acked % 16 == 1 || latency.0.len() < 100_000 {
-                            latency.0.push(us);
-                        }
-                    }
-                })?;
-                sent_total.fetch_add(sent - reported, Ordering::Relaxed);
-                reported = sent;
-            }
-            // The run ends when the broker has read everything: what sits in socket buffers
-            // was sent but not yet accepted (at QoS 0 that can be seconds of messages).
-            for c in conns.iter_mut() {
-                if c.phase == Phase::Connected {
-                    c.ping();
-                    c.flush()?;
-                }
-            }
-            let drain_end = Instant::now() + Duration::from_secs(60);
-            while conns
-                .iter()
-                .any(|c| (c.ping_pending || c.inflight() > 0) && c.phase == Phase::Connected)
-                && Instant::now() < drain_end
-            {
-                for c in conns.iter_mut() {
-                    if !c.write_blocked {
-                        c.flush()?;
-                    }
-                }
-                pump(
-                    &mut poll,
-                    &mut events,
-                    &mut conns,
-                    Duration::from_millis(5),
-                    &mut |_, e| {
-                        if let Event::Acked(us) = e {
-                            acked += 1;
-                            latency.0.push(us);
-                        }
-                    },
-                )?;
-            }
-            Ok(PubResult {
-                sent,
-                acked,
-                elapsed: t0.elapsed(),
-                latency,
-            })
-        }));
     }
-    ready.wait();
-    rate_lines("pub", Arc::clone(&sent_total), Arc::clone(&done));
-    let mut total = PubResult {
-        sent: 0,
-        acked: 0,
-        elapsed: Duration::ZERO,
-        latency: Latency::default(),
-    };
-    for h in handles {
-        let r = h
-            .join()
-            .map_err(|_| anyhow::anyhow!("publisher thread panicked"))??;
-        total.sent += r.sent;
-        total.acked += r.acked;
-        total.elapsed = total.elapsed.max(r.elapsed);
-        total.latency.0.extend(r.latency.0);
-    }
-    done.store(1, Ordering::Relaxed);
-    let secs = total.elapsed.as_secs_f64().max(1e-9);
-    let p = total.latency.percentiles();
-    if a.common.json {
-        println!(
-            "{{\"verb\":\"pub\",\"connections\":{},\"qos\":{},\"size\":{},\"points_per_message\":{},\"sent\":{},\"acked\":{},\"seconds\":{:.3},\"sent_per_sec\":{:.0},\"acked_per_sec\":{:.0},\"ack_latency_us\":{}}}",
-            a.common.count,
-            a.qos,
-            a.size,
-            if a.format == PayloadFormat::Raw {
-                0
-            } else {
-                a.rows.max(1) * a.fields.max(1)
-            },
-            total.sent,
-            total.acked,
-            secs,
-            total.sent as f64 / secs,
-            total.acked as f64 / secs,
-            percentiles_json(&p)
-        );
+    let started_ns = traffic::now_ns() as i64;
+    let shown: Shown = [Some("sent"), (a.publish.qos > 0).then_some("acked"), None];
+    let out = traffic::run(&dial, members, &l, a.run.conn.threads, "pub", shown)?;
+    let points = if a.format == PayloadFormat::Raw {
+        0
     } else {
-        println!(
-            "pub: {} connections, QoS {}, {} B: sent {} ({:.0}/s), acked {} ({:.0}/s) in {:.2}s; ack latency {}",
-            a.common.count,
-            a.qos,
-            a.size,
-            total.sent,
-            total.sent as f64 / secs,
-            total.acked,
-            total.acked as f64 / secs,
-            secs,
-            percentiles_text(&p)
+        l.rows * l.fields
+    };
+    let mut v = summary("pub", None, &l, &out, shown);
+    v["points_per_message"] = json!(points);
+    print_summary(&a.run, &v, &out, &l);
+    if a.verify {
+        let http = a
+            .http
+            .clone()
+            .unwrap_or_else(|| format!("{}:8080", a.run.conn.host));
+        // JSON goes to telemetry (or the topic's table); line protocol names its own: `m`.
+        let table = match a.format {
+            PayloadFormat::Line => "m".to_string(),
+            _ => a
+                .topic
+                .strip_prefix("devices/%c/telemetry/")
+                .unwrap_or("telemetry")
+                .to_string(),
+        };
+        let rows = l.rows as u64;
+        let expect = verify::Expect {
+            table,
+            fields: (0..l.fields).map(|f| format!("f{f}")).collect(),
+            devices: out
+                .accepted
+                .iter()
+                .map(|(id, m)| (id.clone(), [m * rows, m * points as u64]))
+                .collect(),
+        };
+        // Rows carry the send time from the run's start on (1 ms steps per connection).
+        let from = started_ns - started_ns.rem_euclid(1_000_000) - 1_000_000_000;
+        let missing = verify::verify(
+            &http,
+            a.token.as_deref(),
+            Some(from),
+            None,
+            &[expect],
+            a.run.json,
+        )?;
+        anyhow::ensure!(
+            missing == 0,
+            "verify: {missing} acknowledged points are missing from Mast"
         );
     }
-    Ok(())
-}
-
-fn sent_total_threads(a: &PubArgs) -> u64 {
-    a.common.threads.clamp(1, a.common.count.max(1)) as u64
+    fail_if_nothing_connected(&out)
 }
 
 fn run_sub(a: SubArgs) -> anyhow::Result<()> {
-    let (addr, s) = settings(&a.common)?;
-    let qos = match a.qos {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        2 => QoS::ExactlyOnce,
-        _ => anyhow::bail!("QoS must be 0, 1 or 2"),
+    check_qos(a.qos)?;
+    let dial = a.run.conn.dial()?;
+    let prefix = a.run.prefix("sub");
+    let user = a.run.conn.username.as_deref();
+    let members: Vec<Member> = (0..a.run.count)
+        .map(|k| {
+            let n = a.run.start_number + k;
+            let id = format!("{prefix}-{n}");
+            Member {
+                ordinal: k,
+                role: Role::Sub(topic(&a.topic, n, &id, user)),
+                client_id: id,
+            }
+        })
+        .collect();
+    let l = Load {
+        qos: a.qos,
+        sub_qos: a.qos,
+        idle_exit: Duration::from_secs(a.idle_exit),
+        receive_limit: a.limit,
+        ..load(
+            &PubOpts {
+                size: 8,
+                qos: a.qos,
+                retain: false,
+                interval_of_msg: 0,
+                rate: 0.0,
+                limit: 0,
+                inflight: 1,
+            },
+            a.run.duration,
+        )
     };
-    let ids: Vec<usize> = (0..a.common.count).collect();
-    let mut poll = Poll::new()?;
-    let mut conns = connect_all(
-        &mut poll,
-        addr,
-        &s,
-        &|i| format!("{}-{i}", prefix(&a.common, "sub")),
-        &ids,
-        Duration::from_millis(a.common.interval_conn),
-    )?;
-    for (k, c) in conns.iter_mut().enumerate() {
-        c.subscribe(&a.topic.replace("%i", &k.to_string()), qos);
-        c.flush()?;
-    }
-    let mut events = Events::with_capacity(1024);
-    let mut subscribed = 0;
-    while subscribed < conns.len() {
-        pump(
-            &mut poll,
-            &mut events,
-            &mut conns,
-            Duration::from_millis(10),
-            &mut |_, e| {
-                if let Event::Subscribed = e {
-                    subscribed += 1;
-                }
-            },
-        )?;
-    }
-    eprintln!("sub: {} subscribed to {}", conns.len(), a.topic);
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    rate_lines("sub", Arc::clone(&received), Arc::clone(&done));
-    let mut count = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut last = Instant::now();
-    let mut latency = Latency::default();
-    let t0 = Instant::now();
-    let end = t0 + Duration::from_secs(a.common.duration);
-    let idle = Duration::from_secs(a.idle_exit);
-    loop {
-        let now = Instant::now();
-        if now >= end || (a.limit > 0 && count >= a.limit) || (first.is_some() && now - last > idle)
-        {
-            break;
-        }
-        let before = count;
-        pump(
-            &mut poll,
-            &mut events,
-            &mut conns,
-            Duration::from_millis(50),
-            &mut |_, e| {
-                if let Event::Message(p) = e {
-                    count += 1;
-                    if p.len() >= 8 && (count % 16 == 1 || latency.0.len() < 100_000) {
-                        let sent = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
-                        latency.0.push(now_ns().saturating_sub(sent) / 1000);
-                    }
-                }
-            },
-        )?;
-        if count > before {
-            let t = Instant::now();
-            first.get_or_insert(t);
-            last = t;
-            received.store(count, Ordering::Relaxed);
-        }
-    }
-    done.store(1, Ordering::Relaxed);
-    let window = first.map_or(0.0, |f| (last - f).as_secs_f64()).max(1e-9);
-    let p = latency.percentiles();
-    if a.common.json {
-        println!(
-            "{{\"verb\":\"sub\",\"connections\":{},\"qos\":{},\"received\":{},\"seconds\":{:.3},\"received_per_sec\":{:.0},\"e2e_latency_us\":{}}}",
-            a.common.count,
-            a.qos,
-            count,
-            window,
-            count as f64 / window,
-            percentiles_json(&p)
-        );
-    } else {
-        println!(
-            "sub: {} connections, QoS {}: received {} in {:.2}s ({:.0}/s); end-to-end latency {}",
-            a.common.count,
-            a.qos,
-            count,
-            window,
-            count as f64 / window,
-            percentiles_text(&p)
-        );
-    }
-    Ok(())
+    let shown: Shown = [None, None, Some("received")];
+    let out = traffic::run(&dial, members, &l, a.run.conn.threads, "sub", shown)?;
+    let v = summary("sub", None, &l, &out, shown);
+    print_summary(&a.run, &v, &out, &l);
+    fail_if_nothing_connected(&out)
 }
 
 fn run_conn(a: ConnArgs) -> anyhow::Result<()> {
-    let (addr, s) = settings(&a.common)?;
-    let ids: Vec<usize> = (0..a.common.count).collect();
-    let mut poll = Poll::new()?;
-    let t0 = Instant::now();
-    let mut conns = connect_all(
-        &mut poll,
-        addr,
-        &s,
-        &|i| format!("{}-{i}", prefix(&a.common, "conn")),
-        &ids,
-        Duration::from_millis(a.common.interval_conn),
-    )?;
-    let took = t0.elapsed().as_secs_f64();
-    if a.common.json {
+    conn_scenario(&a.run, "conn", None)
+}
+
+/// Opens `-c` idle connections, says so on stderr when all are up (scripts wait for that line
+/// to measure the broker), holds them for `-d` seconds.
+fn conn_scenario(run: &RunOpts, verb: &'static str, scenario: Option<&str>) -> anyhow::Result<()> {
+    let dial = run.conn.dial()?;
+    let prefix = run.prefix("conn");
+    let members: Vec<Member> = (0..run.count)
+        .map(|k| Member {
+            ordinal: k,
+            client_id: format!("{prefix}-{}", run.start_number + k),
+            role: Role::Idle,
+        })
+        .collect();
+    let l = Load {
+        announce: true,
+        ..load(
+            &PubOpts {
+                size: 8,
+                qos: 0,
+                retain: false,
+                interval_of_msg: 0,
+                rate: 0.0,
+                limit: 0,
+                inflight: 1,
+            },
+            run.duration,
+        )
+    };
+    let shown: Shown = [None, None, None];
+    let out = traffic::run(&dial, members, &l, run.conn.threads, verb, shown)?;
+    if run.json {
         println!(
-            "{{\"verb\":\"conn\",\"connected\":{},\"seconds\":{took:.3}}}",
-            conns.len()
+            "{}",
+            json!({
+                "verb": verb,
+                "scenario": scenario,
+                "wanted": run.count,
+                "connected": out.connected,
+                "failed": run.count - out.connected,
+                "seconds_to_connect": round3(out.seconds_to_connect),
+                "connects_per_sec": (out.connected as f64 / out.seconds_to_connect.max(1e-9)).round() as u64,
+                "connect_latency_us": out.connect.json(),
+                "errors": out.errors.json(),
+            })
         );
     } else {
         println!(
-            "conn: {} connected in {took:.2}s; holding for {}s",
-            conns.len(),
-            a.common.duration
+            "{verb}: {} of {} connected in {:.2}s ({:.0}/s); CONNECT→CONNACK {}; errors: {}",
+            out.connected,
+            run.count,
+            out.seconds_to_connect,
+            out.connected as f64 / out.seconds_to_connect.max(1e-9),
+            out.connect.text(),
+            out.errors.text()
         );
     }
-    let mut events = Events::with_capacity(1024);
-    let end = Instant::now() + Duration::from_secs(a.common.duration);
-    while Instant::now() < end {
-        pump(
-            &mut poll,
-            &mut events,
-            &mut conns,
-            Duration::from_millis(200),
-            &mut |_, _| {},
-        )?;
+    fail_if_nothing_connected(&out)
+}
+
+fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
+    if a.scenario == Scenario::Conn {
+        return conn_scenario(&a.run, "bench", Some("conn"));
     }
-    let alive = conns.iter().filter(|c| c.phase == Phase::Connected).count();
-    eprintln!("conn: {alive} still connected at the end");
+    check_qos(a.publish.qos)?;
+    let sub_qos = a.sub_qos.unwrap_or(a.publish.qos);
+    check_qos(sub_qos)?;
+    let dial = a.run.conn.dial()?;
+    let size = a.run.count;
+    let (pubs, subs) = match a.scenario {
+        Scenario::P2p => (size, size),
+        Scenario::Fanin => (size, a.subs.unwrap_or(1)),
+        Scenario::Fanout => (a.pubs.unwrap_or(1), size),
+        Scenario::Sharedsub => (size, a.subs.unwrap_or(10)),
+        Scenario::Conn => unreachable!("handled above"),
+    };
+    anyhow::ensure!(
+        pubs > 0 && subs > 0,
+        "a scenario needs publishers and subscribers"
+    );
+    let members = scenario_members(a.scenario, &a.run.prefix("bench"), pubs, subs);
+    let mut l = load(&a.publish, a.run.duration);
+    l.sub_qos = sub_qos;
+    l.idle_exit = Duration::from_secs(a.idle_exit);
+    l.copies = match a.scenario {
+        Scenario::Fanin => subs as u64,
+        Scenario::Fanout => subs as u64,
+        _ => 1,
+    };
+    let name = format!("{:?}", a.scenario).to_lowercase();
+    let shown: Shown = [
+        Some("sent"),
+        (a.publish.qos > 0).then_some("acked"),
+        Some("received"),
+    ];
+    let out = traffic::run(&dial, members, &l, a.run.conn.threads, "bench", shown)?;
+    let v = summary("bench", Some(&name), &l, &out, shown);
+    print_summary(&a.run, &v, &out, &l);
+    fail_if_nothing_connected(&out)
+}
+
+/// The connections of a scenario: subscribers first (so they are up before publishers start),
+/// then publishers; topics under `bench/{prefix}/` so runs beside each other do not mix.
+fn scenario_members(s: Scenario, prefix: &str, pubs: usize, subs: usize) -> Vec<Member> {
+    let root = format!("bench/{prefix}/{}", format!("{s:?}").to_lowercase());
+    let mut m = Vec::with_capacity(pubs + subs);
+    for i in 0..subs {
+        let filter = match s {
+            Scenario::P2p => format!("{root}/{i}"),
+            Scenario::Fanin => format!("{root}/#"),
+            Scenario::Fanout => root.clone(),
+            Scenario::Sharedsub => format!("$share/{prefix}/{root}/#"),
+            Scenario::Conn => String::new(),
+        };
+        m.push(Member {
+            ordinal: m.len(),
+            client_id: format!("{prefix}-sub-{i}"),
+            role: Role::Sub(filter),
+        });
+    }
+    for i in 0..pubs {
+        let t = match s {
+            Scenario::Fanout => root.clone(),
+            _ => format!("{root}/{i}"),
+        };
+        m.push(Member {
+            ordinal: m.len(),
+            client_id: format!("{prefix}-pub-{i}"),
+            role: Role::Pub(t),
+        });
+    }
+    m
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The JSON summary of a pub/sub/bench run (scripts read it; the text form is made from it).
+fn summary(verb: &str, scenario: Option<&str>, l: &Load, out: &Outcome, shown: Shown) -> Value {
+    let ps = out.pub_seconds.max(1e-9);
+    let rs = out.recv_seconds.max(1e-9);
+    json!({
+        "verb": verb,
+        "scenario": scenario,
+        "qos": l.qos,
+        "size": l.size,
+        "publishers": out.publishers,
+        "subscribers": out.subscribers,
+        "connected": out.connected,
+        "sent": out.sent,
+        "acked": out.acked,
+        "received": out.received,
+        "expected": if out.publishers > 0 {
+            (if l.qos.min(l.sub_qos) == 0 { out.sent } else { out.acked }) * l.copies * u64::from(out.subscribers > 0)
+        } else { 0 },
+        "seconds": round3(if out.publishers > 0 { out.pub_seconds } else { out.recv_seconds }),
+        "sent_per_sec": (out.sent as f64 / ps).round() as u64,
+        "acked_per_sec": (out.acked as f64 / ps).round() as u64,
+        "received_per_sec": (out.received as f64 / rs).round() as u64,
+        "ack_latency_us": out.ack.json(),
+        "e2e_latency_us": out.e2e.json(),
+        "connect_latency_us": out.connect.json(),
+        "errors": out.errors.json(),
+        "timeline": timeline_json(&out.timeline, &shown),
+        "latency_cdf": {"ack": out.ack.cdf(), "e2e": out.e2e.cdf()},
+    })
+}
+
+fn print_summary(run: &RunOpts, v: &Value, out: &Outcome, l: &Load) {
+    if run.json {
+        println!("{v}");
+        return;
+    }
+    let what = match v["scenario"].as_str() {
+        Some(s) => format!("{} {s}", v["verb"].as_str().unwrap_or("")),
+        None => v["verb"].as_str().unwrap_or("").to_string(),
+    };
+    println!(
+        "{what}: {} publishers, {} subscribers ({} connected), QoS {}, {} B",
+        out.publishers, out.subscribers, out.connected, l.qos, l.size
+    );
+    if out.publishers > 0 {
+        println!(
+            "  sent {} ({}/s), acked {} ({}/s) in {:.2}s",
+            out.sent, v["sent_per_sec"], out.acked, v["acked_per_sec"], out.pub_seconds
+        );
+    }
+    if out.subscribers > 0 {
+        println!(
+            "  received {} ({}/s){}",
+            out.received,
+            v["received_per_sec"],
+            if out.publishers > 0 {
+                format!(" of {} expected", v["expected"])
+            } else {
+                String::new()
+            }
+        );
+    }
+    if l.qos > 0 && out.publishers > 0 {
+        println!("  publish→ack latency  {}", out.ack.text());
+    }
+    if out.e2e.count() > 0 {
+        println!("  end-to-end latency   {}", out.e2e.text());
+    }
+    println!("  errors: {}", out.errors.text());
+}
+
+fn fail_if_nothing_connected(out: &Outcome) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        out.connected > 0,
+        "no connection came up: {}",
+        out.errors.text()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(s: Scenario, pubs: usize, subs: usize) -> Vec<(String, String)> {
+        scenario_members(s, "x", pubs, subs)
+            .into_iter()
+            .map(|m| match m.role {
+                Role::Pub(t) => ("pub".into(), t),
+                Role::Sub(f) => ("sub".into(), f),
+                Role::Idle => ("idle".into(), String::new()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scenarios_wire_publishers_to_subscribers() {
+        let p2p = roles(Scenario::P2p, 2, 2);
+        assert_eq!(
+            p2p,
+            [
+                ("sub".into(), "bench/x/p2p/0".into()),
+                ("sub".into(), "bench/x/p2p/1".into()),
+                ("pub".into(), "bench/x/p2p/0".into()),
+                ("pub".into(), "bench/x/p2p/1".into()),
+            ]
+        );
+        let fanin = roles(Scenario::Fanin, 3, 1);
+        assert_eq!(fanin[0], ("sub".into(), "bench/x/fanin/#".into()));
+        assert_eq!(fanin[3], ("pub".into(), "bench/x/fanin/2".into()));
+        let fanout = roles(Scenario::Fanout, 1, 3);
+        assert!(fanout.iter().all(|(_, t)| t == "bench/x/fanout"));
+        let shared = roles(Scenario::Sharedsub, 2, 2);
+        assert_eq!(shared[0].1, "$share/x/bench/x/sharedsub/#");
+        // Ordinals run over the whole run: subscribers first.
+        let m = scenario_members(Scenario::P2p, "x", 2, 2);
+        assert_eq!(
+            m.iter().map(|m| m.ordinal).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn topic_variables() {
+        assert_eq!(
+            topic("devices/%c/t/%i/%u", 7, "pub-7", Some("ann")),
+            "devices/pub-7/t/7/ann"
+        );
+        assert_eq!(topic("bench/%i", 3, "c", None), "bench/3");
+    }
+
+    #[test]
+    fn the_cli_takes_emqtt_bench_flags() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "mast-loadgen",
+            "pub",
+            "-h",
+            "10.0.0.1",
+            "-p",
+            "1884",
+            "-V",
+            "4",
+            "-c",
+            "100",
+            "-n",
+            "5",
+            "-i",
+            "10",
+            "-R",
+            "50",
+            "-k",
+            "60",
+            "-C",
+            "false",
+            "-u",
+            "u",
+            "-P",
+            "p",
+            "-t",
+            "bench/%i",
+            "-s",
+            "128",
+            "-q",
+            "1",
+            "-r",
+            "-I",
+            "100",
+            "-L",
+            "1000",
+            "-F",
+            "8",
+            "--ifaddr",
+            "127.0.0.1-127.0.0.3",
+            "--prefix",
+            "b",
+        ])
+        .unwrap();
+        let Verb::Pub(a) = cli.verb else {
+            panic!("not pub")
+        };
+        assert_eq!(
+            (
+                a.run.conn.host.as_str(),
+                a.run.conn.port,
+                a.run.conn.version
+            ),
+            ("10.0.0.1", 1884, 4)
+        );
+        assert_eq!((a.run.count, a.run.start_number), (100, 5));
+        assert_eq!(
+            (
+                a.run.conn.interval_conn,
+                a.run.conn.connrate,
+                a.run.conn.keepalive
+            ),
+            (10, 50, 60)
+        );
+        assert!(!a.run.conn.clean);
+        assert_eq!(
+            (a.publish.size, a.publish.qos, a.publish.retain),
+            (128, 1, true)
+        );
+        assert_eq!(
+            (
+                a.publish.interval_of_msg,
+                a.publish.limit,
+                a.publish.inflight
+            ),
+            (100, 1000, 8)
+        );
+        let d = a.run.conn.dial().unwrap();
+        assert_eq!(d.sources.len(), 3);
+        assert_eq!(
+            d.gap,
+            Duration::from_millis(20),
+            "-R 50 is a connection every 20 ms"
+        );
+        for verb in [
+            vec!["mast-loadgen", "sub", "-t", "bench/#", "-q", "2"],
+            vec!["mast-loadgen", "conn", "-c", "10", "-d", "1"],
+            vec![
+                "mast-loadgen",
+                "bench",
+                "sharedsub",
+                "-c",
+                "10",
+                "--subs",
+                "3",
+                "-q",
+                "1",
+            ],
+            vec![
+                "mast-loadgen",
+                "iot",
+                "-c",
+                "5",
+                "-I",
+                "10s",
+                "--fast-forward",
+                "-d",
+                "1h",
+            ],
+            vec![
+                "mast-loadgen",
+                "query",
+                "--http",
+                "127.0.0.1:8080",
+                "-c",
+                "2",
+                "--rate",
+                "5",
+            ],
+        ] {
+            Cli::try_parse_from(&verb).unwrap_or_else(|e| panic!("{verb:?}: {e}"));
+        }
+    }
 }

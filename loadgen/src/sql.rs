@@ -1,43 +1,88 @@
 //! A minimal HTTP/1.1 client for Mast's SQL API (`POST /api/v1/sql?format=jsonl`), enough for
-//! `--verify`: one request per connection, chunked or sized bodies.
+//! `--verify` and the `query` verb: one request per connection, chunked or sized bodies.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 /// Runs `sql` on the server at `addr` (`host:port`) and returns its rows.
-pub(crate) fn query(addr: &str, sql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut s = TcpStream::connect(addr)
-        .map_err(|e| anyhow::anyhow!("cannot reach the SQL API at {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(300)))?;
-    write!(
-        s,
-        "POST /api/v1/sql?format=jsonl HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         content-type: text/plain\r\ncontent-length: {}\r\n\r\n{sql}",
-        sql.len()
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("{addr}: not an HTTP response"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body)?;
-    }
-    let status = head.split(' ').nth(1).unwrap_or("");
-    anyhow::ensure!(
-        status == "200",
-        "{addr}: SQL failed with {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let text = String::from_utf8(body)?;
+pub(crate) fn query(
+    addr: &str,
+    token: Option<&str>,
+    sql: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = String::from_utf8(request(addr, token, sql).map_err(|e| anyhow::anyhow!("{e}"))?)?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| Ok(serde_json::from_str(l)?))
         .collect()
+}
+
+/// Why a request failed: the reason to count it under, and the detail.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// `http 408 timeout`, `connect`, `read`…
+    pub(crate) reason: String,
+    pub(crate) detail: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// Sends `sql` and returns the JSON-lines body of a 200 answer.
+pub(crate) fn request(addr: &str, token: Option<&str>, sql: &str) -> Result<Vec<u8>, Failure> {
+    let fail = |reason: &str, detail: String| Failure {
+        reason: reason.to_string(),
+        detail,
+    };
+    let mut s = TcpStream::connect(addr).map_err(|e| {
+        fail(
+            "connect",
+            format!("cannot reach the SQL API at {addr}: {e}"),
+        )
+    })?;
+    let _ = s.set_nodelay(true);
+    s.set_read_timeout(Some(Duration::from_secs(300)))
+        .map_err(|e| fail("connect", e.to_string()))?;
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "POST /api/v1/sql?format=jsonl HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         {auth}content-type: text/plain\r\ncontent-length: {}\r\n\r\n{sql}",
+        sql.len()
+    )
+    .map_err(|e| fail("write", e.to_string()))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| fail("read", e.to_string()))?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| fail("read", format!("{addr}: not an HTTP response")))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let mut body = raw[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body).map_err(|e| fail("read", e.to_string()))?;
+    }
+    let status = head.split(' ').nth(1).unwrap_or("").to_string();
+    if status != "200" {
+        // Mast's errors are {"error","code"}: count them by status and code.
+        let code = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        return Err(fail(
+            format!("http {status} {code}").trim_end(),
+            format!(
+                "{addr}: SQL failed with {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        ));
+    }
+    Ok(body)
 }
 
 fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {

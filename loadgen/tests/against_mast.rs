@@ -63,6 +63,11 @@ struct Server {
 
 impl Server {
     fn start(bin: PathBuf) -> Server {
+        Server::start_with(bin, "")
+    }
+
+    /// Starts with `mqtt_extra` (TOML lines) inside the `[mqtt]` table.
+    fn start_with(bin: PathBuf, mqtt_extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let http_port = free_port();
@@ -70,7 +75,7 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n",
+                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n{mqtt_extra}\n",
                 dir.path().join("data").display()
             ),
         )
@@ -406,7 +411,7 @@ fn verify_finds_every_acknowledged_point_in_mast() {
         "{out}"
     );
     assert_eq!(
-        out.matches("missing 0 rows, 0 points (0 trucks)").count(),
+        out.matches("missing 0 rows, 0 points (0 devices)").count(),
         2,
         "{out}"
     );
@@ -449,11 +454,11 @@ fn verify_reports_the_loss_when_the_broker_stores_nothing() {
     assert!(!ok, "a run whose points are all missing must fail:\n{out}");
     // 3 trucks × 60 intervals: 180 rows per table, 7 and 3 points a row
     assert!(
-        out.contains("verify readings: acknowledged 180 rows / 1260 points, stored 0 / 0; missing 180 rows, 1260 points (3 trucks)"),
+        out.contains("verify readings: acknowledged 180 rows / 1260 points, stored 0 / 0; missing 180 rows, 1260 points (3 devices)"),
         "{out}"
     );
     assert!(
-        out.contains("verify diagnostics: acknowledged 180 rows / 540 points, stored 0 / 0; missing 180 rows, 540 points (3 trucks)"),
+        out.contains("verify diagnostics: acknowledged 180 rows / 540 points, stored 0 / 0; missing 180 rows, 540 points (3 devices)"),
         "{out}"
     );
     assert!(
@@ -478,7 +483,7 @@ fn pub_holds_the_requested_rate_within_five_percent() {
                 "-c",
                 conns,
             ])
-            .args(["-R", &rate.to_string(), "-L", &(rate * 3).to_string()])
+            .args(["--rate", &rate.to_string(), "-L", &(rate * 3).to_string()])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -502,4 +507,310 @@ fn pub_holds_the_requested_rate_within_five_percent() {
             "asked {rate}/s, sent {achieved:.0}/s over {secs:.3} s"
         );
     }
+}
+
+/// Runs `mast-loadgen ARGS` and returns its exit success and the JSON lines it printed.
+fn run_json(args: &[&str]) -> (bool, Vec<Json>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        out.status.success(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_scenario_delivers_each_acknowledged_message_to_its_subscribers() {
+    let server = Server::start(mast_bin());
+    let port = server.port.to_string();
+    // (scenario, size, extra flags, messages, copies each subscriber set gets in all)
+    let cases: [(&str, &str, &[&str], u64, u64); 4] = [
+        ("p2p", "3", &[], 300, 1),
+        ("fanin", "4", &["--subs", "2"], 200, 2),
+        ("fanout", "3", &["--pubs", "2"], 100, 3),
+        ("sharedsub", "3", &["--subs", "3"], 300, 1),
+    ];
+    for (scenario, size, extra, limit, copies) in cases {
+        let limit_s = limit.to_string();
+        let mut args = vec![
+            "bench",
+            scenario,
+            "--json",
+            "-p",
+            &port,
+            "-c",
+            size,
+            "-q",
+            "1",
+            "-L",
+            &limit_s,
+            "-d",
+            "30",
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run_json(&args);
+        assert!(ok, "{scenario}: {err}");
+        let v = &out[0];
+        assert_eq!(v["scenario"], scenario);
+        assert_eq!(v["sent"], limit, "{scenario}: {v}");
+        assert_eq!(v["acked"], limit, "{scenario}: {v}");
+        assert_eq!(v["expected"], limit * copies, "{scenario}: {v}");
+        assert_eq!(v["received"], limit * copies, "{scenario}: {v}");
+        assert_eq!(v["errors"], serde_json::json!({}), "{scenario}");
+        // Every delivery was timed end to end, every acknowledgement publish to PUBACK.
+        assert_eq!(v["e2e_latency_us"]["count"], limit * copies, "{scenario}");
+        assert_eq!(v["ack_latency_us"]["count"], limit, "{scenario}");
+        let p = &v["e2e_latency_us"];
+        assert!(p["p50"].as_u64() <= p["p99"].as_u64() && p["p99"].as_u64() <= p["max"].as_u64());
+        let timeline: u64 = v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sent"].as_u64().unwrap())
+            .sum();
+        assert!(
+            timeline <= limit,
+            "the timeline never counts more than was sent"
+        );
+    }
+}
+
+#[test]
+fn refused_connections_are_counted_by_reason_and_fail_the_run() {
+    let server = Server::start_with(mast_bin(), "allow_anonymous = false");
+    let (ok, out, err) = run_json(&[
+        "conn",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "5",
+        "-u",
+        "nobody",
+        "-P",
+        "wrong",
+        "-d",
+        "0",
+    ]);
+    assert!(!ok, "a run where nothing connects must fail");
+    assert!(err.contains("no connection came up"), "{err}");
+    let v = &out[0];
+    assert_eq!(v["connected"], 0);
+    assert_eq!(v["failed"], 5);
+    assert_eq!(
+        v["errors"],
+        serde_json::json!({"connack 0x86 bad user name or password": 5}),
+        "{v}"
+    );
+    // Nothing listening: the connect error itself is the reason.
+    let (ok, out, _) = run_json(&[
+        "conn",
+        "--json",
+        "-p",
+        &free_port().to_string(),
+        "-c",
+        "2",
+        "-d",
+        "0",
+    ]);
+    assert!(!ok);
+    let errors = out[0]["errors"].as_object().unwrap().clone();
+    assert_eq!(
+        errors.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        2,
+        "{errors:?}"
+    );
+    assert!(
+        errors.keys().all(|k| k.starts_with("connect: ")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn connections_come_from_every_source_address_given() {
+    let server = Server::start(mast_bin());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
+        .args([
+            "conn",
+            "-p",
+            &server.port.to_string(),
+            "-c",
+            "30",
+            "-d",
+            "30",
+        ])
+        .args([
+            "--ifaddr",
+            "127.0.0.2-127.0.0.4",
+            "-R",
+            "300",
+            "--threads",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for "conn: 30 connected in …; holding for 30 s".
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.starts_with("conn: 30 connected in"), "{line}");
+    let rows = sql(
+        server.http_port,
+        "SELECT split_part(address, ':', 1) AS ip, count(*) AS n FROM system.connections \
+         GROUP BY ip ORDER BY ip",
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let got: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["ip"].as_str().unwrap().to_string(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("127.0.0.2".to_string(), 10),
+            ("127.0.0.3".to_string(), 10),
+            ("127.0.0.4".to_string(), 10)
+        ]
+    );
+}
+
+/// Rows of a SQL query over Mast's HTTP API (JSON lines).
+fn sql(http_port: u16, q: &str) -> Vec<Json> {
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!(
+            "POST /api/v1/sql?format=jsonl HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{q}",
+            q.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut raw = String::new();
+    std::io::Read::read_to_string(&mut s, &mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{raw}");
+    // Chunked: keep the lines that are JSON.
+    body.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pub_verify_finds_every_acknowledged_row_in_mast() {
+    let server = Server::start(mast_bin());
+    let http = format!("127.0.0.1:{}", server.http_port);
+    let (ok, out, err) = run_json(&[
+        "pub",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "4",
+        "-q",
+        "1",
+        "-L",
+        "200",
+        "--format",
+        "line",
+        "--rows",
+        "5",
+        "--fields",
+        "2",
+        "-t",
+        "devices/%c/telemetry",
+        "--prefix",
+        "vdev",
+        "--verify",
+        "--http",
+        &http,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["acked"], 200);
+    assert_eq!(out[0]["points_per_message"], 10);
+    let v = &out[1]["verify"];
+    assert_eq!(v["m"]["acked_rows"], 1000, "{v}");
+    assert_eq!(v["m"]["acked_points"], 2000, "{v}");
+    assert_eq!(v["missing_points"], 0, "{v}");
+}
+
+#[test]
+fn query_runs_the_tsbs_set_over_a_fleet() {
+    let server = Server::start(mast_bin());
+    let http = format!("127.0.0.1:{}", server.http_port);
+    loadgen(
+        &server,
+        &[
+            "--fast-forward",
+            "-c",
+            "8",
+            "--duration",
+            "2h",
+            "--seed",
+            "3",
+        ],
+    );
+    let (ok, out, err) = run_json(&[
+        "query", "--json", "--http", &http, "-c", "2", "-L", "20", "-d", "120",
+    ]);
+    assert!(ok, "{err}");
+    let v = &out[0];
+    assert_eq!(v["queries"], 20, "{v}");
+    assert_eq!(v["errors"], serde_json::json!({}));
+    assert_eq!(v["start_ns"], START);
+    assert_eq!(v["end_ns"], START + 2 * 3_600_000_000_000 - STEP + 1);
+    let by = v["by_query"].as_object().unwrap();
+    assert_eq!(by.len(), 10, "every query of the set ran");
+    assert!(by.values().all(|q| q["count"] == 2));
+    // last-loc answers one row per truck of the fleet asked about (8 trucks over 4 fleets).
+    assert!(by["last-loc"]["rows"].as_u64().unwrap() > 0);
+    assert_eq!(
+        by["avg-vs-projected-fuel-consumption"]["latency_us"]["count"],
+        2
+    );
+    // Failures are counted by query and reason; a run where all fail exits 1.
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let (ok, out, err) = run_json(&[
+        "query",
+        "--json",
+        "--http",
+        &nobody,
+        "-L",
+        "3",
+        "--queries",
+        "last-loc,low-fuel",
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--end",
+        "2026-01-01T01:00:00Z",
+    ]);
+    assert!(!ok && err.contains("every query failed"), "{err}");
+    assert_eq!(out[0]["queries"], 0);
+    assert_eq!(
+        out[0]["errors"],
+        serde_json::json!({"last-loc: connect": 2, "low-fuel: connect": 1})
+    );
+    let (ok, _, err) = run_json(&["query", "--json", "--http", &http, "--queries", "nope"]);
+    assert!(!ok && err.contains("unknown query"), "{err}");
 }
