@@ -20,6 +20,7 @@ use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
 use serde_json::json;
 
+use crate::VerifyOpts;
 use crate::client::{Conn, Event, Phase, connect_all, pump};
 use crate::opts::ConnOpts;
 use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
@@ -79,17 +80,9 @@ pub(crate) struct IotArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// After the run, ask Mast over SQL how many of the acknowledged rows and points of each
-    /// truck it holds, report any missing, and exit 1 if some are (needs a run that ends:
-    /// --fast-forward or --duration).
-    #[arg(long)]
-    verify: bool,
-    /// Mast's HTTP API for --verify [default: HOST:8080].
-    #[arg(long)]
-    http: Option<String>,
-    /// Bearer token for --verify.
-    #[arg(long)]
-    token: Option<String>,
+    /// --verify needs a run that ends: --fast-forward or --duration.
+    #[command(flatten)]
+    check: VerifyOpts,
 }
 
 /// What was sent to (and acknowledged by) the broker, per table and in all.
@@ -215,7 +208,7 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.qos <= 2, "QoS must be 0, 1 or 2");
     anyhow::ensure!(a.trucks > 0, "--trucks must be at least 1");
     anyhow::ensure!(
-        !a.verify || a.fast_forward || a.duration.is_some(),
+        !a.check.verify || a.fast_forward || a.duration.is_some(),
         "--verify needs a run that ends: --fast-forward or --duration"
     );
     anyhow::ensure!(a.interval > 0, "--interval must be more than 0");
@@ -344,11 +337,8 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
         return Err(e);
     }
     report(&a, &plan, total, elapsed, &timeline, &shown);
-    if a.verify {
-        let http = a
-            .http
-            .clone()
-            .unwrap_or_else(|| format!("{}:8080", a.conn.host));
+    if a.check.verify {
+        let http = a.check.http(&a.conn.host);
         let end = plan
             .origin_ns
             .saturating_add((plan.interval_ns as i64).saturating_mul(plan.ticks as i64));
@@ -363,7 +353,7 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
             .collect();
         let missing = verify(
             &http,
-            a.token.as_deref(),
+            a.check.token.as_deref(),
             Some(plan.origin_ns),
             Some(end),
             &expect,

@@ -84,6 +84,46 @@ impl RunOpts {
             .clone()
             .unwrap_or_else(|| format!("{verb}-{}", std::process::id()))
     }
+
+    /// `-c` connections numbered from `-n`, client ids `PREFIX-N`, each with the role `role`
+    /// makes of the topic pattern filled in for it.
+    fn members(&self, verb: &str, pattern: &str, role: fn(String) -> Role) -> Vec<Member> {
+        let prefix = self.prefix(verb);
+        let user = self.conn.username.as_deref();
+        (0..self.count)
+            .map(|k| {
+                let n = self.start_number + k;
+                let id = format!("{prefix}-{n}");
+                Member {
+                    ordinal: k,
+                    role: role(topic(pattern, n, &id, user)),
+                    client_id: id,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `--verify` and where to ask.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct VerifyOpts {
+    /// After the run, ask Mast over SQL how many of the acknowledged rows and points of each
+    /// device it holds; report what is missing and exit 1 if anything is.
+    #[arg(long)]
+    pub(crate) verify: bool,
+    /// Mast's HTTP API for --verify [default: HOST:8080].
+    #[arg(long)]
+    http: Option<String>,
+    /// Bearer token for --verify.
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+}
+
+impl VerifyOpts {
+    /// The API address: `--http`, or port 8080 on the broker's host.
+    pub(crate) fn http(&self, host: &str) -> String {
+        self.http.clone().unwrap_or_else(|| format!("{host}:8080"))
+    }
 }
 
 /// How publishers publish.
@@ -135,16 +175,9 @@ struct PubArgs {
     /// Fields per telemetry row (points per message = rows × fields).
     #[arg(long, default_value_t = 1)]
     fields: usize,
-    /// After the run, ask Mast over SQL for every acknowledged row (telemetry formats, topic
-    /// devices/%c/telemetry[/TABLE]); exit 1 if any is missing.
-    #[arg(long)]
-    verify: bool,
-    /// Mast's HTTP API for --verify [default: HOST:8080].
-    #[arg(long)]
-    http: Option<String>,
-    /// Bearer token for --verify.
-    #[arg(long)]
-    token: Option<String>,
+    /// --verify needs telemetry (--format json|line) to -t devices/%c/telemetry[/TABLE].
+    #[command(flatten)]
+    check: VerifyOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -263,24 +296,12 @@ fn load(p: &PubOpts, duration: u64) -> Load {
 fn run_pub(a: PubArgs) -> anyhow::Result<()> {
     check_qos(a.publish.qos)?;
     let dial = a.run.conn.dial()?;
-    let prefix = a.run.prefix("pub");
-    let user = a.run.conn.username.as_deref();
-    let members: Vec<Member> = (0..a.run.count)
-        .map(|k| {
-            let n = a.run.start_number + k;
-            let id = format!("{prefix}-{n}");
-            Member {
-                ordinal: k,
-                role: Role::Pub(topic(&a.topic, n, &id, user)),
-                client_id: id,
-            }
-        })
-        .collect();
+    let members = a.run.members("pub", &a.topic, Role::Pub);
     let mut l = load(&a.publish, a.run.duration);
     l.format = a.format;
     l.rows = a.rows.max(1);
     l.fields = a.fields.max(1);
-    if a.verify {
+    if a.check.verify {
         anyhow::ensure!(
             a.format != PayloadFormat::Raw && a.topic.starts_with("devices/%c/telemetry"),
             "--verify needs telemetry: --format json|line and -t 'devices/%c/telemetry[/TABLE]'"
@@ -297,19 +318,14 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
     let mut v = summary("pub", None, &l, &out, shown);
     v["points_per_message"] = json!(points);
     print_summary(&a.run, &v, &out, &l);
-    if a.verify {
-        let http = a
-            .http
-            .clone()
-            .unwrap_or_else(|| format!("{}:8080", a.run.conn.host));
-        // JSON goes to telemetry (or the topic's table); line protocol names its own: `m`.
-        let table = match a.format {
-            PayloadFormat::Line => "m".to_string(),
-            _ => a
-                .topic
-                .strip_prefix("devices/%c/telemetry/")
-                .unwrap_or("telemetry")
-                .to_string(),
+    if a.check.verify {
+        let http = a.check.http(&a.run.conn.host);
+        // The topic's table when it names one; else JSON goes to `telemetry` and line
+        // protocol to its measurement, `m`.
+        let table = match (a.topic.strip_prefix("devices/%c/telemetry/"), a.format) {
+            (Some(t), _) => t.to_string(),
+            (None, PayloadFormat::Line) => "m".to_string(),
+            (None, _) => "telemetry".to_string(),
         };
         let rows = l.rows as u64;
         let expect = verify::Expect {
@@ -325,7 +341,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
         let from = started_ns - started_ns.rem_euclid(1_000_000) - 1_000_000_000;
         let missing = verify::verify(
             &http,
-            a.token.as_deref(),
+            a.check.token.as_deref(),
             Some(from),
             None,
             &[expect],
@@ -342,19 +358,7 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
 fn run_sub(a: SubArgs) -> anyhow::Result<()> {
     check_qos(a.qos)?;
     let dial = a.run.conn.dial()?;
-    let prefix = a.run.prefix("sub");
-    let user = a.run.conn.username.as_deref();
-    let members: Vec<Member> = (0..a.run.count)
-        .map(|k| {
-            let n = a.run.start_number + k;
-            let id = format!("{prefix}-{n}");
-            Member {
-                ordinal: k,
-                role: Role::Sub(topic(&a.topic, n, &id, user)),
-                client_id: id,
-            }
-        })
-        .collect();
+    let members = a.run.members("sub", &a.topic, Role::Sub);
     let l = Load {
         qos: a.qos,
         sub_qos: a.qos,
@@ -388,14 +392,7 @@ fn run_conn(a: ConnArgs) -> anyhow::Result<()> {
 /// to measure the broker), holds them for `-d` seconds.
 fn conn_scenario(run: &RunOpts, verb: &'static str, scenario: Option<&str>) -> anyhow::Result<()> {
     let dial = run.conn.dial()?;
-    let prefix = run.prefix("conn");
-    let members: Vec<Member> = (0..run.count)
-        .map(|k| Member {
-            ordinal: k,
-            client_id: format!("{prefix}-{}", run.start_number + k),
-            role: Role::Idle,
-        })
-        .collect();
+    let members = run.members("conn", "", |_| Role::Idle);
     let l = Load {
         announce: true,
         ..load(
