@@ -79,8 +79,8 @@ pub(crate) struct Conn {
     pub(crate) write_blocked: bool,
     next_id: u16,
     inflight: HashMap<u16, Instant>,
-    /// A PINGREQ is out and its PINGRESP has not arrived.
-    pub(crate) ping_pending: bool,
+    /// PINGREQs out without their PINGRESP.
+    pings_out: u32,
     /// When the TCP connect started.
     opened: Instant,
     /// The broker's Receive Maximum (MQTT 5 CONNACK): at most this many QoS 1/2 in flight.
@@ -123,7 +123,7 @@ impl Conn {
             write_blocked: true,
             next_id: 0,
             inflight: HashMap::new(),
-            ping_pending: false,
+            pings_out: 0,
             opened: Instant::now(),
             receive_maximum: usize::from(u16::MAX),
         };
@@ -142,6 +142,12 @@ impl Conn {
         };
         packet::encode(&Packet::Connect(Box::new(connect)), s.version, &mut c.wbuf);
         Ok(c)
+    }
+
+    /// A PINGREQ is out without its PINGRESP (the broker answers in order: once none is,
+    /// everything written before the last PINGREQ has been read).
+    pub(crate) fn ping_pending(&self) -> bool {
+        self.pings_out > 0
     }
 
     /// Unacknowledged QoS 1/2 publishes.
@@ -236,7 +242,7 @@ impl Conn {
     /// says everything sent before it has been read (a QoS 0 run is over only then).
     pub(crate) fn ping(&mut self) {
         packet::encode(&Packet::PingReq, self.version, &mut self.wbuf);
-        self.ping_pending = true;
+        self.pings_out += 1;
     }
 
     /// Reads and handles what arrived; `on` sees each event.
@@ -326,7 +332,7 @@ impl Conn {
                     Some(&r) => on(Event::Error(reason_text("suback", r))),
                     None => on(Event::Subscribed),
                 },
-                Packet::PingResp => self.ping_pending = false,
+                Packet::PingResp => self.pings_out = self.pings_out.saturating_sub(1),
                 Packet::Disconnect(d) => {
                     self.phase = Phase::Closed;
                     on(Event::Error(reason_text("disconnect", d.reason)));

@@ -447,7 +447,7 @@ fn drive(
     let drain_end = Instant::now() + Duration::from_secs(60);
     while conns
         .iter()
-        .any(|c| c.ping_pending && c.phase == Phase::Connected)
+        .any(|c| c.ping_pending() && c.phase == Phase::Connected)
     {
         anyhow::ensure!(
             Instant::now() < drain_end,

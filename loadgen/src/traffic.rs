@@ -351,8 +351,20 @@ fn worker(
     let mut reported = [0u64; 3];
     let mut sent_total = 0u64;
     let paced = rate > 0.0 || !load.interval.is_zero();
+    // PINGREQ at half the keep-alive, so idle connections and subscribers that send nothing
+    // are not dropped by the broker (1.5 × keep-alive without a packet) during long holds.
+    let keep_alive = Duration::from_secs(u64::from(dial.settings.keep_alive.max(2)) / 2);
+    let mut next_ping = start + keep_alive;
     loop {
         let now = Instant::now();
+        if dial.settings.keep_alive > 0 && now >= next_ping {
+            next_ping = now + keep_alive;
+            for c in conns.iter_mut() {
+                if c.phase == Phase::Connected && !c.ping_pending() {
+                    c.ping();
+                }
+            }
+        }
         if publishing && (now >= end || paces.iter().all(|p| p.sent >= p.quota)) {
             // Publishing is over: ask each publisher's broker side to confirm it read all.
             publishing = false;
@@ -365,7 +377,9 @@ fn worker(
         }
         if draining
             && conns.iter().zip(&topics).all(|(c, t)| {
-                t.is_none() || c.phase != Phase::Connected || (!c.ping_pending && c.inflight() == 0)
+                t.is_none()
+                    || c.phase != Phase::Connected
+                    || (!c.ping_pending() && c.inflight() == 0)
             })
         {
             draining = false;
@@ -438,7 +452,10 @@ fn worker(
         if (pubs_done && subs_done && idle_done) || shared.abort.load(Ordering::Relaxed) {
             break;
         }
-        let timeout = if sent_any && !paced {
+        let timeout = if !publishing {
+            // Nothing to pace: wake for traffic, or to check the end now and then.
+            Duration::from_millis(if has_pubs || has_subs { 5 } else { 50 })
+        } else if sent_any && !paced {
             Duration::ZERO
         } else {
             Duration::from_millis(1)

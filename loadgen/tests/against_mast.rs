@@ -814,3 +814,38 @@ fn query_runs_the_tsbs_set_over_a_fleet() {
     let (ok, _, err) = run_json(&["query", "--json", "--http", &http, "--queries", "nope"]);
     assert!(!ok && err.contains("unknown query"), "{err}");
 }
+
+#[test]
+fn idle_connections_and_silent_subscribers_outlive_their_keep_alive() {
+    let server = Server::start(mast_bin());
+    // Mast drops a client silent for 1.5 × keep-alive (3 s here); the run holds for 5 s.
+    let (ok, out, err) = run_json(&[
+        "conn",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "5",
+        "-k",
+        "2",
+        "-d",
+        "5",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["connected"], 5);
+    assert_eq!(out[0]["errors"], serde_json::json!({}), "{}", out[0]);
+    let (ok, out, err) = run_json(&[
+        "sub",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "2",
+        "-k",
+        "2",
+        "-d",
+        "5",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["errors"], serde_json::json!({}), "{}", out[0]);
+}
