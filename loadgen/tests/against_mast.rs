@@ -417,25 +417,53 @@ fn verify_finds_every_acknowledged_point_in_mast() {
     );
 }
 
-#[test]
-fn verify_reports_the_loss_when_the_broker_stores_nothing() {
-    let bin = mast_bin();
-    // Mosquitto acknowledges everything and stores nothing; Mast (empty) answers the SQL.
-    let mosq_port = free_port();
-    let mut mosq = Command::new("mosquitto")
-        .args(["-p", &mosq_port.to_string()])
+/// A Mosquitto (Debian package) on a free port, listening.
+fn mosquitto() -> (Child, u16) {
+    let port = free_port();
+    let child = Command::new("mosquitto")
+        .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto (apt install mosquitto) must be on PATH");
     let t0 = Instant::now();
-    while TcpStream::connect(("127.0.0.1", mosq_port)).is_err() {
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "mosquitto did not listen"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, port)
+}
+
+#[test]
+fn scenarios_run_against_mosquitto_too_at_every_qos() {
+    let (mut mosq, port) = mosquitto();
+    let port = port.to_string();
+    for (qos, v) in [("0", "4"), ("1", "5"), ("2", "5"), ("2", "4")] {
+        let (ok, out, err) = run_json(&[
+            "bench", "fanout", "--json", "-p", &port, "-V", v, "-c", "3", "--pubs", "2", "-q", qos,
+            "-L", "100", "-I", "2", "-d", "30",
+        ]);
+        assert!(ok, "QoS {qos} v{v}: {err}");
+        let r = &out[0];
+        assert_eq!(r["sent"], 100, "{r}");
+        // Paced (-I 2 ms) so that Mosquitto drops nothing at QoS 0 either.
+        assert_eq!(r["received"], 300, "QoS {qos} v{v}: {r}");
+        let acked = if qos == "0" { 0 } else { 100 };
+        assert_eq!(r["acked"], acked, "QoS {qos} v{v}: {r}");
+        assert_eq!(r["errors"], serde_json::json!({}));
+    }
+    let _ = mosq.kill();
+    let _ = mosq.wait();
+}
+
+#[test]
+fn verify_reports_the_loss_when_the_broker_stores_nothing() {
+    let bin = mast_bin();
+    // Mosquitto acknowledges everything and stores nothing; Mast (empty) answers the SQL.
+    let (mut mosq, mosq_port) = mosquitto();
     let server = Server::start(bin);
     let args = [
         "--fast-forward",
