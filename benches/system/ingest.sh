@@ -15,35 +15,17 @@
 # against what was acknowledged. Mosquitto: the same publishers plus one subscriber on
 # devices/# at the same QoS; messages/s delivered to it. A paced row measures QoS 1 latency at a
 # moderate rate (20,000 msgs/s). Each saturated scenario runs RUNS times (default 3); the table
-# shows medians. Needs mosquitto (Debian package).
+# shows medians. Needs mosquitto (Debian package). MAST_PROFILE=debug uses a debug build and
+# SKIP_BUILD=1 the binaries as built (see lib.sh).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 DUR=${1:-10}
 RUNS=${2:-3}
-cargo build --release -p mast-engine --bin mast -p mast-loadgen >/dev/null 2>&1
-BIN=${CARGO_TARGET_DIR:-target}/release
-LG=$BIN/mast-loadgen
-work=$(mktemp -d)
-trap 'pkill -P $$ 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+make_work
 MAST_PORT=18871
+MAST_HTTP_PORT=0
 MOSQ_PORT=18872
-
-start_broker() { # name -> sets PID PORT
-    case $1 in
-    mast)
-        rm -rf "$work/data"
-        MAST_LOG=warn "$BIN/mast" serve --data-dir "$work/data" --mqtt-listen 127.0.0.1:$MAST_PORT --http-listen 127.0.0.1:0 2>>"$work/mast.log" &
-        PID=$! PORT=$MAST_PORT ;;
-    mosquitto)
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\nmax_inflight_messages 0\nset_tcp_nodelay true\n' $MOSQ_PORT >"$work/mosq.conf"
-        mosquitto -c "$work/mosq.conf" 2>>"$work/mosq.log" &
-        PID=$! PORT=$MOSQ_PORT ;;
-    esac
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.05; done
-    echo "broker $1 did not start" >&2; exit 1
-}
-stop_broker() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
-jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
 
 payload_args() {
     case $1 in
@@ -58,48 +40,48 @@ run_mast() { # payload qos
     local p=$1 q=$2 key
     start_broker mast
     # shellcheck disable=SC2046
-    $LG pub -p "$PORT" -c 100 -q "$q" -d "$DUR" --inflight 64 --prefix dev -t 'devices/%c/telemetry' \
-        $(payload_args "$p") --json >"$work/pub.json" 2>/dev/null
+    $LG pub -V 4 -p "$PORT" -c 100 -q "$q" -d "$DUR" -F 64 --prefix dev -t 'devices/%c/telemetry' \
+        $(payload_args "$p") --json >"$WORK/pub.json" 2>/dev/null
     stop_broker
-    "$BIN/mast" export --data-dir "$work/data" --count >"$work/count.txt"
+    "$BIN/mast" export --data-dir "$WORK/data" --count >"$WORK/count.txt"
     local stored rows_per_msg acked
     # telemetry (JSON) or m (the line-protocol measurement); not iot.device_events
-    stored=$(awk '$1 !~ /^iot\./ {n += $2} END {print n + 0}' "$work/count.txt")
+    stored=$(awk '$1 !~ /^iot\./ {n += $2} END {print n + 0}' "$WORK/count.txt")
     rows_per_msg=1; [ "$p" = json-1 ] || rows_per_msg=10
     key=sent; [ "$q" = 0 ] || key=acked
-    acked=$(jget "$work/pub.json" "d['$key']")
-    echo "{\"broker\":\"mast\",\"payload\":\"$p\",\"qos\":$q,\"pub\":$(cat "$work/pub.json"),\"stored_rows\":$stored}"
+    acked=$(jget "$WORK/pub.json" "d['$key']")
+    echo "{\"broker\":\"mast\",\"payload\":\"$p\",\"qos\":$q,\"pub\":$(cat "$WORK/pub.json"),\"stored_rows\":$stored}"
     if [ "$stored" -lt $((acked * rows_per_msg)) ]; then
         echo "LOSS: $p QoS $q: $((acked * rows_per_msg)) rows acknowledged, $stored stored" >&2
         exit 1
     fi
-    R[mast,$p,$q]+=" $(jget "$work/pub.json" "round(d['${key}_per_sec'])")"
-    R[mast,$p,$q,pts]+=" $(jget "$work/pub.json" "round(d['${key}_per_sec'] * d['points_per_message'])")"
-    [ "$q" = 0 ] || R[mast,$p,$q,lat]+=" $(jget "$work/pub.json" "'%.1f / %.1f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")"
+    R[mast,$p,$q]+=" $(jget "$WORK/pub.json" "round(d['${key}_per_sec'])")"
+    R[mast,$p,$q,pts]+=" $(jget "$WORK/pub.json" "round(d['${key}_per_sec'] * d['points_per_message'])")"
+    [ "$q" = 0 ] || R[mast,$p,$q,lat]+=" $(jget "$WORK/pub.json" "'%.1f / %.1f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")"
 }
 run_mosquitto() { # payload qos
     local p=$1 q=$2
     start_broker mosquitto
-    $LG sub -p "$PORT" -t 'devices/#' -q "$q" -d $((DUR + 10)) --idle-exit 2 --json >"$work/sub.json" 2>/dev/null &
-    local sub=$!
+    bg_start "$LG" sub -V 4 -p "$PORT" -t 'devices/#' -q "$q" -d $((DUR + 10)) --idle-exit 2 --json >"$WORK/sub.json" 2>/dev/null
+    local sub=$BG
     sleep 0.5
     # shellcheck disable=SC2046
-    $LG pub -p "$PORT" -c 100 -q "$q" -d "$DUR" --inflight 64 --prefix dev -t 'devices/%c/telemetry' \
-        $(payload_args "$p") --json >"$work/pub.json" 2>/dev/null
-    wait $sub || true
+    $LG pub -V 4 -p "$PORT" -c 100 -q "$q" -d "$DUR" -F 64 --prefix dev -t 'devices/%c/telemetry' \
+        $(payload_args "$p") --json >"$WORK/pub.json" 2>/dev/null
+    bg_wait "$sub" || true
     stop_broker
-    echo "{\"broker\":\"mosquitto\",\"payload\":\"$p\",\"qos\":$q,\"pub\":$(cat "$work/pub.json"),\"sub\":$(cat "$work/sub.json")}"
-    R[mosq,$p,$q]+=" $(jget "$work/sub.json" "round(d['received_per_sec'])")"
-    R[mosq,$p,$q,pts]+=" $(jget "$work/sub.json" "round(d['received_per_sec'] * $(jget "$work/pub.json" "d['points_per_message']"))")"
-    [ "$q" = 0 ] || R[mosq,$p,$q,lat]+=" $(jget "$work/pub.json" "'%.1f / %.1f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")"
+    echo "{\"broker\":\"mosquitto\",\"payload\":\"$p\",\"qos\":$q,\"pub\":$(cat "$WORK/pub.json"),\"sub\":$(cat "$WORK/sub.json")}"
+    R[mosq,$p,$q]+=" $(jget "$WORK/sub.json" "round(d['received_per_sec'])")"
+    R[mosq,$p,$q,pts]+=" $(jget "$WORK/sub.json" "round(d['received_per_sec'] * $(jget "$WORK/pub.json" "d['points_per_message']"))")"
+    [ "$q" = 0 ] || R[mosq,$p,$q,lat]+=" $(jget "$WORK/pub.json" "'%.1f / %.1f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")"
 }
 run_paced() { # broker
     start_broker "$1"
-    $LG pub -p "$PORT" -c 100 -q 1 -d "$DUR" -R 20000 --prefix dev -t 'devices/%c/telemetry' \
-        --format json --json >"$work/pub.json" 2>/dev/null
+    $LG pub -V 4 -p "$PORT" -c 100 -q 1 -d "$DUR" --rate 20000 --prefix dev -t 'devices/%c/telemetry' \
+        --format json --json >"$WORK/pub.json" 2>/dev/null
     stop_broker
-    echo "{\"broker\":\"$1\",\"payload\":\"json-1\",\"qos\":1,\"paced\":20000,\"pub\":$(cat "$work/pub.json")}"
-    R[$1,paced]=$(jget "$work/pub.json" "'%.2f / %.2f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")
+    echo "{\"broker\":\"$1\",\"payload\":\"json-1\",\"qos\":1,\"paced\":20000,\"pub\":$(cat "$WORK/pub.json")}"
+    R[$1,paced]=$(jget "$WORK/pub.json" "'%.2f / %.2f' % (d['ack_latency_us']['p50']/1000, d['ack_latency_us']['p99']/1000)")
 }
 
 for _ in $(seq "$RUNS"); do

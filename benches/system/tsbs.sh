@@ -11,27 +11,12 @@
 # TSBS_HOURS set it. A quick check:
 #   TSBS_TRUCKS=100 TSBS_HOURS=2 TSBS_LOAD_SECS=5 TSBS_PROFILE=debug benches/system/tsbs.sh
 # --record appends the results to docs/benchmarks.md (set TSBS_MACHINE to name the machine).
-# TSBS_PROFILE (or MAST_PROFILE) = release | debug; TSBS_SKIP_BUILD=1 uses the binaries as built.
+# TSBS_PROFILE (or MAST_PROFILE) = release | debug; TSBS_SKIP_BUILD=1 (or SKIP_BUILD=1) uses the
+# binaries as built.
 # Needs python3 with duckdb and pyarrow (installed from PyPI with pip if missing).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PROFILE=${TSBS_PROFILE:-${MAST_PROFILE:-release}}
-unset MAST_PROFILE # not a server setting: mast refuses unknown MAST_* variables
-case $PROFILE in
-release) flag=--release ;;
-debug) flag= ;;
-*) echo "TSBS_PROFILE must be release or debug, not $PROFILE" >&2; exit 2 ;;
-esac
-if [ "${TSBS_SKIP_BUILD:-0}" != 1 ]; then
-    # shellcheck disable=SC2086
-    cargo build $flag -p mast-engine --bin mast -p mast-loadgen
-fi
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE
-for b in mast mast-loadgen; do
-    [ -x "$BIN/$b" ] || { echo "no $BIN/$b: build it first" >&2; exit 1; }
-done
-if ! python3 -c 'import duckdb, pyarrow' 2>/dev/null; then
-    python3 -m pip install --quiet duckdb pyarrow ||
-        python3 -m pip install --quiet --break-system-packages duckdb pyarrow
-fi
+BENCH_VARS=TSBS # TSBS_PROFILE and TSBS_SKIP_BUILD before MAST_PROFILE and SKIP_BUILD
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+pip_ensure 'duckdb, pyarrow' duckdb pyarrow
 exec python3 benches/system/tsbs.py --bin-dir "$BIN" --profile "$PROFILE" "$@"
