@@ -317,7 +317,14 @@ fn run_pub(a: PubArgs) -> anyhow::Result<()> {
     };
     let mut v = summary("pub", None, &l, &out, shown);
     v["points_per_message"] = json!(points);
+    // Points the broker took: acknowledged at QoS 1/2, read (PINGREQ drain) at QoS 0.
+    let taken = if l.qos == 0 { out.sent } else { out.acked };
+    let points_per_sec = (taken * points as u64) as f64 / out.pub_seconds.max(1e-9);
+    v["points_per_sec"] = json!(points_per_sec.round() as u64);
     print_summary(&a.run, &v, &out, &l);
+    if points > 0 && !a.run.json {
+        println!("  {points} points per message: {points_per_sec:.0} points/s");
+    }
     if a.check.verify {
         let http = a.check.http(&a.run.conn.host);
         // The topic's table when it names one; else JSON goes to `telemetry` and line

@@ -777,6 +777,12 @@ fn pub_verify_finds_every_acknowledged_row_in_mast() {
     assert!(ok, "{err}");
     assert_eq!(out[0]["acked"], 200);
     assert_eq!(out[0]["points_per_message"], 10);
+    let pps = out[0]["points_per_sec"].as_f64().unwrap();
+    let mps = out[0]["acked_per_sec"].as_f64().unwrap();
+    assert!(
+        (pps - 10.0 * mps).abs() <= 10.0,
+        "{pps} points/s vs {mps} msgs/s"
+    );
     let v = &out[1]["verify"];
     assert_eq!(v["m"]["acked_rows"], 1000, "{v}");
     assert_eq!(v["m"]["acked_points"], 2000, "{v}");
