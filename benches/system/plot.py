@@ -49,6 +49,8 @@ def rate_plot(lines, path):
         for b, (label, color) in BROKERS.items():
             d = median_run(runs(lines, kind="max", broker=b, scenario=s, qos=1))
             tl = d["result"].get("timeline") if d else None
+            # Whole seconds only: the last entry may cover a part of one.
+            tl = [p for p in tl or [] if float(p["t"]).is_integer()]
             if not tl:
                 continue
             ax.plot([p["t"] for p in tl], [p["received"] for p in tl], label=label,

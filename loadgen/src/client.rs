@@ -50,8 +50,8 @@ pub(crate) enum Event {
     Connected(u64),
     /// A PUBLISH arrived (payload for latency stamps).
     Message(Bytes),
-    /// A QoS 1/2 publish completed after this many microseconds.
-    Acked(u64),
+    /// The QoS 1/2 publish with packet id `id` completed after `us` microseconds.
+    Acked { us: u64, id: u16 },
     /// SUBACK arrived (every filter granted).
     Subscribed,
     /// The connection did not come up: CONNACK refused it (`"connack 0x86 bad user name or
@@ -185,13 +185,21 @@ impl Conn {
         }
     }
 
-    /// Queues a PUBLISH.
-    pub(crate) fn publish(&mut self, topic: &Utf8, payload: Bytes, qos: u8, retain: bool) {
+    /// Queues a PUBLISH; returns its packet id at QoS 1/2.
+    pub(crate) fn publish(
+        &mut self,
+        topic: &Utf8,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+    ) -> Option<u16> {
+        let mut packet_id = None;
         let delivery = match qos {
             0 => Delivery::AtMostOnce,
             1 | 2 => {
                 let id = self.take_id();
                 self.inflight.insert(id.0.get(), Instant::now());
+                packet_id = Some(id.0.get());
                 if qos == 1 {
                     Delivery::AtLeastOnce(id)
                 } else {
@@ -209,6 +217,7 @@ impl Conn {
             payload,
         };
         packet::encode(&Packet::Publish(p), self.version, &mut self.wbuf);
+        packet_id
     }
 
     /// Writes what is queued until the socket would block.
@@ -285,11 +294,15 @@ impl Conn {
                     }
                 }
                 Packet::PubAck(a) | Packet::PubComp(a) => {
-                    if let Some(t) = self.inflight.remove(&a.packet_id.0.get()) {
+                    let id = a.packet_id.0.get();
+                    if let Some(t) = self.inflight.remove(&id) {
                         if a.reason.0 >= 0x80 {
                             on(Event::Error(reason_text("puback", a.reason)));
                         } else {
-                            on(Event::Acked(t.elapsed().as_micros() as u64));
+                            on(Event::Acked {
+                                us: t.elapsed().as_micros() as u64,
+                                id,
+                            });
                         }
                     }
                 }
@@ -333,6 +346,10 @@ impl Conn {
                     None => on(Event::Subscribed),
                 },
                 Packet::PingResp => self.pings_out = self.pings_out.saturating_sub(1),
+                Packet::Disconnect(d) if self.phase == Phase::Connecting => {
+                    self.phase = Phase::Refused(d.reason.0);
+                    on(Event::Refused(reason_text("disconnect", d.reason)));
+                }
                 Packet::Disconnect(d) => {
                     self.phase = Phase::Closed;
                     on(Event::Error(reason_text("disconnect", d.reason)));
@@ -387,6 +404,8 @@ pub(crate) struct Dial {
     pub(crate) settings: Settings,
     pub(crate) sources: Vec<IpAddr>,
     pub(crate) gap: Duration,
+    /// A handshake with no CONNACK after this long has failed.
+    pub(crate) connect_timeout: Duration,
     pub(crate) t0: Instant,
 }
 
@@ -394,9 +413,69 @@ pub(crate) struct Dial {
 /// the broker from overflowing when no pace is set).
 const HANDSHAKES: usize = 256;
 
+/// The state of a ramp-up: what is counted while connections open.
+struct Ramp {
+    errors: Errors,
+    connect_us: crate::stats::Hist,
+    /// Handshakes under way.
+    waiting: usize,
+    keep_alive: Duration,
+    next_ping: Instant,
+    connect_timeout: Duration,
+}
+
+impl Ramp {
+    fn on(&mut self, e: Event) {
+        match e {
+            Event::Connected(us) => {
+                self.connect_us.record(us);
+                self.waiting -= 1;
+            }
+            Event::Refused(r) => {
+                self.errors.add(r);
+                self.waiting -= 1;
+            }
+            Event::Error(r) => self.errors.add(r),
+            _ => {}
+        }
+    }
+
+    /// One round: handshakes move on, late ones fail, connections already up get their
+    /// keep-alive PINGREQ (a long ramp must not lose its first connections).
+    fn step(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        conns: &mut [Conn],
+        wait: Duration,
+    ) -> anyhow::Result<()> {
+        pump_connecting(poll, events, conns, wait, &mut |e| self.on(e))?;
+        let now = Instant::now();
+        for c in conns.iter_mut() {
+            if c.phase == Phase::Connecting && now.duration_since(c.opened) > self.connect_timeout {
+                c.phase = Phase::Refused(0);
+                self.on(Event::Refused("connect: no CONNACK in time".into()));
+            }
+        }
+        if !self.keep_alive.is_zero() && now >= self.next_ping {
+            self.next_ping = now + self.keep_alive;
+            for c in conns.iter_mut() {
+                if c.phase == Phase::Connected && !c.ping_pending() {
+                    c.ping();
+                    if c.flush().is_err() {
+                        c.phase = Phase::Closed;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Opens a connection for each `(ordinal, client id)` in `ids` (ordinal = its place in the
 /// whole run, for pacing and the source address) on `poll`, and waits for the CONNACKs.
-/// Connections that fail are counted in `errors` by reason and left out.
+/// Connections that fail are counted in `errors` by reason and left out; a handshake fails
+/// after `dial.connect_timeout` of its own.
 pub(crate) fn connect_all(
     poll: &mut Poll,
     dial: &Dial,
@@ -404,36 +483,28 @@ pub(crate) fn connect_all(
 ) -> anyhow::Result<Opened> {
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
     let mut index = Vec::with_capacity(ids.len());
-    let mut errors = Errors::default();
-    let mut connect_us = crate::stats::Hist::default();
     let mut events = Events::with_capacity(1024);
-    let mut waiting = 0usize;
-    let mut on = |e: Event, errors: &mut Errors, waiting: &mut usize| match e {
-        Event::Connected(us) => {
-            connect_us.record(us);
-            *waiting -= 1;
-        }
-        Event::Refused(r) => {
-            errors.add(r);
-            *waiting -= 1;
-        }
-        Event::Error(r) => errors.add(r),
-        _ => {}
+    let keep_alive = Duration::from_secs(u64::from(dial.settings.keep_alive) / 2);
+    let mut ramp = Ramp {
+        errors: Errors::default(),
+        connect_us: crate::stats::Hist::default(),
+        waiting: 0,
+        keep_alive,
+        next_ping: Instant::now() + keep_alive,
+        connect_timeout: dial.connect_timeout,
     };
-    let started = Instant::now();
     for (k, (ordinal, client_id)) in ids.iter().enumerate() {
         let due = dial.t0 + dial.gap.saturating_mul(*ordinal as u32);
         loop {
             let now = Instant::now();
-            if now >= due && waiting < HANDSHAKES {
+            if now >= due && ramp.waiting < HANDSHAKES {
                 break;
             }
+            // Block for events (at least 1 ms), never spin.
             let wait = due
                 .saturating_duration_since(now)
-                .min(Duration::from_millis(5));
-            pump_connecting(poll, &mut events, &mut conns, wait, &mut |e| {
-                on(e, &mut errors, &mut waiting)
-            })?;
+                .clamp(Duration::from_millis(1), Duration::from_millis(5));
+            ramp.step(poll, &mut events, &mut conns, wait)?;
         }
         let source = (!dial.sources.is_empty()).then(|| dial.sources[ordinal % dial.sources.len()]);
         match Conn::open(dial.addr, source, client_id, &dial.settings) {
@@ -445,27 +516,20 @@ pub(crate) fn connect_all(
                 )?;
                 conns.push(c);
                 index.push(k);
-                waiting += 1;
+                ramp.waiting += 1;
             }
-            Err(e) => errors.add(format!("connect: {e}")),
+            Err(e) => ramp.errors.add(format!("connect: {e}")),
         }
     }
-    let limit = Duration::from_secs(60 + ids.len() as u64 / 100);
-    while waiting > 0 && started.elapsed() < limit {
-        pump_connecting(
-            poll,
-            &mut events,
-            &mut conns,
-            Duration::from_millis(10),
-            &mut |e| on(e, &mut errors, &mut waiting),
-        )?;
+    while ramp.waiting > 0 {
+        ramp.step(poll, &mut events, &mut conns, Duration::from_millis(10))?;
     }
     // Keep only the connected ones; tokens are renumbered to their new places.
     let mut kept = Opened {
         conns: Vec::with_capacity(conns.len()),
         index: Vec::with_capacity(conns.len()),
-        errors,
-        connect_us,
+        errors: ramp.errors,
+        connect_us: ramp.connect_us,
     };
     for (mut c, k) in conns.into_iter().zip(index) {
         match c.phase {
@@ -478,11 +542,11 @@ pub(crate) fn connect_all(
                 kept.conns.push(c);
                 kept.index.push(k);
             }
-            Phase::Connecting => {
-                kept.errors.add("connect: no CONNACK in time");
-                let _ = poll.registry().deregister(&mut c.stream);
-            }
-            Phase::Refused(_) | Phase::Closed => {
+            Phase::Connecting | Phase::Refused(_) | Phase::Closed => {
+                if c.phase == Phase::Closed {
+                    kept.errors
+                        .add("connection closed by the broker during the ramp-up");
+                }
                 let _ = poll.registry().deregister(&mut c.stream);
             }
         }
@@ -491,7 +555,7 @@ pub(crate) fn connect_all(
 }
 
 /// A poll round while handshakes are under way: a socket error is a failed connection, not a
-/// failed run.
+/// failed run. Connections already up are read too (PINGRESP, a DISCONNECT).
 fn pump_connecting(
     poll: &mut Poll,
     events: &mut Events,
@@ -504,23 +568,33 @@ fn pump_connecting(
         let Some(c) = conns.get_mut(ev.token().0) else {
             continue;
         };
-        if c.phase != Phase::Connecting {
-            continue;
-        }
-        if ev.is_writable() {
-            c.write_blocked = false;
-            if let Err(e) = c.flush() {
-                c.phase = Phase::Refused(0);
-                on(Event::Refused(format!("connect: {e}")));
-                continue;
+        match c.phase {
+            Phase::Connecting => {
+                if ev.is_writable() {
+                    c.write_blocked = false;
+                    if let Err(e) = c.flush() {
+                        c.phase = Phase::Refused(0);
+                        on(Event::Refused(format!("connect: {e}")));
+                        continue;
+                    }
+                }
+                if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                    && let Err(e) = c.read(&mut *on)
+                    && c.phase == Phase::Connecting
+                {
+                    c.phase = Phase::Refused(0);
+                    on(Event::Refused(format!("connect: {e}")));
+                }
             }
-        }
-        if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
-            && let Err(e) = c.read(&mut *on)
-            && c.phase == Phase::Connecting
-        {
-            c.phase = Phase::Refused(0);
-            on(Event::Refused(format!("connect: {e}")));
+            Phase::Connected => {
+                if ev.is_writable() {
+                    c.write_blocked = false;
+                }
+                if (ev.is_readable() || ev.is_read_closed()) && c.read(&mut *on).is_err() {
+                    c.phase = Phase::Closed;
+                }
+            }
+            Phase::Refused(_) | Phase::Closed => {}
         }
     }
     Ok(())

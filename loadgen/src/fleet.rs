@@ -131,9 +131,11 @@ struct Run {
     outbox: VecDeque<Outgoing>,
     /// Real time: how far into each interval this truck sends (spreads the fleet's sends).
     offset: Duration,
-    /// Per table: rows and points handed to the connection (all acknowledged once the run
-    /// ends at QoS 1/2).
+    /// Per table: rows and points the broker took: at QoS 1/2 on their acknowledgement, at
+    /// QoS 0 when handed to the connection (the final PINGREQ round trip confirms them).
     sent: Sent,
+    /// QoS 1/2: per packet id in flight, its table, rows and points.
+    in_flight: std::collections::HashMap<u16, (usize, u64, u64)>,
 }
 
 /// The schedule shared by every truck.
@@ -293,6 +295,7 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
                         drained: false,
                         outbox: VecDeque::new(),
                         sent: [[0; 2]; 2],
+                        in_flight: std::collections::HashMap::new(),
                         offset: Duration::from_nanos(
                             (u128::from(plan.interval_ns) * i as u128 / a.trucks as u128) as u64,
                         ),
@@ -399,12 +402,18 @@ fn drive(
                     break;
                 };
                 let ti = usize::from(table == Table::Diagnostics);
-                c.publish(&r.topics[ti], body, a.qos, false);
+                match c.publish(&r.topics[ti], body, a.qos, false) {
+                    Some(id) => {
+                        r.in_flight.insert(id, (ti, rows, points));
+                    }
+                    None => {
+                        r.sent[ti][0] += rows;
+                        r.sent[ti][1] += points;
+                    }
+                }
                 t.tables[ti][0] += 1;
                 t.tables[ti][1] += rows;
                 t.tables[ti][2] += points;
-                r.sent[ti][0] += rows;
-                r.sent[ti][1] += points;
                 sent_any = true;
             }
             if !c.write_blocked {
@@ -422,10 +431,16 @@ fn drive(
         } else {
             Duration::from_millis(1)
         };
-        pump(poll, &mut events, conns, timeout, &mut |_, e| match e {
-            Event::Acked(us) => {
+        pump(poll, &mut events, conns, timeout, &mut |k, e| match e {
+            Event::Acked { us, id } => {
                 t.acked += 1;
                 t.latency.record(us);
+                // Only what the broker acknowledged counts for --verify (a refused PUBACK
+                // leaves its rows out).
+                if let Some((ti, rows, points)) = runs[k].in_flight.remove(&id) {
+                    runs[k].sent[ti][0] += rows;
+                    runs[k].sent[ti][1] += points;
+                }
             }
             Event::Error(r) | Event::Refused(r) => t.errors.add(r),
             _ => {}
@@ -482,7 +497,7 @@ fn report(
     plan: &Plan,
     t: Totals,
     elapsed: Duration,
-    timeline: &[[u64; 3]],
+    timeline: &[(f64, [u64; 3])],
     shown: &Shown,
 ) {
     let secs = elapsed.as_secs_f64().max(1e-9);

@@ -129,7 +129,7 @@ impl VerifyOpts {
 /// How publishers publish.
 #[derive(Debug, Clone, Args)]
 struct PubOpts {
-    /// Payload size in bytes (raw payloads; the first 8 carry the send time).
+    /// Payload size in bytes (raw payloads, at least 12: the send time and a marker).
     #[arg(short = 's', long, default_value_t = 256)]
     size: usize,
     /// QoS.
@@ -425,6 +425,7 @@ fn conn_scenario(run: &RunOpts, verb: &'static str, scenario: Option<&str>) -> a
                 "scenario": scenario,
                 "wanted": run.count,
                 "connected": out.connected,
+                "alive_at_end": out.alive,
                 "failed": run.count - out.connected,
                 "seconds_to_connect": round3(out.seconds_to_connect),
                 "connects_per_sec": (out.connected as f64 / out.seconds_to_connect.max(1e-9)).round() as u64,
@@ -434,11 +435,12 @@ fn conn_scenario(run: &RunOpts, verb: &'static str, scenario: Option<&str>) -> a
         );
     } else {
         println!(
-            "{verb}: {} of {} connected in {:.2}s ({:.0}/s); CONNECT→CONNACK {}; errors: {}",
+            "{verb}: {} of {} connected in {:.2}s ({:.0}/s), {} still up at the end; CONNECT→CONNACK {}; errors: {}",
             out.connected,
             run.count,
             out.seconds_to_connect,
             out.connected as f64 / out.seconds_to_connect.max(1e-9),
+            out.alive,
             out.connect.text(),
             out.errors.text()
         );

@@ -44,6 +44,9 @@ pub(crate) struct ConnOpts {
     /// connections take them in turn, so each adds its own ~28,000 ephemeral ports.
     #[arg(long)]
     pub(crate) ifaddr: Option<String>,
+    /// Seconds a connection may take from TCP connect to CONNACK before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) connect_timeout: u64,
     /// Worker threads (each drives its share of the connections on one poll).
     #[arg(long, default_value_t = 1)]
     pub(crate) threads: usize,
@@ -85,6 +88,7 @@ impl ConnOpts {
             },
             sources,
             gap,
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             t0: Instant::now(),
         })
     }

@@ -171,7 +171,22 @@ pub(crate) fn run_query(a: QueryArgs) -> anyhow::Result<()> {
     }
     let seconds = t0.elapsed().as_secs_f64();
     let timeline = meter.finish();
-    let t = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut t = std::mem::take(&mut *tally.lock().unwrap_or_else(|e| e.into_inner()));
+    // Open loop: queries that fell due before the end but never started (every client was
+    // busy) are counted, not dropped from sight.
+    if a.rate > 0.0 {
+        let mut due = (a.rate * duration.as_secs_f64()).ceil() as u64;
+        if a.limit > 0 {
+            due = due.min(a.limit);
+        }
+        let started = counters.sent.load(Ordering::Relaxed);
+        if due > started {
+            t.errors.0.insert(
+                "not started by the end (every client busy)".into(),
+                due - started,
+            );
+        }
+    }
     report(&a, &t, seconds, &timeline, &shown, (start, end));
     anyhow::ensure!(
         t.all.count() > 0 || t.errors.total() == 0,
@@ -213,7 +228,7 @@ fn report(
     a: &QueryArgs,
     t: &Tally,
     seconds: f64,
-    timeline: &[[u64; 3]],
+    timeline: &[(f64, [u64; 3])],
     shown: &Shown,
     span: (i64, i64),
 ) {

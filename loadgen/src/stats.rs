@@ -152,6 +152,10 @@ impl Counters {
     }
 }
 
+/// Per-second deltas of (sent, acked, received), each with the time since the start it ends at
+/// (whole seconds; the last may end between two).
+pub(crate) type Timeline = Vec<(f64, [u64; 3])>;
+
 /// Which counters a meter shows, with their names (`sent`, `acked`, `received`, `points`…).
 pub(crate) type Shown = [Option<&'static str>; 3];
 
@@ -160,7 +164,7 @@ pub(crate) type Shown = [Option<&'static str>; 3];
 /// each second is one line (`pub sent: total=… rate=…/s`) for logs and scripts.
 pub(crate) struct Meter {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<[u64; 3]>>>,
+    handle: Option<JoinHandle<Timeline>>,
 }
 
 impl Meter {
@@ -185,6 +189,13 @@ impl Meter {
                         if tty {
                             eprintln!();
                         }
+                        // The part of a second before the end, so the timeline adds up to
+                        // the totals.
+                        let now = counters.read();
+                        let delta = [now[0] - last[0], now[1] - last[1], now[2] - last[2]];
+                        if delta.iter().any(|d| *d > 0) {
+                            timeline.push((t0.elapsed().as_secs_f64(), delta));
+                        }
                         return timeline;
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -192,7 +203,7 @@ impl Meter {
                 next += Duration::from_secs(1);
                 let now = counters.read();
                 let delta = [now[0] - last[0], now[1] - last[1], now[2] - last[2]];
-                timeline.push(delta);
+                timeline.push(((next - t0).as_secs_f64() - 1.0, delta));
                 last = now;
                 if shown.iter().all(Option::is_none) {
                     continue;
@@ -216,8 +227,9 @@ impl Meter {
         }
     }
 
-    /// Stops the meter; returns the per-second deltas of (sent, acked, received).
-    pub(crate) fn finish(mut self) -> Vec<[u64; 3]> {
+    /// Stops the meter; returns the per-second deltas of (sent, acked, received), the last one
+    /// for the part of a second before the stop.
+    pub(crate) fn finish(mut self) -> Timeline {
         self.stop.store(true, Ordering::Relaxed);
         self.handle
             .take()
@@ -254,15 +266,23 @@ fn bar(fraction: f64) -> String {
     )
 }
 
-/// The timeline as `[{"t":1,"sent":…,"acked":…,"received":…}, …]` with the shown names.
-pub(crate) fn timeline_json(timeline: &[[u64; 3]], shown: &Shown) -> Value {
+/// The timeline as `[{"t":1,"sent":…,"acked":…,"received":…}, …]` with the shown names; `t`
+/// is the second the counts end at (a fraction for the last, partial one).
+pub(crate) fn timeline_json(timeline: &[(f64, [u64; 3])], shown: &Shown) -> Value {
     Value::Array(
         timeline
             .iter()
-            .enumerate()
-            .map(|(i, d)| {
+            .map(|(t, d)| {
                 let mut m = serde_json::Map::new();
-                m.insert("t".into(), json!(i + 1));
+                let whole = (t - t.round()).abs() < 1e-6;
+                m.insert(
+                    "t".into(),
+                    if whole {
+                        json!(t.round() as u64)
+                    } else {
+                        json!((t * 1000.0).round() / 1000.0)
+                    },
+                );
                 for (k, name) in shown.iter().enumerate() {
                     if let Some(n) = name {
                         m.insert((*n).into(), json!(d[k]));
@@ -341,8 +361,8 @@ mod tests {
         assert_eq!(bar(0.5), "[############------------]  50% ");
         assert_eq!(bar(3.0), format!("[{}] 100% ", "#".repeat(24)));
         assert_eq!(
-            timeline_json(&[[5, 4, 3]], &shown),
-            json!([{"t": 1, "sent": 5, "received": 3}])
+            timeline_json(&[(1.0, [5, 4, 3]), (1.4567, [1, 0, 2])], &shown),
+            json!([{"t": 1, "sent": 5, "received": 3}, {"t": 1.457, "sent": 1, "received": 2}])
         );
         assert_eq!(ms(850), "850us");
         assert_eq!(ms(1_250), "1.25ms");

@@ -8,8 +8,9 @@
 //! when every publisher is done and they hold every copy they can expect (acknowledged messages
 //! × copies per message), or after `idle_exit` of silence (QoS 0 may lose some).
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -42,7 +43,8 @@ pub(crate) struct Member {
 /// What `pub` sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum PayloadFormat {
-    /// `--size` bytes, the first 8 the send time (subscribers measure end-to-end latency).
+    /// `--size` bytes (at least 12): the send time and a marker, so subscribers measure
+    /// end-to-end latency.
     Raw,
     /// JSON telemetry (`{"ts","values"}`, an array when --rows > 1).
     Json,
@@ -88,6 +90,8 @@ pub(crate) struct Outcome {
     pub(crate) publishers: usize,
     pub(crate) subscribers: usize,
     pub(crate) connected: usize,
+    /// Connections still up when the run ended.
+    pub(crate) alive: usize,
     pub(crate) sent: u64,
     pub(crate) acked: u64,
     pub(crate) received: u64,
@@ -103,7 +107,7 @@ pub(crate) struct Outcome {
     /// Per publisher that connected: client id and messages it had accepted (acknowledged at
     /// QoS 1/2, read by the broker at QoS 0).
     pub(crate) accepted: Vec<(String, u64)>,
-    pub(crate) timeline: Vec<[u64; 3]>,
+    pub(crate) timeline: crate::stats::Timeline,
 }
 
 /// What one thread hands back.
@@ -120,6 +124,7 @@ struct Part {
     connect: Hist,
     errors: Errors,
     connected: usize,
+    alive: usize,
     accepted: Vec<(String, u64)>,
 }
 
@@ -128,10 +133,10 @@ struct Shared {
     counters: Arc<Counters>,
     /// Threads whose publishers are still at it.
     publishing: AtomicUsize,
-    /// Barrier: connected and subscribed.
-    ready: Barrier,
-    /// Barrier: the start time is set.
-    go: Barrier,
+    /// Threads connected and subscribed (or failed).
+    ready: AtomicUsize,
+    /// The start time is set: publish.
+    go: AtomicBool,
     start: std::sync::OnceLock<Instant>,
     has_publishers: bool,
     /// A thread failed: the others stop.
@@ -165,8 +170,8 @@ pub(crate) fn run(
     let shared = Arc::new(Shared {
         counters: Arc::new(Counters::default()),
         publishing: AtomicUsize::new(pub_threads),
-        ready: Barrier::new(groups.len() + 1),
-        go: Barrier::new(groups.len() + 1),
+        ready: AtomicUsize::new(0),
+        go: AtomicBool::new(false),
         start: std::sync::OnceLock::new(),
         has_publishers: publishers > 0,
         abort: std::sync::atomic::AtomicBool::new(false),
@@ -213,7 +218,10 @@ pub(crate) fn run(
             r
         }));
     }
-    shared.ready.wait();
+    let threads = handles.len();
+    while shared.ready.load(Ordering::Acquire) < threads {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let seconds_to_connect = t_connect.elapsed().as_secs_f64();
     if load.announce {
         eprintln!(
@@ -226,7 +234,7 @@ pub(crate) fn run(
     let _ = shared.start.set(start);
     let planned = (!load.duration.is_zero()).then_some(load.duration);
     let meter = Meter::start(label, Arc::clone(&shared.counters), shown, planned);
-    shared.go.wait();
+    shared.go.store(true, Ordering::Release);
     let mut out = Outcome {
         publishers,
         subscribers,
@@ -246,6 +254,7 @@ pub(crate) fn run(
                 out.connect.merge(&p.connect);
                 out.errors.merge(p.errors);
                 out.connected += p.connected;
+                out.alive += p.alive;
                 out.accepted.extend(p.accepted);
                 pub_end = pub_end.max(p.pub_end);
                 first = match (first, p.first_msg) {
@@ -297,9 +306,29 @@ fn worker(
     if let Ok((c, _)) = &subscribed {
         shared.connected.fetch_add(c.len(), Ordering::AcqRel);
     }
-    // Meet the other threads whatever happened, so none waits forever on a failed one.
-    shared.ready.wait();
-    shared.go.wait();
+    // Meet the other threads whatever happened, so none waits forever on a failed one; keep
+    // this thread's connections alive meanwhile (others may still be ramping up).
+    shared.ready.fetch_add(1, Ordering::AcqRel);
+    // Nothing is read meanwhile: messages that arrive once another thread has started
+    // publishing wait in the socket for the run loop, which counts them.
+    let mut subscribed = subscribed;
+    let ka = Duration::from_secs(u64::from(dial.settings.keep_alive) / 2);
+    let mut next_ping = Instant::now() + ka;
+    while !shared.go.load(Ordering::Acquire) {
+        if let Ok((conns, _)) = &mut subscribed
+            && !ka.is_zero()
+            && Instant::now() >= next_ping
+        {
+            next_ping = Instant::now() + ka;
+            for c in conns.iter_mut() {
+                if c.phase == Phase::Connected {
+                    c.ping();
+                    let _ = c.flush();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (mut conns, (members, (errors, connect))) = match subscribed {
         Ok(s) => s,
         Err(e) => {
@@ -343,7 +372,8 @@ fn worker(
         shared.publishing.fetch_sub(1, Ordering::AcqRel);
     }
     let has_subs = members.iter().any(|(m, _)| matches!(m.role, Role::Sub(_)));
-    let mut raw = vec![b'x'; load.size.max(8)];
+    let mut raw = vec![b'x'; load.size.max(RAW_HEADER)];
+    raw[8..RAW_HEADER].copy_from_slice(RAW_MAGIC);
     let end = start + load.duration;
     let mut events = Events::with_capacity(1024);
     let mut publishing = has_pubs;
@@ -351,6 +381,7 @@ fn worker(
     let mut reported = [0u64; 3];
     let mut sent_total = 0u64;
     let paced = rate > 0.0 || !load.interval.is_zero();
+    let mut turn = 0usize;
     // PINGREQ at half the keep-alive, so idle connections and subscribers that send nothing
     // are not dropped by the broker (1.5 × keep-alive without a packet) during long holds.
     let keep_alive = Duration::from_secs(u64::from(dial.settings.keep_alive.max(2)) / 2);
@@ -365,7 +396,13 @@ fn worker(
                 }
             }
         }
-        if publishing && (now >= end || paces.iter().all(|p| p.sent >= p.quota)) {
+        if publishing
+            && (now >= end
+                || paces
+                    .iter()
+                    .zip(&conns)
+                    .all(|(p, c)| p.sent >= p.quota || c.phase != Phase::Connected))
+        {
             // Publishing is over: ask each publisher's broker side to confirm it read all.
             publishing = false;
             draining = true;
@@ -394,42 +431,63 @@ fn worker(
             shared.publishing.fetch_sub(1, Ordering::AcqRel);
         }
         let mut sent_any = false;
-        if publishing {
-            for (k, c) in conns.iter_mut().enumerate() {
-                let Some(topic) = &topics[k] else { continue };
-                if c.phase != Phase::Connected {
-                    continue;
-                }
-                let p = &mut paces[k];
-                let window = load.inflight.min(c.receive_maximum);
-                while c.pending() < 64 * 1024
-                    && p.sent < p.quota
-                    && (load.qos == 0 || c.inflight() < window)
-                    && (rate == 0.0 || (sent_total as f64) < rate * start.elapsed().as_secs_f64())
-                    && (load.interval.is_zero() || p.next_at <= now)
-                {
-                    let body = match &mut telemetry[k] {
-                        Some(t) => t.next(),
-                        None => {
-                            raw[..8].copy_from_slice(&now_ns().to_be_bytes());
-                            Bytes::copy_from_slice(&raw)
+        if publishing && !conns.is_empty() {
+            // Publishers take turns, one message each per round, starting one further each
+            // pass: a paced budget is shared fairly (the first publisher must not take it all).
+            // Unpaced, each sends as much as its window and socket take.
+            let n = conns.len();
+            let per_turn = if paced { 1 } else { usize::MAX };
+            loop {
+                let mut progressed = false;
+                for j in 0..n {
+                    let k = (turn + j) % n;
+                    let Some(topic) = &topics[k] else { continue };
+                    let c = &mut conns[k];
+                    if c.phase != Phase::Connected {
+                        continue;
+                    }
+                    let p = &mut paces[k];
+                    let window = load.inflight.min(c.receive_maximum);
+                    let mut sent_here = 0;
+                    while sent_here < per_turn
+                        && c.pending() < 64 * 1024
+                        && p.sent < p.quota
+                        && (load.qos == 0 || c.inflight() < window)
+                        && (rate == 0.0
+                            || (sent_total as f64) < rate * start.elapsed().as_secs_f64())
+                        && (load.interval.is_zero() || p.next_at <= now)
+                    {
+                        let body = match &mut telemetry[k] {
+                            Some(t) => t.next(),
+                            None => {
+                                raw[..8].copy_from_slice(&now_ns().to_be_bytes());
+                                Bytes::copy_from_slice(&raw)
+                            }
+                        };
+                        c.publish(topic, body, load.qos, load.retain);
+                        p.sent += 1;
+                        sent_total += 1;
+                        sent_here += 1;
+                        if !load.interval.is_zero() {
+                            p.next_at += load.interval;
                         }
-                    };
-                    c.publish(topic, body, load.qos, load.retain);
-                    p.sent += 1;
-                    sent_total += 1;
-                    sent_any = true;
-                    if load.qos == 0 {
-                        p.accepted += 1;
                     }
-                    if !load.interval.is_zero() {
-                        p.next_at += load.interval;
-                        break;
-                    }
+                    progressed |= sent_here > 0;
+                }
+                sent_any |= progressed;
+                if !progressed || !paced {
+                    break;
                 }
             }
+            turn = (turn + 1) % n;
         }
-        let subs_done = !has_subs || {
+        // Subscribers whose connections all closed have nothing left to wait for.
+        let subs_live = has_subs
+            && conns
+                .iter()
+                .zip(&members)
+                .any(|(c, (m, _))| matches!(m.role, Role::Sub(_)) && c.phase == Phase::Connected);
+        let subs_done = !subs_live || {
             let over = shared.publishing.load(Ordering::Acquire) == 0;
             let silent = part.last_msg.map_or(start, |t| t).elapsed() >= load.idle_exit;
             if shared.has_publishers {
@@ -466,7 +524,7 @@ fn worker(
             &mut conns,
             timeout,
             &mut |k, e| match e {
-                Event::Acked(us) => {
+                Event::Acked { us, .. } => {
                     part.acked += 1;
                     part.ack.record(us);
                     paces[k].accepted += 1;
@@ -476,8 +534,7 @@ fn worker(
                     part.received += 1;
                     part.first_msg.get_or_insert(t);
                     part.last_msg = Some(t);
-                    if load.format == PayloadFormat::Raw && p.len() >= 8 {
-                        let stamp = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
+                    if let Some(stamp) = raw_stamp(&p) {
                         part.e2e.record(now_ns().saturating_sub(stamp) / 1000);
                     }
                 }
@@ -502,6 +559,25 @@ fn worker(
             }
         }
     }
+    // QoS 0: a publisher's messages count as taken once its drain PINGRESP came back; one whose
+    // connection closed before that cannot say what the broker read.
+    if load.qos == 0 {
+        for ((p, c), t) in paces.iter_mut().zip(&conns).zip(&topics) {
+            if t.is_none() {
+                continue;
+            }
+            if c.phase == Phase::Connected && !c.ping_pending() {
+                p.accepted = p.sent;
+            } else if p.sent > 0 {
+                part.errors
+                    .0
+                    .entry("unconfirmed QoS 0 messages (the connection closed)".into())
+                    .and_modify(|n| *n += p.sent)
+                    .or_insert(p.sent);
+            }
+        }
+    }
+    part.alive = conns.iter().filter(|c| c.phase == Phase::Connected).count();
     part.sent = sent_total;
     part.accepted = members
         .iter()
@@ -530,16 +606,29 @@ fn subscribe(
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     };
-    let mut waiting = 0usize;
-    for (c, (m, _)) in conns.iter_mut().zip(&members) {
+    // Per connection: still waiting for its SUBACK.
+    let mut pending: Vec<bool> = vec![false; conns.len()];
+    for ((c, (m, _)), w) in conns.iter_mut().zip(&members).zip(pending.iter_mut()) {
         if let Role::Sub(filter) = &m.role {
             c.subscribe(filter, qos);
-            waiting += 1;
+            *w = true;
         }
     }
     let mut events = Events::with_capacity(1024);
     let t0 = Instant::now();
-    while waiting > 0 {
+    loop {
+        // A subscriber whose connection closed (a broker may disconnect on a bad filter) is
+        // an error of its own, not a reason to wait.
+        for (c, w) in conns.iter().zip(pending.iter_mut()) {
+            if *w && c.phase != Phase::Connected {
+                *w = false;
+                errors.add("subscribe: the connection closed before SUBACK");
+            }
+        }
+        let waiting = pending.iter().filter(|w| **w).count();
+        if waiting == 0 {
+            break;
+        }
         anyhow::ensure!(
             t0.elapsed() < Duration::from_secs(60),
             "{waiting} SUBSCRIBEs got no SUBACK within 60 s"
@@ -549,11 +638,11 @@ fn subscribe(
             &mut events,
             &mut conns,
             Duration::from_millis(5),
-            &mut |_, e| match e {
-                Event::Subscribed => waiting -= 1,
+            &mut |k, e| match e {
+                Event::Subscribed => pending[k] = false,
                 Event::Error(r) if r.starts_with("suback") => {
                     errors.add(r);
-                    waiting -= 1;
+                    pending[k] = false;
                 }
                 Event::Error(r) => errors.add(r),
                 _ => {}
@@ -561,6 +650,17 @@ fn subscribe(
         )?;
     }
     Ok((conns, (members, (errors, opened.connect_us))))
+}
+
+/// Raw payloads start with the send time (ns since the epoch, big endian) and this marker, so a
+/// subscriber times only mast-loadgen's own messages.
+const RAW_MAGIC: &[u8; 4] = b"MLG1";
+const RAW_HEADER: usize = 12;
+
+/// The send time of a raw mast-loadgen payload, `None` for anything else.
+fn raw_stamp(p: &[u8]) -> Option<u64> {
+    (p.len() >= RAW_HEADER && &p[8..RAW_HEADER] == RAW_MAGIC)
+        .then(|| u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])))
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -661,5 +761,15 @@ mod tests {
         assert_eq!(lines[0].split(' ').nth(1).unwrap().split(',').count(), 3);
         let single = Telemetry::new(PayloadFormat::Json, 1, 1, 5).next();
         assert!(single.starts_with(b"{\"ts\":"));
+    }
+
+    #[test]
+    fn only_marked_raw_payloads_carry_a_send_time() {
+        let mut p = 1_700_000_000_000_000_000u64.to_be_bytes().to_vec();
+        p.extend_from_slice(RAW_MAGIC);
+        p.extend_from_slice(b"xxxx");
+        assert_eq!(raw_stamp(&p), Some(1_700_000_000_000_000_000));
+        assert_eq!(raw_stamp(&p[..11]), None);
+        assert_eq!(raw_stamp(b"{\"temp\": 21.5, \"ok\": true}"), None);
     }
 }

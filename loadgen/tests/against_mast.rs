@@ -455,6 +455,19 @@ fn scenarios_run_against_mosquitto_too_at_every_qos() {
         assert_eq!(r["acked"], acked, "QoS {qos} v{v}: {r}");
         assert_eq!(r["errors"], serde_json::json!({}));
     }
+    // Mosquitto closes the connection on an invalid filter: an error, not a 60 s wait.
+    let t0 = Instant::now();
+    let (ok, out, _) = run_json(&["sub", "--json", "-p", &port, "-t", "a/#/b", "-d", "30"]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "no wait for a SUBACK that cannot come"
+    );
+    assert!(ok, "the connection came up, so the run itself succeeded");
+    assert_eq!(
+        out[0]["errors"]["subscribe: the connection closed before SUBACK"], 1,
+        "{}",
+        out[0]
+    );
     let _ = mosq.kill();
     let _ = mosq.wait();
 }
@@ -882,4 +895,98 @@ fn idle_connections_and_silent_subscribers_outlive_their_keep_alive() {
     ]);
     assert!(ok, "{err}");
     assert_eq!(out[0]["errors"], serde_json::json!({}), "{}", out[0]);
+    // A ramp longer than the keep-alive: the first connections must be kept alive meanwhile.
+    let (ok, out, err) = run_json(&[
+        "conn",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "4",
+        "-i",
+        "1500",
+        "-k",
+        "2",
+        "-d",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out[0]["alive_at_end"], 4, "{}", out[0]);
+    assert_eq!(out[0]["errors"], serde_json::json!({}), "{}", out[0]);
+}
+
+#[test]
+fn a_paced_rate_is_shared_by_every_publisher() {
+    let server = Server::start(mast_bin());
+    // 4 publishers on one thread at 400 msgs/s for 2 s, no -L: each must get its share.
+    let (ok, out, err) = run_json(&[
+        "pub",
+        "--json",
+        "-p",
+        &server.port.to_string(),
+        "-c",
+        "4",
+        "-q",
+        "1",
+        "--rate",
+        "400",
+        "-d",
+        "2",
+        "--format",
+        "json",
+        "-t",
+        "devices/%c/telemetry",
+        "--prefix",
+        "fair",
+    ]);
+    assert!(ok, "{err}");
+    let acked = out[0]["acked"].as_u64().unwrap();
+    let rows = sql(
+        server.http_port,
+        "SELECT device_id, count(*) AS n FROM telemetry GROUP BY device_id ORDER BY device_id",
+    );
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let counts: Vec<u64> = rows.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), acked);
+    let mean = acked as f64 / 4.0;
+    assert!(
+        counts
+            .iter()
+            .all(|&n| (n as f64 - mean).abs() <= mean * 0.1),
+        "each publisher should send about {mean}: {counts:?}"
+    );
+}
+
+#[test]
+fn a_broker_that_never_answers_fails_each_connection_after_the_timeout() {
+    // A listener that accepts TCP (the kernel's backlog) but never speaks MQTT.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let t0 = Instant::now();
+    let (ok, out, _) = run_json(&[
+        "conn",
+        "--json",
+        "-p",
+        &port,
+        "-c",
+        "300",
+        "--connect-timeout",
+        "2",
+        "-d",
+        "0",
+    ]);
+    assert!(!ok);
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "it must give up, not hang"
+    );
+    assert_eq!(out[0]["connected"], 0);
+    let errors = out[0]["errors"].as_object().unwrap();
+    let total: u64 = errors.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(total, 300, "{errors:?}");
+    assert!(
+        errors.contains_key("connect: no CONNACK in time"),
+        "{errors:?}"
+    );
+    drop(silent);
 }
