@@ -417,8 +417,18 @@ fn verify_finds_every_acknowledged_point_in_mast() {
     );
 }
 
+/// A Mosquitto process, killed when dropped (a failing test must not leave it running).
+struct Mosquitto(Child);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A Mosquitto (Debian package) on a free port, listening.
-fn mosquitto() -> (Child, u16) {
+fn mosquitto() -> (Mosquitto, u16) {
     let port = free_port();
     let child = Command::new("mosquitto")
         .args(["-p", &port.to_string()])
@@ -434,12 +444,12 @@ fn mosquitto() -> (Child, u16) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    (child, port)
+    (Mosquitto(child), port)
 }
 
 #[test]
 fn scenarios_run_against_mosquitto_too_at_every_qos() {
-    let (mut mosq, port) = mosquitto();
+    let (mosq, port) = mosquitto();
     let port = port.to_string();
     for (qos, v) in [("0", "4"), ("1", "5"), ("2", "5"), ("2", "4")] {
         let (ok, out, err) = run_json(&[
@@ -468,15 +478,14 @@ fn scenarios_run_against_mosquitto_too_at_every_qos() {
         "{}",
         out[0]
     );
-    let _ = mosq.kill();
-    let _ = mosq.wait();
+    drop(mosq);
 }
 
 #[test]
 fn verify_reports_the_loss_when_the_broker_stores_nothing() {
     let bin = mast_bin();
     // Mosquitto acknowledges everything and stores nothing; Mast (empty) answers the SQL.
-    let (mut mosq, mosq_port) = mosquitto();
+    let (mosq, mosq_port) = mosquitto();
     let server = Server::start(bin);
     let args = [
         "--fast-forward",
@@ -490,8 +499,7 @@ fn verify_reports_the_loss_when_the_broker_stores_nothing() {
         "1",
     ];
     let (ok, out, err) = verify_run(mosq_port, &server, &args);
-    let _ = mosq.kill();
-    let _ = mosq.wait();
+    drop(mosq);
     assert!(!ok, "a run whose points are all missing must fail:\n{out}");
     // 3 trucks × 60 intervals: 180 rows per table, 7 and 3 points a row
     assert!(
