@@ -413,14 +413,51 @@ pub(crate) struct Dial {
 /// the broker from overflowing when no pace is set).
 const HANDSHAKES: usize = 256;
 
+/// PINGREQs on every connection that is up, at half the keep-alive: a broker drops a client
+/// silent for 1.5 × keep-alive, and idle connections, subscribers that only receive and
+/// connections waiting for the rest of a ramp-up send nothing else. Several PINGREQs may be out
+/// at once (one waiting to be read is no reason to skip the next).
+pub(crate) struct KeepAlive {
+    /// Zero: keep-alive off.
+    every: Duration,
+    next: Instant,
+}
+
+impl KeepAlive {
+    pub(crate) fn new(keep_alive_secs: u16) -> KeepAlive {
+        let every = Duration::from_millis(u64::from(keep_alive_secs) * 500);
+        KeepAlive {
+            every,
+            next: Instant::now() + every,
+        }
+    }
+
+    /// Queues and writes a PINGREQ on each connected connection when one is due; a connection
+    /// that cannot be written to is marked closed.
+    pub(crate) fn tick(&mut self, conns: &mut [Conn]) {
+        let now = Instant::now();
+        if self.every.is_zero() || now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        for c in conns.iter_mut() {
+            if c.phase == Phase::Connected {
+                c.ping();
+                if c.flush().is_err() {
+                    c.phase = Phase::Closed;
+                }
+            }
+        }
+    }
+}
+
 /// The state of a ramp-up: what is counted while connections open.
 struct Ramp {
     errors: Errors,
     connect_us: crate::stats::Hist,
     /// Handshakes under way.
     waiting: usize,
-    keep_alive: Duration,
-    next_ping: Instant,
+    keep_alive: KeepAlive,
     connect_timeout: Duration,
 }
 
@@ -457,17 +494,7 @@ impl Ramp {
                 self.on(Event::Refused("connect: no CONNACK in time".into()));
             }
         }
-        if !self.keep_alive.is_zero() && now >= self.next_ping {
-            self.next_ping = now + self.keep_alive;
-            for c in conns.iter_mut() {
-                if c.phase == Phase::Connected && !c.ping_pending() {
-                    c.ping();
-                    if c.flush().is_err() {
-                        c.phase = Phase::Closed;
-                    }
-                }
-            }
-        }
+        self.keep_alive.tick(conns);
         Ok(())
     }
 }
@@ -484,13 +511,11 @@ pub(crate) fn connect_all(
     let mut conns: Vec<Conn> = Vec::with_capacity(ids.len());
     let mut index = Vec::with_capacity(ids.len());
     let mut events = Events::with_capacity(1024);
-    let keep_alive = Duration::from_secs(u64::from(dial.settings.keep_alive) / 2);
     let mut ramp = Ramp {
         errors: Errors::default(),
         connect_us: crate::stats::Hist::default(),
         waiting: 0,
-        keep_alive,
-        next_ping: Instant::now() + keep_alive,
+        keep_alive: KeepAlive::new(dial.settings.keep_alive),
         connect_timeout: dial.connect_timeout,
     };
     for (k, (ordinal, client_id)) in ids.iter().enumerate() {

@@ -18,7 +18,7 @@ use mast_protocol::connect::QoS;
 use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
 
-use crate::client::{Conn, Dial, Event, Phase, connect_all, pump};
+use crate::client::{Conn, Dial, Event, KeepAlive, Phase, connect_all, pump};
 use crate::stats::{Counters, Errors, Hist, Meter, Shown};
 
 /// What one connection does.
@@ -312,20 +312,10 @@ fn worker(
     // Nothing is read meanwhile: messages that arrive once another thread has started
     // publishing wait in the socket for the run loop, which counts them.
     let mut subscribed = subscribed;
-    let ka = Duration::from_secs(u64::from(dial.settings.keep_alive) / 2);
-    let mut next_ping = Instant::now() + ka;
+    let mut keep_alive = KeepAlive::new(dial.settings.keep_alive);
     while !shared.go.load(Ordering::Acquire) {
-        if let Ok((conns, _)) = &mut subscribed
-            && !ka.is_zero()
-            && Instant::now() >= next_ping
-        {
-            next_ping = Instant::now() + ka;
-            for c in conns.iter_mut() {
-                if c.phase == Phase::Connected {
-                    c.ping();
-                    let _ = c.flush();
-                }
-            }
+        if let Ok((conns, _)) = &mut subscribed {
+            keep_alive.tick(conns);
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -382,20 +372,9 @@ fn worker(
     let mut sent_total = 0u64;
     let paced = rate > 0.0 || !load.interval.is_zero();
     let mut turn = 0usize;
-    // PINGREQ at half the keep-alive, so idle connections and subscribers that send nothing
-    // are not dropped by the broker (1.5 × keep-alive without a packet) during long holds.
-    let keep_alive = Duration::from_secs(u64::from(dial.settings.keep_alive.max(2)) / 2);
-    let mut next_ping = start + keep_alive;
     loop {
         let now = Instant::now();
-        if dial.settings.keep_alive > 0 && now >= next_ping {
-            next_ping = now + keep_alive;
-            for c in conns.iter_mut() {
-                if c.phase == Phase::Connected && !c.ping_pending() {
-                    c.ping();
-                }
-            }
-        }
+        keep_alive.tick(&mut conns);
         if publishing
             && (now >= end
                 || paces
