@@ -382,6 +382,33 @@ impl Truck {
         batch
     }
 
+    /// Every row this truck sends over `ticks` intervals from `first_ts_ns`, in batches of
+    /// `batch`, held-back rows included, in send order (readings then diagnostics per batch):
+    /// what a fast-forward run of `mast-loadgen iot` publishes for it.
+    pub fn history(
+        &mut self,
+        first_ts_ns: i64,
+        interval_ns: i64,
+        ticks: usize,
+        batch: usize,
+    ) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let mut n = 0;
+        while n < ticks {
+            let k = batch.max(1).min(ticks - n);
+            let b = self.next_batch(first_ts_ns + n as i64 * interval_ns, interval_ns, k);
+            for table in Table::ALL {
+                rows.extend_from_slice(b.rows(table));
+            }
+            n += k;
+        }
+        let b = self.drain();
+        for table in Table::ALL {
+            rows.extend_from_slice(b.rows(table));
+        }
+        rows
+    }
+
     /// Writes `rows` (of one table) as one payload in `format`, appending to `out`.
     pub fn encode(&self, format: Format, rows: &[Row], out: &mut String) {
         encode::rows(format, &self.prefixes, rows, out);

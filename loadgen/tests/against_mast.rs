@@ -196,20 +196,7 @@ fn expected(seed: u64, trucks: u64, ticks: usize, batch: usize, dirty: f64) -> V
     let mut all = Vec::new();
     for i in 0..trucks {
         let mut t = Truck::new(seed, i, dirty);
-        let mut n = 0;
-        let mut rows = Vec::new();
-        while n < ticks {
-            let k = batch.min(ticks - n);
-            let b = t.next_batch(START + n as i64 * STEP, STEP, k);
-            for table in Table::ALL {
-                rows.extend_from_slice(b.rows(table));
-            }
-            n += k;
-        }
-        let b = t.drain();
-        for table in Table::ALL {
-            rows.extend_from_slice(b.rows(table));
-        }
+        let rows = t.history(START, STEP, ticks, batch);
         all.extend(rows.into_iter().map(|r| (t.clone(), r)));
     }
     all

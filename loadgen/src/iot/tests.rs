@@ -28,22 +28,7 @@ fn payloads(seed: u64, trucks: u64, ticks: usize, batch: usize, dirty: f64, f: F
 
 /// All rows one truck sends, in send order.
 fn sent_rows(seed: u64, index: u64, ticks: usize, batch: usize, dirty: f64) -> Vec<Row> {
-    let mut t = Truck::new(seed, index, dirty);
-    let mut rows = Vec::new();
-    let mut n = 0;
-    while n < ticks {
-        let k = batch.min(ticks - n);
-        let b = t.next_batch(START + n as i64 * STEP, STEP, k);
-        for table in Table::ALL {
-            rows.extend_from_slice(b.rows(table));
-        }
-        n += k;
-    }
-    let b = t.drain();
-    for table in Table::ALL {
-        rows.extend_from_slice(b.rows(table));
-    }
-    rows
+    Truck::new(seed, index, dirty).history(START, STEP, ticks, batch)
 }
 
 #[test]
