@@ -175,20 +175,38 @@ impl Drop for Server {
     }
 }
 
-/// Runs `mast-loadgen iot --json ARGS` against `server` and returns its summary.
-fn loadgen(server: &Server, args: &[&str]) -> Json {
+/// Runs `mast-loadgen ARGS`: its exit success, stdout and stderr.
+fn run_loadgen(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
-        .args(["iot", "--json", "-p", &server.port.to_string()])
         .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(
+    (
         out.status.success(),
-        "mast-loadgen iot {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("a JSON summary")
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `mast-loadgen ARGS` and returns its exit success, the JSON lines it printed and its
+/// stderr.
+fn run_json(args: &[&str]) -> (bool, Vec<Json>, String) {
+    let (ok, out, err) = run_loadgen(args);
+    let lines = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (ok, lines, err)
+}
+
+/// Runs `mast-loadgen iot --json ARGS` against `server` and returns its summary.
+fn loadgen(server: &Server, args: &[&str]) -> Json {
+    let port = server.port.to_string();
+    let (ok, mut out, err) = run_json(&[&["iot", "--json", "-p", &port], args].concat());
+    assert!(ok, "mast-loadgen iot {args:?}: {err}");
+    assert_eq!(out.len(), 1, "one JSON summary");
+    out.remove(0)
 }
 
 /// What trucks `0..trucks` of `seed` send over `ticks` intervals in batches of `batch`.
@@ -357,18 +375,11 @@ fn json_payloads_carry_the_values_without_tags() {
 
 /// `mast-loadgen iot --verify` against `mqtt_port`, asking the SQL API of `sql`.
 fn verify_run(mqtt_port: u16, sql: &Server, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
-        .args(["iot", "--verify", "-p", &mqtt_port.to_string()])
-        .args(["--http", &format!("127.0.0.1:{}", sql.http_port)])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let (port, http) = (
+        mqtt_port.to_string(),
+        format!("127.0.0.1:{}", sql.http_port),
+    );
+    run_loadgen(&[&["iot", "--verify", "-p", &port, "--http", &http], args].concat())
 }
 
 #[test]
@@ -508,34 +519,18 @@ fn pub_holds_the_requested_rate_within_five_percent() {
     let bin = mast_bin();
     let server = Server::start(bin);
     for (rate, conns) in [(400u64, "4"), (1500, "10")] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
-            .args([
-                "pub",
-                "--json",
-                "-q",
-                "1",
-                "-p",
-                &server.port.to_string(),
-                "-c",
-                conns,
-            ])
-            .args(["--rate", &rate.to_string(), "-L", &(rate * 3).to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (port, r, limit) = (
+            server.port.to_string(),
+            rate.to_string(),
+            (rate * 3).to_string(),
         );
-        let line = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_string();
-        let v: Json = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["sent"], rate * 3, "{line}");
-        assert_eq!(v["acked"], rate * 3, "{line}");
+        let (ok, out, err) = run_json(&[
+            "pub", "--json", "-q", "1", "-p", &port, "-c", conns, "--rate", &r, "-L", &limit,
+        ]);
+        assert!(ok, "{err}");
+        let v = out.last().expect("a JSON summary");
+        assert_eq!(v["sent"], rate * 3, "{v}");
+        assert_eq!(v["acked"], rate * 3, "{v}");
         let secs = v["seconds"].as_f64().unwrap();
         let achieved = (rate * 3) as f64 / secs;
         assert!(
@@ -543,24 +538,6 @@ fn pub_holds_the_requested_rate_within_five_percent() {
             "asked {rate}/s, sent {achieved:.0}/s over {secs:.3} s"
         );
     }
-}
-
-/// Runs `mast-loadgen ARGS` and returns its exit success and the JSON lines it printed.
-fn run_json(args: &[&str]) -> (bool, Vec<Json>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mast-loadgen"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (
-        out.status.success(),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
