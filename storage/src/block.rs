@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::chunk::{Chunk, Column, Values};
+use crate::chunk::{Chunk, Column, StrValues, Values};
 use crate::codec::{self, CodecError};
 use crate::schema::FieldType;
 
@@ -164,7 +164,10 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
             min_max(&vals, StatValue::Bool)
         }
         Values::Str(v) => {
-            let vals = present(c, v, |x| &**x);
+            let vals: Vec<&str> = (0..v.len())
+                .filter(|&i| c.is_valid(i))
+                .map(|i| v.get(i).map_or("", |s| &**s))
+                .collect();
             codec::encode_strings(&vals, &mut data);
             (None, None)
         }
@@ -221,10 +224,10 @@ pub(crate) fn decode_column(c: ColumnRef<'_>, rows: u32) -> Result<Column, Codec
             Values::Bool(expand(v, present, valid.as_deref(), false)?)
         }
         FieldType::String => {
-            let mut v = Vec::with_capacity(present);
-            codec::decode_strings(c.data, &mut v)?;
-            let v: Vec<Arc<str>> = v.into_iter().map(Arc::from).collect();
-            Values::Str(expand(v, present, valid.as_deref(), Arc::from(""))?)
+            let d = codec::decode_string_dictionary(c.data)?;
+            let dict: Vec<Arc<str>> = d.values.into_iter().map(Arc::from).collect();
+            let keys = expand(d.keys, present, valid.as_deref(), 0)?;
+            Values::Str(StrValues::from_parts(dict, keys))
         }
     };
     Ok(Column { values, valid })

@@ -2,9 +2,13 @@
 //! decoded to. [`Chunk::normalize`] sorts by time and resolves duplicates (same series, same
 //! timestamp) field by field, last write wins, so every later stage sees strictly increasing times.
 
+mod strs;
+
 use std::sync::Arc;
 
 use crate::schema::FieldType;
+
+pub(crate) use strs::StrValues;
 
 /// The values of one column; a null slot holds a default value and is marked in the validity.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,7 +16,7 @@ pub(crate) enum Values {
     F64(Vec<f64>),
     I64(Vec<i64>),
     Bool(Vec<bool>),
-    Str(Vec<Arc<str>>),
+    Str(StrValues),
 }
 
 impl Values {
@@ -21,7 +25,7 @@ impl Values {
             FieldType::Float => Values::F64(Vec::new()),
             FieldType::Integer => Values::I64(Vec::new()),
             FieldType::Boolean => Values::Bool(Vec::new()),
-            FieldType::String => Values::Str(Vec::new()),
+            FieldType::String => Values::Str(StrValues::default()),
         }
     }
 
@@ -48,7 +52,7 @@ impl Values {
             Values::F64(v) => v.push(0.0),
             Values::I64(v) => v.push(0),
             Values::Bool(v) => v.push(false),
-            Values::Str(v) => v.push(empty_str()),
+            Values::Str(v) => v.push_null(),
         }
     }
 
@@ -58,14 +62,10 @@ impl Values {
             (Values::F64(d), Values::F64(s)) => d.push(s.get(i).copied().unwrap_or(0.0)),
             (Values::I64(d), Values::I64(s)) => d.push(s.get(i).copied().unwrap_or(0)),
             (Values::Bool(d), Values::Bool(s)) => d.push(s.get(i).copied().unwrap_or(false)),
-            (Values::Str(d), Values::Str(s)) => d.push(s.get(i).cloned().unwrap_or_else(empty_str)),
+            (Values::Str(d), Values::Str(s)) => d.push_from(s, i),
             (d, _) => d.push_null(),
         }
     }
-}
-
-pub(crate) fn empty_str() -> Arc<str> {
-    Arc::from("")
 }
 
 /// One column of a chunk.
@@ -123,6 +123,25 @@ impl Column {
         }
     }
 
+    /// Slots `lo..hi` (`lo <= hi <= len`).
+    pub(crate) fn slice(&self, lo: usize, hi: usize) -> Column {
+        fn part<T: Clone>(v: &[T], lo: usize, hi: usize) -> Vec<T> {
+            v.get(lo..hi).unwrap_or_default().to_vec()
+        }
+        let values = match &self.values {
+            Values::F64(v) => Values::F64(part(v, lo, hi)),
+            Values::I64(v) => Values::I64(part(v, lo, hi)),
+            Values::Bool(v) => Values::Bool(part(v, lo, hi)),
+            Values::Str(v) => Values::Str(v.slice(lo, hi)),
+        };
+        let valid = self
+            .valid
+            .as_ref()
+            .map(|v| part(v, lo, hi))
+            .filter(|v| v.iter().any(|ok| !ok));
+        Column { values, valid }
+    }
+
     fn push_valid(&mut self) {
         if let Some(v) = &mut self.valid {
             v.push(true);
@@ -167,7 +186,7 @@ impl Column {
             (Values::F64(d), Values::F64(s)) => set(d, last, s.get(i).copied()),
             (Values::I64(d), Values::I64(s)) => set(d, last, s.get(i).copied()),
             (Values::Bool(d), Values::Bool(s)) => set(d, last, s.get(i).copied()),
-            (Values::Str(d), Values::Str(s)) => set(d, last, s.get(i).cloned()),
+            (Values::Str(d), Values::Str(s)) => d.set_from(last, s, i),
             _ => return,
         }
         if let Some(slot) = self.valid.as_mut().and_then(|v| v.get_mut(last)) {
@@ -323,20 +342,24 @@ impl Chunk {
     }
 
     pub(crate) fn slice_rows(self, lo: usize, hi: usize) -> Chunk {
+        if lo == 0 && hi >= self.times.len() {
+            return self;
+        }
+        self.rows(lo, hi)
+    }
+
+    /// A copy of rows `lo..hi` (clamped).
+    pub(crate) fn rows(&self, lo: usize, hi: usize) -> Chunk {
         let hi = hi.min(self.times.len());
         let lo = lo.min(hi);
-        let mut out = Chunk {
+        Chunk {
             times: self.times[lo..hi].to_vec(),
-            columns: Vec::with_capacity(self.columns.len()),
-        };
-        for (k, c) in &self.columns {
-            let mut col = Column::new(c.values.field_type());
-            for i in lo..hi {
-                col.push_from(c, i);
-            }
-            out.columns.push((*k, col));
+            columns: self
+                .columns
+                .iter()
+                .map(|(k, c)| (*k, c.slice(lo, hi)))
+                .collect(),
         }
-        out
     }
 }
 

@@ -229,6 +229,11 @@ pub fn decode_strings(bytes: &[u8], out: &mut Vec<String>) -> Result<(), CodecEr
     string::decode(bytes, out)
 }
 
+/// Decodes what [`encode_strings`] wrote as its dictionary and one index per value.
+pub fn decode_string_dictionary(bytes: &[u8]) -> Result<string::Dictionary, CodecError> {
+    string::decode_dictionary(bytes)
+}
+
 /// Runs a decoder that appends to `out`, and restores `out` to its length before the call if
 /// the decoder fails, so callers never see half a block.
 fn append_or_restore<T>(

@@ -7,6 +7,7 @@
 
 mod output;
 mod pieces;
+mod probe;
 mod stats;
 
 use std::sync::Arc;
@@ -37,6 +38,18 @@ pub struct FieldRange {
     pub max: Option<StatValue>,
 }
 
+/// Rows of interest have, in string field `column`, one of `values` (or a null, if `null`).
+/// Used to skip blocks whose dictionary holds none of them; rows are not filtered by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringSet {
+    /// String field column name.
+    pub column: String,
+    /// Wanted values.
+    pub values: Vec<String>,
+    /// Whether nulls are wanted too.
+    pub null: bool,
+}
+
 /// What to read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanRequest {
@@ -50,6 +63,8 @@ pub struct ScanRequest {
     pub tags: Vec<(String, Vec<String>)>,
     /// Pruning hints on fields (not exact, see [`FieldRange`]).
     pub field_ranges: Vec<FieldRange>,
+    /// Pruning hints on string fields (not exact, see [`StringSet`]).
+    pub string_sets: Vec<StringSet>,
     /// Stop after this many rows.
     pub limit: Option<usize>,
     /// Only these shards (`None`: all).
@@ -62,6 +77,11 @@ pub struct ScanRequest {
     /// Only the latest row of each series (within the time range): what a last-value query
     /// needs, found by decoding only the newest piece(s) of each series instead of its history.
     pub latest: bool,
+    /// With `latest`: fields that must hold one value over a series' rows for its latest row to
+    /// stand for the series (the non-tag columns a caller partitions, groups or filters by). A
+    /// series in which one of them varies, or is null in some rows only, comes back whole: a
+    /// per-value latest computed over the output is then still right.
+    pub latest_by: Vec<String>,
 }
 
 impl ScanRequest {
@@ -73,11 +93,13 @@ impl ScanRequest {
             time: (i64::MIN, i64::MAX),
             tags: Vec::new(),
             field_ranges: Vec::new(),
+            string_sets: Vec::new(),
             limit: None,
             shards: None,
             batch_rows: 8192,
             segments: None,
             latest: false,
+            latest_by: Vec::new(),
         }
     }
 

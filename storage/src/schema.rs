@@ -68,7 +68,11 @@ impl FieldType {
             FieldType::Float => DataType::Float64,
             FieldType::Integer => DataType::Int64,
             FieldType::Boolean => DataType::Boolean,
-            FieldType::String => DataType::Utf8,
+            // Dictionary-encoded, as blocks store them: IoT strings are mostly a few distinct
+            // values (status, mode, site, model).
+            FieldType::String => {
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+            }
         }
     }
 }

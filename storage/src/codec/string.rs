@@ -64,7 +64,16 @@ pub fn encode<S: AsRef<str>>(values: &[S], out: &mut Vec<u8>) {
     out.extend_from_slice(&body);
 }
 
-fn decode_body(body: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
+/// A decoded string block: its distinct values in first-seen order and one index per value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dictionary {
+    /// The distinct values.
+    pub values: Vec<String>,
+    /// Per value, its position in `values` (every index is in range).
+    pub keys: Vec<u32>,
+}
+
+fn decode_body(body: &[u8], out: &mut Dictionary) -> Result<(), CodecError> {
     let mut cur = Cursor::new(body);
     let n = cur.count()?;
     if n == 0 {
@@ -73,26 +82,25 @@ fn decode_body(body: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
     let dict_len = cur.varint("dictionary length")?;
     let dict_len = usize::try_from(dict_len)
         .ok()
-        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining())
+        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining() && d <= u32::MAX as usize)
         .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
-    let mut dict = Vec::with_capacity(dict_len);
+    out.values.reserve(dict_len);
     for _ in 0..dict_len {
         let len = cur.varint("string length")?;
         let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
         let bytes = cur.take(len, "string")?;
-        dict.push(std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?);
+        let s = std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?;
+        out.values.push(s.to_owned());
     }
     let width = cur.width()?;
     let packed = cur.take(packed_len(n, width), "dictionary indices")?;
     cur.finish()?;
-    out.reserve(n);
+    out.keys.reserve(n);
     let mut bad = false;
     unpack(packed, n, width, |chunk| {
         for &i in chunk {
-            match usize::try_from(i).ok().and_then(|i| dict.get(i)) {
-                Some(s) => out.push((*s).to_owned()),
-                None => bad = true,
-            }
+            bad |= i >= dict_len as u64;
+            out.keys.push(i as u32);
         }
     });
     if bad {
@@ -101,28 +109,41 @@ fn decode_body(body: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// Decodes what [`encode`] wrote into its dictionary and indices, without a string per value.
+pub fn decode_dictionary(bytes: &[u8]) -> Result<Dictionary, CodecError> {
+    let mut out = Dictionary::default();
+    let mut cur = Cursor::new(bytes);
+    match cur.u8("string flag")? {
+        FLAG_PLAIN => decode_body(cur.take(cur.remaining(), "body")?, &mut out)?,
+        FLAG_ZSTD => {
+            let len = cur.varint("body length")?;
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&l| l <= MAX_BODY)
+                .ok_or(CodecError::Corrupt("declared body length over 64 MiB"))?;
+            let frame = cur.take(cur.remaining(), "zstd frame")?;
+            let body =
+                zstd::bulk::decompress(frame, len).map_err(|e| CodecError::Zstd(e.to_string()))?;
+            if body.len() != len {
+                return Err(CodecError::Corrupt("zstd body shorter than declared"));
+            }
+            decode_body(&body, &mut out)?;
+        }
+        tag => return Err(CodecError::BadTag(tag)),
+    }
+    Ok(out)
+}
+
 /// Decodes what [`encode`] wrote, appending the strings to `out`.
 pub fn decode(bytes: &[u8], out: &mut Vec<String>) -> Result<(), CodecError> {
     append_or_restore(out, |out| {
-        let mut cur = Cursor::new(bytes);
-        match cur.u8("string flag")? {
-            FLAG_PLAIN => decode_body(cur.take(cur.remaining(), "body")?, out),
-            FLAG_ZSTD => {
-                let len = cur.varint("body length")?;
-                let len = usize::try_from(len)
-                    .ok()
-                    .filter(|&l| l <= MAX_BODY)
-                    .ok_or(CodecError::Corrupt("declared body length over 64 MiB"))?;
-                let frame = cur.take(cur.remaining(), "zstd frame")?;
-                let body = zstd::bulk::decompress(frame, len)
-                    .map_err(|e| CodecError::Zstd(e.to_string()))?;
-                if body.len() != len {
-                    return Err(CodecError::Corrupt("zstd body shorter than declared"));
-                }
-                decode_body(&body, out)
-            }
-            tag => Err(CodecError::BadTag(tag)),
+        let d = decode_dictionary(bytes)?;
+        out.reserve(d.keys.len());
+        for k in d.keys {
+            // in range: checked by the decoder
+            out.push(d.values.get(k as usize).cloned().unwrap_or_default());
         }
+        Ok(())
     })
 }
 
@@ -143,6 +164,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn dictionary_holds_each_value_once(values in prop::collection::vec("[a-c]{0,2}", 0..300)) {
+            let mut bytes = Vec::new();
+            encode(&values, &mut bytes);
+            let d = decode_dictionary(&bytes).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            prop_assert!(d.values.iter().all(|v| seen.insert(v.clone())));
+            let back: Vec<&str> = d.keys.iter().map(|&k| d.values[k as usize].as_str()).collect();
+            prop_assert_eq!(back, values.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
         #[test]
         fn strings_round_trip(values in prop::collection::vec(".{0,12}", 0..200)) {
             round_trip(&values);

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, StringBuilder, StringDictionaryBuilder,
-    TimestampNanosecondArray,
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array, StringBuilder,
+    StringDictionaryBuilder, TimestampNanosecondArray,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{Int32Type, SchemaRef};
+use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use super::pieces::Key;
@@ -22,7 +24,76 @@ enum Buf {
     F64(Vec<f64>, Vec<bool>),
     I64(Vec<i64>, Vec<bool>),
     Bool(Vec<bool>, Vec<bool>),
-    Str(StringBuilder),
+    Str(StrBuf),
+}
+
+/// A string field's output: a dictionary array whose values are the distinct strings of the
+/// batch, gathered from each chunk's block dictionary (one lookup per distinct value and chunk,
+/// not per row).
+#[derive(Default)]
+struct StrBuf {
+    values: StringBuilder,
+    index: AHashMap<Arc<str>, i32>,
+    keys: Vec<i32>,
+    valid: Vec<bool>,
+}
+
+impl StrBuf {
+    fn intern(&mut self, s: &Arc<str>) -> i32 {
+        if let Some(&k) = self.index.get(s) {
+            return k;
+        }
+        let k = self.index.len() as i32;
+        self.values.append_value(&**s);
+        self.index.insert(Arc::clone(s), k);
+        k
+    }
+
+    fn extend(&mut self, col: Option<&Column>, n: usize) {
+        let Some(
+            c @ Column {
+                values: Values::Str(x),
+                ..
+            },
+        ) = col
+        else {
+            self.keys.resize(self.keys.len() + n, 0);
+            self.valid.resize(self.valid.len() + n, false);
+            return;
+        };
+        let dict = x.dict();
+        // A sliced chunk may share a large dictionary it uses little of: then map lazily.
+        let mut map: Vec<Option<i32>> = vec![None; dict.len()];
+        if dict.len() <= n {
+            for (m, s) in map.iter_mut().zip(dict.iter()) {
+                *m = Some(self.intern(s));
+            }
+        }
+        for (j, &k) in x.keys().iter().take(n).enumerate() {
+            let ok = c.is_valid(j);
+            let key = match (ok, map.get(k as usize)) {
+                (true, Some(Some(m))) => *m,
+                (true, Some(None)) => {
+                    let m = dict.get(k as usize).map_or(0, |s| self.intern(s));
+                    if let Some(slot) = map.get_mut(k as usize) {
+                        *slot = Some(m);
+                    }
+                    m
+                }
+                _ => 0,
+            };
+            self.keys.push(key);
+            self.valid.push(ok && (k as usize) < dict.len());
+        }
+    }
+
+    fn finish(mut self) -> Result<ArrayRef, ArrowError> {
+        let keys = Int32Array::new(ScalarBuffer::from(self.keys), nulls(self.valid));
+        let values = Arc::new(self.values.finish());
+        Ok(Arc::new(DictionaryArray::<Int32Type>::try_new(
+            keys, values,
+        )?))
+    }
 }
 
 /// Collects rows and cuts them into record batches of about `batch_rows` rows, each handed to
@@ -53,7 +124,7 @@ fn new_bufs(slots: &[Slot]) -> Vec<Buf> {
             Slot::Field(_, FieldType::Float) => Buf::F64(Vec::new(), Vec::new()),
             Slot::Field(_, FieldType::Integer) => Buf::I64(Vec::new(), Vec::new()),
             Slot::Field(_, FieldType::Boolean) => Buf::Bool(Vec::new(), Vec::new()),
-            Slot::Field(_, FieldType::String) => Buf::Str(StringBuilder::new()),
+            Slot::Field(_, FieldType::String) => Buf::Str(StrBuf::default()),
         })
         .collect()
 }
@@ -154,27 +225,7 @@ impl<'s> Output<'s> {
                     });
                     extend(v, ok, src, n);
                 }
-                (Slot::Field(..), Buf::Str(b)) => match col {
-                    Some(
-                        c @ Column {
-                            values: Values::Str(x),
-                            ..
-                        },
-                    ) => {
-                        for (j, s) in x.iter().take(n).enumerate() {
-                            if c.is_valid(j) {
-                                b.append_value(&**s);
-                            } else {
-                                b.append_null();
-                            }
-                        }
-                    }
-                    _ => {
-                        for _ in 0..n {
-                            b.append_null();
-                        }
-                    }
-                },
+                (Slot::Field(..), Buf::Str(b)) => b.extend(col, n),
                 _ => {}
             }
         }
@@ -190,10 +241,10 @@ impl<'s> Output<'s> {
             return Ok(());
         }
         let bufs = std::mem::replace(&mut self.bufs, new_bufs(&self.slots));
-        let arrays: Vec<ArrayRef> = bufs
+        let arrays = bufs
             .into_iter()
-            .map(|b| -> ArrayRef {
-                match b {
+            .map(|b| -> Result<ArrayRef, ArrowError> {
+                Ok(match b {
                     Buf::Time(v) => {
                         Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
                     }
@@ -205,10 +256,10 @@ impl<'s> Output<'s> {
                     Buf::Bool(v, ok) => {
                         Arc::new(BooleanArray::new(BooleanBuffer::from(v), nulls(ok)))
                     }
-                    Buf::Str(mut b) => Arc::new(b.finish()),
-                }
+                    Buf::Str(b) => b.finish()?,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         let opts = RecordBatchOptions::new().with_row_count(Some(self.rows));
         let batch = RecordBatch::try_new_with_options(Arc::clone(&self.schema), arrays, &opts)?;
         self.rows = 0;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::output::Output;
+use super::probe::{Constant, Held};
 use super::{ScanRequest, Slot};
 use crate::block::{self, StatValue};
 use crate::chunk::Chunk;
@@ -25,6 +26,11 @@ pub struct ScanMetrics {
     pub blocks_pruned: u64,
     /// Rows decoded.
     pub rows_decoded: u64,
+    /// Encoded bytes read by decoding (times, values, validity); head chunks not yet encoded
+    /// count nothing.
+    pub bytes_decoded: u64,
+    /// Time spent decoding pieces, ns.
+    pub decode_nanos: u64,
     /// Series that matched the tag filters.
     pub series: u64,
 }
@@ -250,7 +256,7 @@ struct Ctx<'a> {
     req: &'a ScanRequest,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn series(
         &self,
         key: &Key,
@@ -260,7 +266,7 @@ impl Ctx<'_> {
     ) -> Result<(), ScanError> {
         // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
         // duplicates to resolve and statistics may prune; otherwise merge everything.
-        if self.req.latest {
+        if self.req.latest && self.constant_over(&pieces) {
             return self.latest(key, pieces, out, m);
         }
         let mut by_time: Vec<usize> = (0..pieces.len()).collect();
@@ -270,8 +276,9 @@ impl Ctx<'_> {
             .all(|w| pieces[w[0]].max < pieces[w[1]].min);
         if disjoint {
             let ordered: Vec<Piece> = by_time.iter().map(|&i| pieces[i]).collect();
+            let hints = !self.req.field_ranges.is_empty() || !self.req.string_sets.is_empty();
             for p in ordered {
-                if !self.req.field_ranges.is_empty() && !self.may_match(p) {
+                if hints && !self.may_match(p) {
                     m.blocks_pruned += 1;
                     continue;
                 }
@@ -333,58 +340,111 @@ impl Ctx<'_> {
         out.push(key, merged.slice_rows(n - 1, n))
     }
 
+    fn head_series(&self, vi: usize) -> Option<&'a crate::head::SeriesView> {
+        self.head.and_then(|h| h.series.get(vi)).map(|s| &**s)
+    }
+
+    /// A piece's column in output slot `slot`, read without decoding the block.
+    fn held(&self, p: Piece, slot: usize) -> Held<'a> {
+        let absent = Held::Absent;
+        match p.src {
+            Src::Seg(si, bi) => {
+                let col = self
+                    .seg_cols
+                    .get(si)
+                    .and_then(|c| c.get(slot))
+                    .copied()
+                    .flatten();
+                let Some(seg) = self.version.segments.get(si) else {
+                    return absent;
+                };
+                let (Some(col), Some(b)) = (col, seg.meta.blocks.get(bi)) else {
+                    return absent;
+                };
+                let Some(c) = b.columns.iter().find(|c| c.column == col) else {
+                    return absent;
+                };
+                match seg.column_ref(c) {
+                    Ok(r) => Held::Encoded {
+                        col: r,
+                        rows: b.rows,
+                        min: c.min,
+                        max: c.max,
+                    },
+                    // unreadable: claim nothing (no pruning, no constant); decode reports it
+                    Err(_) => Held::Unknown,
+                }
+            }
+            Src::HeadBlock(vi, bi) => {
+                let col = self.head_cols.get(slot).copied().flatten();
+                let b = self.head_series(vi).and_then(|s| s.blocks.get(bi));
+                let (Some(col), Some(b)) = (col, b) else {
+                    return absent;
+                };
+                match (b.column(col), b.columns.iter().find(|c| c.key == col)) {
+                    (Some(r), Some(c)) => Held::Encoded {
+                        col: r,
+                        rows: b.rows,
+                        min: c.min,
+                        max: c.max,
+                    },
+                    _ => absent,
+                }
+            }
+            Src::Raw(vi, ci) => {
+                let col = self.head_cols.get(slot).copied().flatten();
+                let c = self.head_series(vi).and_then(|s| s.frozen.get(ci));
+                match (col, c) {
+                    (Some(col), Some(c)) => c.column(col).map_or(absent, Held::Raw),
+                    _ => absent,
+                }
+            }
+        }
+    }
+
+    /// False when statistics or dictionaries prove no row of `p` matches the request's hints.
     fn may_match(&self, p: Piece) -> bool {
-        let stats = |slot: usize| -> (Option<StatValue>, Option<StatValue>) {
-            match p.src {
-                Src::Seg(si, bi) => {
-                    let col = self
-                        .seg_cols
-                        .get(si)
-                        .and_then(|c| c.get(slot))
-                        .copied()
-                        .flatten();
-                    let b = self
-                        .version
-                        .segments
-                        .get(si)
-                        .and_then(|s| s.meta.blocks.get(bi));
-                    match (col, b) {
-                        (Some(col), Some(b)) => b
-                            .columns
-                            .iter()
-                            .find(|c| c.column == col)
-                            .map_or((None, None), |c| (c.min, c.max)),
-                        _ => (None, None),
-                    }
-                }
-                Src::HeadBlock(vi, bi) => {
-                    let col = self.head_cols.get(slot).copied().flatten();
-                    let b = self
-                        .head
-                        .and_then(|h| h.series.get(vi))
-                        .and_then(|s| s.blocks.get(bi));
-                    match (col, b) {
-                        (Some(col), Some(b)) => b
-                            .columns
-                            .iter()
-                            .find(|c| c.key == col)
-                            .map_or((None, None), |c| (c.min, c.max)),
-                        _ => (None, None),
-                    }
-                }
-                Src::Raw(..) => (None, None),
+        let ranges = self.req.field_ranges.iter().all(|want| {
+            // hints on unprojected fields cannot be checked: keep the piece
+            let Some(slot) = self.slot_of(&want.column) else {
+                return true;
+            };
+            match self.held(p, slot) {
+                Held::Encoded { min, max, .. } => may_match(min, max, want),
+                _ => true,
             }
-        };
-        self.req.field_ranges.iter().all(|want| {
-            let slot = self.slot_of(&want.column);
-            match slot {
-                // a block without the column has only nulls there: no row can match
-                Some(slot) => {
-                    let (lo, hi) = stats(slot);
-                    may_match(lo, hi, want)
-                }
-                None => true,
+        });
+        ranges
+            && self.req.string_sets.iter().all(|set| {
+                self.slot_of(&set.column)
+                    .is_none_or(|slot| self.held(p, slot).may_hold(set))
+            })
+    }
+
+    /// Whether every `latest_by` column holds one value over all of a series' pieces.
+    fn constant_over(&self, pieces: &[Piece]) -> bool {
+        self.req.latest_by.iter().all(|name| {
+            if self
+                .slots
+                .iter()
+                .any(|s| matches!(s, Slot::Tag(n) if **n == **name))
+            {
+                return true;
             }
+            let Some(slot) = self.slot_of(name) else {
+                return false;
+            };
+            let mut first: Option<Constant> = None;
+            pieces.iter().all(|p| match self.held(*p, slot).constant() {
+                None => false,
+                Some(c) => match &first {
+                    None => {
+                        first = Some(c);
+                        true
+                    }
+                    Some(f) => *f == c,
+                },
+            })
         })
     }
 
@@ -397,6 +457,13 @@ impl Ctx<'_> {
 
     /// Decodes a piece into a chunk keyed by output slot (field slots only).
     fn decode(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
+        let started = std::time::Instant::now();
+        let chunk = self.decode_piece(p, m);
+        m.decode_nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        chunk
+    }
+
+    fn decode_piece(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
         m.blocks_decoded += 1;
         let corrupt = |src: String, e: String| ScanError::Corrupt {
             source_name: src,
@@ -420,6 +487,7 @@ impl Ctx<'_> {
                     .map_err(|e| corrupt(name(), e.to_string()))?;
                 let times =
                     block::decode_times(tb, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                m.bytes_decoded += tb.len() as u64;
                 let mut chunk = Chunk {
                     times,
                     columns: Vec::new(),
@@ -432,6 +500,7 @@ impl Ctx<'_> {
                     let r = seg
                         .column_ref(c)
                         .map_err(|e| corrupt(name(), e.to_string()))?;
+                    m.bytes_decoded += (r.data.len() + r.validity.len()) as u64;
                     let d = block::decode_column(r, b.rows)
                         .map_err(|e| corrupt(name(), e.to_string()))?;
                     chunk.columns.push((slot as u32, d));
@@ -446,6 +515,7 @@ impl Ctx<'_> {
                     .ok_or_else(|| corrupt("head".into(), "missing block".into()))?;
                 let times = block::decode_times(&b.times, b.rows)
                     .map_err(|e| corrupt("head".into(), e.to_string()))?;
+                m.bytes_decoded += b.times.len() as u64;
                 let mut chunk = Chunk {
                     times,
                     columns: Vec::new(),
@@ -454,6 +524,7 @@ impl Ctx<'_> {
                     let Some(r) = col.and_then(|c| b.column(c)) else {
                         continue;
                     };
+                    m.bytes_decoded += (r.data.len() + r.validity.len()) as u64;
                     let d = block::decode_column(r, b.rows)
                         .map_err(|e| corrupt("head".into(), e.to_string()))?;
                     chunk.columns.push((slot as u32, d));

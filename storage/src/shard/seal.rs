@@ -127,7 +127,7 @@ impl Worker {
             let mut parts: BTreeMap<i64, Vec<(SegSeries, Vec<Arc<Block>>)>> = BTreeMap::new();
             for s in &mut th.series {
                 s.encode();
-                let blocks = s.blocks.clone();
+                let blocks = each_row_once(s.blocks.clone(), self.cfg.block_rows)?;
                 if blocks.is_empty() {
                     continue;
                 }
@@ -221,6 +221,38 @@ fn seg_series(tags: &SeriesTags) -> SegSeries {
     }
 }
 
+/// A series' head blocks with every (time) row once: blocks that overlap in time (a point
+/// written twice, a late row) are merged in write order, later writes winning, and re-encoded,
+/// so a segment stores each row once and its row count is the rows a scan returns.
+fn each_row_once(
+    blocks: Vec<Arc<Block>>,
+    block_rows: usize,
+) -> Result<Vec<Arc<Block>>, StoreError> {
+    let mut spans: Vec<(i64, i64)> = blocks.iter().map(|b| (b.min_time, b.max_time)).collect();
+    spans.sort_unstable();
+    if spans.windows(2).all(|w| w[0].1 < w[1].0) {
+        return Ok(blocks);
+    }
+    let mut chunks = Vec::with_capacity(blocks.len());
+    for b in &blocks {
+        chunks.push(
+            b.decode_all()
+                .map_err(|e| StoreError::Config(format!("re-encoding a head block: {e}")))?,
+        );
+    }
+    let merged = crate::chunk::Chunk::merge(chunks);
+    let step = block_rows.max(1);
+    let mut out = Vec::with_capacity(merged.len().div_ceil(step));
+    let mut start = 0;
+    while start < merged.len() {
+        let end = (start + step).min(merged.len());
+        let piece = merged.rows(start, end);
+        out.push(Arc::new(Block::encode(&piece)));
+        start = end;
+    }
+    Ok(out)
+}
+
 /// Groups a series' blocks by time partition, re-encoding blocks that straddle a boundary.
 fn split_by_partition(
     blocks: Vec<Arc<Block>>,
@@ -243,7 +275,7 @@ fn split_by_partition(
             let end = chunk
                 .times
                 .partition_point(|&t| t < p.saturating_add(part_ns));
-            let piece = chunk.clone().slice_rows(start, end);
+            let piece = chunk.rows(start, end);
             out.entry(p)
                 .or_default()
                 .push(Arc::new(Block::encode(&piece)));
