@@ -140,7 +140,7 @@ fn every_json_shape_is_stored_with_its_types_and_timestamps() {
             ("device_id", tag_type()),
             ("humidity", DataType::Float64),
             ("ok", DataType::Boolean),
-            ("state", DataType::Utf8),
+            ("state", tag_type()),
             ("temp", DataType::Float64),
             (
                 "time",
@@ -150,7 +150,7 @@ fn every_json_shape_is_stored_with_its_types_and_timestamps() {
     );
 }
 
-/// How scans return tags.
+/// How scans return tags and string fields.
 fn tag_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
 }
@@ -267,7 +267,7 @@ fn telegraf_line_protocol_batch_is_stored_per_measurement_with_tags_types_and_ti
     assert_eq!(ty("usage_idle"), Some(DataType::Int64));
     assert_eq!(ty("cores"), Some(DataType::Int64));
     assert_eq!(ty("throttled"), Some(DataType::Boolean));
-    assert_eq!(ty("governor"), Some(DataType::Utf8));
+    assert_eq!(ty("governor"), Some(tag_type()));
     assert_eq!(ty("host"), Some(tag_type()));
 }
 

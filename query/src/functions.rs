@@ -5,33 +5,28 @@
 //!   group (nulls included, like `first_value`/`last_value`). They are rewritten into
 //!   `first_value(value ORDER BY time)` / `last_value(value ORDER BY time)`, whose grouped
 //!   accumulators are DataFusion's own.
-//! - [`LatestRowRule`]: an aggregate that only asks for each group's last values (`last`,
-//!   `last_value … ORDER BY time`, `max(time)`), grouped by tags, over a telemetry table with
-//!   only exact (time and tag) filters, gives the same answer from each series' latest row. The
-//!   rule swaps the scan for one that decodes only the newest piece of each series, so a
-//!   "where is every truck now" query costs one block per series, not the history.
+//! - [`LatestRowRule`]: "the latest row per device" — `last(v, time)` grouped by device, a
+//!   `row_number() OVER (PARTITION BY … ORDER BY time DESC) = 1`, `DISTINCT ON`, `ORDER BY
+//!   time DESC LIMIT 1` — read from each series' newest rows, so a "where is every truck now"
+//!   query costs one block per series, not the history (see [`latest`]).
 //! - Gap filling: see [`gapfill`].
 
 pub mod gapfill;
+mod latest;
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Result, plan_err};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
-use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::logical_expr::function::{AccumulatorArgs, AggregateFunctionSimplification};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, Signature, TableScan,
-    Volatility, expr::AggregateFunction,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, Volatility,
+    expr::AggregateFunction,
 };
-use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
-use mast_storage::schema::TIME_COLUMN;
 
-use crate::table::MastTable;
+pub use latest::LatestRowRule;
 
 /// Adds Mast's functions and rules to a session being built.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
@@ -122,99 +117,4 @@ impl AggregateUDFImpl for FirstLast {
             )))
         }))
     }
-}
-
-/// See the module documentation.
-#[derive(Debug, Default)]
-pub struct LatestRowRule;
-
-impl OptimizerRule for LatestRowRule {
-    fn name(&self) -> &str {
-        "mast_latest_row"
-    }
-
-    fn apply_order(&self) -> Option<ApplyOrder> {
-        None
-    }
-
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> Result<Transformed<LogicalPlan>> {
-        plan.transform_down(|node| {
-            let LogicalPlan::Aggregate(agg) = &node else {
-                return Ok(Transformed::no(node));
-            };
-            let LogicalPlan::TableScan(scan) = agg.input.as_ref() else {
-                return Ok(Transformed::no(node));
-            };
-            let Some(latest) = latest_scan(scan) else {
-                return Ok(Transformed::no(node));
-            };
-            let tags_only = agg.group_expr.iter().all(|g| match g {
-                Expr::Column(c) => table_tag(&latest, &c.name),
-                _ => false,
-            });
-            if !tags_only || !agg.aggr_expr.iter().all(asks_latest) {
-                return Ok(Transformed::no(node));
-            }
-            let mut agg = agg.clone();
-            let mut scan = scan.clone();
-            scan.source = provider_as_source(Arc::new(latest));
-            agg.input = Arc::new(LogicalPlan::TableScan(scan));
-            Ok(Transformed::yes(LogicalPlan::Aggregate(agg)))
-        })
-    }
-}
-
-/// The latest-row variant of a scan over a Mast table whose filters storage applies exactly.
-fn latest_scan(scan: &TableScan) -> Option<MastTable> {
-    let provider = source_as_provider(&scan.source).ok()?;
-    let table = provider.downcast_ref::<MastTable>()?;
-    if table.is_latest() || scan.fetch.is_some() {
-        return None;
-    }
-    let exact = scan
-        .filters
-        .iter()
-        .all(|f| table.pushdown(f) == datafusion::logical_expr::TableProviderFilterPushDown::Exact);
-    exact.then(|| table.latest_rows())
-}
-
-fn table_tag(table: &MastTable, name: &str) -> bool {
-    use datafusion::datasource::TableProvider;
-    table
-        .schema()
-        .field_with_name(name)
-        .is_ok_and(|f| matches!(f.data_type(), DataType::Dictionary(..)))
-}
-
-/// True for `last_value(x ORDER BY time ASC)` and `max(time)`, aliased or not, with no
-/// DISTINCT or FILTER.
-fn asks_latest(e: &Expr) -> bool {
-    let e = match e {
-        Expr::Alias(a) => a.expr.as_ref(),
-        e => e,
-    };
-    let Expr::AggregateFunction(f) = e else {
-        return false;
-    };
-    let p = &f.params;
-    if p.distinct || p.filter.is_some() {
-        return false;
-    }
-    let is_time = |e: &Expr| matches!(e, Expr::Column(c) if c.name == TIME_COLUMN);
-    // By name: these are DataFusion's built-ins, which Mast does not override.
-    if f.func.name() == max_udaf().name() {
-        return p.args.len() == 1 && is_time(&p.args[0]);
-    }
-    if f.func.name() == last_value_udaf().name() {
-        let ignore_nulls = matches!(
-            p.null_treatment,
-            Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls)
-        );
-        return !ignore_nulls && matches!(p.order_by.as_slice(), [s] if s.asc && is_time(&s.expr));
-    }
-    false
 }

@@ -20,13 +20,16 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use futures::StreamExt;
 use mast_storage::schema::{ColumnKind, FieldType, TIME_COLUMN, TableSchema};
-use mast_storage::{FieldRange, ScanRequest, Snapshot, StatValue, Store};
+use mast_storage::{FieldRange, ScanRequest, Snapshot, StatValue, Store, StringSet};
 
 /// One telemetry table (or a telemetry-backed special table such as `iot.device_events`).
 #[derive(Debug)]
@@ -34,8 +37,10 @@ pub struct MastTable {
     store: Arc<Store>,
     table: Arc<TableSchema>,
     schema: SchemaRef,
-    /// Read only each series' latest row (set by the last-value rewrite).
-    latest: bool,
+    /// Read only each series' latest row (set by the latest-row rewrite), with the non-tag
+    /// columns that must be constant per series for that to stand (see
+    /// [`ScanRequest::latest_by`]).
+    latest: Option<Vec<String>>,
 }
 
 impl MastTable {
@@ -47,23 +52,29 @@ impl MastTable {
             store: Arc::clone(store),
             table,
             schema,
-            latest: false,
+            latest: None,
         })
     }
 
-    /// The same table, reading only each series' latest row.
-    pub fn latest_rows(&self) -> MastTable {
+    /// The same table, reading only each series' latest row where the columns `by` hold one
+    /// value over the series, and the whole series where they do not.
+    pub fn latest_rows(&self, by: Vec<String>) -> MastTable {
         MastTable {
             store: Arc::clone(&self.store),
             table: Arc::clone(&self.table),
             schema: Arc::clone(&self.schema),
-            latest: true,
+            latest: Some(by),
         }
     }
 
     /// Whether this provider reads only latest rows.
     pub fn is_latest(&self) -> bool {
-        self.latest
+        self.latest.is_some()
+    }
+
+    /// Whether `name` is one of the table's tags.
+    pub fn is_tag(&self, name: &str) -> bool {
+        is_tag(&self.table, name)
     }
 
     /// How a filter on this table is pushed down to storage: time and tag conditions exactly;
@@ -72,7 +83,9 @@ impl MastTable {
     pub fn pushdown(&self, e: &Expr) -> TableProviderFilterPushDown {
         match Pushed::of(&self.table, e) {
             Some(Pushed::Time(..)) | Some(Pushed::Tag(..)) => TableProviderFilterPushDown::Exact,
-            Some(Pushed::Field(..)) | None => TableProviderFilterPushDown::Inexact,
+            Some(Pushed::Field(..) | Pushed::Strings(..)) | None => {
+                TableProviderFilterPushDown::Inexact
+            }
         }
     }
 }
@@ -107,7 +120,8 @@ impl TableProvider for MastTable {
         };
         let mut req = ScanRequest::table(&self.table.name);
         req.projection = Some(schema.fields().iter().map(|f| f.name().clone()).collect());
-        req.latest = self.latest;
+        req.latest = self.latest.is_some();
+        req.latest_by = self.latest.clone().unwrap_or_default();
         req.batch_rows = state.config().batch_size().max(1);
         for f in filters {
             match Pushed::of(&self.table, f) {
@@ -116,6 +130,7 @@ impl TableProvider for MastTable {
                 }
                 Some(Pushed::Tag(name, values)) => req.tags.push((name, values)),
                 Some(Pushed::Field(range)) => req.field_ranges.push(range),
+                Some(Pushed::Strings(set)) => req.string_sets.push(set),
                 None => {}
             }
         }
@@ -147,11 +162,30 @@ enum Pushed {
     Tag(String, Vec<String>),
     /// Statistics hint on a field.
     Field(FieldRange),
+    /// Dictionary hint on a string field.
+    Strings(StringSet),
 }
 
 impl Pushed {
     fn of(table: &TableSchema, e: &Expr) -> Option<Pushed> {
         match e {
+            // `s = 'a' OR s = 'b'` on one tag or string field: a set, as `IN` is
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Or,
+                right,
+            }) => match (Pushed::of(table, left)?, Pushed::of(table, right)?) {
+                (Pushed::Strings(mut a), Pushed::Strings(b)) if a.column == b.column => {
+                    a.values.extend(b.values);
+                    a.null |= b.null;
+                    Some(Pushed::Strings(a))
+                }
+                (Pushed::Tag(a, mut va), Pushed::Tag(b, vb)) if a == b => {
+                    va.extend(vb);
+                    Some(Pushed::Tag(a, va))
+                }
+                _ => None,
+            },
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 // column op literal, or literal op column (flipped)
                 let (col, op, lit) = match (column_name(left), column_name(right)) {
@@ -163,15 +197,35 @@ impl Pushed {
             }
             Expr::InList(list) if !list.negated => {
                 let col = column_name(&list.expr)?;
-                if !is_tag(table, &col) {
-                    return None;
-                }
                 let values = list
                     .list
                     .iter()
                     .map(|v| literal(v).and_then(|s| string_of(&s)))
                     .collect::<Option<Vec<_>>>()?;
-                Some(Pushed::Tag(col, values))
+                match table.column(&col)?.1.kind {
+                    ColumnKind::Tag => Some(Pushed::Tag(col, values)),
+                    ColumnKind::Field(FieldType::String) => Some(Pushed::Strings(StringSet {
+                        column: col,
+                        values,
+                        null: false,
+                    })),
+                    ColumnKind::Field(_) => None,
+                }
+            }
+            // Not through casts: `try_cast(s AS …) IS NULL` holds for values too.
+            Expr::IsNull(inner) => {
+                let Expr::Column(c) = inner.as_ref() else {
+                    return None;
+                };
+                let col = c.name.clone();
+                match table.column(&col)?.1.kind {
+                    ColumnKind::Field(FieldType::String) => Some(Pushed::Strings(StringSet {
+                        column: col,
+                        values: Vec::new(),
+                        null: true,
+                    })),
+                    _ => None,
+                }
             }
             Expr::Between(b) if !b.negated => {
                 let col = column_name(&b.expr)?;
@@ -204,6 +258,13 @@ impl Pushed {
                 Some(Pushed::Tag(col.to_string(), vec![string_of(lit)?]))
             }
             ColumnKind::Tag => None,
+            ColumnKind::Field(FieldType::String) if op == Operator::Eq => {
+                Some(Pushed::Strings(StringSet {
+                    column: col.to_string(),
+                    values: vec![string_of(lit)?],
+                    null: false,
+                }))
+            }
             ColumnKind::Field(ty) => {
                 let v = stat_of(ty, lit)?;
                 let (min, max) = match op {
@@ -313,6 +374,7 @@ pub struct MastScanExec {
     schema: SchemaRef,
     shards: Vec<mast_storage::ShardId>,
     props: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl MastScanExec {
@@ -365,6 +427,7 @@ impl MastScanExec {
             schema,
             shards,
             props: Arc::new(props),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -400,14 +463,74 @@ impl DisplayAs for MastScanExec {
         }
         if r.latest {
             write!(f, ", latest=true")?;
+            if !r.latest_by.is_empty() {
+                write!(f, ", latest_by={:?}", r.latest_by)?;
+            }
+        }
+        for set in &r.string_sets {
+            write!(f, ", {} in {:?}", set.column, set.values)?;
+            if set.null {
+                write!(f, " or null")?;
+            }
         }
         Ok(())
+    }
+}
+
+/// What `EXPLAIN ANALYZE` shows of a scan, per partition (shard).
+struct ScanExecMetrics {
+    output_rows: Count,
+    scan_time: Time,
+    decode_time: Time,
+    rows_decoded: Count,
+    blocks_decoded: Count,
+    blocks_pruned: Count,
+    segments_scanned: Count,
+    segments_pruned: Count,
+    bytes_decoded: Count,
+    series: Count,
+}
+
+impl ScanExecMetrics {
+    fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> ScanExecMetrics {
+        let count = |name: &'static str| MetricBuilder::new(set).counter(name, partition);
+        ScanExecMetrics {
+            output_rows: MetricBuilder::new(set).output_rows(partition),
+            // time in storage: pruning, decoding and assembling Arrow, not waiting on the consumer
+            scan_time: MetricBuilder::new(set).subset_time("scan_time", partition),
+            // of which decoding blocks and head chunks
+            decode_time: MetricBuilder::new(set).subset_time("decode_time", partition),
+            rows_decoded: count("rows_decoded"),
+            blocks_decoded: count("blocks_decoded"),
+            blocks_pruned: count("blocks_pruned"),
+            segments_scanned: count("segments_scanned"),
+            segments_pruned: count("segments_pruned"),
+            bytes_decoded: count("bytes_decoded"),
+            series: count("series"),
+        }
+    }
+
+    fn record(&self, m: &mast_storage::ScanMetrics) {
+        let n = |x: u64| usize::try_from(x).unwrap_or(usize::MAX);
+        self.decode_time
+            .add_duration(std::time::Duration::from_nanos(m.decode_nanos));
+        self.rows_decoded.add(n(m.rows_decoded));
+        self.blocks_decoded.add(n(m.blocks_decoded));
+        self.blocks_pruned.add(n(m.blocks_pruned));
+        self.segments_scanned.add(n(m.segments_scanned));
+        self.segments_pruned.add(n(m.segments_pruned));
+        self.bytes_decoded.add(n(m.bytes_decoded));
+        self.series.add(n(m.series));
     }
 }
 
 impl ExecutionPlan for MastScanExec {
     fn name(&self) -> &str {
         "MastScanExec"
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -449,11 +572,26 @@ impl ExecutionPlan for MastScanExec {
         let mut req = self.req.clone();
         req.shards = Some(vec![shard]);
         let snapshot = self.snapshot.clone();
+        let metrics = ScanExecMetrics::new(&self.metrics, partition);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(2);
         tokio::task::spawn_blocking(move || {
-            let result = snapshot.scan_each(&req, &mut |batch| tx.blocking_send(Ok(batch)).is_ok());
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+            let started = std::time::Instant::now();
+            let mut waited = std::time::Duration::ZERO;
+            let result = snapshot.scan_each(&req, &mut |batch| {
+                metrics.output_rows.add(batch.num_rows());
+                let t = std::time::Instant::now();
+                let sent = tx.blocking_send(Ok(batch)).is_ok();
+                waited += t.elapsed();
+                sent
+            });
+            metrics
+                .scan_time
+                .add_duration(started.elapsed().saturating_sub(waited));
+            match result {
+                Ok(m) => metrics.record(&m),
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                }
             }
         });
         let stream = futures::stream::unfold(rx, |mut rx| async move {

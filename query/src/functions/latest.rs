@@ -1,0 +1,365 @@
+//! [`LatestRowRule`]: "the latest row per device" in whichever way SQL says it, answered from each
+//! series' newest rows instead of its history.
+//!
+//! Recognised shapes, over a Mast table, with nothing but plain column projections and filters
+//! between the operator and the scan:
+//! - an aggregate grouped by columns whose aggregates only ask for each group's latest values:
+//!   `last(v, time)`, `last_value(v ORDER BY time)`, `first_value(v ORDER BY time DESC)` (what
+//!   `DISTINCT ON (…) … ORDER BY …, time DESC` becomes), `max(time)`;
+//! - a ranking window (`row_number()`, `rank()`, `dense_rank()`) `PARTITION BY` columns
+//!   `ORDER BY time DESC`, filtered to rank 1 (`= 1`, `<= 1`, `< 2`) above it;
+//! - `ORDER BY time DESC LIMIT 1`.
+//!
+//! Each series' latest row stands for the series when every column the query partitions, groups
+//! or filters by holds one value over the series: always for tags, and for other columns (a
+//! `name` or `fleet` sent as a JSON string) when block statistics and dictionaries say so. The
+//! scan checks that per series and returns a series whole when a column varies in it, so the
+//! operator above, which still runs, always sees every candidate row: the rewrite changes speed,
+//! never answers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::catalog::default_table_source::{provider_as_source, source_as_provider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::datasource::TableProvider;
+use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
+use datafusion::functions_aggregate::min_max::max_udaf;
+use datafusion::logical_expr::expr::{NullTreatment, Sort};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown,
+};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
+use mast_storage::schema::TIME_COLUMN;
+
+use crate::table::MastTable;
+
+/// See the module documentation.
+#[derive(Debug, Default)]
+pub struct LatestRowRule;
+
+impl OptimizerRule for LatestRowRule {
+    fn name(&self) -> &str {
+        "mast_latest_row"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        None
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_down(|node| {
+            let rewritten = match &node {
+                LogicalPlan::Aggregate(agg) => aggregate(agg)?,
+                LogicalPlan::Filter(f) => ranked(f)?,
+                LogicalPlan::Sort(s) => newest(s)?,
+                _ => None,
+            };
+            Ok(match rewritten {
+                Some(plan) => Transformed::yes(plan),
+                None => Transformed::no(node),
+            })
+        })
+    }
+}
+
+/// The chain from an operator down to a Mast table scan: the table, and the columns that the
+/// filters on the way (and the scan's inexact filters) read.
+struct Chain {
+    provider: Arc<dyn TableProvider>,
+    filter_columns: BTreeSet<String>,
+}
+
+/// Follows plain projections and filters down to a Mast scan that reads every row.
+fn chain(plan: &LogicalPlan) -> Option<Chain> {
+    let mut filter_columns = BTreeSet::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                node = p.input.as_ref();
+            }
+            LogicalPlan::Filter(f) => {
+                columns_of(&f.predicate, &mut filter_columns);
+                node = f.input.as_ref();
+            }
+            LogicalPlan::TableScan(scan) => {
+                let provider = source_as_provider(&scan.source).ok()?;
+                let table = provider.downcast_ref::<MastTable>()?;
+                if table.is_latest() || scan.fetch.is_some() {
+                    return None;
+                }
+                for f in &scan.filters {
+                    if table.pushdown(f) != TableProviderFilterPushDown::Exact {
+                        columns_of(f, &mut filter_columns);
+                    }
+                }
+                return Some(Chain {
+                    provider,
+                    filter_columns,
+                });
+            }
+            _ => return None,
+        }
+    }
+}
+
+impl Chain {
+    /// The latest-row scan, required constant over each series in `keys` and the filter
+    /// columns (tags need no check); `None` when one of them is `time`, which no series holds
+    /// constant.
+    fn latest(&self, keys: &[&str]) -> Option<MastTable> {
+        let mut by: BTreeSet<String> = self.filter_columns.clone();
+        by.extend(keys.iter().map(|k| k.to_string()));
+        if by.contains(TIME_COLUMN) {
+            return None;
+        }
+        let table = self.provider.downcast_ref::<MastTable>()?;
+        let by = by.into_iter().filter(|c| !table.is_tag(c)).collect();
+        Some(table.latest_rows(by))
+    }
+
+    /// `plan` with this chain's scan reading latest rows.
+    fn swap(&self, plan: &LogicalPlan, keys: &[&str]) -> Result<Option<LogicalPlan>> {
+        let Some(latest) = self.latest(keys) else {
+            return Ok(None);
+        };
+        let source = provider_as_source(Arc::new(latest));
+        swap_scan(plan, &source).map(Some)
+    }
+}
+
+/// Replaces the one table scan at the bottom of a chain of single-input nodes.
+fn swap_scan(
+    plan: &LogicalPlan,
+    source: &Arc<dyn datafusion::logical_expr::TableSource>,
+) -> Result<LogicalPlan> {
+    if let LogicalPlan::TableScan(scan) = plan {
+        let mut scan = scan.clone();
+        scan.source = Arc::clone(source);
+        return Ok(LogicalPlan::TableScan(scan));
+    }
+    let inputs = plan.inputs();
+    let children = inputs
+        .into_iter()
+        .map(|c| swap_scan(c, source))
+        .collect::<Result<Vec<_>>>()?;
+    plan.with_new_exprs(plan.expressions(), children)
+}
+
+fn columns_of(e: &Expr, out: &mut BTreeSet<String>) {
+    for c in e.column_refs() {
+        out.insert(c.name.clone());
+    }
+}
+
+fn is_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == TIME_COLUMN)
+}
+
+fn column(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Column(c) => Some(c.name.as_str()),
+        _ => None,
+    }
+}
+
+/// The names of `exprs` if every one is a plain column.
+fn columns(exprs: &[Expr]) -> Option<Vec<&str>> {
+    exprs.iter().map(column).collect()
+}
+
+/// True when `order` is `[keys…,] time` in the given direction: the leading sort keys that are
+/// grouping or partition columns are constant within a group and change nothing.
+fn orders_by_time(order: &[Sort], keys: &[&str], descending: bool) -> bool {
+    let mut rest = order
+        .iter()
+        .skip_while(|s| column(&s.expr).is_some_and(|c| keys.contains(&c)));
+    rest.next()
+        .is_some_and(|s| is_time(&s.expr) && s.asc != descending)
+}
+
+fn aggregate(agg: &datafusion::logical_expr::Aggregate) -> Result<Option<LogicalPlan>> {
+    let Some(keys) = columns(&agg.group_expr) else {
+        return Ok(None);
+    };
+    if !agg.aggr_expr.iter().all(|e| asks_latest(e, &keys)) {
+        return Ok(None);
+    }
+    let Some(chain) = chain(&agg.input) else {
+        return Ok(None);
+    };
+    let plan = LogicalPlan::Aggregate(agg.clone());
+    chain.swap(&plan, &keys)
+}
+
+/// True for `last_value(x ORDER BY time)`, `first_value(x ORDER BY time DESC)` and
+/// `max(time)`, aliased or not, with no DISTINCT, FILTER or IGNORE NULLS.
+fn asks_latest(e: &Expr, keys: &[&str]) -> bool {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::AggregateFunction(f) = e else {
+        return false;
+    };
+    let p = &f.params;
+    if p.distinct || p.filter.is_some() {
+        return false;
+    }
+    // By name: these are DataFusion's built-ins, which Mast does not override.
+    let name = f.func.name();
+    if name == max_udaf().name() {
+        return p.args.len() == 1 && is_time(&p.args[0]);
+    }
+    let respects_nulls = !matches!(p.null_treatment, Some(NullTreatment::IgnoreNulls));
+    if name == last_value_udaf().name() {
+        return respects_nulls && orders_by_time(&p.order_by, keys, false);
+    }
+    if name == first_value_udaf().name() {
+        return respects_nulls && orders_by_time(&p.order_by, keys, true);
+    }
+    false
+}
+
+/// A filter keeping rank 1 of a ranking window over a Mast scan.
+fn ranked(filter: &datafusion::logical_expr::Filter) -> Result<Option<LogicalPlan>> {
+    // The columns the filter pins to rank 1, followed down through plain projections and
+    // aliases to the window that computes them.
+    let firsts: Vec<String> = split_conjunction(&filter.predicate)
+        .into_iter()
+        .filter_map(rank_one)
+        .collect();
+    if firsts.is_empty() {
+        return Ok(None);
+    }
+    let mut names = firsts;
+    let mut node = filter.input.as_ref();
+    let window = loop {
+        match node {
+            LogicalPlan::Projection(p) => {
+                let mut next = Vec::new();
+                for n in &names {
+                    let Some(e) = p.expr.iter().find(|e| e.schema_name().to_string() == *n) else {
+                        continue;
+                    };
+                    let inner = match e {
+                        Expr::Alias(a) => a.expr.as_ref(),
+                        e => e,
+                    };
+                    if let Expr::Column(c) = inner {
+                        next.push(c.name.clone());
+                    }
+                }
+                names = next;
+                node = p.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+            LogicalPlan::Window(w) => break w,
+            _ => return Ok(None),
+        }
+    };
+    let outputs = window.schema.fields().len() - window.window_expr.len();
+    let pinned = window.window_expr.iter().enumerate().any(|(i, _)| {
+        let name = window.schema.field(outputs + i).name();
+        names.iter().any(|n| n == name)
+    });
+    if !pinned {
+        return Ok(None);
+    }
+    // Every window expression a ranking with one and the same PARTITION BY columns and ORDER
+    // BY time DESC: then rank 1 of each partition is among its series' latest rows.
+    let mut partition: Option<Vec<&str>> = None;
+    for e in &window.window_expr {
+        let e = match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            e => e,
+        };
+        let Expr::WindowFunction(f) = e else {
+            return Ok(None);
+        };
+        if !matches!(f.fun.name(), "row_number" | "rank" | "dense_rank")
+            || !f.params.args.is_empty()
+            || f.params.filter.is_some()
+        {
+            return Ok(None);
+        }
+        let Some(keys) = columns(&f.params.partition_by) else {
+            return Ok(None);
+        };
+        if !orders_by_time(&f.params.order_by, &keys, true) {
+            return Ok(None);
+        }
+        match &partition {
+            Some(p) if *p != keys => return Ok(None),
+            _ => partition = Some(keys),
+        }
+    }
+    let keys = partition.unwrap_or_default();
+    let Some(chain) = chain(&window.input) else {
+        return Ok(None);
+    };
+    let plan = LogicalPlan::Filter(filter.clone());
+    chain.swap(&plan, &keys)
+}
+
+/// The column a conjunct pins to rank 1: `c = 1`, `c <= 1`, `c < 2` (either side).
+fn rank_one(e: &Expr) -> Option<String> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+        return None;
+    };
+    let (col, op, lit) = match (rank_column(left), rank_column(right)) {
+        (Some(c), None) => (c, *op, int_literal(right)?),
+        (None, Some(c)) => (c, op.swap()?, int_literal(left)?),
+        _ => return None,
+    };
+    match (op, lit) {
+        (Operator::Eq | Operator::LtEq, 1) | (Operator::Lt, 2) => Some(col),
+        _ => None,
+    }
+}
+
+fn rank_column(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        Expr::Cast(c) => rank_column(&c.expr),
+        _ => None,
+    }
+}
+
+fn int_literal(e: &Expr) -> Option<i128> {
+    match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::Int8(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::Int16(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::Int32(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::Int64(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::UInt8(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::UInt16(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::UInt32(Some(x)) => Some(i128::from(*x)),
+            ScalarValue::UInt64(Some(x)) => Some(i128::from(*x)),
+            _ => None,
+        },
+        Expr::Cast(c) => int_literal(&c.expr),
+        _ => None,
+    }
+}
+
+/// `ORDER BY time DESC LIMIT 1` over a Mast scan: the newest row overall is some series'
+/// latest row.
+fn newest(sort: &datafusion::logical_expr::Sort) -> Result<Option<LogicalPlan>> {
+    if sort.fetch != Some(1) || !orders_by_time(&sort.expr, &[], true) {
+        return Ok(None);
+    }
+    let Some(chain) = chain(&sort.input) else {
+        return Ok(None);
+    };
+    let plan = LogicalPlan::Sort(sort.clone());
+    chain.swap(&plan, &[])
+}
