@@ -31,7 +31,8 @@ use crate::verify::{Expect, verify};
 #[command(
     after_help = "Line protocol carries the truck's tags (name, fleet, driver, model, \
 device_version, load_capacity, fuel_capacity, nominal_fuel_consumption) on every row; JSON \
-carries none (the device id comes from the topic), so use --format line to get the tags."
+carries none (the device id comes from the topic); json-tags carries them as string values in \
+every row."
 )]
 pub(crate) struct IotArgs {
     #[command(flatten)]
@@ -226,7 +227,7 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
         (None, false) => None,
     };
     let ticks = duration.map_or(u64::MAX, |d| d / a.interval);
-    if a.format == Format::Json {
+    if a.format.is_json() {
         anyhow::ensure!(
             a.interval.is_multiple_of(1_000_000) && (!a.fast_forward || a.start % 1_000_000 == 0),
             "JSON timestamps are whole milliseconds: --interval and --start must be too"
@@ -510,6 +511,7 @@ fn report(
     let format = match plan.format {
         Format::Line => "line",
         Format::Json => "json",
+        Format::JsonTags => "json-tags",
     };
     let [r, d] = t.tables;
     if a.json {

@@ -88,6 +88,16 @@ pub enum Format {
     /// Mast JSON (`{"ts": ms, "values": {...}}`, an array for several rows): no tags but the
     /// device id the topic carries; `status` becomes a float, as JSON numbers are.
     Json,
+    /// Mast JSON with the truck's tags as string values in every row (`"name": "truck_7",
+    /// "fleet": "West", …`), as a device that knows nothing of tags sends them.
+    JsonTags,
+}
+
+impl Format {
+    /// Whether payloads are JSON (whole-millisecond timestamps).
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Json | Format::JsonTags)
+    }
 }
 
 /// One field value.
@@ -411,7 +421,7 @@ impl Truck {
 
     /// Writes `rows` (of one table) as one payload in `format`, appending to `out`.
     pub fn encode(&self, format: Format, rows: &[Row], out: &mut String) {
-        encode::rows(format, &self.prefixes, rows, out);
+        encode::rows(format, &self.prefixes, &self.tags, rows, out);
     }
 
     /// The clean rows of one interval (readings, diagnostics), then one step of the walk.

@@ -29,7 +29,13 @@ fn escape_tag(v: &str) -> String {
 }
 
 /// Appends `rows` (one table's) as one payload.
-pub(super) fn rows(format: Format, prefixes: &[String; 2], rows: &[Row], out: &mut String) {
+pub(super) fn rows(
+    format: Format,
+    prefixes: &[String; 2],
+    tags: &Tags,
+    rows: &[Row],
+    out: &mut String,
+) {
     match format {
         Format::Line => {
             for row in rows {
@@ -45,7 +51,8 @@ pub(super) fn rows(format: Format, prefixes: &[String; 2], rows: &[Row], out: &m
                 let _ = writeln!(out, " {}", row.ts_ns);
             }
         }
-        Format::Json => {
+        Format::Json | Format::JsonTags => {
+            let pairs = (format == Format::JsonTags).then(|| tags.pairs());
             let array = rows.len() != 1;
             if array {
                 out.push('[');
@@ -59,6 +66,10 @@ pub(super) fn rows(format: Format, prefixes: &[String; 2], rows: &[Row], out: &m
                     "{{\"ts\":{},\"values\":{{",
                     row.ts_ns.div_euclid(1_000_000)
                 );
+                // tag values come from fixed lists and `truck_{i}`: nothing to escape
+                for (k, v) in pairs.iter().flatten() {
+                    let _ = write!(out, "\"{k}\":\"{v}\",");
+                }
                 for (k, (name, v)) in row.fields().enumerate() {
                     if k > 0 {
                         out.push(',');

@@ -276,3 +276,22 @@ fn json_carries_ms_timestamps_and_values() {
     assert!(v.is_object(), "one row is one object: {s}");
     assert_eq!(v["values"]["status"].as_f64(), Some(0.0));
 }
+
+#[test]
+fn json_tags_carries_every_tag_as_a_string_beside_the_values() {
+    let mut t = Truck::new(7, 4, 0.0);
+    let b = t.next_batch(START, STEP, 2);
+    let mut s = String::new();
+    t.encode(Format::JsonTags, b.rows(Table::Diagnostics), &mut s);
+    let v: serde_json::Value = serde_json::from_str(&s).expect("valid JSON");
+    let rows = v.as_array().expect("an array for two rows");
+    for (row, sent) in rows.iter().zip(b.rows(Table::Diagnostics)) {
+        for (k, want) in t.tags().pairs() {
+            assert_eq!(row["values"][k].as_str(), Some(want.as_str()), "{k}");
+        }
+        for (name, val) in sent.fields() {
+            assert_eq!(row["values"][name].as_f64(), Some(val.as_f64()), "{name}");
+        }
+    }
+    assert_eq!(rows[0]["values"]["name"], "truck_4");
+}
