@@ -190,3 +190,38 @@ fn a_value_no_block_holds_prunes_every_block() {
     assert_eq!(m.blocks_decoded, 0);
     assert!(m.blocks_pruned > 0);
 }
+
+#[test]
+fn latest_with_a_string_set_on_the_constant_column_reads_only_matching_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    // four devices, each with one state throughout (d0 idle, d1 moving, d2 fault, d3 idle),
+    // part sealed and part in the head
+    let writes: Vec<_> = (0..200)
+        .map(|t| ((t % 4) as u8, t, None, t == 120))
+        .collect();
+    load(&store, &writes, 0b1111);
+    let mut req = ScanRequest::table("m");
+    req.latest = true;
+    req.latest_by = vec!["state".into()];
+    req.string_sets.push(StringSet {
+        column: "state".into(),
+        values: vec!["moving".into()],
+        null: false,
+    });
+    let (batches, m) = store.snapshot().scan_with_metrics(&req).unwrap();
+    let got = rows(&batches);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(device_of(&got[0]), 1);
+    assert_eq!(got[0]["time"], Cell::T(197));
+    assert_eq!(state_of(&got[0]).as_deref(), Some("moving"));
+    assert!(m.blocks_pruned > 0, "{m:?}");
+
+    // a wanted null matches no device (every row has a state)
+    req.string_sets[0] = StringSet {
+        column: "state".into(),
+        values: vec![],
+        null: true,
+    };
+    assert_eq!(rows(&store.snapshot().scan(&req).unwrap()).len(), 0);
+}

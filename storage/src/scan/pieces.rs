@@ -267,6 +267,15 @@ impl<'a> Ctx<'a> {
         // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
         // duplicates to resolve and statistics may prune; otherwise merge everything.
         if self.req.latest && self.constant_over(&pieces) {
+            // Every hinted column then holds one value over the series: when the newest piece
+            // cannot match, no row of the series can.
+            if self.hints_constant()
+                && let Some(newest) = pieces.iter().max_by_key(|p| p.max).copied()
+                && !self.may_match(newest)
+            {
+                m.blocks_pruned += pieces.len() as u64;
+                return Ok(());
+            }
             return self.latest(key, pieces, out, m);
         }
         let mut by_time: Vec<usize> = (0..pieces.len()).collect();
@@ -419,6 +428,14 @@ impl<'a> Ctx<'a> {
                 self.slot_of(&set.column)
                     .is_none_or(|slot| self.held(p, slot).may_hold(set))
             })
+    }
+
+    /// Whether the request has hints, all on columns the latest-row scan has checked constant.
+    fn hints_constant(&self) -> bool {
+        let by = |c: &str| self.req.latest_by.iter().any(|b| **b == *c);
+        (!self.req.field_ranges.is_empty() || !self.req.string_sets.is_empty())
+            && self.req.field_ranges.iter().all(|r| by(&r.column))
+            && self.req.string_sets.iter().all(|s| by(&s.column))
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.
