@@ -9,9 +9,12 @@
 //!   `row_number() OVER (PARTITION BY … ORDER BY time DESC) = 1`, `DISTINCT ON`, `ORDER BY
 //!   time DESC LIMIT 1` — read from each series' newest rows, so a "where is every truck now"
 //!   query costs one block per series, not the history (see [`latest`]).
+//! - [`GroupStringsRule`]: grouping by tags and string fields on string views, DataFusion's
+//!   column-wise group values, not its row-format fallback for dictionaries.
 //! - Gap filling: see [`gapfill`].
 
 pub mod gapfill;
+mod group_strings;
 mod latest;
 
 use std::sync::Arc;
@@ -26,12 +29,15 @@ use datafusion::logical_expr::{
     expr::AggregateFunction,
 };
 
+pub use group_strings::GroupStringsRule;
 pub use latest::LatestRowRule;
 
 /// Adds Mast's functions and rules to a session being built.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
     builder
         .with_optimizer_rule(Arc::new(LatestRowRule))
+        // after LatestRowRule, which reads the group keys as plain columns
+        .with_optimizer_rule(Arc::new(GroupStringsRule))
         .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
         .with_query_planner(Arc::new(gapfill::MastQueryPlanner))
 }

@@ -205,3 +205,52 @@ async fn string_filters_prune_blocks_and_show_in_the_plan() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouping_by_strings_groups_on_views_and_keeps_dictionary_types() {
+    let (_d, e) = engine();
+    // `x || ''` is a plain string, which DataFusion groups column-wise already: the reference
+    let cases = [
+        (
+            "SELECT fleet, state, count(*) AS n, avg(velocity) AS v FROM trucks \
+             GROUP BY fleet, state ORDER BY fleet, state",
+            "SELECT fleet || '' AS fleet, state || '' AS state, count(*) AS n, \
+             avg(velocity) AS v FROM trucks GROUP BY fleet || '', state || '' \
+             ORDER BY fleet, state",
+        ),
+        (
+            "SELECT device_id, date_bin(INTERVAL '10 minutes', time) AS b, max(latitude) AS m \
+             FROM trucks GROUP BY device_id, b HAVING max(latitude) > 52.05",
+            "SELECT device_id || '' AS device_id, date_bin(INTERVAL '10 minutes', time) AS b, \
+             max(latitude) AS m FROM trucks GROUP BY device_id || '', b \
+             HAVING max(latitude) > 52.05",
+        ),
+        (
+            "SELECT name, count(*) AS n FROM trucks WHERE fleet = 'South' GROUP BY name",
+            "SELECT name || '' AS name, count(*) AS n FROM trucks WHERE fleet = 'South' \
+             GROUP BY name || ''",
+        ),
+    ];
+    for (sql, reference) in cases {
+        let p = plan(&e, sql).await;
+        assert!(p.contains("AS Utf8View)"), "{sql}\n{p}");
+        let got = rows(&e, sql).await;
+        assert!(!got.is_empty(), "{sql}");
+        assert_eq!(got, rows(&e, reference).await, "{sql}");
+        // the group keys keep the type the scan gives them
+        let schema = e.run(sql).await.unwrap().schema();
+        let key = schema.field(0).data_type();
+        assert!(
+            matches!(key, datafusion::arrow::datatypes::DataType::Dictionary(..)),
+            "{sql}: {key}"
+        );
+    }
+    let got = rows(&e, "SELECT fleet, count(*) AS n FROM trucks GROUP BY fleet").await;
+    assert_eq!(
+        got,
+        vec![
+            serde_json::json!({"fleet": "North", "n": 600}),
+            serde_json::json!({"fleet": "South", "n": 600}),
+        ]
+    );
+}

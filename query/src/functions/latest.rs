@@ -186,7 +186,12 @@ fn orders_by_time(order: &[Sort], keys: &[&str], descending: bool) -> bool {
 }
 
 fn aggregate(agg: &datafusion::logical_expr::Aggregate) -> Result<Option<LogicalPlan>> {
-    let Some(keys) = columns(&agg.group_expr) else {
+    let keys: Option<Vec<&str>> = agg
+        .group_expr
+        .iter()
+        .map(super::group_strings::key_column)
+        .collect();
+    let Some(keys) = keys else {
         return Ok(None);
     };
     if !agg.aggr_expr.iter().all(|e| asks_latest(e, &keys)) {
