@@ -17,6 +17,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+mod ingest;
 mod layers;
 mod query;
 mod storage;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use ingest::{IngestConfig, TableIngest};
 pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
 pub use query::QueryConfig;
 pub use storage::{FsyncMode, StorageConfig};
@@ -44,6 +46,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// SQL queries.
     pub query: QueryConfig,
+    /// Telemetry decoding (which JSON keys are tags).
+    pub ingest: IngestConfig,
 }
 
 impl Default for Config {
@@ -54,6 +58,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -140,6 +145,7 @@ impl Config {
         self.storage.check()?;
         self.query.check()?;
         self.http.check()?;
+        self.ingest.check()?;
         if !self.http.listen.ip().is_loopback()
             && self.http.tokens.is_empty()
             && self.mqtt.allow_anonymous != Some(true)
@@ -199,6 +205,13 @@ impl Config {
             require_client_cert: yes(),
             reload_interval_secs: default_reload(),
         });
+        sample.ingest.tag_keys = vec![String::new()];
+        sample.ingest.tables.insert(
+            "readings".into(),
+            TableIngest {
+                tag_keys: vec![String::new()],
+            },
+        );
         match toml::Value::try_from(&sample)? {
             toml::Value::Table(t) => Ok(t),
             other => anyhow::bail!("the config serialized to a {}", other.type_str()),
@@ -678,6 +691,43 @@ mod tests {
         let c = Config::load(None, &env(&[("MAST_HTTP_LISTEN", "127.0.0.1:9")])).unwrap();
         assert_eq!(c.http.listen.port(), 9);
         assert_eq!(c.data_dir, Path::new("./mast-data"));
+    }
+
+    #[test]
+    fn ingest_tag_keys_per_table_add_to_the_global_ones() {
+        let c = Config::parse(
+            "[ingest]\ntag_keys = [\"site\"]\n[ingest.tables.readings]\ntag_keys = [\"name\"]\n",
+        )
+        .unwrap();
+        let keys = c.ingest.tag_keys();
+        let of = |t: &str| keys.of(t).iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(of("readings"), ["name", "site"]);
+        assert_eq!(of("telemetry"), ["site"]);
+        assert!(
+            Config::default()
+                .ingest
+                .tag_keys()
+                .of("readings")
+                .is_empty()
+        );
+        for (bad, says) in [
+            (
+                "[ingest]\ntag_keys = [\"device_id\"]",
+                "ingest.tag_keys: \"device_id\" cannot",
+            ),
+            (
+                "[ingest.tables.t]\ntag_keys = [\"ts\"]",
+                "ingest.tables.t.tag_keys: \"ts\" cannot",
+            ),
+            (
+                "[ingest.tables.\"iot.devices\"]\ntag_keys = [\"a\"]",
+                "Mast's own tables",
+            ),
+            ("[ingest]\ntag_key = [\"a\"]", "unknown field `tag_key`"),
+        ] {
+            let e = Config::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -239,7 +239,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = mast_storage::Store::open(cfg.storage.store_config(&cfg.data_dir))
         .with_context(|| format!("cannot open data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
-    let mqtt = MqttServer::start(cfg.mqtt.clone(), Arc::clone(&store))?;
+    let mqtt = MqttServer::start(cfg.mqtt.clone(), cfg.ingest.tag_keys(), Arc::clone(&store))?;
     let engine = match mast_query::QueryEngine::new(Arc::clone(&store), cfg.query.limits()) {
         Ok(e) => e,
         Err(e) => {

@@ -12,8 +12,8 @@ mod mqtt_support;
 use arrow::datatypes::{DataType, TimeUnit};
 use common::Server;
 use ingest_support::{
-    Row, SEC, Stored, T0, T0_MS, Value, b, f, int, publish_ok, publish_refused, row, s, sort_rows,
-    t, time, without,
+    Row, SEC, Stored, T0, T0_MS, Value, b, batch_rows, f, int, publish_ok, publish_refused, row, s,
+    sort_rows, t, time, without,
 };
 use mast_storage::now_ns;
 use mqtt_support::raw::{self, Got, Raw};
@@ -565,4 +565,118 @@ fn a_qos2_resend_after_kill_9_is_not_stored_twice() {
         .map(|r| r["n"].clone())
         .collect();
     assert_eq!(ns, [f(1.0)], "stored once");
+}
+
+/// The kind (tag or field) of each of `table`'s columns.
+fn kinds(stored: &Stored, table: &str) -> Vec<(String, mast_storage::ColumnKind)> {
+    let schema = stored
+        .store()
+        .snapshot()
+        .tables()
+        .into_iter()
+        .find(|t| &*t.name == table)
+        .unwrap_or_else(|| panic!("no table {table}"));
+    let mut kinds: Vec<_> = schema
+        .columns
+        .iter()
+        .map(|c| (c.name.to_string(), c.kind))
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    kinds
+}
+
+#[test]
+fn declared_json_tag_keys_become_series_tags() {
+    use mast_storage::{ColumnKind::Tag, FieldType::Float};
+    let field = mast_storage::ColumnKind::Field;
+    let mut server = Server::start_with(
+        "",
+        "[ingest]\ntag_keys = [\"site\"]\n\
+         [ingest.tables.readings]\ntag_keys = [\"name\", \"fleet\", \"model\"]\n",
+    );
+    let mut c = v5::Client::connect(server.port, "truck-1");
+    let batch = format!(
+        r#"[{{"ts": {T0_MS}, "values": {{"name": "truck_1", "fleet": "West", "model": 7,
+              "lat": 52.5, "site": "a", "status": "idle"}}}},
+            {{"ts": {}, "values": {{"name": "truck_1", "fleet": "East", "model": null,
+              "lat": 52.25}}}}]"#,
+        T0_MS + 1000
+    );
+    publish_ok(
+        &mut c,
+        "devices/truck-1/telemetry/readings",
+        batch.as_bytes(),
+    );
+    // `site` is a tag in every table; `name` is one only in `readings`
+    publish_ok(
+        &mut c,
+        "devices/truck-1/telemetry/other",
+        br#"{"site": "b", "name": "n", "v": 1}"#,
+    );
+    // a row of tags alone has nothing to store: refused whole (0x99), nothing written
+    publish_refused(
+        &mut c,
+        "devices/truck-1/telemetry/readings",
+        format!(r#"[{{"ts": {T0_MS}, "values": {{"lat": 1}}}}, {{"name": "x", "fleet": "y"}}]"#)
+            .as_bytes(),
+        PubAckReason::PayloadFormatInvalid,
+    );
+    c.disconnect();
+    assert_eq!(server.stop(), Some(0));
+
+    let stored = Stored::open(&server.data_dir());
+    let float = mast_storage::ColumnKind::Field(Float);
+    let string = field(mast_storage::FieldType::String);
+    assert_eq!(
+        kinds(&stored, "readings"),
+        [
+            ("device_id".to_string(), Tag),
+            ("fleet".to_string(), Tag),
+            ("lat".to_string(), float),
+            ("model".to_string(), Tag),
+            ("name".to_string(), Tag),
+            ("site".to_string(), Tag),
+            ("status".to_string(), string),
+        ]
+    );
+    assert_eq!(
+        stored.rows("readings"),
+        [
+            row(&[
+                ("time", t(T0)),
+                ("device_id", s("truck-1")),
+                ("name", s("truck_1")),
+                ("fleet", s("West")),
+                ("model", s("7")),
+                ("site", s("a")),
+                ("lat", f(52.5)),
+                ("status", s("idle")),
+            ]),
+            row(&[
+                ("time", t(T0 + SEC)),
+                ("device_id", s("truck-1")),
+                ("name", s("truck_1")),
+                ("fleet", s("East")),
+                ("lat", f(52.25)),
+            ]),
+        ]
+    );
+    assert_eq!(
+        kinds(&stored, "other"),
+        [
+            ("device_id".to_string(), Tag),
+            ("name".to_string(), string),
+            ("site".to_string(), Tag),
+            ("v".to_string(), float),
+        ]
+    );
+    // one series per tag set: a latest-row scan gives each its newest row
+    let mut req = mast_storage::ScanRequest::table("readings");
+    req.latest = true;
+    let latest: Vec<_> = stored.scan(&req).iter().flat_map(batch_rows).collect();
+    assert_eq!(latest.len(), 2, "{latest:?}");
+    req.latest = false;
+    req.tags = vec![("fleet".into(), vec!["East".into()])];
+    let east: Vec<_> = stored.scan(&req).iter().flat_map(batch_rows).collect();
+    assert_eq!(east.len(), 1, "{east:?}");
 }

@@ -47,7 +47,7 @@ fn counters_follow_connections_messages_and_errors() {
         reactors: 1,
         ..MqttConfig::default()
     };
-    let server = MqttServer::start(cfg, Arc::clone(&store)).unwrap();
+    let server = MqttServer::start(cfg, Default::default(), Arc::clone(&store)).unwrap();
     let port = server.local_addr().port();
     let c = Arc::clone(&server.broker().counters);
 

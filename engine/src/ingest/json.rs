@@ -237,6 +237,8 @@ impl<'a> Scanner<'a> {
 
 /// One decoded row before it goes into the batch.
 struct Row<'a> {
+    /// Where the row's object starts in the payload.
+    at: usize,
     time: i64,
     fields: Vec<(std::borrow::Cow<'a, str>, Val<'a>)>,
 }
@@ -248,6 +250,20 @@ pub fn decode(
     device_id: &str,
     table: &str,
     now_ns: i64,
+    batch: &mut WriteBatch,
+) -> Result<usize, JsonError> {
+    decode_tagged(payload, device_id, table, now_ns, &[], batch)
+}
+
+/// [`decode`], with the values of `tag_keys` as tags of each row's series (besides
+/// `device_id`) instead of fields: strings as they are, numbers and booleans as their text
+/// (`3`, `2.5`, `true`), as Telegraf's JSON parser does; a null or missing key is no tag.
+pub fn decode_tagged(
+    payload: &[u8],
+    device_id: &str,
+    table: &str,
+    now_ns: i64,
+    tag_keys: &[Box<str>],
     batch: &mut WriteBatch,
 ) -> Result<usize, JsonError> {
     let s = std::str::from_utf8(payload).map_err(|e| JsonError {
@@ -285,6 +301,19 @@ pub fn decode(
     if sc.peek().is_some() {
         return sc.err("data after the JSON document");
     }
+    if !tag_keys.is_empty() {
+        let is_tag = |k: &str| tag_keys.iter().any(|t| **t == *k);
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r.fields.iter().all(|(k, _)| is_tag(k)))
+        {
+            return Err(JsonError {
+                offset: r.at,
+                message: format!("no fields besides the tag keys ({})", tag_keys.join(", ")),
+            });
+        }
+        return Ok(tagged(rows, device_id, table, tag_keys, batch));
+    }
     let series = batch.series(table, &[(DEVICE_TAG, device_id)]);
     for r in &rows {
         let mut w = batch.row(series, r.time);
@@ -298,6 +327,59 @@ pub fn decode(
         }
     }
     Ok(rows.len())
+}
+
+/// Adds `rows` with the values of `tag_keys` moved into each row's series.
+fn tagged(
+    rows: Vec<Row<'_>>,
+    device_id: &str,
+    table: &str,
+    tag_keys: &[Box<str>],
+    batch: &mut WriteBatch,
+) -> usize {
+    let n = rows.len();
+    let mut tags: Vec<(&str, String)> = Vec::new();
+    for r in &rows {
+        tags.clear();
+        for (k, v) in &r.fields {
+            if !tag_keys.iter().any(|t| **t == **k) {
+                continue;
+            }
+            let text = match v {
+                Val::Str(s) => s.to_string(),
+                Val::Num(x) => number_text(*x),
+                Val::Bool(b) => b.to_string(),
+                Val::Null => continue,
+            };
+            tags.push((k, text));
+        }
+        let mut pairs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        // last, so that the topic's device wins over anything else
+        pairs.push((DEVICE_TAG, device_id));
+        let series = batch.series(table, &pairs);
+        let mut w = batch.row(series, r.time);
+        for (k, v) in &r.fields {
+            if tag_keys.iter().any(|t| **t == **k) {
+                continue;
+            }
+            match v {
+                Val::Num(x) => w.f64(k, *x),
+                Val::Bool(x) => w.bool(k, *x),
+                Val::Str(x) => w.str(k, x),
+                Val::Null => &mut w,
+            };
+        }
+    }
+    n
+}
+
+/// A number as tag text: integers without a fraction, others as Rust's shortest round trip.
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
 }
 
 /// One object: `{"ts": .., "values": {..}}` or a flat object of fields, in one pass: members
@@ -350,7 +432,11 @@ fn row<'a>(sc: &mut Scanner<'a>, now_ns: i64) -> R<Row<'a>> {
         sc.i = start;
         return sc.err("no fields");
     }
-    Ok(Row { time, fields })
+    Ok(Row {
+        at: start,
+        time,
+        fields,
+    })
 }
 
 /// `ts`: milliseconds since the epoch (a number) or an RFC 3339 string.
@@ -477,6 +563,65 @@ mod tests {
                 )
             })
             .collect())
+    }
+
+    #[test]
+    fn declared_tag_keys_move_values_into_the_series() {
+        let keys: Vec<Box<str>> = vec!["site".into(), "n".into(), "on".into()];
+        let mut b = WriteBatch::new();
+        let payload = r#"[{"site": "a", "n": 3, "on": true, "v": 1.5},
+                          {"ts": 1000, "values": {"site": "b", "n": 2.5, "on": null, "v": 2}},
+                          {"v": 3, "site": "a", "n": 3, "on": true}]"#;
+        let n = decode_tagged(payload.as_bytes(), "dev-1", "t", 7, &keys, &mut b).unwrap();
+        assert_eq!(n, 3);
+        let got: Vec<_> = b
+            .row_views()
+            .into_iter()
+            .map(|r| {
+                let mut tags: Vec<_> = r.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                tags.sort();
+                let fields: Vec<_> = r.fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                (r.time, tags.join(","), fields.join(","))
+            })
+            .collect();
+        let f = |x: f64| format!("v={:?}", FieldValue::F64(x));
+        assert_eq!(
+            got,
+            [
+                (7, "device_id=dev-1,n=3,on=true,site=a".to_string(), f(1.5)),
+                (
+                    1_000_000_000,
+                    "device_id=dev-1,n=2.5,site=b".to_string(),
+                    f(2.0)
+                ),
+                (7, "device_id=dev-1,n=3,on=true,site=a".to_string(), f(3.0)),
+            ]
+        );
+        // without declared keys every value is a field
+        let mut plain = WriteBatch::new();
+        decode_tagged(payload.as_bytes(), "dev-1", "t", 7, &[], &mut plain).unwrap();
+        for r in plain.row_views() {
+            assert_eq!(r.tags, [("device_id", "dev-1")]);
+            assert!(r.fields.iter().any(|(k, _)| *k == "site"));
+        }
+    }
+
+    #[test]
+    fn a_row_of_declared_tags_alone_is_refused_with_nothing_added() {
+        let keys: Vec<Box<str>> = vec!["site".into()];
+        let mut b = WriteBatch::new();
+        let e = decode_tagged(
+            br#"[{"v": 1}, {"site": "a", "gone": null}]"#,
+            "dev-1",
+            "t",
+            7,
+            &keys,
+            &mut b,
+        )
+        .unwrap_err();
+        assert_eq!(e.offset, 10, "{e}");
+        assert!(e.message.contains("no fields besides the tag keys"), "{e}");
+        assert_eq!(b.rows(), 0);
     }
 
     #[test]
@@ -622,9 +767,13 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_json_like_text(text in "[{}\\[\\]\":,0-9a-z \\\\é😀u.eE+-]{0,80}") {
-            let mut b = WriteBatch::new();
-            if decode(text.as_bytes(), "d", "t", 0, &mut b).is_err() {
-                prop_assert!(b.is_empty());
+            let keys: [Box<str>; 2] = ["a".into(), "b".into()];
+            for tag_keys in [&[][..], &keys[..]] {
+                let mut b = WriteBatch::new();
+                match decode_tagged(text.as_bytes(), "d", "t", 0, tag_keys, &mut b) {
+                    Ok(n) => prop_assert_eq!(b.rows(), n),
+                    Err(_) => prop_assert!(b.is_empty()),
+                }
             }
         }
     }

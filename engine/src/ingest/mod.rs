@@ -72,6 +72,39 @@ pub(crate) fn simple_decimal(b: &[u8]) -> Option<(f64, usize)> {
     Some((if neg { -v } else { v }, i))
 }
 
+/// The JSON keys that are tags, per table (`[ingest]` `tag_keys`); empty by default, when every
+/// JSON value is a field.
+#[derive(Debug, Clone, Default)]
+pub struct TagKeys {
+    all: Vec<Box<str>>,
+    tables: std::collections::HashMap<Box<str>, Vec<Box<str>>>,
+}
+
+impl TagKeys {
+    /// Keys that are tags in every table, and per table.
+    pub fn new<'a>(
+        all: &[String],
+        tables: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    ) -> TagKeys {
+        let boxed = |l: &[String]| l.iter().map(|k| Box::from(k.as_str())).collect::<Vec<_>>();
+        let all = boxed(all);
+        let tables = tables
+            .into_iter()
+            .map(|(t, keys)| {
+                let mut keys = boxed(keys);
+                keys.extend(all.iter().cloned());
+                (Box::from(t), keys)
+            })
+            .collect();
+        TagKeys { all, tables }
+    }
+
+    /// The tag keys of `table` (empty: all JSON values are fields).
+    pub fn of(&self, table: &str) -> &[Box<str>] {
+        self.tables.get(table).unwrap_or(&self.all)
+    }
+}
+
 /// A telemetry topic, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Telemetry<'a> {
@@ -200,18 +233,23 @@ pub fn decode(
     content_type: Option<&str>,
     t: &Telemetry<'_>,
     now_ns: i64,
+    tag_keys: &TagKeys,
     batch: &mut mast_storage::WriteBatch,
 ) -> Result<usize, IngestError> {
     let payload_err = |m: String| IngestError::new(ErrorKind::Payload, m);
     match sniff(payload, content_type) {
-        Format::Json => json::decode(
-            payload,
-            t.device_id,
-            t.table.unwrap_or(DEFAULT_TABLE),
-            now_ns,
-            batch,
-        )
-        .map_err(|e| payload_err(e.to_string())),
+        Format::Json => {
+            let table = t.table.unwrap_or(DEFAULT_TABLE);
+            json::decode_tagged(
+                payload,
+                t.device_id,
+                table,
+                now_ns,
+                tag_keys.of(table),
+                batch,
+            )
+            .map_err(|e| payload_err(e.to_string()))
+        }
         Format::Line => line_protocol::decode(payload, t.device_id, t.table, now_ns, batch)
             .map_err(|e| payload_err(e.to_string())),
     }

@@ -153,6 +153,8 @@ pub struct Broker {
     pub(crate) persist: Persist,
     /// Telemetry storage.
     pub(crate) store: Arc<Store>,
+    /// Which JSON keys are tags, per table.
+    pub(crate) tag_keys: crate::ingest::TagKeys,
     /// Counters for /metrics.
     pub counters: Arc<Counters>,
 }
@@ -166,6 +168,7 @@ impl Broker {
     pub(crate) fn new(
         cfg: Arc<MqttConfig>,
         store: Arc<Store>,
+        tag_keys: crate::ingest::TagKeys,
         on_commit: Box<dyn Fn() + Send>,
     ) -> anyhow::Result<Broker> {
         let auth = Auth::new(&cfg);
@@ -181,6 +184,7 @@ impl Broker {
             counters: Arc::new(Counters::default()),
             cfg,
             store: Arc::clone(&store),
+            tag_keys,
         };
         broker.restore(&store)?;
         Ok(broker)

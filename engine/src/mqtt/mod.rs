@@ -52,8 +52,12 @@ pub struct MqttServer {
 
 impl MqttServer {
     /// Binds the listeners, restores the persisted broker state from `store` and starts the
-    /// threads.
-    pub fn start(cfg: MqttConfig, store: Arc<Store>) -> anyhow::Result<MqttServer> {
+    /// threads; telemetry is decoded with `tag_keys`.
+    pub fn start(
+        cfg: MqttConfig,
+        tag_keys: crate::ingest::TagKeys,
+        store: Arc<Store>,
+    ) -> anyhow::Result<MqttServer> {
         let cfg = Arc::new(cfg);
         let listener = TcpListener::bind(cfg.listen)
             .with_context(|| format!("cannot listen for MQTT on {}", cfg.listen))?;
@@ -102,7 +106,7 @@ impl MqttServer {
                 tracing::warn!(error = %e, "presence records of the previous run not updated")
             }
         }
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), store, on_commit)?);
+        let broker = Arc::new(Broker::new(Arc::clone(&cfg), store, tag_keys, on_commit)?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {

@@ -1398,7 +1398,14 @@ impl Reactor {
                     qos2: qos2.clone(),
                 };
                 self.ingest.add(&device_id, token != 0, part, |b| {
-                    decode::decode(&msg.payload, content_type, &t, now, b)
+                    decode::decode(
+                        &msg.payload,
+                        content_type,
+                        &t,
+                        now,
+                        &self.broker.tag_keys,
+                        b,
+                    )
                 })
             }
         };
