@@ -214,7 +214,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(bin_dir, work):
+def start_server(bin_dir, work, config=None):
+    """`mast serve` on fresh ports in `work`, with `config` (TOML text) as its config file."""
     mqtt, http_port = free_port(), free_port()
     env = dict(os.environ)
     env.pop("MAST_PROFILE", None)  # the script's knob, not a server setting
@@ -223,7 +224,8 @@ def start_server(bin_dir, work):
     logf = open(os.path.join(work, "mast.log"), "wb")
     p = subprocess.Popen(
         [os.path.join(bin_dir, "mast"), "serve", "--data-dir", os.path.join(work, "data"),
-         "--mqtt-listen", f"127.0.0.1:{mqtt}", "--http-listen", f"127.0.0.1:{http_port}"],
+         "--mqtt-listen", f"127.0.0.1:{mqtt}", "--http-listen", f"127.0.0.1:{http_port}"]
+        + config_args(work, config),
         stdout=logf, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -240,6 +242,15 @@ def start_server(bin_dir, work):
         time.sleep(0.1)
     p.kill()
     sys.exit("mast did not answer /health within 30 s")
+
+
+def config_args(work, config):
+    if config is None:
+        return []
+    path = os.path.join(work, "mast.toml")
+    with open(path, "w") as f:
+        f.write(config)
+    return ["--config", path]
 
 
 def stop_server(p):

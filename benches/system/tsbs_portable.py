@@ -9,6 +9,8 @@ it), days with `date_trunc`. For each ingest of the same fleet:
 
 - `json-tags`: Mast JSON over MQTT with the truck's tags as string values in every row (`"name":
   "truck_7", "fleet": "South", …`): in Mast they are string fields;
+- `json-declared`: the same JSON, to a server whose config declares those keys tags
+  (`[ingest] tag_keys`, as Telegraf's JSON parser has them): in Mast they are tags;
 - `line`: line protocol, the same strings as tags;
 
 a fresh `mast serve` is loaded with `mast-loadgen iot --fast-forward`, the row counts are checked,
@@ -18,7 +20,7 @@ for row, twice: with the data in the head as ingested ("unsealed"), then after a
 `storage.max_head_age_secs = 1` has sealed all of it into segments ("sealed").
 
 Environment (defaults in brackets): TSBS_TRUCKS [100], TSBS_HOURS [24], TSBS_SEED [1],
-TSBS_RUNS [5], TSBS_LG_THREADS [2], TSBS_INGESTS [json-tags,line], TSBS_STATES
+TSBS_RUNS [5], TSBS_LG_THREADS [2], TSBS_INGESTS [json-tags,json-declared,line], TSBS_STATES
 [unsealed,sealed], TSBS_MACHINE. Needs the `duckdb` and `pyarrow` modules (PyPI).
 """
 
@@ -38,6 +40,12 @@ import duckdb
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tsbs import (START, Mast, compare, fmt_int, iso, log, machine,  # noqa: E402
                   start_server, stop_server, timed)
+
+# The truck's tags, declared for the `json-declared` ingest.
+DECLARED = """[ingest]
+tag_keys = ["name", "fleet", "driver", "model", "device_version", "load_capacity",
+            "fuel_capacity", "nominal_fuel_consumption"]
+"""
 
 FLEET = "South"
 TRUCK = "truck_27"
@@ -205,7 +213,7 @@ def main():
     hours = int(os.environ.get("TSBS_HOURS", 24))
     runs = int(os.environ.get("TSBS_RUNS", 5))
     threads = int(os.environ.get("TSBS_LG_THREADS", 2))
-    ingests = os.environ.get("TSBS_INGESTS", "json-tags,line").split(",")
+    ingests = os.environ.get("TSBS_INGESTS", "json-tags,json-declared,line").split(",")
     states = os.environ.get("TSBS_STATES", "unsealed,sealed").split(",")
     qs = queries(hours)
     started = dt.datetime.now(dt.timezone.utc)
@@ -214,12 +222,14 @@ def main():
     for fmt in ingests:
         work = tempfile.mkdtemp(prefix=f"tsbs-{fmt}.")
         os.environ.pop("MAST_STORAGE_MAX_HEAD_AGE_SECS", None)
-        server, mqtt, port = start_server(a.bin_dir, work)
+        config = DECLARED if fmt == "json-declared" else None
+        server, mqtt, port = start_server(a.bin_dir, work, config)
         mast = Mast(port)
         r = {"states": {}}
         results["ingests"][fmt] = r
         try:
-            summary = ingest(a.bin_dir, mqtt, trucks, hours, threads, fmt)
+            sent = "json-tags" if fmt == "json-declared" else fmt
+            summary = ingest(a.bin_dir, mqtt, trucks, hours, threads, sent)
             r["ingest"] = {k: summary[k] for k in ("points", "rows", "seconds", "points_per_sec")}
             log(f"{fmt}: {fmt_int(summary['points'])} points in {summary['seconds']:.1f} s, "
                 f"{fmt_int(summary['points_per_sec'])} points/s")
@@ -239,7 +249,7 @@ def main():
                     mast.close()
                     stop_server(server)
                     os.environ["MAST_STORAGE_MAX_HEAD_AGE_SECS"] = "1"
-                    server, mqtt, port = start_server(a.bin_dir, work)
+                    server, mqtt, port = start_server(a.bin_dir, work, config)
                     mast = Mast(port)
                     # sealed when the segments hold every row (the head gauge reads 0
                     # before the WAL replay has been accounted, so ask the segments)

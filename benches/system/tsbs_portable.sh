@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# TSBS IoT in plain, portable SQL beside DuckDB: two ingests of the same fleet (tags as JSON
-# strings, tags as line-protocol tags), each with the data unsealed and then sealed, results
+# TSBS IoT in plain, portable SQL beside DuckDB: three ingests of the same fleet (tags as JSON
+# strings, the same JSON with those keys declared tags, tags as line-protocol tags), each with
+# the data unsealed and then sealed, results
 # compared row for row. The steps and every knob are described in benches/system/tsbs_portable.py.
 #
 #   benches/system/tsbs_portable.sh [--out results.json]
