@@ -6,8 +6,8 @@
 //!   `first_value(value ORDER BY time)` / `last_value(value ORDER BY time)`, whose grouped
 //!   accumulators are DataFusion's own.
 //! - [`LatestRowRule`]: "the latest row per device" — `last(v, time)` grouped by device, a
-//!   `row_number() OVER (PARTITION BY … ORDER BY time DESC) = 1`, `DISTINCT ON`, `ORDER BY
-//!   time DESC LIMIT 1` — read from each series' newest rows, so a "where is every truck now"
+//!   `row_number() OVER (PARTITION BY … ORDER BY time DESC) <= n`, `DISTINCT ON`, `ORDER BY
+//!   time DESC LIMIT n` — read from each series' newest rows, so a "where is every truck now"
 //!   query costs one block per series, not the history (see [`latest`]).
 //! - [`GroupStringsRule`]: grouping by tags and string fields on string views, DataFusion's
 //!   column-wise group values, not its row-format fallback for dictionaries.

@@ -254,3 +254,45 @@ async fn grouping_by_strings_groups_on_views_and_keeps_dictionary_types() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_n_rows_per_partition_and_overall() {
+    let (_d, e) = engine();
+    for (rank, partition) in [
+        ("row_number()", "name"),
+        ("rank()", "fleet"),
+        ("dense_rank()", "device_id"),
+    ] {
+        let q = |cond: &str| {
+            format!(
+                "SELECT {partition}, time, latitude FROM (SELECT {partition}, time, latitude, \
+                 {rank} OVER (PARTITION BY {partition} ORDER BY time DESC) AS rn FROM trucks) \
+                 AS r WHERE {cond}"
+            )
+        };
+        let p = plan(&e, &q("rn <= 3")).await;
+        assert!(p.contains("latest_rows=3"), "{p}");
+        let got = same_answer(&e, &q("rn <= 3"), &q("rn < 3.5")).await;
+        let partitions = match partition {
+            "name" => 7, // t4 under two names
+            "fleet" => 2,
+            _ => 6,
+        };
+        // rank() ties: the three trucks of a fleet write at the same times, so the newest
+        // time ranks them all 1 and the next time 4
+        let want = if rank == "rank()" { 6 } else { 3 * partitions };
+        assert_eq!(got.len(), want, "{rank}: {got:?}");
+        same_answer(&e, &q("rn < 5 AND rn > 1"), &q("rn < 4.5 AND rn > 1")).await;
+    }
+    let got = same_answer(
+        &e,
+        "SELECT name, time FROM trucks WHERE fleet = 'South' ORDER BY time DESC, name LIMIT 5",
+        "SELECT name, time FROM trucks WHERE fleet = 'South' \
+         ORDER BY time + INTERVAL '0 seconds' DESC, name LIMIT 5",
+    )
+    .await;
+    assert_eq!(got.len(), 5);
+    // past the cap the history is read
+    let p = plan(&e, "SELECT time FROM trucks ORDER BY time DESC LIMIT 1001").await;
+    assert!(!p.contains("latest=true"), "{p}");
+}

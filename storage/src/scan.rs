@@ -74,14 +74,17 @@ pub struct ScanRequest {
     /// Only these sealed segments, as (shard, segment id); the head is always read. `None`:
     /// every segment (that the other conditions do not prune).
     pub segments: Option<std::collections::BTreeSet<(u32, u64)>>,
-    /// Only the latest row of each series (within the time range): what a last-value query
-    /// needs, found by decoding only the newest piece(s) of each series instead of its history.
+    /// Only the latest row (`latest_rows` rows) of each series within the time range: what a
+    /// last-value query needs, found by decoding only the newest piece(s) of each series
+    /// instead of its history.
     pub latest: bool,
     /// With `latest`: fields that must hold one value over a series' rows for its latest row to
     /// stand for the series (the non-tag columns a caller partitions, groups or filters by). A
     /// series in which one of them varies, or is null in some rows only, comes back whole: a
     /// per-value latest computed over the output is then still right.
     pub latest_by: Vec<String>,
+    /// With `latest`: how many of each series' latest rows (0 counts as 1).
+    pub latest_rows: usize,
 }
 
 impl ScanRequest {
@@ -100,6 +103,7 @@ impl ScanRequest {
             segments: None,
             latest: false,
             latest_by: Vec::new(),
+            latest_rows: 1,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The latest-row scan (`ScanRequest::latest`) against the full scan it stands in for: for any
-//! history of writes, rewrites and seals and any time range, each series' latest row equals the
-//! last row the full scan returns for it. Also the streaming sink stopping a scan early.
+//! history of writes, rewrites and seals and any time range, each series' latest row (latest
+//! `latest_rows` rows) equals the last row(s) the full scan returns for it. Also the streaming
+//! sink stopping a scan early.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -39,6 +40,24 @@ fn latest_scan(store: &Store, req: &ScanRequest) -> BTreeMap<String, BTreeMap<St
     out
 }
 
+/// Each series' last `n` rows, in time order.
+type Tails = BTreeMap<String, Vec<BTreeMap<String, Cell>>>;
+
+fn tails(store: &Store, req: &ScanRequest, n: usize) -> Tails {
+    let mut out: Tails = BTreeMap::new();
+    for r in rows(&store.snapshot().scan(req).unwrap()) {
+        let Cell::S(dev) = r["device_id"].clone() else {
+            panic!("device_id")
+        };
+        out.entry(dev).or_default().push(r);
+    }
+    for rows in out.values_mut() {
+        let keep = rows.len().saturating_sub(n);
+        rows.drain(..keep);
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -65,6 +84,36 @@ proptest! {
             let mut latest = req.clone();
             latest.latest = true;
             prop_assert_eq!(latest_scan(&store, &latest), latest_by_full_scan(&store, &req));
+        }
+    }
+
+    #[test]
+    fn latest_n_rows_match_the_full_scans_last_n(
+        writes in prop::collection::vec((0u8..3, 0i64..400, -50i64..50, any::<bool>()), 1..120),
+        range in (0i64..450, 0i64..450),
+        n in 1usize..12,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.block_rows = 16;
+        let store = Store::open(cfg).unwrap();
+        for chunk in writes.chunks(5) {
+            let mut b = WriteBatch::new();
+            for (dev, t, v, _) in chunk {
+                let s = b.series("m", &[("device_id", &format!("d{dev}"))]);
+                b.row(s, *t * 1_000).i64("v", *v);
+            }
+            store.submit(b, Durability::Buffered).unwrap().wait().unwrap();
+            if chunk.last().is_some_and(|w| w.3) {
+                store.seal().unwrap();
+            }
+        }
+        let (a, b) = (range.0.min(range.1) * 1_000, range.0.max(range.1) * 1_000 + 1);
+        for req in [ScanRequest::table("m"), ScanRequest::table("m").time_range(a, b)] {
+            let mut latest = req.clone();
+            latest.latest = true;
+            latest.latest_rows = n;
+            prop_assert_eq!(tails(&store, &latest, usize::MAX), tails(&store, &req, n));
         }
     }
 }

@@ -7,8 +7,8 @@
 //!   `last(v, time)`, `last_value(v ORDER BY time)`, `first_value(v ORDER BY time DESC)` (what
 //!   `DISTINCT ON (…) … ORDER BY …, time DESC` becomes), `max(time)`;
 //! - a ranking window (`row_number()`, `rank()`, `dense_rank()`) `PARTITION BY` columns
-//!   `ORDER BY time DESC`, filtered to rank 1 (`= 1`, `<= 1`, `< 2`) above it;
-//! - `ORDER BY time DESC LIMIT 1`.
+//!   `ORDER BY time DESC`, filtered to the first ranks (`= n`, `<= n`, `< n + 1`) above it;
+//! - `ORDER BY time DESC LIMIT n`.
 //!
 //! Each series' latest row stands for the series when every column the query partitions, groups
 //! or filters by holds one value over the series: always for tags, and for other columns (a
@@ -114,7 +114,7 @@ impl Chain {
     /// The latest-row scan, required constant over each series in `keys` and the filter
     /// columns (tags need no check); `None` when one of them is `time`, which no series holds
     /// constant.
-    fn latest(&self, keys: &[&str]) -> Option<MastTable> {
+    fn latest(&self, keys: &[&str], rows: usize) -> Option<MastTable> {
         let mut by: BTreeSet<String> = self.filter_columns.clone();
         by.extend(keys.iter().map(|k| k.to_string()));
         if by.contains(TIME_COLUMN) {
@@ -122,12 +122,12 @@ impl Chain {
         }
         let table = self.provider.downcast_ref::<MastTable>()?;
         let by = by.into_iter().filter(|c| !table.is_tag(c)).collect();
-        Some(table.latest_rows(by))
+        Some(table.latest_rows(rows, by))
     }
 
     /// `plan` with this chain's scan reading latest rows.
-    fn swap(&self, plan: &LogicalPlan, keys: &[&str]) -> Result<Option<LogicalPlan>> {
-        let Some(latest) = self.latest(keys) else {
+    fn swap(&self, plan: &LogicalPlan, keys: &[&str], rows: usize) -> Result<Option<LogicalPlan>> {
+        let Some(latest) = self.latest(keys, rows) else {
             return Ok(None);
         };
         let source = provider_as_source(Arc::new(latest));
@@ -201,7 +201,7 @@ fn aggregate(agg: &datafusion::logical_expr::Aggregate) -> Result<Option<Logical
         return Ok(None);
     };
     let plan = LogicalPlan::Aggregate(agg.clone());
-    chain.swap(&plan, &keys)
+    chain.swap(&plan, &keys, 1)
 }
 
 /// True for `last_value(x ORDER BY time)`, `first_value(x ORDER BY time DESC)` and
@@ -233,18 +233,20 @@ fn asks_latest(e: &Expr, keys: &[&str]) -> bool {
     false
 }
 
-/// A filter keeping rank 1 of a ranking window over a Mast scan.
+/// A filter keeping the first ranks of a ranking window over a Mast scan.
 fn ranked(filter: &datafusion::logical_expr::Filter) -> Result<Option<LogicalPlan>> {
-    // The columns the filter pins to rank 1, followed down through plain projections and
-    // aliases to the window that computes them.
-    let firsts: Vec<String> = split_conjunction(&filter.predicate)
+    // The columns the filter bounds to the first ranks, followed down through plain
+    // projections and aliases to the window that computes them.
+    let bounds: Vec<(String, usize)> = split_conjunction(&filter.predicate)
         .into_iter()
-        .filter_map(rank_one)
+        .filter_map(rank_bound)
         .collect();
-    if firsts.is_empty() {
+    // a bound on any one ranking suffices (they share partition and order, checked below);
+    // the tightest one is how many rows of each series can be among the kept ones
+    let Some(rows) = bounds.iter().map(|(_, n)| *n).min() else {
         return Ok(None);
-    }
-    let mut names = firsts;
+    };
+    let mut names: Vec<String> = bounds.into_iter().map(|(c, _)| c).collect();
     let mut node = filter.input.as_ref();
     let window = loop {
         match node {
@@ -279,7 +281,9 @@ fn ranked(filter: &datafusion::logical_expr::Filter) -> Result<Option<LogicalPla
         return Ok(None);
     }
     // Every window expression a ranking with one and the same PARTITION BY columns and ORDER
-    // BY time DESC: then rank 1 of each partition is among its series' latest rows.
+    // BY time DESC: then a row ranked n or better in its partition has fewer than n rows of
+    // the partition strictly newer, so fewer than n of its own series: it is among its
+    // series' latest n rows.
     let mut partition: Option<Vec<&str>> = None;
     for e in &window.window_expr {
         let e = match e {
@@ -311,11 +315,15 @@ fn ranked(filter: &datafusion::logical_expr::Filter) -> Result<Option<LogicalPla
         return Ok(None);
     };
     let plan = LogicalPlan::Filter(filter.clone());
-    chain.swap(&plan, &keys)
+    chain.swap(&plan, &keys, rows)
 }
 
-/// The column a conjunct pins to rank 1: `c = 1`, `c <= 1`, `c < 2` (either side).
-fn rank_one(e: &Expr) -> Option<String> {
+/// Most rows per series a latest-row rewrite reads: past it the history is as cheap.
+const MAX_LATEST_ROWS: i128 = 1000;
+
+/// The column a conjunct bounds to the first `n` ranks, and `n`: `c = n`, `c <= n`, `c < n + 1`
+/// (either side), `n` from 1 to [`MAX_LATEST_ROWS`].
+fn rank_bound(e: &Expr) -> Option<(String, usize)> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return None;
     };
@@ -324,10 +332,14 @@ fn rank_one(e: &Expr) -> Option<String> {
         (None, Some(c)) => (c, op.swap()?, int_literal(left)?),
         _ => return None,
     };
-    match (op, lit) {
-        (Operator::Eq | Operator::LtEq, 1) | (Operator::Lt, 2) => Some(col),
-        _ => None,
-    }
+    let n = match op {
+        Operator::Eq | Operator::LtEq => lit,
+        Operator::Lt => lit - 1,
+        _ => return None,
+    };
+    (1..=MAX_LATEST_ROWS)
+        .contains(&n)
+        .then_some((col, n as usize))
 }
 
 fn rank_column(e: &Expr) -> Option<String> {
@@ -356,15 +368,21 @@ fn int_literal(e: &Expr) -> Option<i128> {
     }
 }
 
-/// `ORDER BY time DESC LIMIT 1` over a Mast scan: the newest row overall is some series'
-/// latest row.
+/// `ORDER BY time DESC LIMIT n` over a Mast scan: the newest `n` rows overall are among each
+/// series' latest `n`.
 fn newest(sort: &datafusion::logical_expr::Sort) -> Result<Option<LogicalPlan>> {
-    if sort.fetch != Some(1) || !orders_by_time(&sort.expr, &[], true) {
+    let Some(rows) = sort
+        .fetch
+        .filter(|n| (1..=MAX_LATEST_ROWS as usize).contains(n))
+    else {
+        return Ok(None);
+    };
+    if !orders_by_time(&sort.expr, &[], true) {
         return Ok(None);
     }
     let Some(chain) = chain(&sort.input) else {
         return Ok(None);
     };
     let plan = LogicalPlan::Sort(sort.clone());
-    chain.swap(&plan, &[])
+    chain.swap(&plan, &[], rows)
 }

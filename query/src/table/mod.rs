@@ -37,10 +37,10 @@ pub struct MastTable {
     store: Arc<Store>,
     table: Arc<TableSchema>,
     schema: SchemaRef,
-    /// Read only each series' latest row (set by the latest-row rewrite), with the non-tag
-    /// columns that must be constant per series for that to stand (see
+    /// Read only each series' latest rows (set by the latest-row rewrite): how many, and the
+    /// non-tag columns that must be constant per series for that to stand (see
     /// [`ScanRequest::latest_by`]).
-    latest: Option<Vec<String>>,
+    latest: Option<(usize, Vec<String>)>,
 }
 
 impl MastTable {
@@ -56,14 +56,14 @@ impl MastTable {
         })
     }
 
-    /// The same table, reading only each series' latest row where the columns `by` hold one
-    /// value over the series, and the whole series where they do not.
-    pub fn latest_rows(&self, by: Vec<String>) -> MastTable {
+    /// The same table, reading only each series' latest `rows` rows where the columns `by` hold
+    /// one value over the series, and the whole series where they do not.
+    pub fn latest_rows(&self, rows: usize, by: Vec<String>) -> MastTable {
         MastTable {
             store: Arc::clone(&self.store),
             table: Arc::clone(&self.table),
             schema: Arc::clone(&self.schema),
-            latest: Some(by),
+            latest: Some((rows, by)),
         }
     }
 
@@ -120,8 +120,11 @@ impl TableProvider for MastTable {
         };
         let mut req = ScanRequest::table(&self.table.name);
         req.projection = Some(schema.fields().iter().map(|f| f.name().clone()).collect());
-        req.latest = self.latest.is_some();
-        req.latest_by = self.latest.clone().unwrap_or_default();
+        if let Some((rows, by)) = &self.latest {
+            req.latest = true;
+            req.latest_rows = *rows;
+            req.latest_by = by.clone();
+        }
         req.batch_rows = state.config().batch_size().max(1);
         for f in filters {
             match Pushed::of(&self.table, f) {
@@ -463,6 +466,9 @@ impl DisplayAs for MastScanExec {
         }
         if r.latest {
             write!(f, ", latest=true")?;
+            if r.latest_rows > 1 {
+                write!(f, ", latest_rows={}", r.latest_rows)?;
+            }
             if !r.latest_by.is_empty() {
                 write!(f, ", latest_by={:?}", r.latest_by)?;
             }

@@ -309,9 +309,9 @@ impl<'a> Ctx<'a> {
         out.push(key, merged)
     }
 
-    /// The series' latest row in the time range: decodes the piece that reaches furthest and
-    /// every piece overlapping it (a later write may have replaced its last point), not the
-    /// history before.
+    /// The series' latest `latest_rows` rows in the time range: decodes the pieces that reach
+    /// furthest until every other piece ends before the oldest of those rows (a piece reaching
+    /// as far may hold a later write of one of them), not the history before.
     fn latest(
         &self,
         key: &Key,
@@ -319,34 +319,45 @@ impl<'a> Ctx<'a> {
         out: &mut Output,
         m: &mut ScanMetrics,
     ) -> Result<(), ScanError> {
-        let Some(newest) = pieces.iter().max_by_key(|p| p.max).copied() else {
-            return Ok(());
-        };
-        // Rows of pieces ending before `newest` starts are older than all of its rows. When the
-        // time range cuts `newest` so that its in-range rows start later than that, or leaves
-        // none, the answer may lie further back: then decode everything.
-        let recent = pieces.iter().filter(|p| p.max >= newest.min).count();
-        let mut chunks = Vec::with_capacity(recent);
-        for p in pieces.iter().filter(|p| p.max >= newest.min) {
-            chunks.push(self.decode(*p, m)?);
-        }
-        let mut merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
-        let settled = merged.times.last().is_some_and(|t| *t >= newest.min);
-        if !settled && recent < pieces.len() {
-            // Write order decides between equal timestamps, so merge all pieces in it.
-            let mut chunks = Vec::with_capacity(pieces.len());
-            for p in &pieces {
-                chunks.push(self.decode(*p, m)?);
+        let want = self.req.latest_rows.max(1);
+        let mut order: Vec<usize> = (0..pieces.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(pieces[i].max));
+        let mut take = 1.min(pieces.len());
+        let merged = loop {
+            // the taken pieces merged in write order, which decides between equal timestamps
+            let mut taken = order[..take].to_vec();
+            taken.sort_unstable();
+            let mut chunks = Vec::with_capacity(taken.len());
+            for &i in &taken {
+                chunks.push(self.decode(pieces[i], m)?);
             }
-            merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
-        } else {
-            m.blocks_pruned += (pieces.len() - recent) as u64;
-        }
+            let merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
+            if take == pieces.len() {
+                break merged;
+            }
+            let n = merged.len();
+            if n >= want {
+                // pieces ending before the oldest wanted row hold only older rows
+                let cutoff = merged.times[n - want];
+                let reach = order[take..]
+                    .iter()
+                    .take_while(|&&i| pieces[i].max >= cutoff)
+                    .count();
+                if reach == 0 {
+                    break merged;
+                }
+                take += reach;
+            } else {
+                // too few rows in range so far: look further back, doubling
+                take = (take * 2).min(pieces.len());
+            }
+        };
+        m.blocks_pruned += (pieces.len() - take) as u64;
         let n = merged.len();
         if n == 0 {
             return Ok(());
         }
-        out.push(key, merged.slice_rows(n - 1, n))
+        out.push(key, merged.slice_rows(n.saturating_sub(want), n))
     }
 
     fn head_series(&self, vi: usize) -> Option<&'a crate::head::SeriesView> {
