@@ -40,6 +40,39 @@ fn latest_scan(store: &Store, req: &ScanRequest) -> BTreeMap<String, BTreeMap<St
     out
 }
 
+/// (device, time, value, seal after) writes, `per_batch` to a batch; the whole-table request and
+/// one limited to `range`.
+fn load(
+    store: &Store,
+    writes: &[(u8, i64, i64, bool)],
+    per_batch: usize,
+    range: (i64, i64),
+) -> [ScanRequest; 2] {
+    for chunk in writes.chunks(per_batch) {
+        let mut b = WriteBatch::new();
+        for (dev, t, v, _) in chunk {
+            let s = b.series("m", &[("device_id", &format!("d{dev}"))]);
+            b.row(s, *t * 1_000).i64("v", *v);
+        }
+        store
+            .submit(b, Durability::Buffered)
+            .unwrap()
+            .wait()
+            .unwrap();
+        if chunk.last().is_some_and(|w| w.3) {
+            store.seal().unwrap();
+        }
+    }
+    let (a, b) = (
+        range.0.min(range.1) * 1_000,
+        range.0.max(range.1) * 1_000 + 1,
+    );
+    [
+        ScanRequest::table("m"),
+        ScanRequest::table("m").time_range(a, b),
+    ]
+}
+
 /// Each series' last `n` rows, in time order.
 type Tails = BTreeMap<String, Vec<BTreeMap<String, Cell>>>;
 
@@ -68,19 +101,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(config(dir.path())).unwrap();
-        for chunk in writes.chunks(9) {
-            let mut b = WriteBatch::new();
-            for (dev, t, v, _) in chunk {
-                let s = b.series("m", &[("device_id", &format!("d{dev}"))]);
-                b.row(s, *t * 1_000).i64("v", *v);
-            }
-            store.submit(b, Durability::Buffered).unwrap().wait().unwrap();
-            if chunk.last().is_some_and(|w| w.3) {
-                store.seal().unwrap();
-            }
-        }
-        let (a, b) = (range.0.min(range.1) * 1_000, range.0.max(range.1) * 1_000 + 1);
-        for req in [ScanRequest::table("m"), ScanRequest::table("m").time_range(a, b)] {
+        for req in load(&store, &writes, 9, range) {
             let mut latest = req.clone();
             latest.latest = true;
             prop_assert_eq!(latest_scan(&store, &latest), latest_by_full_scan(&store, &req));
@@ -97,19 +118,7 @@ proptest! {
         let mut cfg = config(dir.path());
         cfg.block_rows = 16;
         let store = Store::open(cfg).unwrap();
-        for chunk in writes.chunks(5) {
-            let mut b = WriteBatch::new();
-            for (dev, t, v, _) in chunk {
-                let s = b.series("m", &[("device_id", &format!("d{dev}"))]);
-                b.row(s, *t * 1_000).i64("v", *v);
-            }
-            store.submit(b, Durability::Buffered).unwrap().wait().unwrap();
-            if chunk.last().is_some_and(|w| w.3) {
-                store.seal().unwrap();
-            }
-        }
-        let (a, b) = (range.0.min(range.1) * 1_000, range.0.max(range.1) * 1_000 + 1);
-        for req in [ScanRequest::table("m"), ScanRequest::table("m").time_range(a, b)] {
+        for req in load(&store, &writes, 5, range) {
             let mut latest = req.clone();
             latest.latest = true;
             latest.latest_rows = n;
