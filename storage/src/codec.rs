@@ -234,6 +234,15 @@ pub fn decode_string_dictionary(bytes: &[u8]) -> Result<string::Dictionary, Code
     string::decode_dictionary(bytes)
 }
 
+/// Calls `f` with each distinct value of what [`encode_strings`] wrote until it returns false,
+/// without decoding the per-value indices; the number of distinct values.
+pub fn visit_distinct_strings(
+    bytes: &[u8],
+    f: impl FnMut(&str) -> bool,
+) -> Result<usize, CodecError> {
+    string::visit_distinct(bytes, f)
+}
+
 /// Runs a decoder that appends to `out`, and restores `out` to its length before the call if
 /// the decoder fails, so callers never see half a block.
 fn append_or_restore<T>(

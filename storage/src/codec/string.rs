@@ -95,6 +95,11 @@ fn decode_body(body: &[u8], out: &mut Dictionary) -> Result<(), CodecError> {
     let width = cur.width()?;
     let packed = cur.take(packed_len(n, width), "dictionary indices")?;
     cur.finish()?;
+    if width == 0 {
+        // one distinct value (or every index 0): nothing to unpack
+        out.keys.resize(n, 0);
+        return Ok(());
+    }
     out.keys.reserve(n);
     let mut bad = false;
     unpack(packed, n, width, |chunk| {
@@ -109,12 +114,13 @@ fn decode_body(body: &[u8], out: &mut Dictionary) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// Decodes what [`encode`] wrote into its dictionary and indices, without a string per value.
-pub fn decode_dictionary(bytes: &[u8]) -> Result<Dictionary, CodecError> {
-    let mut out = Dictionary::default();
+/// The body of an encoded block: borrowed when plain, decompressed when zstd.
+fn body(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CodecError> {
     let mut cur = Cursor::new(bytes);
     match cur.u8("string flag")? {
-        FLAG_PLAIN => decode_body(cur.take(cur.remaining(), "body")?, &mut out)?,
+        FLAG_PLAIN => Ok(std::borrow::Cow::Borrowed(
+            cur.take(cur.remaining(), "body")?,
+        )),
         FLAG_ZSTD => {
             let len = cur.varint("body length")?;
             let len = usize::try_from(len)
@@ -127,11 +133,44 @@ pub fn decode_dictionary(bytes: &[u8]) -> Result<Dictionary, CodecError> {
             if body.len() != len {
                 return Err(CodecError::Corrupt("zstd body shorter than declared"));
             }
-            decode_body(&body, &mut out)?;
+            Ok(std::borrow::Cow::Owned(body))
         }
-        tag => return Err(CodecError::BadTag(tag)),
+        tag => Err(CodecError::BadTag(tag)),
     }
+}
+
+/// Decodes what [`encode`] wrote into its dictionary and indices, without a string per value.
+pub fn decode_dictionary(bytes: &[u8]) -> Result<Dictionary, CodecError> {
+    let mut out = Dictionary::default();
+    decode_body(&body(bytes)?, &mut out)?;
     Ok(out)
+}
+
+/// Calls `f` with the distinct values of what [`encode`] wrote, in first-seen order, until it
+/// returns false, without reading the indices (nor allocating, unless the block is zstd).
+/// Returns how many distinct values the block has (0 for an empty block).
+pub fn visit_distinct(bytes: &[u8], mut f: impl FnMut(&str) -> bool) -> Result<usize, CodecError> {
+    let body = body(bytes)?;
+    let mut cur = Cursor::new(&body);
+    let n = cur.count()?;
+    if n == 0 {
+        return Ok(0);
+    }
+    let dict_len = cur.varint("dictionary length")?;
+    let dict_len = usize::try_from(dict_len)
+        .ok()
+        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining())
+        .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
+    for _ in 0..dict_len {
+        let len = cur.varint("string length")?;
+        let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
+        let bytes = cur.take(len, "string")?;
+        let s = std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?;
+        if !f(s) {
+            break;
+        }
+    }
+    Ok(dict_len)
 }
 
 /// Decodes what [`encode`] wrote, appending the strings to `out`.
@@ -173,6 +212,39 @@ mod tests {
             prop_assert!(d.values.iter().all(|v| seen.insert(v.clone())));
             let back: Vec<&str> = d.keys.iter().map(|&k| d.values[k as usize].as_str()).collect();
             prop_assert_eq!(back, values.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn visiting_sees_the_dictionary_in_order(
+            values in prop::collection::vec("[a-d]{0,2}", 0..300),
+            stop in 0usize..6,
+            zstd in any::<bool>(),
+        ) {
+            let mut bytes = Vec::new();
+            encode(&values, &mut bytes);
+            if zstd && bytes[0] == FLAG_PLAIN {
+                // the same body as a zstd frame
+                let frame = zstd::bulk::compress(&bytes[1..], 3).unwrap();
+                let mut z = vec![FLAG_ZSTD];
+                put_varint(&mut z, bytes.len() as u64 - 1);
+                z.extend_from_slice(&frame);
+                bytes = z;
+            }
+            let d = decode_dictionary(&bytes).unwrap();
+            let mut seen = Vec::new();
+            let n = visit_distinct(&bytes, |s| {
+                seen.push(s.to_owned());
+                seen.len() <= stop
+            })
+            .unwrap();
+            prop_assert_eq!(n, d.values.len());
+            let upto = d.values.len().min(stop + 1);
+            prop_assert_eq!(&seen[..], &d.values[..upto]);
+        }
+
+        #[test]
+        fn visiting_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = visit_distinct(&bytes, |_| true);
         }
 
         #[test]

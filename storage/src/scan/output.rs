@@ -62,6 +62,24 @@ impl StrBuf {
             return;
         };
         let dict = x.dict();
+        let keys = x.keys();
+        if c.valid.is_none() && dict.len() <= n && keys.len() >= n {
+            // every row valid and the dictionary small beside the rows: map it whole, then
+            // translate the keys in one pass (decoded keys are in range)
+            if let [one] = dict.as_slice() {
+                let m = self.intern(one);
+                self.keys.resize(self.keys.len() + n, m);
+            } else {
+                let map: Vec<i32> = dict.iter().map(|s| self.intern(s)).collect();
+                self.keys.extend(
+                    keys[..n]
+                        .iter()
+                        .map(|&k| map.get(k as usize).copied().unwrap_or(0)),
+                );
+            }
+            self.valid.resize(self.valid.len() + n, true);
+            return;
+        }
         // A sliced chunk may share a large dictionary it uses little of: then map lazily.
         let mut map: Vec<Option<i32>> = vec![None; dict.len()];
         if dict.len() <= n {

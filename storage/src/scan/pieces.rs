@@ -264,20 +264,18 @@ impl<'a> Ctx<'a> {
         out: &mut Output,
         m: &mut ScanMetrics,
     ) -> Result<(), ScanError> {
-        // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
-        // duplicates to resolve and statistics may prune; otherwise merge everything.
+        // No row of a series can match when no piece of it may: a merged row's values each
+        // come from some piece.
+        let hints = !self.req.field_ranges.is_empty() || !self.req.string_sets.is_empty();
+        if hints && !pieces.iter().any(|p| self.may_match(*p)) {
+            m.blocks_pruned += pieces.len() as u64;
+            return Ok(());
+        }
         if self.req.latest && self.constant_over(&pieces) {
-            // Every hinted column then holds one value over the series: when the newest piece
-            // cannot match, no row of the series can.
-            if self.hints_constant()
-                && let Some(newest) = pieces.iter().max_by_key(|p| p.max).copied()
-                && !self.may_match(newest)
-            {
-                m.blocks_pruned += pieces.len() as u64;
-                return Ok(());
-            }
             return self.latest(key, pieces, out, m);
         }
+        // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
+        // duplicates to resolve and statistics may prune; otherwise merge everything.
         let mut by_time: Vec<usize> = (0..pieces.len()).collect();
         by_time.sort_by_key(|&i| (pieces[i].min, i));
         let disjoint = by_time
@@ -285,7 +283,6 @@ impl<'a> Ctx<'a> {
             .all(|w| pieces[w[0]].max < pieces[w[1]].min);
         if disjoint {
             let ordered: Vec<Piece> = by_time.iter().map(|&i| pieces[i]).collect();
-            let hints = !self.req.field_ranges.is_empty() || !self.req.string_sets.is_empty();
             for p in ordered {
                 if hints && !self.may_match(p) {
                     m.blocks_pruned += 1;
@@ -439,14 +436,6 @@ impl<'a> Ctx<'a> {
                 self.slot_of(&set.column)
                     .is_none_or(|slot| self.held(p, slot).may_hold(set))
             })
-    }
-
-    /// Whether the request has hints, all on columns the latest-row scan has checked constant.
-    fn hints_constant(&self) -> bool {
-        let by = |c: &str| self.req.latest_by.iter().any(|b| **b == *c);
-        (!self.req.field_ranges.is_empty() || !self.req.string_sets.is_empty())
-            && self.req.field_ranges.iter().all(|r| by(&r.column))
-            && self.req.string_sets.iter().all(|s| by(&s.column))
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.

@@ -46,9 +46,14 @@ impl Held<'_> {
             Held::Encoded { col, rows, .. } if col.nulls >= rows => Some(Constant::Null),
             Held::Encoded { col, .. } if col.nulls > 0 => None,
             Held::Encoded { col, .. } if col.ty == FieldType::String => {
-                let d = codec::decode_string_dictionary(col.data).ok()?;
-                match d.values.as_slice() {
-                    [one] => Some(Constant::Str(Arc::from(one.as_str()))),
+                let mut first = None;
+                let distinct = codec::visit_distinct_strings(col.data, |s| {
+                    first = Some(Arc::from(s));
+                    false
+                })
+                .ok()?;
+                match (distinct, first) {
+                    (1, Some(one)) => Some(Constant::Str(one)),
                     _ => None,
                 }
             }
@@ -74,8 +79,12 @@ impl Held<'_> {
                 if col.nulls >= rows {
                     return false;
                 }
-                match codec::decode_string_dictionary(col.data) {
-                    Ok(d) => d.values.iter().any(|s| wanted(s)),
+                let mut found = false;
+                match codec::visit_distinct_strings(col.data, |s| {
+                    found = wanted(s);
+                    !found
+                }) {
+                    Ok(_) => found,
                     // a damaged block: let the decode report it
                     Err(_) => true,
                 }
