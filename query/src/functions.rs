@@ -11,8 +11,11 @@
 //!   query costs one block per series, not the history (see [`latest`]).
 //! - [`GroupStringsRule`]: grouping by tags and string fields on string views, DataFusion's
 //!   column-wise group values, not its row-format fallback for dictionaries.
+//! - `date_trunc` on UTC timestamps by arithmetic, not per-value zone conversion (see
+//!   `date_trunc.rs`).
 //! - Gap filling: see [`gapfill`].
 
+mod date_trunc;
 pub mod gapfill;
 mod group_strings;
 mod latest;
@@ -48,6 +51,10 @@ pub fn register(state: &mut datafusion::execution::SessionState) -> Result<()> {
     let date_bin = datafusion::functions::datetime::date_bin();
     let time_bucket = date_bin.as_ref().clone().with_aliases(["time_bucket"]);
     state.register_udf(Arc::new(time_bucket))?;
+    // replaces DataFusion's own, to which it hands everything but UTC timestamps
+    state.register_udf(Arc::new(
+        datafusion::logical_expr::ScalarUDF::new_from_impl(date_trunc::DateTruncUtc::new()),
+    ))?;
     state.register_udaf(Arc::new(AggregateUDF::from(FirstLast::first())))?;
     state.register_udaf(Arc::new(AggregateUDF::from(FirstLast::last())))?;
     gapfill::register(state)?;
