@@ -23,6 +23,7 @@ use crate::shard::ShardVersion;
 use crate::types::ShardId;
 
 pub use pieces::ScanMetrics;
+pub(crate) use stats::of as stats_of;
 pub use stats::{FieldStats, SegmentStats};
 
 /// Rows of interest must have a value within `[min, max]` in `column` (either bound optional).
@@ -168,12 +169,12 @@ impl Snapshot {
     }
 
     /// Statistics of every sealed segment of `table` (see [`SegmentStats`]).
-    pub fn segment_stats(&self, table: &str) -> Vec<SegmentStats> {
+    pub fn segment_stats(&self, table: &str) -> Vec<Arc<SegmentStats>> {
         self.shards
             .iter()
             .flat_map(|(_, v)| v.segments.iter())
             .filter(|s| *s.meta.table == *table)
-            .map(|s| stats::of(&s.meta))
+            .map(|s| s.stats())
             .collect()
     }
 

@@ -120,6 +120,8 @@ pub struct Segment {
     pub(crate) path: PathBuf,
     pub(crate) meta: SegmentMeta,
     map: ReadOnlyMap,
+    /// Its statistics for pruning, summarised once (a segment never changes).
+    stats: std::sync::OnceLock<Arc<crate::scan::SegmentStats>>,
 }
 
 /// Public facts about a segment (for `system.segments`).
@@ -168,7 +170,16 @@ impl Segment {
             path: path.to_path_buf(),
             meta,
             map,
+            stats: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The segment's statistics (see [`crate::scan::SegmentStats`]), computed on first use.
+    pub(crate) fn stats(&self) -> Arc<crate::scan::SegmentStats> {
+        Arc::clone(
+            self.stats
+                .get_or_init(|| Arc::new(crate::scan::stats_of(&self.meta))),
+        )
     }
 
     /// Checks header, trailer and footer of a whole file image and decodes the footer.

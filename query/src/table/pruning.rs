@@ -24,7 +24,7 @@ pub(crate) fn keep(
     state: &dyn Session,
     schema: &SchemaRef,
     filters: &[Expr],
-    stats: Vec<SegmentStats>,
+    stats: Vec<Arc<SegmentStats>>,
 ) -> Option<BTreeSet<(u32, u64)>> {
     if stats.is_empty() {
         return None;
@@ -51,7 +51,7 @@ pub(crate) fn keep(
     )
 }
 
-struct Segments(Vec<SegmentStats>);
+struct Segments(Vec<Arc<SegmentStats>>);
 
 impl Segments {
     fn bound(&self, column: &Column, max: bool) -> Option<ArrayRef> {

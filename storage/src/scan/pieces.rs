@@ -226,6 +226,18 @@ pub(super) fn scan_shard(
             }
         }
     }
+    let slot_of = |name: &str| {
+        slots
+            .iter()
+            .position(|s| matches!(s, Slot::Field(n, _) if **n == *name))
+    };
+    let range_slots: Vec<Option<usize>> = req
+        .field_ranges
+        .iter()
+        .map(|r| slot_of(&r.column))
+        .collect();
+    let set_slots: Vec<Option<usize>> =
+        req.string_sets.iter().map(|s| slot_of(&s.column)).collect();
     let ctx = Ctx {
         version,
         head,
@@ -233,6 +245,8 @@ pub(super) fn scan_shard(
         head_cols: &head_cols,
         slots,
         req,
+        range_slots: &range_slots,
+        set_slots: &set_slots,
     };
     for (key, pieces) in series {
         if pieces.is_empty() {
@@ -254,6 +268,9 @@ struct Ctx<'a> {
     head_cols: &'a [Option<u32>],
     slots: &'a [Slot],
     req: &'a ScanRequest,
+    /// The output slot of each field range's and string set's column (`None`: unprojected).
+    range_slots: &'a [Option<usize>],
+    set_slots: &'a [Option<usize>],
 }
 
 impl<'a> Ctx<'a> {
@@ -421,21 +438,23 @@ impl<'a> Ctx<'a> {
 
     /// False when statistics or dictionaries prove no row of `p` matches the request's hints.
     fn may_match(&self, p: Piece) -> bool {
-        let ranges = self.req.field_ranges.iter().all(|want| {
-            // hints on unprojected fields cannot be checked: keep the piece
-            let Some(slot) = self.slot_of(&want.column) else {
-                return true;
-            };
-            match self.held(p, slot) {
-                Held::Encoded { min, max, .. } => may_match(min, max, want),
+        // hints on unprojected fields cannot be checked: keep the piece
+        let ranges = self
+            .req
+            .field_ranges
+            .iter()
+            .zip(self.range_slots)
+            .all(|(want, slot)| match slot.map(|s| self.held(p, s)) {
+                Some(Held::Encoded { min, max, .. }) => may_match(min, max, want),
                 _ => true,
-            }
-        });
+            });
         ranges
-            && self.req.string_sets.iter().all(|set| {
-                self.slot_of(&set.column)
-                    .is_none_or(|slot| self.held(p, slot).may_hold(set))
-            })
+            && self
+                .req
+                .string_sets
+                .iter()
+                .zip(self.set_slots)
+                .all(|(set, slot)| slot.is_none_or(|s| self.held(p, s).may_hold(set)))
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.

@@ -90,13 +90,20 @@ impl Held<'_> {
                 }
             }
             Held::Raw(c) => match &c.values {
-                Values::Str(v) => (0..v.len()).any(|i| {
-                    if c.is_valid(i) {
-                        v.get(i).is_some_and(|s| wanted(s))
-                    } else {
-                        set.null
+                Values::Str(v) => {
+                    // which dictionary entries are wanted, then one integer test per row
+                    let hit: Vec<bool> = v.dict().iter().map(|s| wanted(s)).collect();
+                    if !set.null && !hit.contains(&true) {
+                        return false;
                     }
-                }),
+                    v.keys().iter().enumerate().any(|(i, &k)| {
+                        if c.is_valid(i) {
+                            hit.get(k as usize).copied().unwrap_or(false)
+                        } else {
+                            set.null
+                        }
+                    })
+                }
                 _ => true,
             },
         }
