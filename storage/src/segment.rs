@@ -122,6 +122,19 @@ pub struct Segment {
     map: ReadOnlyMap,
     /// Its statistics for pruning, summarised once (a segment never changes).
     stats: std::sync::OnceLock<Arc<crate::scan::SegmentStats>>,
+    /// Per block, per entry of its `columns`: the [`string_signature`] of a string column's
+    /// distinct values (0 for other columns, `u64::MAX` for one that cannot be read), built on
+    /// first use.
+    signatures: std::sync::OnceLock<Vec<Vec<u64>>>,
+}
+
+/// The bit a string sets in a [`Segment::signature`]: a 64-bit one-hash Bloom filter, so a
+/// block whose signature lacks every wanted value's bit holds none of them.
+pub(crate) fn string_bit(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    1u64 << (h.finish() % 64)
 }
 
 /// Public facts about a segment (for `system.segments`).
@@ -171,7 +184,39 @@ impl Segment {
             meta,
             map,
             stats: std::sync::OnceLock::new(),
+            signatures: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The signature of entry `column` of block `block` (see `signatures`); `None` out of
+    /// range.
+    pub(crate) fn signature(&self, block: usize, column: usize) -> Option<u64> {
+        let all = self.signatures.get_or_init(|| {
+            self.meta
+                .blocks
+                .iter()
+                .map(|b| {
+                    b.columns
+                        .iter()
+                        .map(|c| {
+                            if c.ty != FieldType::String {
+                                return 0;
+                            }
+                            let mut sig = 0u64;
+                            let read = self.bytes(c.data).ok().and_then(|d| {
+                                crate::codec::visit_distinct_strings(d, |v| {
+                                    sig |= string_bit(v);
+                                    true
+                                })
+                                .ok()
+                            });
+                            if read.is_some() { sig } else { u64::MAX }
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        all.get(block)?.get(column).copied()
     }
 
     /// The segment's statistics (see [`crate::scan::SegmentStats`]), computed on first use.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::output::Output;
 use super::probe::{Constant, Held};
-use super::{ScanRequest, Slot};
+use super::{ScanRequest, Slot, StringSet};
 use crate::block::{self, StatValue};
 use crate::chunk::Chunk;
 use crate::error::ScanError;
@@ -238,6 +238,15 @@ pub(super) fn scan_shard(
         .collect();
     let set_slots: Vec<Option<usize>> =
         req.string_sets.iter().map(|s| slot_of(&s.column)).collect();
+    let set_bits: Vec<u64> = req
+        .string_sets
+        .iter()
+        .map(|s| {
+            s.values
+                .iter()
+                .fold(0, |b, v| b | crate::segment::string_bit(v))
+        })
+        .collect();
     let ctx = Ctx {
         version,
         head,
@@ -247,6 +256,7 @@ pub(super) fn scan_shard(
         req,
         range_slots: &range_slots,
         set_slots: &set_slots,
+        set_bits: &set_bits,
     };
     for (key, pieces) in series {
         if pieces.is_empty() {
@@ -271,6 +281,8 @@ struct Ctx<'a> {
     /// The output slot of each field range's and string set's column (`None`: unprojected).
     range_slots: &'a [Option<usize>],
     set_slots: &'a [Option<usize>],
+    /// Per string set, the signature bits of its values.
+    set_bits: &'a [u64],
 }
 
 impl<'a> Ctx<'a> {
@@ -454,7 +466,43 @@ impl<'a> Ctx<'a> {
                 .string_sets
                 .iter()
                 .zip(self.set_slots)
-                .all(|(set, slot)| slot.is_none_or(|s| self.held(p, s).may_hold(set)))
+                .zip(self.set_bits)
+                .all(|((set, slot), bits)| {
+                    slot.is_none_or(|s| {
+                        !self.signature_excludes(p, s, set, *bits) && self.held(p, s).may_hold(set)
+                    })
+                })
+    }
+
+    /// True when a sealed block's string signature shows that its column `slot` holds none of
+    /// `set`'s values (whose bits are `bits`) and no null it asks for: no bytes are read.
+    fn signature_excludes(&self, p: Piece, slot: usize, set: &StringSet, bits: u64) -> bool {
+        let Src::Seg(si, bi) = p.src else {
+            return false;
+        };
+        let col = self
+            .seg_cols
+            .get(si)
+            .and_then(|c| c.get(slot))
+            .copied()
+            .flatten();
+        let (Some(seg), Some(col)) = (self.version.segments.get(si), col) else {
+            return false;
+        };
+        let Some(b) = seg.meta.blocks.get(bi) else {
+            return false;
+        };
+        let Some(pos) = b.columns.iter().position(|c| c.column == col) else {
+            return false;
+        };
+        let c = &b.columns[pos];
+        if set.null && c.nulls > 0 {
+            return false;
+        }
+        if c.nulls >= b.rows {
+            return true;
+        }
+        seg.signature(bi, pos).is_some_and(|sig| sig & bits == 0)
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.
