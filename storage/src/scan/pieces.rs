@@ -390,17 +390,21 @@ impl<'a> Ctx<'a> {
         self.head.and_then(|h| h.series.get(vi)).map(|s| &**s)
     }
 
+    /// Segment `si`'s column id for output slot `slot` (`None`: the segment lacks it).
+    fn seg_col(&self, si: usize, slot: usize) -> Option<u32> {
+        self.seg_cols
+            .get(si)
+            .and_then(|c| c.get(slot))
+            .copied()
+            .flatten()
+    }
+
     /// A piece's column in output slot `slot`, read without decoding the block.
     fn held(&self, p: Piece, slot: usize) -> Held<'a> {
         let absent = Held::Absent;
         match p.src {
             Src::Seg(si, bi) => {
-                let col = self
-                    .seg_cols
-                    .get(si)
-                    .and_then(|c| c.get(slot))
-                    .copied()
-                    .flatten();
+                let col = self.seg_col(si, slot);
                 let Some(seg) = self.version.segments.get(si) else {
                     return absent;
                 };
@@ -480,13 +484,7 @@ impl<'a> Ctx<'a> {
         let Src::Seg(si, bi) = p.src else {
             return false;
         };
-        let col = self
-            .seg_cols
-            .get(si)
-            .and_then(|c| c.get(slot))
-            .copied()
-            .flatten();
-        let (Some(seg), Some(col)) = (self.version.segments.get(si), col) else {
+        let (Some(seg), Some(col)) = (self.version.segments.get(si), self.seg_col(si, slot)) else {
             return false;
         };
         let Some(b) = seg.meta.blocks.get(bi) else {
