@@ -31,6 +31,9 @@ pub(crate) struct EncodedColumn {
     pub(crate) data: Vec<u8>,
     pub(crate) min: Option<StatValue>,
     pub(crate) max: Option<StatValue>,
+    /// For a string column, the `segment::string_bit`s of its dictionary (a superset of the
+    /// values present); 0 for other columns.
+    pub(crate) signature: u64,
 }
 
 /// An encoded block, owned (head blocks).
@@ -140,6 +143,7 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
         codec::encode_bools(v, &mut validity);
     }
     let mut data = Vec::new();
+    let mut signature = 0;
     let (min, max) = match &c.values {
         Values::F64(v) => {
             let vals = present(c, v, |x| *x);
@@ -169,6 +173,10 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
                 .map(|i| v.get(i).map_or("", |s| &**s))
                 .collect();
             codec::encode_strings(&vals, &mut data);
+            signature = v
+                .dict()
+                .iter()
+                .fold(0, |sig, s| sig | crate::segment::string_bit(s));
             (None, None)
         }
     };
@@ -180,6 +188,7 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
         data,
         min,
         max,
+        signature,
     }
 }
 

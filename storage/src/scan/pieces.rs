@@ -478,29 +478,34 @@ impl<'a> Ctx<'a> {
                 })
     }
 
-    /// True when a sealed block's string signature shows that its column `slot` holds none of
-    /// `set`'s values (whose bits are `bits`) and no null it asks for: no bytes are read.
+    /// True when a block's string signature shows that its column `slot` holds none of `set`'s
+    /// values (whose bits are `bits`) and no null it asks for: no bytes are read.
     fn signature_excludes(&self, p: Piece, slot: usize, set: &StringSet, bits: u64) -> bool {
-        let Src::Seg(si, bi) = p.src else {
+        // (nulls, rows, signature) of the piece's column
+        let held = match p.src {
+            Src::Seg(si, bi) => (|| {
+                let seg = self.version.segments.get(si)?;
+                let col = self.seg_col(si, slot)?;
+                let b = seg.meta.blocks.get(bi)?;
+                let pos = b.columns.iter().position(|c| c.column == col)?;
+                let c = &b.columns[pos];
+                Some((c.nulls, b.rows, seg.signature(bi, pos)?))
+            })(),
+            Src::HeadBlock(vi, bi) => (|| {
+                let col = self.head_cols.get(slot).copied().flatten()?;
+                let b = self.head_series(vi)?.blocks.get(bi)?;
+                let c = b.columns.iter().find(|c| c.key == col)?;
+                Some((c.nulls, b.rows, c.signature))
+            })(),
+            Src::Raw(..) => None,
+        };
+        let Some((nulls, rows, sig)) = held else {
             return false;
         };
-        let (Some(seg), Some(col)) = (self.version.segments.get(si), self.seg_col(si, slot)) else {
-            return false;
-        };
-        let Some(b) = seg.meta.blocks.get(bi) else {
-            return false;
-        };
-        let Some(pos) = b.columns.iter().position(|c| c.column == col) else {
-            return false;
-        };
-        let c = &b.columns[pos];
-        if set.null && c.nulls > 0 {
+        if set.null && nulls > 0 {
             return false;
         }
-        if c.nulls >= b.rows {
-            return true;
-        }
-        seg.signature(bi, pos).is_some_and(|sig| sig & bits == 0)
+        nulls >= rows || sig & bits == 0
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.
