@@ -31,9 +31,23 @@ pub(crate) struct EncodedColumn {
     pub(crate) data: Vec<u8>,
     pub(crate) min: Option<StatValue>,
     pub(crate) max: Option<StatValue>,
-    /// For a string column, the `segment::string_bit`s of its dictionary (a superset of the
-    /// values present); 0 for other columns.
+    /// For a string column, the [`string_bit`]s of its dictionary (a superset of the values
+    /// present); 0 for other columns.
     pub(crate) signature: u64,
+}
+
+/// The bit a string sets in a block's string signature: a 64-bit one-hash Bloom filter, so a
+/// block whose signature lacks every wanted value's bit holds none of them.
+pub(crate) fn string_bit(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    1u64 << (h.finish() % 64)
+}
+
+/// The signature of a set of strings: the union of their [`string_bit`]s.
+pub(crate) fn string_signature<'s>(values: impl IntoIterator<Item = &'s str>) -> u64 {
+    values.into_iter().fold(0, |sig, s| sig | string_bit(s))
 }
 
 /// An encoded block, owned (head blocks).
@@ -173,10 +187,7 @@ fn encode_column(key: u32, c: &Column) -> EncodedColumn {
                 .map(|i| v.get(i).map_or("", |s| &**s))
                 .collect();
             codec::encode_strings(&vals, &mut data);
-            signature = v
-                .dict()
-                .iter()
-                .fold(0, |sig, s| sig | crate::segment::string_bit(s));
+            signature = string_signature(v.dict().iter().map(|s| &**s));
             (None, None)
         }
     };

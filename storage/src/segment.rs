@@ -122,19 +122,10 @@ pub struct Segment {
     map: ReadOnlyMap,
     /// Its statistics for pruning, summarised once (a segment never changes).
     stats: std::sync::OnceLock<Arc<crate::scan::SegmentStats>>,
-    /// Per block, per entry of its `columns`: the [`string_signature`] of a string column's
-    /// distinct values (0 for other columns, `u64::MAX` for one that cannot be read), built on
-    /// first use.
+    /// Per block, per entry of its `columns`: the signature ([`crate::block::string_bit`]s) of a
+    /// string column's distinct values (0 for other columns, `u64::MAX` for one that cannot be
+    /// read), built on first use.
     signatures: std::sync::OnceLock<Vec<Vec<u64>>>,
-}
-
-/// The bit a string sets in a [`Segment::signature`]: a 64-bit one-hash Bloom filter, so a
-/// block whose signature lacks every wanted value's bit holds none of them.
-pub(crate) fn string_bit(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    s.hash(&mut h);
-    1u64 << (h.finish() % 64)
 }
 
 /// Public facts about a segment (for `system.segments`).
@@ -205,7 +196,7 @@ impl Segment {
                             let mut sig = 0u64;
                             let read = self.bytes(c.data).ok().and_then(|d| {
                                 crate::codec::visit_distinct_strings(d, |v| {
-                                    sig |= string_bit(v);
+                                    sig |= crate::block::string_bit(v);
                                     true
                                 })
                                 .ok()

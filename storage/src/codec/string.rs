@@ -73,25 +73,41 @@ pub struct Dictionary {
     pub keys: Vec<u32>,
 }
 
+/// Reads the dictionary of a non-empty body of `n` values at `cur`, calling `f` with each
+/// entry in order until it returns false (then `cur` stops inside the dictionary); the number
+/// of entries.
+fn read_dictionary<'b>(
+    cur: &mut Cursor<'b>,
+    n: usize,
+    mut f: impl FnMut(&'b str) -> bool,
+) -> Result<usize, CodecError> {
+    let dict_len = cur.varint("dictionary length")?;
+    let dict_len = usize::try_from(dict_len)
+        .ok()
+        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining() && d <= u32::MAX as usize)
+        .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
+    for _ in 0..dict_len {
+        let len = cur.varint("string length")?;
+        let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
+        let bytes = cur.take(len, "string")?;
+        let s = std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?;
+        if !f(s) {
+            break;
+        }
+    }
+    Ok(dict_len)
+}
+
 fn decode_body(body: &[u8], out: &mut Dictionary) -> Result<(), CodecError> {
     let mut cur = Cursor::new(body);
     let n = cur.count()?;
     if n == 0 {
         return cur.finish();
     }
-    let dict_len = cur.varint("dictionary length")?;
-    let dict_len = usize::try_from(dict_len)
-        .ok()
-        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining() && d <= u32::MAX as usize)
-        .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
-    out.values.reserve(dict_len);
-    for _ in 0..dict_len {
-        let len = cur.varint("string length")?;
-        let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
-        let bytes = cur.take(len, "string")?;
-        let s = std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?;
+    let dict_len = read_dictionary(&mut cur, n, |s| {
         out.values.push(s.to_owned());
-    }
+        true
+    })?;
     let width = cur.width()?;
     let packed = cur.take(packed_len(n, width), "dictionary indices")?;
     cur.finish()?;
@@ -156,21 +172,7 @@ pub fn visit_distinct(bytes: &[u8], mut f: impl FnMut(&str) -> bool) -> Result<u
     if n == 0 {
         return Ok(0);
     }
-    let dict_len = cur.varint("dictionary length")?;
-    let dict_len = usize::try_from(dict_len)
-        .ok()
-        .filter(|&d| d >= 1 && d <= n && d <= cur.remaining())
-        .ok_or(CodecError::Corrupt("dictionary length out of range"))?;
-    for _ in 0..dict_len {
-        let len = cur.varint("string length")?;
-        let len = usize::try_from(len).map_err(|_| CodecError::Truncated { what: "string" })?;
-        let bytes = cur.take(len, "string")?;
-        let s = std::str::from_utf8(bytes).map_err(|_| CodecError::InvalidUtf8)?;
-        if !f(s) {
-            break;
-        }
-    }
-    Ok(dict_len)
+    read_dictionary(&mut cur, n, &mut f)
 }
 
 /// Decodes what [`encode`] wrote, appending the strings to `out`.

@@ -241,11 +241,7 @@ pub(super) fn scan_shard(
     let set_bits: Vec<u64> = req
         .string_sets
         .iter()
-        .map(|s| {
-            s.values
-                .iter()
-                .fold(0, |b, v| b | crate::segment::string_bit(v))
-        })
+        .map(|s| block::string_signature(s.values.iter().map(String::as_str)))
         .collect();
     let ctx = Ctx {
         version,
