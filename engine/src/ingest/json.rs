@@ -302,10 +302,9 @@ pub fn decode_tagged(
         return sc.err("data after the JSON document");
     }
     if !tag_keys.is_empty() {
-        let is_tag = |k: &str| tag_keys.iter().any(|t| **t == *k);
         if let Some(r) = rows
             .iter()
-            .find(|r| r.fields.iter().all(|(k, _)| is_tag(k)))
+            .find(|r| r.fields.iter().all(|(k, _)| is_tag(tag_keys, k)))
         {
             return Err(JsonError {
                 offset: r.at,
@@ -342,7 +341,7 @@ fn tagged(
     for r in &rows {
         tags.clear();
         for (k, v) in &r.fields {
-            if !tag_keys.iter().any(|t| **t == **k) {
+            if !is_tag(tag_keys, k) {
                 continue;
             }
             let text = match v {
@@ -359,7 +358,7 @@ fn tagged(
         let series = batch.series(table, &pairs);
         let mut w = batch.row(series, r.time);
         for (k, v) in &r.fields {
-            if tag_keys.iter().any(|t| **t == **k) {
+            if is_tag(tag_keys, k) {
                 continue;
             }
             match v {
@@ -371,6 +370,10 @@ fn tagged(
         }
     }
     n
+}
+
+fn is_tag(tag_keys: &[Box<str>], key: &str) -> bool {
+    tag_keys.iter().any(|t| **t == *key)
 }
 
 /// A number as tag text: integers without a fraction, others as Rust's shortest round trip.
