@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Cell, config, rows};
+use common::{Cell, config, rows, write};
 use mast_storage::{Durability, ScanRequest, Store, WriteBatch};
 use proptest::prelude::*;
 
@@ -54,14 +54,7 @@ fn load(
             let s = b.series("m", &[("device_id", &format!("d{dev}"))]);
             b.row(s, *t * 1_000).i64("v", *v);
         }
-        store
-            .submit(b, Durability::Buffered)
-            .unwrap()
-            .wait()
-            .unwrap();
-        if chunk.last().is_some_and(|w| w.3) {
-            store.seal().unwrap();
-        }
+        write(store, b, chunk.last().is_some_and(|w| w.3));
     }
     let (a, b) = (
         range.0.min(range.1) * 1_000,

@@ -10,8 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use arrow::datatypes::DataType;
-use common::{Cell, config, rows};
-use mast_storage::{Durability, ScanRequest, Store, StringSet, WriteBatch};
+use common::{Cell, config, rows, write};
+use mast_storage::{ScanRequest, Store, StringSet, WriteBatch};
 use proptest::prelude::*;
 
 const STATES: [&str; 3] = ["idle", "moving", "fault"];
@@ -42,14 +42,7 @@ fn load(store: &Store, writes: &[(u8, i64, Option<usize>, bool)], fixed: u8) -> 
                 r.str("state", st);
             }
         }
-        store
-            .submit(b, Durability::Buffered)
-            .unwrap()
-            .wait()
-            .unwrap();
-        if chunk.last().is_some_and(|w| w.3) {
-            store.seal().unwrap();
-        }
+        write(store, b, chunk.last().is_some_and(|w| w.3));
     }
     model
 }

@@ -7,13 +7,25 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
-use mast_storage::{ScanRequest, Store, StoreConfig};
+use mast_storage::{Durability, ScanRequest, Store, StoreConfig, WriteBatch};
 
 /// A small-footprint config: 2 shards, no background fsync timer surprises.
 pub fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.shards = 2;
     c
+}
+
+/// Submits `batch` buffered, waits for it, and seals the store after it when `seal`.
+pub fn write(store: &Store, batch: WriteBatch, seal: bool) {
+    store
+        .submit(batch, Durability::Buffered)
+        .unwrap()
+        .wait()
+        .unwrap();
+    if seal {
+        store.seal().unwrap();
+    }
 }
 
 /// One cell of a scanned row, typed loosely for comparisons.
