@@ -11,6 +11,8 @@
 //!   query costs one block per series, not the history (see [`latest`]).
 //! - [`GroupStringsRule`]: grouping by tags and string fields on string views, DataFusion's
 //!   column-wise group values, not its row-format fallback for dictionaries.
+//! - [`RunAggregateRule`]: partial aggregation that hashes one row per run of equal group keys
+//!   (a series' tags, a time bucket), not every row (see [`runs`]).
 //! - `date_trunc` on UTC timestamps by arithmetic, not per-value zone conversion (see
 //!   `date_trunc.rs`).
 //! - Gap filling: see [`gapfill`].
@@ -19,11 +21,13 @@ mod date_trunc;
 pub mod gapfill;
 mod group_strings;
 mod latest;
+mod runs;
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, plan_err};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, internal_err, plan_err};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
 use datafusion::logical_expr::function::{AccumulatorArgs, AggregateFunctionSimplification};
@@ -31,9 +35,12 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Signature, Volatility,
     expr::AggregateFunction,
 };
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 
 pub use group_strings::GroupStringsRule;
 pub use latest::LatestRowRule;
+pub use runs::RunAggregateRule;
 
 /// Adds Mast's functions and rules to a session being built.
 pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
@@ -41,6 +48,7 @@ pub fn install(builder: SessionStateBuilder) -> SessionStateBuilder {
         .with_optimizer_rule(Arc::new(LatestRowRule))
         // after LatestRowRule, which reads the group keys as plain columns
         .with_optimizer_rule(Arc::new(GroupStringsRule))
+        .with_physical_optimizer_rule(Arc::new(RunAggregateRule))
         .with_analyzer_rule(Arc::new(gapfill::GapFillRule))
         .with_query_planner(Arc::new(gapfill::MastQueryPlanner))
 }
@@ -59,6 +67,31 @@ pub fn register(state: &mut datafusion::execution::SessionState) -> Result<()> {
     state.register_udaf(Arc::new(AggregateUDF::from(FirstLast::last())))?;
     gapfill::register(state)?;
     Ok(())
+}
+
+/// Calls `f` on each of `exprs` until it asks to stop: `ExecutionPlan::apply_expressions` for
+/// Mast's operators.
+pub(crate) fn visit_exprs<'a>(
+    exprs: impl IntoIterator<Item = &'a Arc<dyn PhysicalExpr>>,
+    f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+) -> Result<TreeNodeRecursion> {
+    for e in exprs {
+        if f(e)? == TreeNodeRecursion::Stop {
+            return Ok(TreeNodeRecursion::Stop);
+        }
+    }
+    Ok(TreeNodeRecursion::Continue)
+}
+
+/// The one child of a one-input operator being rebuilt (`ExecutionPlan::with_new_children`).
+pub(crate) fn only_child(
+    children: Vec<Arc<dyn ExecutionPlan>>,
+    operator: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match <[_; 1]>::try_from(children) {
+        Ok([child]) => Ok(child),
+        Err(_) => internal_err!("{operator} has one child"),
+    }
 }
 
 /// `first(value, time)` or `last(value, time)`.

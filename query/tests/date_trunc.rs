@@ -5,13 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
+use common::batches;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 use mast_query::{QueryEngine, QueryLimits};
 use mast_storage::{Durability, Store, StoreConfig, WriteBatch};
 
@@ -27,18 +29,6 @@ const GRANULARITIES: [&str; 10] = [
     "quarter",
     "year",
 ];
-
-async fn batches(engine: &QueryEngine, sql: &str) -> Vec<RecordBatch> {
-    let mut s = engine
-        .run(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    while let Some(b) = s.next().await {
-        out.push(b.unwrap());
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn utc_truncation_equals_datafusions_zone_aware_one() {

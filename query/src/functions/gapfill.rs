@@ -663,12 +663,7 @@ impl ExecutionPlan for GapFillExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for e in &self.exprs {
-            if f(e)? == TreeNodeRecursion::Stop {
-                return Ok(TreeNodeRecursion::Stop);
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
+        super::visit_exprs(&self.exprs, f)
     }
 
     #[allow(deprecated)]
@@ -676,10 +671,9 @@ impl ExecutionPlan for GapFillExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match children.into_iter().next() {
-            Some(input) => Ok(Arc::new(self.with_input(input))),
-            None => internal_err!("GapFillExec has one child"),
-        }
+        Ok(Arc::new(
+            self.with_input(super::only_child(children, "GapFillExec")?),
+        ))
     }
 
     fn execute(
