@@ -45,6 +45,82 @@ pub(crate) fn string_bit(s: &str) -> u64 {
     1u64 << (h.finish() % 64)
 }
 
+/// What a string column holds over many pieces (a series' blocks and chunks), folded from their
+/// signatures: enough to tell that none of its rows can equal a wanted value, before building
+/// the series' key or looking at a piece.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StringSummary {
+    pub(crate) rows: u64,
+    pub(crate) nulls: u64,
+    pub(crate) signature: u64,
+}
+
+impl StringSummary {
+    /// Adds a piece of `rows` rows, `nulls` of them null, whose values have `signature`.
+    pub(crate) fn add(&mut self, rows: u64, nulls: u64, signature: u64) {
+        self.rows += rows;
+        self.nulls += nulls;
+        self.signature |= signature;
+    }
+
+    /// True when no row can hold a value whose bits are `bits`, nor a null if `null` is asked.
+    pub(crate) fn excludes(&self, bits: u64, null: bool) -> bool {
+        if null && self.nulls > 0 {
+            return false;
+        }
+        self.nulls >= self.rows || self.signature & bits == 0
+    }
+}
+
+/// Per string column (by key), the [`StringSummary`] of pieces added one by one; a column a
+/// piece lacks counts as null over that piece's rows.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StringSummaries {
+    rows: u64,
+    columns: Vec<(u32, StringSummary)>,
+}
+
+impl StringSummaries {
+    /// Adds a piece of `rows` rows holding string `columns` as (key, nulls, signature).
+    pub(crate) fn add(&mut self, rows: u64, columns: impl IntoIterator<Item = (u32, u64, u64)>) {
+        let before = self.rows;
+        self.rows += rows;
+        let mut seen = vec![false; self.columns.len()];
+        for (key, nulls, sig) in columns {
+            match self.columns.iter().position(|(k, _)| *k == key) {
+                Some(i) => {
+                    self.columns[i].1.add(rows, nulls, sig);
+                    if let Some(s) = seen.get_mut(i) {
+                        *s = true;
+                    }
+                }
+                None => {
+                    // absent from the pieces before: null there
+                    let mut s = StringSummary::default();
+                    s.add(before, before, 0);
+                    s.add(rows, nulls, sig);
+                    self.columns.push((key, s));
+                }
+            }
+        }
+        for (i, _) in seen.iter().enumerate().filter(|(_, s)| !**s) {
+            self.columns[i].1.add(rows, rows, 0);
+        }
+    }
+
+    /// The summary of column `key` (a column no piece holds is null in every row).
+    pub(crate) fn get(&self, key: u32) -> StringSummary {
+        self.columns.iter().find(|(k, _)| *k == key).map_or(
+            StringSummary {
+                rows: self.rows,
+                nulls: self.rows,
+                signature: 0,
+            },
+            |(_, s)| *s,
+        )
+    }
+}
+
 /// The signature of a set of strings: the union of their [`string_bit`]s.
 pub(crate) fn string_signature<'s>(values: impl IntoIterator<Item = &'s str>) -> u64 {
     values.into_iter().fold(0, |sig, s| sig | string_bit(s))
@@ -309,5 +385,58 @@ mod tests {
             assert_eq!(&d, orig);
         }
         assert!(decode_times(&b.times, 99).is_err());
+    }
+
+    /// A piece for the summary property: per column key 0..3, `None` (the piece lacks the
+    /// column) or its rows' values (`None` = null) from a small alphabet.
+    type Piece = Vec<Option<Vec<Option<u8>>>>;
+
+    fn pieces() -> impl proptest::strategy::Strategy<Value = (usize, Vec<Piece>)> {
+        use proptest::prelude::*;
+        (1usize..6).prop_flat_map(|rows| {
+            let column = proptest::option::of(proptest::collection::vec(
+                proptest::option::of(0u8..6),
+                rows,
+            ));
+            let piece = proptest::collection::vec(column, 3);
+            (Just(rows), proptest::collection::vec(piece, 0..5))
+        })
+    }
+
+    proptest::proptest! {
+        /// A summary that excludes a set (values and/or null) means no row of any piece holds
+        /// one of them: absent columns count as null rows.
+        #[test]
+        fn summaries_exclude_only_what_no_row_holds(
+            (rows, pieces) in pieces(),
+            wanted in proptest::collection::vec(0u8..6, 0..3),
+            null in proptest::prelude::any::<bool>(),
+        ) {
+            let text = |v: u8| format!("v{v}");
+            let mut all = StringSummaries::default();
+            for p in &pieces {
+                all.add(rows as u64, p.iter().enumerate().filter_map(|(key, c)| {
+                    let c = c.as_ref()?;
+                    let nulls = c.iter().filter(|v| v.is_none()).count() as u64;
+                    let sig = string_signature(c.iter().flatten().map(|v| text(*v)).collect::<Vec<_>>().iter().map(String::as_str));
+                    Some((key as u32, nulls, sig))
+                }));
+            }
+            let bits = string_signature(wanted.iter().map(|v| text(*v)).collect::<Vec<_>>().iter().map(String::as_str));
+            for key in 0..4u32 {
+                let held = pieces.iter().any(|p| match p.get(key as usize).and_then(|c| c.as_ref()) {
+                    None => null,
+                    Some(c) => c.iter().any(|v| match v {
+                        None => null,
+                        Some(v) => wanted.contains(v),
+                    }),
+                });
+                let s = all.get(key);
+                proptest::prop_assert_eq!(s.rows, (rows * pieces.len()) as u64);
+                if s.excludes(bits, null) {
+                    proptest::prop_assert!(!held, "key {key}: {s:?} excludes {wanted:?} null={null}");
+                }
+            }
+        }
     }
 }

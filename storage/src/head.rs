@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::block::Block;
+use crate::block::{Block, StringSummaries, string_signature};
 use crate::chunk::Chunk;
 use crate::schema::{ColumnId, FieldType, TableId};
 
@@ -22,6 +22,36 @@ pub(crate) struct SeriesView {
     pub(crate) tags: SeriesTags,
     pub(crate) blocks: Vec<Arc<Block>>,
     pub(crate) frozen: Vec<Arc<Chunk>>,
+    /// What its string columns hold over all of it, built on first use (a view never changes).
+    strings: std::sync::OnceLock<StringSummaries>,
+}
+
+impl SeriesView {
+    /// Per string column (by column id), what the series' head rows hold.
+    pub(crate) fn strings(&self) -> &StringSummaries {
+        self.strings.get_or_init(|| {
+            let mut all = StringSummaries::default();
+            for b in &self.blocks {
+                let strings = b.columns.iter().filter(|c| c.ty == FieldType::String);
+                all.add(
+                    u64::from(b.rows),
+                    strings.map(|c| (c.key, u64::from(c.nulls), c.signature)),
+                );
+            }
+            for c in &self.frozen {
+                let strings = c.columns.iter().filter_map(|(key, col)| match &col.values {
+                    crate::chunk::Values::Str(v) => Some((
+                        *key,
+                        col.null_count() as u64,
+                        string_signature(v.dict().iter().map(|s| &**s)),
+                    )),
+                    _ => None,
+                });
+                all.add(c.len() as u64, strings);
+            }
+            all
+        })
+    }
 }
 
 /// An immutable view of one table's head data.
@@ -101,6 +131,7 @@ impl SeriesHead {
             tags: Arc::clone(&self.tags),
             blocks: self.blocks.clone(),
             frozen: self.frozen.clone(),
+            strings: std::sync::OnceLock::new(),
         });
         self.view = Some(Arc::clone(&v));
         v

@@ -126,6 +126,8 @@ pub struct Segment {
     /// string column's distinct values (0 for other columns, `u64::MAX` for one that cannot be
     /// read), built on first use.
     signatures: std::sync::OnceLock<Vec<Vec<u64>>>,
+    /// Per series, what its string columns hold over all its blocks (built from `signatures`).
+    series_strings: std::sync::OnceLock<Vec<crate::block::StringSummaries>>,
 }
 
 /// Public facts about a segment (for `system.segments`).
@@ -176,6 +178,7 @@ impl Segment {
             map,
             stats: std::sync::OnceLock::new(),
             signatures: std::sync::OnceLock::new(),
+            series_strings: std::sync::OnceLock::new(),
         })
     }
 
@@ -208,6 +211,31 @@ impl Segment {
                 .collect()
         });
         all.get(block)?.get(column).copied()
+    }
+
+    /// Per string column (by segment column index), what series `series` holds over its
+    /// blocks; `None` out of range.
+    pub(crate) fn series_strings(&self, series: usize) -> Option<&crate::block::StringSummaries> {
+        let all = self.series_strings.get_or_init(|| {
+            let mut all = vec![crate::block::StringSummaries::default(); self.meta.series.len()];
+            for (bi, b) in self.meta.blocks.iter().enumerate() {
+                let Some(s) = all.get_mut(b.series as usize) else {
+                    continue;
+                };
+                let strings = b
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.ty == FieldType::String)
+                    .map(|(pos, c)| {
+                        let sig = self.signature(bi, pos).unwrap_or(u64::MAX);
+                        (c.column, u64::from(c.nulls), sig)
+                    });
+                s.add(u64::from(b.rows), strings);
+            }
+            all
+        });
+        all.get(series)
     }
 
     /// The segment's statistics (see [`crate::scan::SegmentStats`]), computed on first use.

@@ -10,7 +10,7 @@ use super::{ScanRequest, Slot, StringSet};
 use crate::block::{self, StatValue};
 use crate::chunk::Chunk;
 use crate::error::ScanError;
-use crate::schema::{ColumnKind, TableId, TableSchema};
+use crate::schema::{ColumnKind, FieldType, TableId, TableSchema};
 use crate::shard::ShardVersion;
 
 /// How much a scan pruned and decoded.
@@ -100,6 +100,23 @@ pub(super) fn scan_shard(
 ) -> Result<(), ScanError> {
     let segments = &version.segments;
     let mut series: BTreeMap<Key, Vec<Piece>> = BTreeMap::new();
+    let set_bits: Vec<u64> = req
+        .string_sets
+        .iter()
+        .map(|s| block::string_signature(s.values.iter().map(String::as_str)))
+        .collect();
+    // Whether a series' string summary (per set, the set's column in it, if any) shows that
+    // none of its rows matches: then it is skipped before its key is built.
+    let excluded = |strings: &block::StringSummaries, cols: &[Option<u32>]| {
+        req.string_sets
+            .iter()
+            .zip(cols)
+            .zip(&set_bits)
+            .any(|((set, col), bits)| match col {
+                Some(c) => strings.get(*c).excludes(*bits, set.null),
+                None => !set.null,
+            })
+    };
     // per segment: slot -> segment column index
     let mut seg_cols: Vec<Vec<Option<u32>>> = vec![Vec::new(); segments.len()];
     for (si, seg) in segments.iter().enumerate() {
@@ -128,10 +145,32 @@ pub(super) fn scan_shard(
                 _ => None,
             })
             .collect();
+        let set_cols: Vec<Option<u32>> = req
+            .string_sets
+            .iter()
+            .map(|set| {
+                meta.columns
+                    .iter()
+                    .position(|c| {
+                        *c.name == *set.column && c.kind == ColumnKind::Field(FieldType::String)
+                    })
+                    .map(|p| p as u32)
+            })
+            .collect();
+        let mut skipped = vec![false; meta.series.len()];
         let keys: Vec<Option<Key>> = meta
             .series
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
+                if !set_cols.is_empty()
+                    && seg
+                        .series_strings(i)
+                        .is_some_and(|strings| excluded(strings, &set_cols))
+                {
+                    skipped[i] = true;
+                    return None;
+                }
                 let mut key: Key = s
                     .tags
                     .iter()
@@ -151,6 +190,9 @@ pub(super) fn scan_shard(
         let mut local: Vec<Vec<Piece>> = vec![Vec::new(); keys.len()];
         for (bi, b) in meta.blocks.iter().enumerate() {
             let Some(Some(_)) = keys.get(b.series as usize) else {
+                if skipped.get(b.series as usize) == Some(&true) {
+                    m.blocks_pruned += 1;
+                }
                 continue;
             };
             if !overlaps(req, b.min_time, b.max_time) {
@@ -182,8 +224,22 @@ pub(super) fn scan_shard(
             _ => None,
         })
         .collect();
+    let head_set_cols: Vec<Option<u32>> = req
+        .string_sets
+        .iter()
+        .map(|set| {
+            schema
+                .column(&set.column)
+                .filter(|(_, c)| c.kind == ColumnKind::Field(FieldType::String))
+                .map(|(id, _)| id.0)
+        })
+        .collect();
     if let Some(th) = head {
         for (vi, sv) in th.series.iter().enumerate() {
+            if !head_set_cols.is_empty() && excluded(sv.strings(), &head_set_cols) {
+                m.blocks_pruned += (sv.blocks.len() + sv.frozen.len()) as u64;
+                continue;
+            }
             let mut key: Key = sv
                 .tags
                 .iter()
@@ -238,11 +294,6 @@ pub(super) fn scan_shard(
         .collect();
     let set_slots: Vec<Option<usize>> =
         req.string_sets.iter().map(|s| slot_of(&s.column)).collect();
-    let set_bits: Vec<u64> = req
-        .string_sets
-        .iter()
-        .map(|s| block::string_signature(s.values.iter().map(String::as_str)))
-        .collect();
     let ctx = Ctx {
         version,
         head,
