@@ -55,11 +55,17 @@ struct Piece {
     max: i64,
 }
 
-fn matches(req: &ScanRequest, key: &Key) -> bool {
-    req.tags.iter().all(|(name, values)| {
-        key.iter()
-            .find(|(k, _)| **k == **name)
-            .is_some_and(|(_, v)| values.iter().any(|x| **x == **v))
+/// Whether a series passes the request's tag filters: `cols` holds each filter's tag column
+/// (`None`: no such tag, which no series passes), `value_of` the series' value of a column.
+/// Tested before the series' key is built: most series fail it.
+fn tags_pass<'v>(
+    req: &ScanRequest,
+    cols: &[Option<u32>],
+    value_of: impl Fn(u32) -> Option<&'v str>,
+) -> bool {
+    req.tags.iter().zip(cols).all(|((_, values), col)| {
+        col.and_then(&value_of)
+            .is_some_and(|v| values.iter().any(|x| x == v))
     })
 }
 
@@ -157,12 +163,26 @@ pub(super) fn scan_shard(
                     .map(|p| p as u32)
             })
             .collect();
+        let tag_cols: Vec<Option<u32>> = req
+            .tags
+            .iter()
+            .map(|(name, _)| {
+                meta.columns
+                    .iter()
+                    .position(|c| *c.name == **name && c.kind == ColumnKind::Tag)
+                    .map(|p| p as u32)
+            })
+            .collect();
         let mut skipped = vec![false; meta.series.len()];
         let keys: Vec<Option<Key>> = meta
             .series
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                let value_of = |c| s.tags.iter().find(|(k, _)| *k == c).map(|(_, v)| &**v);
+                if !tags_pass(req, &tag_cols, value_of) {
+                    return None;
+                }
                 if !set_cols.is_empty()
                     && seg
                         .series_strings(i)
@@ -182,7 +202,7 @@ pub(super) fn scan_shard(
                     })
                     .collect();
                 key.sort();
-                matches(req, &key).then_some(key)
+                Some(key)
             })
             .collect();
         // Blocks grouped by series within the segment first, so the map across segments is
@@ -234,8 +254,22 @@ pub(super) fn scan_shard(
                 .map(|(id, _)| id.0)
         })
         .collect();
+    let head_tag_cols: Vec<Option<u32>> = req
+        .tags
+        .iter()
+        .map(|(name, _)| {
+            schema
+                .column(name)
+                .filter(|(_, c)| c.kind == ColumnKind::Tag)
+                .map(|(id, _)| id.0)
+        })
+        .collect();
     if let Some(th) = head {
         for (vi, sv) in th.series.iter().enumerate() {
+            let value_of = |c| sv.tags.iter().find(|(k, _)| k.0 == c).map(|(_, v)| &**v);
+            if !tags_pass(req, &head_tag_cols, value_of) {
+                continue;
+            }
             if !head_set_cols.is_empty() && excluded(sv.strings(), &head_set_cols) {
                 m.blocks_pruned += (sv.blocks.len() + sv.frozen.len()) as u64;
                 continue;
@@ -251,9 +285,6 @@ pub(super) fn scan_shard(
                 })
                 .collect();
             key.sort();
-            if !matches(req, &key) {
-                continue;
-            }
             let entry = series.entry(key).or_default();
             for (bi, b) in sv.blocks.iter().enumerate() {
                 if overlaps(req, b.min_time, b.max_time) {
