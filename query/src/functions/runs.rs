@@ -7,9 +7,10 @@
 //! `avg-load` takes over 864 k rows). [`RunAggregateExec`] does the same partial aggregation,
 //! to the same output (group keys and DataFusion's own accumulator states, so the final stage is
 //! unchanged), but finds the runs of equal keys first — on dictionary keys where the column is a
-//! dictionary, not on the strings — and hashes one row per run. Each row still goes through
-//! DataFusion's grouped accumulators, so every aggregate keeps its own semantics (nulls,
-//! `FILTER`, overflow, types).
+//! dictionary, not on the strings — and hashes one row per run. `avg`/`sum` of Float64 and
+//! Int64 and `count` are reduced per run here and merged into DataFusion's accumulator as
+//! partial states ([`Fast`]); every other aggregate gets each row with its group through
+//! DataFusion's `update_batch`, so it keeps its own semantics (nulls, `FILTER`, types).
 //!
 //! Where keys change on every row the runs are single rows and the cost is DataFusion's plus the
 //! comparison of neighbours; the rule therefore takes only keys that are tags or string fields
@@ -95,7 +96,10 @@ impl PhysicalOptimizerRule for RunAggregateRule {
 /// input already partitioned by the keys) split into the run aggregation and DataFusion's final
 /// stage over it, as DataFusion splits it when there are partitions to merge.
 fn rewrite(agg: &AggregateExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if agg.limit_options().is_some() || !agg.dynamic_expressions_produced().is_empty() {
+    if agg.limit_options().is_some()
+        || !agg.dynamic_expressions_produced().is_empty()
+        || !from_scan(agg.input())
+    {
         return Ok(None);
     }
     let last = match agg.mode() {
@@ -160,16 +164,14 @@ pub(crate) struct RunAggregateExec {
 }
 
 impl RunAggregateExec {
-    /// The run aggregation doing `agg`'s work, when `agg` is a partial aggregation it can do.
+    /// The run aggregation doing `agg`'s work, when `agg` is a partial aggregation it can do
+    /// (over a Mast scan, with no limit or dynamic filter: [`rewrite`] checks those).
     fn of(agg: &AggregateExec) -> Option<RunAggregateExec> {
         let group_by = agg.group_expr();
         if *agg.mode() != AggregateMode::Partial
             || !group_by.is_single()
             || group_by.is_empty()
-            || agg.limit_options().is_some()
-            || !agg.dynamic_expressions_produced().is_empty()
             || *agg.input_order_mode() != InputOrderMode::Linear
-            || !from_scan(agg.input())
         {
             return None;
         }
@@ -341,25 +343,22 @@ impl ExecutionPlan for RunAggregateExec {
                         runs.baseline.done();
                         return Ok(None);
                     }
-                    match input.next().await {
+                    let next = input.next().await.transpose()?;
+                    let elapsed = runs.baseline.elapsed_compute().clone();
+                    let timer = elapsed.timer();
+                    match next {
                         Some(batch) => {
-                            let batch = batch?;
-                            let elapsed = runs.baseline.elapsed_compute().clone();
-                            let timer = elapsed.timer();
                             runs.absorb(&batch)?;
                             if runs.groups.len() >= EMIT_AT {
                                 runs.emit()?;
                             }
-                            timer.done();
                         }
                         None => {
                             done = true;
-                            let elapsed = runs.baseline.elapsed_compute().clone();
-                            let timer = elapsed.timer();
                             runs.emit()?;
-                            timer.done();
                         }
                     }
+                    timer.done();
                 }
             },
         );
@@ -600,8 +599,7 @@ impl Fast {
                         nulls.as_ref().map(|n| n.slice(s, e - s)),
                     ));
                 }
-                let seen = NullBuffer::from_iter(counts.iter().map(|&c| c > 0));
-                let seen = (seen.null_count() > 0).then_some(seen);
+                let seen = seen(counts.iter().map(|&c| c > 0));
                 let sums = Float64Array::new(sums.into(), seen.clone());
                 if self == Fast::SumF64 {
                     vec![Arc::new(sums)]
@@ -614,10 +612,10 @@ impl Fast {
             }
             Fast::SumI64 => {
                 let values = array.as_primitive::<Int64Type>().values();
-                let mut seen = Vec::with_capacity(runs.len());
+                let mut valid_runs = Vec::with_capacity(runs.len());
                 let mut sums = Vec::with_capacity(runs.len());
                 for &(s, e) in runs {
-                    seen.push(valid(s, e) > 0);
+                    valid_runs.push(valid(s, e) > 0);
                     let run = values[s..e].iter().enumerate();
                     sums.push(match &nulls {
                         Some(n) => run
@@ -626,12 +624,16 @@ impl Fast {
                         None => run.fold(0i64, |acc, (_, &v)| acc.wrapping_add(v)),
                     });
                 }
-                let seen = NullBuffer::from_iter(seen);
-                let seen = (seen.null_count() > 0).then_some(seen);
-                vec![Arc::new(Int64Array::new(sums.into(), seen))]
+                vec![Arc::new(Int64Array::new(sums.into(), seen(valid_runs)))]
             }
         })
     }
+}
+
+/// The validity of per-run states: null where a run had no value (DataFusion's "not seen").
+fn seen(has_value: impl IntoIterator<Item = bool>) -> Option<NullBuffer> {
+    let seen = NullBuffer::from_iter(has_value);
+    (seen.null_count() > 0).then_some(seen)
 }
 
 /// The sum of the valid values of a run, in eight lanes (a run is hundreds of rows).
