@@ -69,6 +69,25 @@ fn tags_pass<'v>(
     })
 }
 
+/// The kind of a string field column.
+const STRING: ColumnKind = ColumnKind::Field(FieldType::String);
+
+/// Segment `meta`'s column index of the column `name` of kind `kind`.
+fn seg_column(meta: &crate::segment::SegmentMeta, name: &str, kind: ColumnKind) -> Option<u32> {
+    meta.columns
+        .iter()
+        .position(|c| *c.name == *name && c.kind == kind)
+        .map(|p| p as u32)
+}
+
+/// The table's column id of the column `name`, if it is of kind `kind`.
+fn schema_column(schema: &TableSchema, name: &str, kind: ColumnKind) -> Option<u32> {
+    schema
+        .column(name)
+        .filter(|(_, c)| c.kind == kind)
+        .map(|(id, _)| id.0)
+}
+
 fn overlaps(req: &ScanRequest, min: i64, max: i64) -> bool {
     max >= req.time.0 && min < req.time.1
 }
@@ -143,35 +162,19 @@ pub(super) fn scan_shard(
         seg_cols[si] = slots
             .iter()
             .map(|s| match s {
-                Slot::Field(name, ty) => meta
-                    .columns
-                    .iter()
-                    .position(|c| c.name == *name && c.kind == ColumnKind::Field(*ty))
-                    .map(|p| p as u32),
+                Slot::Field(name, ty) => seg_column(meta, name, ColumnKind::Field(*ty)),
                 _ => None,
             })
             .collect();
         let set_cols: Vec<Option<u32>> = req
             .string_sets
             .iter()
-            .map(|set| {
-                meta.columns
-                    .iter()
-                    .position(|c| {
-                        *c.name == *set.column && c.kind == ColumnKind::Field(FieldType::String)
-                    })
-                    .map(|p| p as u32)
-            })
+            .map(|set| seg_column(meta, &set.column, STRING))
             .collect();
         let tag_cols: Vec<Option<u32>> = req
             .tags
             .iter()
-            .map(|(name, _)| {
-                meta.columns
-                    .iter()
-                    .position(|c| *c.name == **name && c.kind == ColumnKind::Tag)
-                    .map(|p| p as u32)
-            })
+            .map(|(name, _)| seg_column(meta, name, ColumnKind::Tag))
             .collect();
         let mut skipped = vec![false; meta.series.len()];
         let keys: Vec<Option<Key>> = meta
@@ -237,32 +240,19 @@ pub(super) fn scan_shard(
     let head_cols: Vec<Option<u32>> = slots
         .iter()
         .map(|s| match s {
-            Slot::Field(name, ty) => schema
-                .column(name)
-                .filter(|(_, c)| c.kind == ColumnKind::Field(*ty))
-                .map(|(id, _)| id.0),
+            Slot::Field(name, ty) => schema_column(schema, name, ColumnKind::Field(*ty)),
             _ => None,
         })
         .collect();
     let head_set_cols: Vec<Option<u32>> = req
         .string_sets
         .iter()
-        .map(|set| {
-            schema
-                .column(&set.column)
-                .filter(|(_, c)| c.kind == ColumnKind::Field(FieldType::String))
-                .map(|(id, _)| id.0)
-        })
+        .map(|set| schema_column(schema, &set.column, STRING))
         .collect();
     let head_tag_cols: Vec<Option<u32>> = req
         .tags
         .iter()
-        .map(|(name, _)| {
-            schema
-                .column(name)
-                .filter(|(_, c)| c.kind == ColumnKind::Tag)
-                .map(|(id, _)| id.0)
-        })
+        .map(|(name, _)| schema_column(schema, name, ColumnKind::Tag))
         .collect();
     if let Some(th) = head {
         for (vi, sv) in th.series.iter().enumerate() {
