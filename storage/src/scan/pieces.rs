@@ -570,10 +570,12 @@ impl<'a> Ctx<'a> {
         let Some((nulls, rows, sig)) = held else {
             return false;
         };
-        if set.null && nulls > 0 {
-            return false;
-        }
-        nulls >= rows || sig & bits == 0
+        let piece = block::StringSummary {
+            rows: u64::from(rows),
+            nulls: u64::from(nulls),
+            signature: sig,
+        };
+        piece.excludes(bits, set.null)
     }
 
     /// Whether every `latest_by` column holds one value over all of a series' pieces.
