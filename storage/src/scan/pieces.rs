@@ -88,6 +88,22 @@ fn schema_column(schema: &TableSchema, name: &str, kind: ColumnKind) -> Option<u
         .map(|(id, _)| id.0)
 }
 
+/// The columns of the request's string sets and of its tag filters, found by `column`.
+fn filter_columns(
+    req: &ScanRequest,
+    column: impl Fn(&str, ColumnKind) -> Option<u32>,
+) -> (Vec<Option<u32>>, Vec<Option<u32>>) {
+    let sets = req
+        .string_sets
+        .iter()
+        .map(|set| column(&set.column, STRING));
+    let tags = req
+        .tags
+        .iter()
+        .map(|(name, _)| column(name, ColumnKind::Tag));
+    (sets.collect(), tags.collect())
+}
+
 fn overlaps(req: &ScanRequest, min: i64, max: i64) -> bool {
     max >= req.time.0 && min < req.time.1
 }
@@ -166,16 +182,7 @@ pub(super) fn scan_shard(
                 _ => None,
             })
             .collect();
-        let set_cols: Vec<Option<u32>> = req
-            .string_sets
-            .iter()
-            .map(|set| seg_column(meta, &set.column, STRING))
-            .collect();
-        let tag_cols: Vec<Option<u32>> = req
-            .tags
-            .iter()
-            .map(|(name, _)| seg_column(meta, name, ColumnKind::Tag))
-            .collect();
+        let (set_cols, tag_cols) = filter_columns(req, |n, k| seg_column(meta, n, k));
         let mut skipped = vec![false; meta.series.len()];
         let keys: Vec<Option<Key>> = meta
             .series
@@ -244,16 +251,7 @@ pub(super) fn scan_shard(
             _ => None,
         })
         .collect();
-    let head_set_cols: Vec<Option<u32>> = req
-        .string_sets
-        .iter()
-        .map(|set| schema_column(schema, &set.column, STRING))
-        .collect();
-    let head_tag_cols: Vec<Option<u32>> = req
-        .tags
-        .iter()
-        .map(|(name, _)| schema_column(schema, name, ColumnKind::Tag))
-        .collect();
+    let (head_set_cols, head_tag_cols) = filter_columns(req, |n, k| schema_column(schema, n, k));
     if let Some(th) = head {
         for (vi, sv) in th.series.iter().enumerate() {
             let value_of = |c| sv.tags.iter().find(|(k, _)| k.0 == c).map(|(_, v)| &**v);
