@@ -12,16 +12,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::batches;
+use common::{SEC, T0, batches, block_on, open_store, reference, write};
 use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use mast_query::{Encoder, Format, QueryEngine, QueryLimits};
-use mast_storage::{Durability, Store, StoreConfig, WriteBatch};
+use mast_storage::{Store, WriteBatch};
 use proptest::prelude::*;
-
-const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
-const SEC: i64 = 1_000_000_000;
 
 /// One row: device, seconds after T0 (per device increasing), the string field `state`, `v`,
 /// `n`, `ok` (each may be missing).
@@ -40,16 +35,9 @@ const STATES: [&str; 3] = ["idle", "moving", "fault"];
 /// head): devices `d0`.., `name` = `truck_N` but `old_N` for device 1's first 40 rows, `fleet`
 /// by device parity, one row per device every 7 s.
 fn store(rows: &[Row], sealed: usize, shards: usize) -> (tempfile::TempDir, Arc<Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = StoreConfig::new(dir.path());
-    cfg.block_rows = 32;
-    cfg.shards = shards;
-    let store = Arc::new(Store::open(cfg).unwrap());
+    let (dir, store) = open_store(32, shards);
     let mut seen = [0i64; 256];
-    let mut write = |rows: &[Row]| {
-        if rows.is_empty() {
-            return;
-        }
+    let mut put = |rows: &[Row]| {
         let mut b = WriteBatch::new();
         for r in rows {
             let d = r.device;
@@ -77,15 +65,11 @@ fn store(rows: &[Row], sealed: usize, shards: usize) -> (tempfile::TempDir, Arc<
                 w.bool("ok", ok);
             }
         }
-        store
-            .submit(b, Durability::Durable)
-            .unwrap()
-            .wait()
-            .unwrap();
+        write(&store, b);
     };
-    write(&rows[..sealed]);
+    put(&rows[..sealed]);
     store.seal().unwrap();
-    write(&rows[sealed..]);
+    put(&rows[sealed..]);
     (dir, store)
 }
 
@@ -147,16 +131,9 @@ const QUERIES: [&str; 8] = [
 async fn check(rows: &[Row], sealed: usize, shards: usize) -> Result<(), TestCaseError> {
     let (_dir, store) = store(rows, sealed, shards);
     let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
-    let all = batches(&engine, "SELECT * FROM t").await;
-    let reference = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-    if let Some(first) = all.first() {
-        let half = all.len() / 2;
-        let parts = vec![all[..half].to_vec(), all[half..].to_vec()];
-        let table = MemTable::try_new(first.schema(), parts).unwrap();
-        reference.register_table("t", Arc::new(table)).unwrap();
-    } else {
+    let Some(reference) = reference(&engine, "t").await else {
         return Ok(()); // nothing written: no table
-    }
+    };
     for sql in QUERIES {
         let got = json(&batches(&engine, sql).await);
         let want = json(&reference.sql(sql).await.unwrap().collect().await.unwrap());
@@ -192,12 +169,7 @@ proptest! {
         shards in 1usize..3,
     ) {
         let sealed = sealed.min(rows.len());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(check(&rows, sealed, shards))?;
+        block_on(check(&rows, sealed, shards))?;
     }
 }
 

@@ -142,6 +142,22 @@ impl Column {
         Column { values, valid }
     }
 
+    /// The slots whose `keep` is set (`keep` as long as the column).
+    pub(crate) fn filter(&self, keep: &[bool]) -> Column {
+        let values = match &self.values {
+            Values::F64(v) => Values::F64(kept(v, keep)),
+            Values::I64(v) => Values::I64(kept(v, keep)),
+            Values::Bool(v) => Values::Bool(kept(v, keep)),
+            Values::Str(v) => Values::Str(v.filter(keep)),
+        };
+        let valid = self
+            .valid
+            .as_ref()
+            .map(|v| kept(v, keep))
+            .filter(|v| v.iter().any(|ok| !ok));
+        Column { values, valid }
+    }
+
     fn push_valid(&mut self) {
         if let Some(v) = &mut self.valid {
             v.push(true);
@@ -205,6 +221,15 @@ impl Column {
                 .push(false);
         }
     }
+}
+
+/// The elements of `v` whose `keep` is set.
+fn kept<T: Copy>(v: &[T], keep: &[bool]) -> Vec<T> {
+    v.iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(x, _)| *x)
+        .collect()
 }
 
 fn set<T>(d: &mut [T], i: usize, v: Option<T>) {
@@ -346,6 +371,21 @@ impl Chunk {
             return self;
         }
         self.rows(lo, hi)
+    }
+
+    /// The rows whose `keep` is set (`keep` as long as the chunk, every column padded).
+    pub(crate) fn filter(self, keep: &[bool]) -> Chunk {
+        if keep.iter().all(|k| *k) {
+            return self;
+        }
+        Chunk {
+            times: kept(&self.times, keep),
+            columns: self
+                .columns
+                .iter()
+                .map(|(k, c)| (*k, c.filter(keep)))
+                .collect(),
+        }
     }
 
     /// A copy of rows `lo..hi` (clamped).

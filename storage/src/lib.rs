@@ -60,7 +60,8 @@ pub use config::{FsyncPolicy, Retention, StoreConfig};
 pub use error::{PointError, ScanError, StoreError, SubmitError, WriteError};
 pub use meta::{MetaStore, MetaTxn};
 pub use scan::{
-    FieldRange, FieldStats, ScanMetrics, ScanRequest, SegmentStats, Snapshot, StringSet,
+    Cmp, FieldRange, FieldStats, Predicate, ScanMetrics, ScanRequest, SegmentStats, Snapshot,
+    StringSet,
 };
 pub use schema::{Catalog, ColumnDef, ColumnKind, FieldType, Limits, TableSchema};
 pub use segment::SegmentInfo;

@@ -3,8 +3,10 @@
 //! A scan prunes segments and blocks by time range, tag filters and (for blocks that overlap no
 //! other block of their series) min/max statistics, decodes only the projected columns, resolves
 //! duplicates last-write-wins and assembles Arrow arrays. Rows come out grouped by series, each
-//! series in time order.
+//! series in time order. Exact field conditions ([`Predicate`], [`StringSet`]) are applied to
+//! rows, their columns decoded first and the rest only for pieces where some row passes.
 
+mod filter;
 mod output;
 mod pieces;
 mod probe;
@@ -22,6 +24,7 @@ use crate::segment::SegmentInfo;
 use crate::shard::ShardVersion;
 use crate::types::ShardId;
 
+pub use filter::{Cmp, Predicate};
 pub use pieces::ScanMetrics;
 pub(crate) use stats::of as stats_of;
 pub use stats::{FieldStats, SegmentStats};
@@ -39,8 +42,9 @@ pub struct FieldRange {
     pub max: Option<StatValue>,
 }
 
-/// Rows of interest have, in string field `column`, one of `values` (or a null, if `null`).
-/// Used to skip blocks whose dictionary holds none of them; rows are not filtered by it.
+/// Rows pass when string field `column` holds one of `values` (or a null, if `null`). Exact:
+/// the scan returns only passing rows, and skips series and blocks whose summaries and
+/// dictionaries hold none of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StringSet {
     /// String field column name.
@@ -64,8 +68,10 @@ pub struct ScanRequest {
     pub tags: Vec<(String, Vec<String>)>,
     /// Pruning hints on fields (not exact, see [`FieldRange`]).
     pub field_ranges: Vec<FieldRange>,
-    /// Pruning hints on string fields (not exact, see [`StringSet`]).
+    /// Conditions on string fields, all of which must hold (exact, see [`StringSet`]).
     pub string_sets: Vec<StringSet>,
+    /// Conditions on other fields, all of which must hold (exact, see [`Predicate`]).
+    pub predicates: Vec<Predicate>,
     /// Stop after this many rows.
     pub limit: Option<usize>,
     /// Only these shards (`None`: all).
@@ -73,7 +79,9 @@ pub struct ScanRequest {
     /// Target rows per returned batch.
     pub batch_rows: usize,
     /// Only these sealed segments, as (shard, segment id); the head is always read. `None`:
-    /// every segment (that the other conditions do not prune).
+    /// every segment (that the other conditions do not prune). A segment whose time range
+    /// overlaps another's or the head's is read all the same: its rows may be rewritten
+    /// field by field elsewhere, and the merged rows need them.
     pub segments: Option<std::collections::BTreeSet<(u32, u64)>>,
     /// Only the latest row (`latest_rows` rows) of each series within the time range: what a
     /// last-value query needs, found by decoding only the newest piece(s) of each series
@@ -98,6 +106,7 @@ impl ScanRequest {
             tags: Vec::new(),
             field_ranges: Vec::new(),
             string_sets: Vec::new(),
+            predicates: Vec::new(),
             limit: None,
             shards: None,
             batch_rows: 8192,
@@ -240,6 +249,29 @@ impl Snapshot {
         let arrow_fields: Vec<_> = names.iter().filter_map(|n| schema.arrow_field(n)).collect();
         let out_schema = Arc::new(Schema::new(arrow_fields));
         let mut out = output::Output::new(Arc::clone(&out_schema), &slots, req, sink);
+        // Columns that only conditions read: decoded, filtered on, not returned.
+        let filtered = req
+            .predicates
+            .iter()
+            .map(|p| &p.column)
+            .chain(req.string_sets.iter().map(|s| &s.column));
+        for name in filtered {
+            if slots
+                .iter()
+                .any(|s| matches!(s, Slot::Field(n, _) if **n == **name))
+            {
+                continue;
+            }
+            match schema.column(name).map(|(_, c)| c.kind) {
+                Some(ColumnKind::Field(t)) => slots.push(Slot::Field(Arc::from(name.as_str()), t)),
+                _ => {
+                    return Err(ScanError::UnknownColumn {
+                        table: req.table.clone(),
+                        column: name.clone(),
+                    });
+                }
+            }
+        }
         let mut metrics = ScanMetrics::default();
         for (id, version) in &self.shards {
             if req.shards.as_ref().is_some_and(|s| !s.contains(id)) {

@@ -29,7 +29,9 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 use mast_storage::schema::{ColumnKind, FieldType, TIME_COLUMN, TableSchema};
-use mast_storage::{FieldRange, ScanRequest, Snapshot, StatValue, Store, StringSet};
+use mast_storage::{
+    Cmp, FieldRange, Predicate, ScanRequest, Snapshot, StatValue, Store, StringSet,
+};
 
 /// One telemetry table (or a telemetry-backed special table such as `iot.device_events`).
 #[derive(Debug)]
@@ -77,15 +79,16 @@ impl MastTable {
         is_tag(&self.table, name)
     }
 
-    /// How a filter on this table is pushed down to storage: time and tag conditions exactly;
-    /// anything else inexactly (it still prunes segments by their statistics, and DataFusion
-    /// applies it to the rows).
+    /// How a filter on this table is pushed down to storage: time and tag conditions, string
+    /// fields against strings (`=`, `IN`, `IS NULL`, `OR` of those) and fields compared with a
+    /// constant of their own type exactly (storage filters the rows); anything else inexactly
+    /// (it still prunes segments and blocks by their statistics, and DataFusion applies it to
+    /// the rows).
     pub fn pushdown(&self, e: &Expr) -> TableProviderFilterPushDown {
         match Pushed::of(&self.table, e) {
-            Some(Pushed::Time(..)) | Some(Pushed::Tag(..)) => TableProviderFilterPushDown::Exact,
-            Some(Pushed::Field(..) | Pushed::Strings(..)) | None => {
-                TableProviderFilterPushDown::Inexact
-            }
+            Some(Pushed::Time(..) | Pushed::Tag(..) | Pushed::Strings(..))
+            | Some(Pushed::Field(_, Some(_))) => TableProviderFilterPushDown::Exact,
+            Some(Pushed::Field(_, None)) | None => TableProviderFilterPushDown::Inexact,
         }
     }
 }
@@ -132,7 +135,10 @@ impl TableProvider for MastTable {
                     req.time = (req.time.0.max(lo), req.time.1.min(hi));
                 }
                 Some(Pushed::Tag(name, values)) => req.tags.push((name, values)),
-                Some(Pushed::Field(range)) => req.field_ranges.push(range),
+                Some(Pushed::Field(range, predicate)) => {
+                    req.field_ranges.extend(range);
+                    req.predicates.extend(predicate);
+                }
                 Some(Pushed::Strings(set)) => req.string_sets.push(set),
                 None => {}
             }
@@ -163,9 +169,10 @@ enum Pushed {
     Time(i64, i64),
     /// The tag is one of these values.
     Tag(String, Vec<String>),
-    /// Statistics hint on a field.
-    Field(FieldRange),
-    /// Dictionary hint on a string field.
+    /// A comparison on a field: the statistics hint it gives, and the exact condition when
+    /// storage can apply it (the column bare, the constant of its type).
+    Field(Option<FieldRange>, Option<Predicate>),
+    /// An exact condition on a string field (pruning by dictionaries, then filtering rows).
     Strings(StringSet),
 }
 
@@ -196,10 +203,16 @@ impl Pushed {
                     (None, Some(c)) => (c, op.swap()?, literal(left)?),
                     _ => return None,
                 };
-                Pushed::compare(table, &col, op, &lit)
+                let bare = if column_name(left).is_some() {
+                    bare_column(left)
+                } else {
+                    bare_column(right)
+                };
+                Pushed::compare(table, &col, bare, op, &lit)
             }
             Expr::InList(list) if !list.negated => {
                 let col = column_name(&list.expr)?;
+                let bare = bare_column(&list.expr);
                 let values = list
                     .list
                     .iter()
@@ -207,14 +220,22 @@ impl Pushed {
                     .collect::<Option<Vec<_>>>()?;
                 match table.column(&col)?.1.kind {
                     ColumnKind::Tag => Some(Pushed::Tag(col, values)),
-                    ColumnKind::Field(FieldType::String) => Some(Pushed::Strings(StringSet {
-                        column: col,
-                        values,
-                        null: false,
-                    })),
+                    ColumnKind::Field(FieldType::String) if bare => {
+                        Some(Pushed::Strings(StringSet {
+                            column: col,
+                            values,
+                            null: false,
+                        }))
+                    }
                     ColumnKind::Field(_) => None,
                 }
             }
+            // `WHERE ok` and `WHERE NOT ok` on a boolean field
+            Expr::Column(c) => Pushed::flag(table, &c.name, true),
+            Expr::Not(inner) => match inner.as_ref() {
+                Expr::Column(c) => Pushed::flag(table, &c.name, false),
+                _ => None,
+            },
             // Not through casts: `try_cast(s AS …) IS NULL` holds for values too.
             Expr::IsNull(inner) => {
                 let Expr::Column(c) = inner.as_ref() else {
@@ -243,7 +264,28 @@ impl Pushed {
         }
     }
 
-    fn compare(table: &TableSchema, col: &str, op: Operator, lit: &ScalarValue) -> Option<Pushed> {
+    /// Boolean field `col` is `value`.
+    fn flag(table: &TableSchema, col: &str, value: bool) -> Option<Pushed> {
+        let kind = table.column(col)?.1.kind;
+        (kind == ColumnKind::Field(FieldType::Boolean)).then(|| {
+            Pushed::compare(
+                table,
+                col,
+                true,
+                Operator::Eq,
+                &ScalarValue::Boolean(Some(value)),
+            )
+        })?
+    }
+
+    /// `col op lit`; `bare` when the column was not cast on the way (or only to a string type).
+    fn compare(
+        table: &TableSchema,
+        col: &str,
+        bare: bool,
+        op: Operator,
+        lit: &ScalarValue,
+    ) -> Option<Pushed> {
         if col == TIME_COLUMN {
             let t = timestamp_ns(lit)?;
             return Some(match op {
@@ -261,26 +303,41 @@ impl Pushed {
                 Some(Pushed::Tag(col.to_string(), vec![string_of(lit)?]))
             }
             ColumnKind::Tag => None,
-            ColumnKind::Field(FieldType::String) if op == Operator::Eq => {
+            ColumnKind::Field(FieldType::String) if op == Operator::Eq && bare => {
                 Some(Pushed::Strings(StringSet {
                     column: col.to_string(),
                     values: vec![string_of(lit)?],
                     null: false,
                 }))
             }
+            ColumnKind::Field(FieldType::String) => None,
             ColumnKind::Field(ty) => {
-                let v = stat_of(ty, lit)?;
-                let (min, max) = match op {
-                    Operator::Eq => (Some(v), Some(v)),
-                    Operator::Gt | Operator::GtEq => (Some(v), None),
-                    Operator::Lt | Operator::LtEq => (None, Some(v)),
-                    _ => return None,
-                };
-                Some(Pushed::Field(FieldRange {
-                    column: col.to_string(),
-                    min,
-                    max,
-                }))
+                let range = stat_of(ty, lit).and_then(|v| {
+                    let (min, max) = match op {
+                        Operator::Eq => (Some(v), Some(v)),
+                        Operator::Gt | Operator::GtEq => (Some(v), None),
+                        Operator::Lt | Operator::LtEq => (None, Some(v)),
+                        _ => return None,
+                    };
+                    Some(FieldRange {
+                        column: col.to_string(),
+                        min,
+                        max,
+                    })
+                });
+                let predicate = bare
+                    .then(|| exact_value(ty, lit))
+                    .flatten()
+                    .zip(cmp_of(op))
+                    .map(|(value, cmp)| Predicate {
+                        column: col.to_string(),
+                        cmp,
+                        value,
+                    });
+                if range.is_none() && predicate.is_none() {
+                    return None;
+                }
+                Some(Pushed::Field(range, predicate))
             }
         }
     }
@@ -307,6 +364,48 @@ fn column_name(e: &Expr) -> Option<String> {
         Expr::TryCast(c) => column_name(&c.expr),
         _ => None,
     }
+}
+
+/// Whether a column expression reads the column's values unchanged: no cast, or casts to string
+/// types only (a string field is a dictionary in Arrow, compared as Utf8 or Utf8View).
+fn bare_column(e: &Expr) -> bool {
+    use datafusion::arrow::datatypes::DataType;
+    fn stringy(t: &DataType) -> bool {
+        match t {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => true,
+            DataType::Dictionary(_, v) => stringy(v),
+            _ => false,
+        }
+    }
+    match e {
+        Expr::Column(_) => true,
+        Expr::Cast(c) => stringy(c.field.data_type()) && bare_column(&c.expr),
+        Expr::TryCast(c) => stringy(c.field.data_type()) && bare_column(&c.expr),
+        _ => false,
+    }
+}
+
+/// A constant as storage compares it with a field of type `ty`: only of the field's own type
+/// (anything else reaches storage cast, which DataFusion applies).
+fn exact_value(ty: FieldType, v: &ScalarValue) -> Option<StatValue> {
+    match (ty, v) {
+        (FieldType::Float, ScalarValue::Float64(Some(x))) => Some(StatValue::F64(*x)),
+        (FieldType::Integer, ScalarValue::Int64(Some(x))) => Some(StatValue::I64(*x)),
+        (FieldType::Boolean, ScalarValue::Boolean(Some(b))) => Some(StatValue::Bool(*b)),
+        _ => None,
+    }
+}
+
+fn cmp_of(op: Operator) -> Option<Cmp> {
+    Some(match op {
+        Operator::Eq => Cmp::Eq,
+        Operator::NotEq => Cmp::NotEq,
+        Operator::Lt => Cmp::Lt,
+        Operator::LtEq => Cmp::LtEq,
+        Operator::Gt => Cmp::Gt,
+        Operator::GtEq => Cmp::GtEq,
+        _ => return None,
+    })
 }
 
 fn literal(e: &Expr) -> Option<ScalarValue> {
@@ -458,6 +557,9 @@ impl DisplayAs for MastScanExec {
         for fr in &r.field_ranges {
             write!(f, ", {} in [{:?}, {:?}]", fr.column, fr.min, fr.max)?;
         }
+        for p in &r.predicates {
+            write!(f, ", {} {} {:?}", p.column, p.cmp, p.value)?;
+        }
         if let Some(l) = r.limit {
             write!(f, ", limit={l}")?;
         }
@@ -495,6 +597,8 @@ struct ScanExecMetrics {
     segments_pruned: Count,
     bytes_decoded: Count,
     series: Count,
+    rows_filtered: Count,
+    blocks_filtered: Count,
 }
 
 impl ScanExecMetrics {
@@ -513,6 +617,8 @@ impl ScanExecMetrics {
             segments_pruned: count("segments_pruned"),
             bytes_decoded: count("bytes_decoded"),
             series: count("series"),
+            rows_filtered: count("rows_filtered"),
+            blocks_filtered: count("blocks_filtered"),
         }
     }
 
@@ -527,6 +633,8 @@ impl ScanExecMetrics {
         self.segments_pruned.add(n(m.segments_pruned));
         self.bytes_decoded.add(n(m.bytes_decoded));
         self.series.add(n(m.series));
+        self.rows_filtered.add(n(m.rows_filtered));
+        self.blocks_filtered.add(n(m.blocks_filtered));
     }
 }
 

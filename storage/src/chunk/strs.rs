@@ -116,6 +116,14 @@ impl StrValues {
             keys: self.keys.get(lo..hi).unwrap_or_default().to_vec(),
         }
     }
+
+    /// The slots whose `keep` is set, sharing the dictionary.
+    pub(crate) fn filter(&self, keep: &[bool]) -> StrValues {
+        StrValues {
+            dict: Arc::clone(&self.dict),
+            keys: super::kept(&self.keys, keep),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::filter::Filters;
 use super::output::Output;
 use super::probe::{Constant, Held};
 use super::{ScanRequest, Slot, StringSet};
 use crate::block::{self, StatValue};
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, Column};
 use crate::error::ScanError;
 use crate::schema::{ColumnKind, FieldType, TableId, TableSchema};
 use crate::shard::ShardVersion;
@@ -33,6 +34,10 @@ pub struct ScanMetrics {
     pub decode_nanos: u64,
     /// Series that matched the tag filters.
     pub series: u64,
+    /// Rows decoded in range that the request's exact conditions dropped.
+    pub rows_filtered: u64,
+    /// Pieces whose filtered columns no row passed, so the other columns were not decoded.
+    pub blocks_filtered: u64,
 }
 
 /// A series identity across segments and head: (tag name, value) sorted by name.
@@ -129,6 +134,49 @@ fn may_match(smin: Option<StatValue>, smax: Option<StatValue>, want: &super::Fie
     !(above || below)
 }
 
+/// Whether a source of the table's rows in this shard (`Some(segment index)`, or `None` for
+/// the head) holds only times no other source in the scan's range holds.
+fn isolation<'v>(
+    version: &'v ShardVersion,
+    req: &'v ScanRequest,
+    head: Option<&'v Arc<crate::head::TableHeadView>>,
+) -> impl Fn(Option<usize>) -> bool + 'v {
+    let mut ranges: Vec<(Option<usize>, i64, i64)> = Vec::new();
+    if !req.string_sets.is_empty() || req.segments.is_some() {
+        for (si, seg) in version.segments.iter().enumerate() {
+            let meta = &seg.meta;
+            if *meta.table == *req.table && overlaps(req, meta.min_time, meta.max_time) {
+                ranges.push((Some(si), meta.min_time, meta.max_time));
+            }
+        }
+        let mut hull: Option<(i64, i64)> = None;
+        let mut widen = |lo: i64, hi: i64| {
+            hull = Some(hull.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        };
+        for sv in head.map(|h| h.series.as_slice()).unwrap_or_default() {
+            for b in &sv.blocks {
+                widen(b.min_time, b.max_time);
+            }
+            for c in &sv.frozen {
+                if let (Some(lo), Some(hi)) = (c.times.iter().min(), c.times.iter().max()) {
+                    widen(*lo, *hi);
+                }
+            }
+        }
+        if let Some((lo, hi)) = hull {
+            ranges.push((None, lo, hi));
+        }
+    }
+    move |source: Option<usize>| {
+        let Some(&(_, lo, hi)) = ranges.iter().find(|r| r.0 == source) else {
+            return true;
+        };
+        ranges
+            .iter()
+            .all(|&(other, a, b)| other == source || b < lo || a > hi)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn scan_shard(
     version: &ShardVersion,
@@ -158,6 +206,11 @@ pub(super) fn scan_shard(
                 None => !set.null,
             })
     };
+    let head = version.head.tables.get(&table);
+    // A series may be skipped by what its values hold in one source (a segment, the head) only
+    // when no other source's time range overlaps that source's: otherwise one of its rows may
+    // be a field-by-field rewrite of a row elsewhere, and the merged row needs both.
+    let isolated = isolation(version, req, head);
     // per segment: slot -> segment column index
     let mut seg_cols: Vec<Vec<Option<u32>>> = vec![Vec::new(); segments.len()];
     for (si, seg) in segments.iter().enumerate() {
@@ -165,11 +218,14 @@ pub(super) fn scan_shard(
         if *meta.table != *req.table {
             continue;
         }
+        // A segment left out of the request's list is skipped only when that cannot change
+        // a merged row (see `isolated`); its other rows are filtered out anyway.
         if !overlaps(req, meta.min_time, meta.max_time)
-            || req
+            || (req
                 .segments
                 .as_ref()
                 .is_some_and(|keep| !keep.contains(&(meta.shard, meta.id)))
+                && isolated(Some(si)))
         {
             m.segments_pruned += 1;
             continue;
@@ -194,6 +250,7 @@ pub(super) fn scan_shard(
                     return None;
                 }
                 if !set_cols.is_empty()
+                    && isolated(Some(si))
                     && seg
                         .series_strings(i)
                         .is_some_and(|strings| excluded(strings, &set_cols))
@@ -243,7 +300,6 @@ pub(super) fn scan_shard(
             }
         }
     }
-    let head = version.head.tables.get(&table);
     let head_cols: Vec<Option<u32>> = slots
         .iter()
         .map(|s| match s {
@@ -258,7 +314,8 @@ pub(super) fn scan_shard(
             if !tags_pass(req, &head_tag_cols, value_of) {
                 continue;
             }
-            if !head_set_cols.is_empty() && excluded(sv.strings(), &head_set_cols) {
+            if !head_set_cols.is_empty() && isolated(None) && excluded(sv.strings(), &head_set_cols)
+            {
                 m.blocks_pruned += (sv.blocks.len() + sv.frozen.len()) as u64;
                 continue;
             }
@@ -323,6 +380,7 @@ pub(super) fn scan_shard(
         range_slots: &range_slots,
         set_slots: &set_slots,
         set_bits: &set_bits,
+        filters: Filters::new(req, slot_of),
     };
     for (key, pieces) in series {
         if pieces.is_empty() {
@@ -349,6 +407,8 @@ struct Ctx<'a> {
     set_slots: &'a [Option<usize>],
     /// Per string set, the signature bits of its values.
     set_bits: &'a [u64],
+    /// The request's exact conditions on fields.
+    filters: Filters<'a>,
 }
 
 impl<'a> Ctx<'a> {
@@ -383,9 +443,7 @@ impl<'a> Ctx<'a> {
                     m.blocks_pruned += 1;
                     continue;
                 }
-                let c = self
-                    .decode(p, m)?
-                    .slice_time(self.req.time.0, self.req.time.1);
+                let c = self.decode_filtered(p, m)?;
                 out.push(key, c)?;
                 if out.full() {
                     return Ok(());
@@ -398,7 +456,60 @@ impl<'a> Ctx<'a> {
             chunks.push(self.decode(p, m)?);
         }
         let merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
-        out.push(key, merged)
+        out.push(key, self.filter(merged, m))
+    }
+
+    /// A chunk's rows that pass the request's exact conditions.
+    fn filter(&self, chunk: Chunk, m: &mut ScanMetrics) -> Chunk {
+        if self.filters.is_empty() {
+            return chunk;
+        }
+        let mut keep = vec![true; chunk.len()];
+        self.filters
+            .apply(&mut keep, |slot| chunk.column(slot as u32));
+        let passed = keep.iter().filter(|k| **k).count();
+        m.rows_filtered += (chunk.len() - passed) as u64;
+        chunk.filter(&keep)
+    }
+
+    /// A piece's rows in the time range that pass the request's exact conditions: the columns
+    /// those read are decoded first, the others only if some row passes.
+    fn decode_filtered(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
+        let (lo, hi) = self.req.time;
+        if self.filters.is_empty() {
+            return Ok(self.decode(p, m)?.slice_time(lo, hi));
+        }
+        let started = std::time::Instant::now();
+        let result = (|| {
+            let times = self.decode_times(p, m)?;
+            let mut columns = self.decode_columns(p, &|s| self.filters.reads(s), m)?;
+            for (_, c) in &mut columns {
+                c.pad_to(times.len());
+            }
+            let first = times.partition_point(|&t| t < lo);
+            let last = times.partition_point(|&t| t < hi);
+            let mut keep: Vec<bool> = (0..times.len()).map(|i| i >= first && i < last).collect();
+            let column = |slot: usize| {
+                columns
+                    .iter()
+                    .find(|(k, _)| *k as usize == slot)
+                    .map(|(_, c)| c)
+            };
+            self.filters.apply(&mut keep, column);
+            let passed = keep.iter().filter(|k| **k).count();
+            m.rows_filtered += (last - first - passed.min(last - first)) as u64;
+            if passed == 0 {
+                m.blocks_filtered += 1;
+                return Ok(Chunk::default());
+            }
+            columns.extend(self.decode_columns(p, &|s| !self.filters.reads(s), m)?);
+            columns.sort_by_key(|(k, _)| *k);
+            let mut chunk = Chunk { times, columns };
+            chunk.finish();
+            Ok(chunk.filter(&keep))
+        })();
+        m.decode_nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        result
     }
 
     /// The series' latest `latest_rows` rows in the time range: decodes the pieces that reach
@@ -424,6 +535,7 @@ impl<'a> Ctx<'a> {
                 chunks.push(self.decode(pieces[i], m)?);
             }
             let merged = Chunk::merge(chunks).slice_time(self.req.time.0, self.req.time.1);
+            let merged = self.filter(merged, m);
             if take == pieces.len() {
                 break merged;
             }
@@ -613,98 +725,128 @@ impl<'a> Ctx<'a> {
     /// Decodes a piece into a chunk keyed by output slot (field slots only).
     fn decode(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
         let started = std::time::Instant::now();
-        let chunk = self.decode_piece(p, m);
+        let chunk = (|| {
+            let times = self.decode_times(p, m)?;
+            let columns = self.decode_columns(p, &|_| true, m)?;
+            Ok(Chunk { times, columns })
+        })();
         m.decode_nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         chunk
     }
 
-    fn decode_piece(&self, p: Piece, m: &mut ScanMetrics) -> Result<Chunk, ScanError> {
+    /// A piece's timestamps (one decode per piece: counted as the piece's decode).
+    fn decode_times(&self, p: Piece, m: &mut ScanMetrics) -> Result<Vec<i64>, ScanError> {
         m.blocks_decoded += 1;
-        let corrupt = |src: String, e: String| ScanError::Corrupt {
-            source_name: src,
-            message: e,
-        };
-        let chunk = match p.src {
+        let times = match p.src {
             Src::Seg(si, bi) => {
-                let seg = self
-                    .version
-                    .segments
-                    .get(si)
-                    .ok_or_else(|| corrupt("segment".into(), "missing".into()))?;
-                let name = || seg.path.display().to_string();
-                let b = seg
-                    .meta
-                    .blocks
-                    .get(bi)
-                    .ok_or_else(|| corrupt(name(), "missing block".into()))?;
-                let tb = seg
-                    .bytes(b.times)
-                    .map_err(|e| corrupt(name(), e.to_string()))?;
-                let times =
-                    block::decode_times(tb, b.rows).map_err(|e| corrupt(name(), e.to_string()))?;
+                let (seg, b) = self.seg_block(si, bi)?;
+                let tb = seg.bytes(b.times).map_err(|e| seg_corrupt(seg, e))?;
                 m.bytes_decoded += tb.len() as u64;
-                let mut chunk = Chunk {
-                    times,
-                    columns: Vec::new(),
-                };
-                for (slot, col) in self.seg_cols.get(si).into_iter().flatten().enumerate() {
-                    let Some(col) = col else { continue };
-                    let Some(c) = b.columns.iter().find(|c| c.column == *col) else {
-                        continue;
-                    };
-                    let r = seg
-                        .column_ref(c)
-                        .map_err(|e| corrupt(name(), e.to_string()))?;
-                    m.bytes_decoded += (r.data.len() + r.validity.len()) as u64;
-                    let d = block::decode_column(r, b.rows)
-                        .map_err(|e| corrupt(name(), e.to_string()))?;
-                    chunk.columns.push((slot as u32, d));
-                }
-                chunk
+                block::decode_times(tb, b.rows).map_err(|e| seg_corrupt(seg, e))?
             }
             Src::HeadBlock(vi, bi) => {
-                let b = self
-                    .head
-                    .and_then(|h| h.series.get(vi))
-                    .and_then(|s| s.blocks.get(bi))
-                    .ok_or_else(|| corrupt("head".into(), "missing block".into()))?;
-                let times = block::decode_times(&b.times, b.rows)
-                    .map_err(|e| corrupt("head".into(), e.to_string()))?;
+                let b = self.head_block(vi, bi)?;
                 m.bytes_decoded += b.times.len() as u64;
-                let mut chunk = Chunk {
-                    times,
-                    columns: Vec::new(),
-                };
+                block::decode_times(&b.times, b.rows).map_err(head_corrupt)?
+            }
+            Src::Raw(vi, ci) => self.head_chunk(vi, ci)?.times.clone(),
+        };
+        m.rows_decoded += times.len() as u64;
+        Ok(times)
+    }
+
+    /// A piece's columns of the output slots `want` accepts, keyed by slot, in slot order.
+    fn decode_columns(
+        &self,
+        p: Piece,
+        want: &dyn Fn(usize) -> bool,
+        m: &mut ScanMetrics,
+    ) -> Result<Vec<(u32, Column)>, ScanError> {
+        let mut columns = Vec::new();
+        match p.src {
+            Src::Seg(si, bi) => {
+                let (seg, b) = self.seg_block(si, bi)?;
+                for (slot, col) in self.seg_cols.get(si).into_iter().flatten().enumerate() {
+                    let Some(col) = col.filter(|_| want(slot)) else {
+                        continue;
+                    };
+                    let Some(c) = b.columns.iter().find(|c| c.column == col) else {
+                        continue;
+                    };
+                    let r = seg.column_ref(c).map_err(|e| seg_corrupt(seg, e))?;
+                    m.bytes_decoded += (r.data.len() + r.validity.len()) as u64;
+                    let d = block::decode_column(r, b.rows).map_err(|e| seg_corrupt(seg, e))?;
+                    columns.push((slot as u32, d));
+                }
+            }
+            Src::HeadBlock(vi, bi) => {
+                let b = self.head_block(vi, bi)?;
                 for (slot, col) in self.head_cols.iter().enumerate() {
-                    let Some(r) = col.and_then(|c| b.column(c)) else {
+                    let Some(r) = col.filter(|_| want(slot)).and_then(|c| b.column(c)) else {
                         continue;
                     };
                     m.bytes_decoded += (r.data.len() + r.validity.len()) as u64;
-                    let d = block::decode_column(r, b.rows)
-                        .map_err(|e| corrupt("head".into(), e.to_string()))?;
-                    chunk.columns.push((slot as u32, d));
+                    let d = block::decode_column(r, b.rows).map_err(head_corrupt)?;
+                    columns.push((slot as u32, d));
                 }
-                chunk
             }
             Src::Raw(vi, ci) => {
-                let c = self
-                    .head
-                    .and_then(|h| h.series.get(vi))
-                    .and_then(|s| s.frozen.get(ci))
-                    .ok_or_else(|| corrupt("head".into(), "missing chunk".into()))?;
-                let mut chunk = Chunk {
-                    times: c.times.clone(),
-                    columns: Vec::new(),
-                };
+                let c = self.head_chunk(vi, ci)?;
                 for (slot, col) in self.head_cols.iter().enumerate() {
-                    if let Some(src) = col.and_then(|k| c.column(k)) {
-                        chunk.columns.push((slot as u32, src.clone()));
+                    if let Some(src) = col.filter(|_| want(slot)).and_then(|k| c.column(k)) {
+                        columns.push((slot as u32, src.clone()));
                     }
                 }
-                chunk
             }
-        };
-        m.rows_decoded += chunk.len() as u64;
-        Ok(chunk)
+        }
+        Ok(columns)
+    }
+
+    fn seg_block(
+        &self,
+        si: usize,
+        bi: usize,
+    ) -> Result<(&'a crate::segment::Segment, &'a crate::segment::SegBlock), ScanError> {
+        let seg = self
+            .version
+            .segments
+            .get(si)
+            .ok_or_else(|| ScanError::Corrupt {
+                source_name: "segment".into(),
+                message: "missing".into(),
+            })?;
+        let b = seg.meta.blocks.get(bi).ok_or_else(|| ScanError::Corrupt {
+            source_name: seg.path.display().to_string(),
+            message: "missing block".into(),
+        })?;
+        Ok((seg, b))
+    }
+
+    fn head_block(&self, vi: usize, bi: usize) -> Result<&'a block::Block, ScanError> {
+        self.head_series(vi)
+            .and_then(|s| s.blocks.get(bi))
+            .map(|b| &**b)
+            .ok_or_else(|| head_corrupt("missing block"))
+    }
+
+    fn head_chunk(&self, vi: usize, ci: usize) -> Result<&'a Chunk, ScanError> {
+        self.head_series(vi)
+            .and_then(|s| s.frozen.get(ci))
+            .map(|c| &**c)
+            .ok_or_else(|| head_corrupt("missing chunk"))
+    }
+}
+
+fn seg_corrupt(seg: &crate::segment::Segment, e: impl ToString) -> ScanError {
+    ScanError::Corrupt {
+        source_name: seg.path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn head_corrupt(e: impl ToString) -> ScanError {
+    ScanError::Corrupt {
+        source_name: "head".into(),
+        message: e.to_string(),
     }
 }
