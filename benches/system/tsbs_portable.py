@@ -71,6 +71,12 @@ def queries(hours):
             SELECT name, driver, latitude, longitude, {latest}
             FROM readings WHERE fleet = '{FLEET}') AS r
         WHERE rn = 1""")
+    # not a TSBS query: last-loc as a join with the latest time per truck
+    add("last-loc-join", f"""
+        SELECT r.name, r.driver, r.latitude, r.longitude FROM readings AS r
+        JOIN (SELECT name, max(time) AS t FROM readings WHERE fleet = '{FLEET}'
+              GROUP BY name) AS m ON r.name = m.name AND r.time = m.t
+        WHERE r.fleet = '{FLEET}'""")
     add("single-last-loc", f"""
         SELECT name, driver, latitude, longitude FROM (
             SELECT name, driver, latitude, longitude, {latest}

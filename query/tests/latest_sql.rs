@@ -296,3 +296,56 @@ async fn the_latest_n_rows_per_partition_and_overall() {
     let p = plan(&e, "SELECT time FROM trucks ORDER BY time DESC LIMIT 1001").await;
     assert!(!p.contains("latest=true"), "{p}");
 }
+
+/// A join of the table with its own `max(time)` per key reads latest rows on both sides when
+/// both are filtered alike, and only on the aggregate's side otherwise; the answers are those
+/// of the same question asked with a `max` window, which no rewrite touches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_with_the_latest_time_per_key() {
+    let (_d, e) = engine();
+    let reference = |filter: &str| {
+        format!(
+            "SELECT name, latitude, time FROM (SELECT name, latitude, time, \
+             max(time) OVER (PARTITION BY name) AS mt FROM trucks {filter}) AS w \
+             WHERE time = mt"
+        )
+    };
+    let cases = [
+        (
+            "SELECT r.name, r.latitude, r.time FROM trucks r JOIN (SELECT name, max(time) AS t \
+             FROM trucks GROUP BY name) m ON r.name = m.name AND r.time = m.t",
+            "",
+        ),
+        (
+            "SELECT r.name, r.latitude, r.time FROM (SELECT name, max(time) AS t FROM trucks \
+             WHERE fleet = 'South' GROUP BY name) AS m JOIN trucks AS r \
+             ON m.t = r.time AND m.name = r.name WHERE r.fleet = 'South'",
+            "WHERE fleet = 'South'",
+        ),
+        (
+            "SELECT r.name, r.latitude, r.time FROM trucks r JOIN (SELECT name, max(time) AS t \
+             FROM trucks WHERE velocity > 10 GROUP BY name) m \
+             ON r.name = m.name AND r.time = m.t WHERE r.velocity > 10",
+            "WHERE velocity > 10",
+        ),
+    ];
+    for (sql, filter) in cases {
+        let p = plan(&e, sql).await;
+        assert_eq!(p.matches("latest=true").count(), 2, "{sql}\n{p}");
+        let got = rows(&e, sql).await;
+        assert_eq!(got, rows(&e, &reference(filter)).await, "{sql}");
+        // t4 is renamed half-way: both names have a latest row
+        let names = if filter.contains("South") { 4 } else { 7 };
+        assert_eq!(got.len(), names, "{sql}: {got:?}");
+    }
+    // filtered differently, or grouped finer than joined: only the aggregate's side is latest
+    for sql in [
+        "SELECT r.name, r.latitude FROM trucks r JOIN (SELECT name, max(time) AS t \
+         FROM trucks WHERE fleet = 'South' GROUP BY name) m ON r.name = m.name AND r.time = m.t",
+        "SELECT r.name, r.latitude FROM trucks r JOIN (SELECT name, state, max(time) AS t \
+         FROM trucks GROUP BY name, state) m ON r.name = m.name AND r.time = m.t",
+    ] {
+        let p = plan(&e, sql).await;
+        assert_eq!(p.matches("latest=true").count(), 1, "{sql}\n{p}");
+    }
+}

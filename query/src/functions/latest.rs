@@ -8,7 +8,10 @@
 //!   `DISTINCT ON (…) … ORDER BY …, time DESC` becomes), `max(time)`;
 //! - a ranking window (`row_number()`, `rank()`, `dense_rank()`) `PARTITION BY` columns
 //!   `ORDER BY time DESC`, filtered to the first ranks (`= n`, `<= n`, `< n + 1`) above it;
-//! - `ORDER BY time DESC LIMIT n`.
+//! - `ORDER BY time DESC LIMIT n`;
+//! - a join of the table with its own `max(time)` per key (`JOIN (SELECT k, max(time) AS t
+//!   FROM … GROUP BY k) m ON r.k = m.k AND r.time = m.t`), both sides filtered alike: the
+//!   table's side reads latest rows too (the aggregate's side is the first shape).
 //!
 //! Each series' latest row stands for the series when every column the query partitions, groups
 //! or filters by holds one value over the series: always for tags, and for other columns (a
@@ -59,6 +62,7 @@ impl OptimizerRule for LatestRowRule {
                 LogicalPlan::Aggregate(agg) => aggregate(agg)?,
                 LogicalPlan::Filter(f) => ranked(f)?,
                 LogicalPlan::Sort(s) => newest(s)?,
+                LogicalPlan::Join(j) => joined(j)?,
                 _ => None,
             };
             Ok(match rewritten {
@@ -385,4 +389,180 @@ fn newest(sort: &datafusion::logical_expr::Sort) -> Result<Option<LogicalPlan>> 
     };
     let plan = LogicalPlan::Sort(sort.clone());
     chain.swap(&plan, &[], rows)
+}
+
+/// The node below plain projections and subquery aliases that column `name` of `plan` comes
+/// from, and the column's name there.
+fn resolve<'p>(mut plan: &'p LogicalPlan, name: &str) -> Option<(&'p LogicalPlan, String)> {
+    let mut name = name.to_string();
+    loop {
+        match plan {
+            LogicalPlan::SubqueryAlias(a) => plan = a.input.as_ref(),
+            LogicalPlan::Projection(p) => {
+                let i = p.schema.fields().iter().position(|f| *f.name() == name)?;
+                let inner = match &p.expr[i] {
+                    Expr::Alias(a) => a.expr.as_ref(),
+                    e => e,
+                };
+                name = column(inner)?.to_string();
+                plan = p.input.as_ref();
+            }
+            _ => return Some((plan, name)),
+        }
+    }
+}
+
+/// The filters from `plan` down to its Mast scan (plain projections, filters, the scan's own),
+/// as conjuncts written without qualifiers, with the table's name; `None` if the chain holds
+/// anything else.
+fn filters_of(plan: &LogicalPlan) -> Option<(String, BTreeSet<String>)> {
+    let mut out = BTreeSet::new();
+    let mut add = |e: &Expr| {
+        for c in split_conjunction(e) {
+            let bare = c
+                .clone()
+                .transform(|e| {
+                    Ok(match e {
+                        Expr::Column(col) => Transformed::yes(Expr::Column(
+                            datafusion::common::Column::from_name(col.name),
+                        )),
+                        e => Transformed::no(e),
+                    })
+                })
+                .map(|t| t.data)
+                .unwrap_or_else(|_| c.clone());
+            out.insert(bare.to_string());
+        }
+    };
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                node = p.input.as_ref();
+            }
+            LogicalPlan::SubqueryAlias(a) => node = a.input.as_ref(),
+            LogicalPlan::Filter(f) => {
+                add(&f.predicate);
+                node = f.input.as_ref();
+            }
+            LogicalPlan::TableScan(scan) => {
+                for f in &scan.filters {
+                    add(f);
+                }
+                return Some((scan.table_name.table().to_string(), out));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// An inner join of a Mast table with its own latest time per key: `r JOIN (SELECT k…,
+/// max(time) AS t FROM same table, same filters GROUP BY k…) m ON r.k = m.k … AND r.time = m.t`
+/// (either side first). A joined row has its key's latest time, so it is its series' latest
+/// row wherever the keys hold one value over the series: the table's side reads latest rows.
+fn joined(join: &datafusion::logical_expr::Join) -> Result<Option<LogicalPlan>> {
+    use datafusion::logical_expr::{Join, JoinType};
+    if join.join_type != JoinType::Inner || join.filter.is_some() || join.on.is_empty() {
+        return Ok(None);
+    }
+    for table_left in [true, false] {
+        let (table, other) = if table_left {
+            (join.left.as_ref(), join.right.as_ref())
+        } else {
+            (join.right.as_ref(), join.left.as_ref())
+        };
+        let pairs: Vec<(&Expr, &Expr)> = join
+            .on
+            .iter()
+            .map(|(l, r)| if table_left { (l, r) } else { (r, l) })
+            .collect();
+        if let Some(keys) = self_latest_join(table, other, &pairs) {
+            let Some(chain) = chain(resolve(table, TIME_COLUMN).map(|(n, _)| n).unwrap_or(table))
+            else {
+                continue;
+            };
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let Some(new_side) = chain.swap(table, &keys, 1)? else {
+                continue;
+            };
+            let mut j: Join = join.clone();
+            if table_left {
+                j.left = Arc::new(new_side);
+            } else {
+                j.right = Arc::new(new_side);
+            }
+            return Ok(Some(LogicalPlan::Join(j)));
+        }
+    }
+    Ok(None)
+}
+
+/// The table's key columns when `pairs` (table side, other side) join `table` with its own
+/// `max(time)` per key in `other`, as [`joined`] describes.
+fn self_latest_join(
+    table: &LogicalPlan,
+    other: &LogicalPlan,
+    pairs: &[(&Expr, &Expr)],
+) -> Option<Vec<String>> {
+    let mut agg: Option<&datafusion::logical_expr::Aggregate> = None;
+    let mut keys = Vec::new();
+    let mut joined_groups = BTreeSet::new();
+    let mut has_time = false;
+    let mut table_node: Option<&LogicalPlan> = None;
+    for (t, o) in pairs {
+        let (node, t_col) = resolve(table, column(t)?)?;
+        // every table-side key from the same node
+        match table_node {
+            Some(n) if !std::ptr::eq(n, node) => return None,
+            _ => table_node = Some(node),
+        }
+        let (onode, o_col) = resolve(other, column(o)?)?;
+        let LogicalPlan::Aggregate(a) = onode else {
+            return None;
+        };
+        match agg {
+            Some(prev) if !std::ptr::eq(prev, a) => return None,
+            _ => agg = Some(a),
+        }
+        let i = a.schema.fields().iter().position(|f| *f.name() == o_col)?;
+        let groups = a.group_expr.len();
+        if i < groups {
+            // a key: the same column of the table on both sides
+            let g = super::group_strings::key_column(&a.group_expr[i])?;
+            if g != t_col || t_col == TIME_COLUMN {
+                return None;
+            }
+            joined_groups.insert(i);
+            keys.push(t_col);
+        } else {
+            // the latest time: max(time) against the table's time
+            if t_col != TIME_COLUMN || !is_max_time(&a.aggr_expr[i - groups]) {
+                return None;
+            }
+            has_time = true;
+        }
+    }
+    let agg = agg?;
+    // every group key joined: a finer grouping's latest time is not the key's
+    if !has_time || joined_groups.len() != agg.group_expr.len() {
+        return None;
+    }
+    // the same rows on both sides: one table, the same filters
+    let (t_table, t_filters) = filters_of(table_node?)?;
+    let (o_table, o_filters) = filters_of(&agg.input)?;
+    (t_table == o_table && t_filters == o_filters).then_some(keys)
+}
+
+/// `max(time)`, aliased or not, without DISTINCT or FILTER.
+fn is_max_time(e: &Expr) -> bool {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    matches!(e, Expr::AggregateFunction(f)
+        if f.func.name() == max_udaf().name()
+            && !f.params.distinct
+            && f.params.filter.is_none()
+            && f.params.args.len() == 1
+            && is_time(&f.params.args[0]))
 }
