@@ -94,6 +94,11 @@ pub struct ScanRequest {
     pub latest_by: Vec<String>,
     /// With `latest`: how many of each series' latest rows (0 counts as 1).
     pub latest_rows: usize,
+    /// `(k, n)`: read only part `k` of `n` of each shard's rows, so `n` readers can decode one
+    /// shard in parallel. Parts hold contiguous runs of series, or of the pieces of one series
+    /// whose pieces do not overlap, of about equal rows; each part's rows are in (series, time)
+    /// order, and the `n` parts together hold every row once. `(0, 1)`: everything.
+    pub split: (usize, usize),
 }
 
 impl ScanRequest {
@@ -114,6 +119,7 @@ impl ScanRequest {
             latest: false,
             latest_by: Vec::new(),
             latest_rows: 1,
+            split: (0, 1),
         }
     }
 
@@ -184,6 +190,29 @@ impl Snapshot {
             .flat_map(|(_, v)| v.segments.iter())
             .filter(|s| *s.meta.table == *table)
             .map(|s| s.stats())
+            .collect()
+    }
+
+    /// Per shard, the rows of `table` in its head (not yet sealed).
+    pub fn head_rows(&self, table: &str) -> Vec<(ShardId, u64)> {
+        let Some((id, _)) = self.catalog.lookup(table) else {
+            return Vec::new();
+        };
+        self.shards
+            .iter()
+            .map(|(shard, v)| {
+                let rows = v.head.tables.get(&id).map_or(0, |t| {
+                    t.series
+                        .iter()
+                        .map(|s| {
+                            let blocks: u64 = s.blocks.iter().map(|b| u64::from(b.rows)).sum();
+                            let raw: u64 = s.frozen.iter().map(|c| c.len() as u64).sum();
+                            blocks + raw
+                        })
+                        .sum()
+                });
+                (*shard, rows)
+            })
             .collect()
     }
 

@@ -150,16 +150,62 @@ impl TableProvider for MastTable {
             let stats = snapshot.segment_stats(&self.table.name);
             req.segments = pruning::keep(state, &self.schema, filters, stats);
         }
-        let shards = if req.time.0 >= req.time.1 {
+        let parts = if req.time.0 >= req.time.1 {
             Vec::new()
         } else {
-            snapshot.shard_ids()
+            partitions(&snapshot, &req, state.config().target_partitions())
         };
         let ordered = single_tag(&self.table);
         Ok(Arc::new(MastScanExec::new(
-            snapshot, req, schema, shards, ordered,
+            snapshot, req, schema, parts, ordered,
         )))
     }
+}
+
+/// Fewest rows worth a partition of their own.
+const PART_ROWS: u64 = 1 << 16;
+
+/// The scan's partitions, as (shard, part, parts of the shard): one per shard, and a shard
+/// holding more than its share of the rows (more cores than shards, or a filter that leaves
+/// one device) is split so that `target` partitions each decode about as many rows. A
+/// latest-row scan reads little per series and is not split.
+fn partitions(
+    snapshot: &Snapshot,
+    req: &ScanRequest,
+    target: usize,
+) -> Vec<(mast_storage::ShardId, usize, usize)> {
+    let shards = snapshot.shard_ids();
+    if req.latest || target <= 1 {
+        return shards.into_iter().map(|s| (s, 0, 1)).collect();
+    }
+    // rows per shard: its head's, and its segments' that the request may read
+    let mut rows: std::collections::BTreeMap<u32, u64> = snapshot
+        .head_rows(&req.table)
+        .into_iter()
+        .map(|(s, n)| (s.0, n))
+        .collect();
+    for seg in snapshot.segment_stats(&req.table) {
+        let wanted = seg.time.1 >= req.time.0
+            && seg.time.0 < req.time.1
+            && req
+                .segments
+                .as_ref()
+                .is_none_or(|keep| keep.contains(&(seg.shard, seg.id)));
+        if wanted {
+            *rows.entry(seg.shard).or_default() += seg.rows;
+        }
+    }
+    let total = rows.values().sum::<u64>().max(1);
+    let mut out = Vec::new();
+    for s in shards {
+        let w = rows.get(&s.0).copied().unwrap_or(0);
+        let fair = (u128::from(w) * target as u128 + u128::from(total) / 2) / u128::from(total);
+        let n = (fair as usize)
+            .min(usize::try_from(w / PART_ROWS).unwrap_or(usize::MAX))
+            .clamp(1, target);
+        out.extend((0..n).map(|k| (s, k, n)));
+    }
+    out
 }
 
 /// A filter storage can apply.
@@ -468,13 +514,15 @@ fn int_stat(ty: FieldType, x: i64) -> Option<StatValue> {
     }
 }
 
-/// Reads one table from a snapshot: one partition per shard.
+/// Reads one table from a snapshot: one partition per shard, or per part of a shard (see
+/// [`partitions`]).
 #[derive(Debug)]
 pub struct MastScanExec {
     snapshot: Snapshot,
     req: ScanRequest,
     schema: SchemaRef,
-    shards: Vec<mast_storage::ShardId>,
+    /// Per partition: (shard, part, parts of the shard).
+    parts: Vec<(mast_storage::ShardId, usize, usize)>,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -484,7 +532,7 @@ impl MastScanExec {
         snapshot: Snapshot,
         req: ScanRequest,
         schema: SchemaRef,
-        shards: Vec<mast_storage::ShardId>,
+        parts: Vec<(mast_storage::ShardId, usize, usize)>,
         single_tag: bool,
     ) -> MastScanExec {
         let asc = datafusion::arrow::compute::SortOptions {
@@ -519,7 +567,7 @@ impl MastScanExec {
         };
         let props = PlanProperties::new(
             eq,
-            Partitioning::UnknownPartitioning(shards.len().max(1)),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
@@ -527,7 +575,7 @@ impl MastScanExec {
             snapshot,
             req,
             schema,
-            shards,
+            parts,
             props: Arc::new(props),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -542,12 +590,17 @@ impl MastScanExec {
 impl DisplayAs for MastScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.req;
+        let mut shards: Vec<_> = self.parts.iter().map(|p| p.0).collect();
+        shards.dedup();
         write!(
             f,
             "MastScanExec: table={}, shards={}",
             r.table,
-            self.shards.len()
+            shards.len()
         )?;
+        if self.parts.len() > shards.len() {
+            write!(f, ", partitions={}", self.parts.len())?;
+        }
         if r.time != (i64::MIN, i64::MAX) {
             write!(f, ", time=[{}, {})", r.time.0, r.time.1)?;
         }
@@ -676,7 +729,7 @@ impl ExecutionPlan for MastScanExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(&self.schema);
-        let Some(shard) = self.shards.get(partition).copied() else {
+        let Some((shard, part, parts)) = self.parts.get(partition).copied() else {
             // No shard can hold matching rows (an empty time range): an empty stream.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
@@ -685,6 +738,7 @@ impl ExecutionPlan for MastScanExec {
         };
         let mut req = self.req.clone();
         req.shards = Some(vec![shard]);
+        req.split = (part, parts);
         let snapshot = self.snapshot.clone();
         let metrics = ScanExecMetrics::new(&self.metrics, partition);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<_>>(2);

@@ -58,6 +58,8 @@ struct Piece {
     src: Src,
     min: i64,
     max: i64,
+    /// Rows it holds (before any pruning of rows): its share of a split scan's work.
+    rows: u32,
 }
 
 /// Whether a series passes the request's tag filters: `cols` holds each filter's tag column
@@ -291,6 +293,7 @@ pub(super) fn scan_shard(
                     src: Src::Seg(si, bi),
                     min: b.min_time,
                     max: b.max_time,
+                    rows: b.rows,
                 });
             }
         }
@@ -337,6 +340,7 @@ pub(super) fn scan_shard(
                         src: Src::HeadBlock(vi, bi),
                         min: b.min_time,
                         max: b.max_time,
+                        rows: b.rows,
                     });
                 } else {
                     m.blocks_pruned += 1;
@@ -351,6 +355,7 @@ pub(super) fn scan_shard(
                         src: Src::Raw(vi, ci),
                         min: *min,
                         max: *max,
+                        rows: u32::try_from(c.len()).unwrap_or(u32::MAX),
                     });
                 } else {
                     m.blocks_pruned += 1;
@@ -382,17 +387,83 @@ pub(super) fn scan_shard(
         set_bits: &set_bits,
         filters: Filters::new(req, slot_of),
     };
-    for (key, pieces) in series {
-        if pieces.is_empty() {
-            continue;
+    let (part, parts) = req.split;
+    for (key, pieces, first) in share(series, req.latest, part, parts) {
+        if first {
+            m.series += 1;
         }
-        m.series += 1;
         ctx.series(&key, pieces, out, m)?;
         if out.full() {
             break;
         }
     }
     Ok(())
+}
+
+/// The pieces' indices in time order if no piece overlaps the next (no row to merge across
+/// pieces), else `None`.
+fn disjoint_order(pieces: &[Piece]) -> Option<Vec<usize>> {
+    let mut by_time: Vec<usize> = (0..pieces.len()).collect();
+    by_time.sort_by_key(|&i| (pieces[i].min, i));
+    by_time
+        .windows(2)
+        .all(|w| pieces[w[0]].max < pieces[w[1]].min)
+        .then_some(by_time)
+}
+
+/// Part `part` of `parts` of a shard's series, in key order: each series, with whether this
+/// part holds its first piece. The work is cut into units, a series whose pieces must be read
+/// together (they overlap, or only its latest rows are wanted) or one piece of a series whose
+/// pieces are disjoint, weighed by rows; each part takes a contiguous run of units of about
+/// equal weight, so every part's rows stay in (series, time) order.
+fn share(
+    series: BTreeMap<Key, Vec<Piece>>,
+    whole: bool,
+    part: usize,
+    parts: usize,
+) -> Vec<(Key, Vec<Piece>, bool)> {
+    let mut entries: Vec<(Key, Vec<Piece>)> =
+        series.into_iter().filter(|(_, p)| !p.is_empty()).collect();
+    if parts <= 1 {
+        return entries.into_iter().map(|(k, p)| (k, p, true)).collect();
+    }
+    let weight = |ps: &[Piece]| ps.iter().map(|p| u64::from(p.rows)).sum::<u64>().max(1);
+    // (series index, pieces, weight)
+    let mut units: Vec<(usize, Vec<Piece>, u64)> = Vec::new();
+    for (si, (_, pieces)) in entries.iter().enumerate() {
+        match (!whole).then(|| disjoint_order(pieces)).flatten() {
+            Some(order) => {
+                units.extend(
+                    order
+                        .into_iter()
+                        .map(|i| (si, vec![pieces[i]], weight(&pieces[i..=i]))),
+                );
+            }
+            None => units.push((si, pieces.clone(), weight(pieces))),
+        }
+    }
+    let total = units.iter().map(|u| u.2).sum::<u64>().max(1);
+    let mut at = 0u64;
+    let mut prev = usize::MAX;
+    let mut out: Vec<(usize, Vec<Piece>, bool)> = Vec::new();
+    for (si, pieces, w) in units {
+        // the part of the unit's midpoint: non-decreasing, so each part's units are contiguous
+        let mid = at + w / 2;
+        at += w;
+        let owner = (u128::from(mid) * parts as u128 / u128::from(total)) as usize;
+        let first = si != prev;
+        prev = si;
+        if owner.min(parts - 1) != part {
+            continue;
+        }
+        match out.last_mut() {
+            Some((last, v, _)) if *last == si => v.extend(pieces),
+            _ => out.push((si, pieces, first)),
+        }
+    }
+    out.into_iter()
+        .map(|(si, pieces, first)| (std::mem::take(&mut entries[si].0), pieces, first))
+        .collect()
 }
 
 struct Ctx<'a> {
@@ -431,12 +502,7 @@ impl<'a> Ctx<'a> {
         }
         // Pieces are in write order. If, sorted by time, none overlaps the next, there are no
         // duplicates to resolve and statistics may prune; otherwise merge everything.
-        let mut by_time: Vec<usize> = (0..pieces.len()).collect();
-        by_time.sort_by_key(|&i| (pieces[i].min, i));
-        let disjoint = by_time
-            .windows(2)
-            .all(|w| pieces[w[0]].max < pieces[w[1]].min);
-        if disjoint {
+        if let Some(by_time) = disjoint_order(&pieces) {
             let ordered: Vec<Piece> = by_time.iter().map(|&i| pieces[i]).collect();
             for p in ordered {
                 if hints && !self.may_match(p) {
