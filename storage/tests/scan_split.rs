@@ -85,7 +85,7 @@ proptest! {
     fn parts_hold_every_row_once_in_order(
         writes in proptest::collection::vec(
             (0u8..4, 0u16..300, any::<i16>(), proptest::bool::weighted(0.05)),
-            0..400,
+            1..400,
         ),
         latest in any::<bool>(),
         parts in 1usize..5,
