@@ -225,11 +225,14 @@ impl Column {
 
 /// The elements of `v` whose `keep` is set.
 fn kept<T: Copy>(v: &[T], keep: &[bool]) -> Vec<T> {
-    v.iter()
-        .zip(keep)
-        .filter(|(_, k)| **k)
-        .map(|(x, _)| *x)
-        .collect()
+    let n = keep.iter().filter(|k| **k).count();
+    let mut out = Vec::with_capacity(n);
+    for (x, k) in v.iter().zip(keep) {
+        if *k {
+            out.push(*x);
+        }
+    }
+    out
 }
 
 fn set<T>(d: &mut [T], i: usize, v: Option<T>) {

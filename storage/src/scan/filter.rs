@@ -117,9 +117,21 @@ impl<'a> Filters<'a> {
 
 fn compare(col: Option<&Column>, p: &Predicate, keep: &mut [bool]) {
     fn each<T: Copy>(v: &[T], col: &Column, keep: &mut [bool], pass: impl Fn(T) -> bool) {
-        for (i, k) in keep.iter_mut().enumerate() {
-            if *k {
-                *k = col.is_valid(i) && v.get(i).is_some_and(|x| pass(*x));
+        match &col.valid {
+            None => {
+                for (k, x) in keep.iter_mut().zip(v) {
+                    *k &= pass(*x);
+                }
+                // slots past the values (never, once padded) are null
+                keep.iter_mut().skip(v.len()).for_each(|k| *k = false);
+            }
+            Some(valid) => {
+                for (i, k) in keep.iter_mut().enumerate() {
+                    if *k {
+                        *k = valid.get(i).copied().unwrap_or(false)
+                            && v.get(i).is_some_and(|x| pass(*x));
+                    }
+                }
             }
         }
     }
@@ -127,13 +139,30 @@ fn compare(col: Option<&Column>, p: &Predicate, keep: &mut [bool]) {
         keep.fill(false);
         return;
     };
+    // one loop per comparison, the comparison fixed in it
+    fn by<T: Copy>(
+        v: &[T],
+        col: &Column,
+        keep: &mut [bool],
+        cmp: Cmp,
+        ord: impl Fn(T) -> Ordering,
+    ) {
+        match cmp {
+            Cmp::Eq => each(v, col, keep, |a| ord(a).is_eq()),
+            Cmp::NotEq => each(v, col, keep, |a| ord(a).is_ne()),
+            Cmp::Lt => each(v, col, keep, |a| ord(a).is_lt()),
+            Cmp::LtEq => each(v, col, keep, |a| ord(a).is_le()),
+            Cmp::Gt => each(v, col, keep, |a| ord(a).is_gt()),
+            Cmp::GtEq => each(v, col, keep, |a| ord(a).is_ge()),
+        }
+    }
     match (&col.values, p.value) {
         (Values::F64(v), StatValue::F64(x)) => {
             let x = canonical(x);
-            each(v, col, keep, |a| p.cmp.holds(canonical(a).total_cmp(&x)))
+            by(v, col, keep, p.cmp, |a| canonical(a).total_cmp(&x))
         }
-        (Values::I64(v), StatValue::I64(x)) => each(v, col, keep, |a| p.cmp.holds(a.cmp(&x))),
-        (Values::Bool(v), StatValue::Bool(x)) => each(v, col, keep, |a| p.cmp.holds(a.cmp(&x))),
+        (Values::I64(v), StatValue::I64(x)) => by(v, col, keep, p.cmp, |a| a.cmp(&x)),
+        (Values::Bool(v), StatValue::Bool(x)) => by(v, col, keep, p.cmp, |a| a.cmp(&x)),
         _ => keep.fill(false),
     }
 }

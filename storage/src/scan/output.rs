@@ -195,6 +195,11 @@ impl<'s> Output<'s> {
         }
     }
 
+    /// How many slots it returns (a scan's slots past them are read by conditions only).
+    pub(crate) fn width(&self) -> usize {
+        self.slots.len()
+    }
+
     /// True once the limit is reached or the sink wants no more.
     pub(crate) fn full(&self) -> bool {
         self.stopped || self.left == Some(0)

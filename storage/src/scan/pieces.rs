@@ -160,7 +160,8 @@ fn isolation<'v>(
                 widen(b.min_time, b.max_time);
             }
             for c in &sv.frozen {
-                if let (Some(lo), Some(hi)) = (c.times.iter().min(), c.times.iter().max()) {
+                // a frozen chunk is in time order (as gathering pieces reads it)
+                if let (Some(lo), Some(hi)) = (c.times.first(), c.times.last()) {
                     widen(*lo, *hi);
                 }
             }
@@ -375,6 +376,7 @@ pub(super) fn scan_shard(
         .collect();
     let set_slots: Vec<Option<usize>> =
         req.string_sets.iter().map(|s| slot_of(&s.column)).collect();
+    let visible = out.width();
     let ctx = Ctx {
         version,
         head,
@@ -386,6 +388,7 @@ pub(super) fn scan_shard(
         set_slots: &set_slots,
         set_bits: &set_bits,
         filters: Filters::new(req, slot_of),
+        visible,
     };
     let (part, parts) = req.split;
     for (key, pieces, first) in share(series, req.latest, part, parts) {
@@ -480,6 +483,8 @@ struct Ctx<'a> {
     set_bits: &'a [u64],
     /// The request's exact conditions on fields.
     filters: Filters<'a>,
+    /// Output slots returned (those after them are read by conditions only).
+    visible: usize,
 }
 
 impl<'a> Ctx<'a> {
@@ -569,6 +574,8 @@ impl<'a> Ctx<'a> {
                 return Ok(Chunk::default());
             }
             columns.extend(self.decode_columns(p, &|s| !self.filters.reads(s), m)?);
+            // columns only the conditions read are not returned: not worth filtering
+            columns.retain(|(k, _)| (*k as usize) < self.visible);
             columns.sort_by_key(|(k, _)| *k);
             let mut chunk = Chunk { times, columns };
             chunk.finish();
