@@ -38,19 +38,6 @@ impl std::fmt::Display for Cmp {
     }
 }
 
-impl Cmp {
-    fn holds(self, o: Ordering) -> bool {
-        match self {
-            Cmp::Eq => o.is_eq(),
-            Cmp::NotEq => o.is_ne(),
-            Cmp::Lt => o.is_lt(),
-            Cmp::LtEq => o.is_le(),
-            Cmp::Gt => o.is_gt(),
-            Cmp::GtEq => o.is_ge(),
-        }
-    }
-}
-
 /// Rows pass when field `column` compares with `value` as `cmp` says. Exact: the scan returns
 /// only passing rows. A null never passes. Floats compare as DataFusion's filters do: in IEEE
 /// 754 total order (NaN above every number and equal to itself) with -0 equal to +0; the value

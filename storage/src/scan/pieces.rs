@@ -136,6 +136,145 @@ fn may_match(smin: Option<StatValue>, smax: Option<StatValue>, want: &super::Fie
     !(above || below)
 }
 
+/// A series a string summary rules out in one source (a segment, the head), set aside without
+/// its key. No row of it there can pass, but a row of it may be rewritten field by field in
+/// another source at the same time, and the merged row (which may pass) needs both: so it is
+/// taken back when the same series (by [`identity`]) has a piece in another source over
+/// overlapping times. Sources sealed in order never overlap, so "one truck of a thousand"
+/// keys one series, not a thousand.
+struct Aside {
+    identity: u64,
+    of: AsideOf,
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AsideOf {
+    /// (segment index, series index in it)
+    Seg(usize, usize),
+    /// series index in the head view
+    Head(usize),
+}
+
+/// A series' identity from its (tag name, value) pairs in any order: equal for equal keys,
+/// cheap enough to take for every set-aside series.
+fn identity<'t>(tags: impl Iterator<Item = (&'t str, &'t str)>) -> u64 {
+    let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
+    tags.map(|pair| state.hash_one(pair))
+        .fold(0u64, u64::wrapping_add)
+}
+
+/// Which source a piece is in: `Some(segment index)`, or `None` for the head.
+fn source(p: &Piece) -> Option<usize> {
+    match p.src {
+        Src::Seg(si, _) => Some(si),
+        Src::HeadBlock(..) | Src::Raw(..) => None,
+    }
+}
+
+/// Takes back into `series` every set-aside series with a piece in another source whose
+/// times overlap one of its own (see [`Aside`]); the rest are pruned.
+fn take_back(
+    series: &mut BTreeMap<Key, Vec<Piece>>,
+    aside: Vec<Aside>,
+    version: &ShardVersion,
+    schema: &TableSchema,
+    head: Option<&Arc<crate::head::TableHeadView>>,
+    m: &mut ScanMetrics,
+) {
+    if aside.is_empty() {
+        return;
+    }
+    // per identity: (source, min, max) of every piece, kept or set aside
+    let mut spans: std::collections::HashMap<u64, Vec<(Option<usize>, i64, i64)>> =
+        std::collections::HashMap::new();
+    let wanted: std::collections::HashSet<u64> = aside.iter().map(|a| a.identity).collect();
+    for (key, pieces) in series.iter() {
+        let id = identity(key.iter().map(|(k, v)| (&**k, &**v)));
+        if wanted.contains(&id) {
+            let e = spans.entry(id).or_default();
+            e.extend(pieces.iter().map(|p| (source(p), p.min, p.max)));
+        }
+    }
+    for a in &aside {
+        let e = spans.entry(a.identity).or_default();
+        e.extend(a.pieces.iter().map(|p| (source(p), p.min, p.max)));
+    }
+    for a in aside {
+        let spans = spans
+            .get(&a.identity)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let back = a.pieces.iter().any(|p| {
+            spans
+                .iter()
+                .any(|&(src, lo, hi)| src != source(p) && hi >= p.min && lo <= p.max)
+        });
+        let key = match (back, a.of) {
+            (false, _) => None,
+            (true, AsideOf::Seg(si, i)) => version.segments.get(si).map(|s| seg_key(&s.meta, i)),
+            (true, AsideOf::Head(vi)) => head
+                .and_then(|h| h.series.get(vi))
+                .map(|sv| head_key(schema, sv)),
+        };
+        match key {
+            Some(key) => {
+                // back in write order, which decides between rows of equal times
+                let pieces = series.entry(key).or_default();
+                pieces.extend(a.pieces);
+                pieces.sort_by_key(written);
+            }
+            None => m.blocks_pruned += a.pieces.len() as u64,
+        }
+    }
+}
+
+/// Where a piece stands in the order a series' pieces are gathered, which is the order they
+/// were written in: segments oldest first, each in block order, then the head's blocks, then
+/// its frozen chunks.
+fn written(p: &Piece) -> (u8, usize, usize) {
+    match p.src {
+        Src::Seg(si, bi) => (0, si, bi),
+        Src::HeadBlock(_, bi) => (1, 0, bi),
+        Src::Raw(_, ci) => (2, 0, ci),
+    }
+}
+
+/// The key of series `i` of a segment.
+fn seg_key(meta: &crate::segment::SegmentMeta, i: usize) -> Key {
+    let mut key: Key = meta
+        .series
+        .get(i)
+        .map(|s| s.tags.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(c, v)| {
+            Some((
+                Arc::clone(&meta.columns.get(*c as usize)?.name),
+                Arc::clone(v),
+            ))
+        })
+        .collect();
+    key.sort();
+    key
+}
+
+/// The key of a head series.
+fn head_key(schema: &TableSchema, sv: &crate::head::SeriesView) -> Key {
+    let mut key: Key = sv
+        .tags
+        .iter()
+        .filter_map(|(c, v)| {
+            Some((
+                Arc::clone(&schema.columns.get(c.0 as usize)?.name),
+                Arc::clone(v),
+            ))
+        })
+        .collect();
+    key.sort();
+    key
+}
+
 /// Whether a source of the table's rows in this shard (`Some(segment index)`, or `None` for
 /// the head) holds only times no other source in the scan's range holds.
 fn isolation<'v>(
@@ -144,7 +283,7 @@ fn isolation<'v>(
     head: Option<&'v Arc<crate::head::TableHeadView>>,
 ) -> impl Fn(Option<usize>) -> bool + 'v {
     let mut ranges: Vec<(Option<usize>, i64, i64)> = Vec::new();
-    if !req.string_sets.is_empty() || req.segments.is_some() {
+    if req.segments.is_some() {
         for (si, seg) in version.segments.iter().enumerate() {
             let meta = &seg.meta;
             if *meta.table == *req.table && overlaps(req, meta.min_time, meta.max_time) {
@@ -210,10 +349,13 @@ pub(super) fn scan_shard(
             })
     };
     let head = version.head.tables.get(&table);
-    // A series may be skipped by what its values hold in one source (a segment, the head) only
-    // when no other source's time range overlaps that source's: otherwise one of its rows may
-    // be a field-by-field rewrite of a row elsewhere, and the merged row needs both.
+    // A segment left out by the request may be skipped only when no other source's time
+    // range overlaps it: otherwise one of its rows may be a field-by-field rewrite of a row
+    // elsewhere, and the merged row needs both.
     let isolated = isolation(version, req, head);
+    // Series a string summary rules out in one source, set aside unkeyed: taken back if the
+    // same series has rows in another source over the same times (see `Aside`).
+    let mut aside: Vec<Aside> = Vec::new();
     // per segment: slot -> segment column index
     let mut seg_cols: Vec<Vec<Option<u32>>> = vec![Vec::new(); segments.len()];
     for (si, seg) in segments.iter().enumerate() {
@@ -242,6 +384,7 @@ pub(super) fn scan_shard(
             })
             .collect();
         let (set_cols, tag_cols) = filter_columns(req, |n, k| seg_column(meta, n, k));
+        // per series: its key; `None` when its tags fail the filters or it is set aside
         let mut skipped = vec![false; meta.series.len()];
         let keys: Vec<Option<Key>> = meta
             .series
@@ -253,7 +396,6 @@ pub(super) fn scan_shard(
                     return None;
                 }
                 if !set_cols.is_empty()
-                    && isolated(Some(si))
                     && seg
                         .series_strings(i)
                         .is_some_and(|strings| excluded(strings, &set_cols))
@@ -261,30 +403,17 @@ pub(super) fn scan_shard(
                     skipped[i] = true;
                     return None;
                 }
-                let mut key: Key = s
-                    .tags
-                    .iter()
-                    .filter_map(|(c, v)| {
-                        Some((
-                            Arc::clone(&meta.columns.get(*c as usize)?.name),
-                            Arc::clone(v),
-                        ))
-                    })
-                    .collect();
-                key.sort();
-                Some(key)
+                Some(seg_key(meta, i))
             })
             .collect();
         // Blocks grouped by series within the segment first, so the map across segments is
         // touched once per (segment, series) rather than once per block.
         let mut local: Vec<Vec<Piece>> = vec![Vec::new(); keys.len()];
         for (bi, b) in meta.blocks.iter().enumerate() {
-            let Some(Some(_)) = keys.get(b.series as usize) else {
-                if skipped.get(b.series as usize) == Some(&true) {
-                    m.blocks_pruned += 1;
-                }
+            let i = b.series as usize;
+            if keys.get(i).is_none_or(Option::is_none) && skipped.get(i) != Some(&true) {
                 continue;
-            };
+            }
             if !overlaps(req, b.min_time, b.max_time) {
                 m.blocks_pruned += 1;
                 continue;
@@ -298,9 +427,19 @@ pub(super) fn scan_shard(
                 });
             }
         }
-        for (key, pieces) in keys.into_iter().zip(local) {
-            if let (Some(key), false) = (key, pieces.is_empty()) {
-                series.entry(key).or_default().extend(pieces);
+        for (i, (key, pieces)) in keys.into_iter().zip(local).enumerate() {
+            match (key, pieces.is_empty()) {
+                (_, true) => {}
+                (Some(key), false) => series.entry(key).or_default().extend(pieces),
+                (None, false) => {
+                    aside.push(Aside {
+                        identity: identity(meta.series[i].tags.iter().filter_map(|(c, v)| {
+                            Some((&*meta.columns.get(*c as usize)?.name, &**v))
+                        })),
+                        of: AsideOf::Seg(si, i),
+                        pieces,
+                    })
+                }
             }
         }
     }
@@ -318,23 +457,8 @@ pub(super) fn scan_shard(
             if !tags_pass(req, &head_tag_cols, value_of) {
                 continue;
             }
-            if !head_set_cols.is_empty() && isolated(None) && excluded(sv.strings(), &head_set_cols)
-            {
-                m.blocks_pruned += (sv.blocks.len() + sv.frozen.len()) as u64;
-                continue;
-            }
-            let mut key: Key = sv
-                .tags
-                .iter()
-                .filter_map(|(c, v)| {
-                    Some((
-                        Arc::clone(&schema.columns.get(c.0 as usize)?.name),
-                        Arc::clone(v),
-                    ))
-                })
-                .collect();
-            key.sort();
-            let entry = series.entry(key).or_default();
+            let set_aside = !head_set_cols.is_empty() && excluded(sv.strings(), &head_set_cols);
+            let mut entry = Vec::new();
             for (bi, b) in sv.blocks.iter().enumerate() {
                 if overlaps(req, b.min_time, b.max_time) {
                     entry.push(Piece {
@@ -362,8 +486,26 @@ pub(super) fn scan_shard(
                     m.blocks_pruned += 1;
                 }
             }
+            if entry.is_empty() {
+                continue;
+            }
+            if set_aside {
+                aside.push(Aside {
+                    identity: identity(sv.tags.iter().filter_map(|(c, v)| {
+                        Some((&*schema.columns.get(c.0 as usize)?.name, &**v))
+                    })),
+                    of: AsideOf::Head(vi),
+                    pieces: entry,
+                });
+            } else {
+                series
+                    .entry(head_key(schema, sv))
+                    .or_default()
+                    .extend(entry);
+            }
         }
     }
+    take_back(&mut series, aside, version, schema, head, m);
     let slot_of = |name: &str| {
         slots
             .iter()
