@@ -176,12 +176,27 @@ fn source(p: &Piece) -> Option<usize> {
 /// times overlap one of its own (see [`Aside`]); the rest are pruned.
 fn take_back(
     series: &mut BTreeMap<Key, Vec<Piece>>,
-    aside: Vec<Aside>,
+    mut aside: Vec<Aside>,
+    sources: &Sources,
     version: &ShardVersion,
     schema: &TableSchema,
     head: Option<&Arc<crate::head::TableHeadView>>,
     m: &mut ScanMetrics,
 ) {
+    // what no other source overlaps in time cannot merge with anything: pruned unhashed
+    aside.retain(|a| {
+        let lo = a.pieces.iter().map(|p| p.min).min().unwrap_or(i64::MAX);
+        let hi = a.pieces.iter().map(|p| p.max).max().unwrap_or(i64::MIN);
+        let source = match a.of {
+            AsideOf::Seg(si, _) => Some(si),
+            AsideOf::Head(_) => None,
+        };
+        let alone = sources.alone(source, lo, hi);
+        if alone {
+            m.blocks_pruned += a.pieces.len() as u64;
+        }
+        !alone
+    });
     if aside.is_empty() {
         return;
     }
@@ -275,47 +290,64 @@ fn head_key(schema: &TableSchema, sv: &crate::head::SeriesView) -> Key {
     key
 }
 
-/// Whether a source of the table's rows in this shard (`Some(segment index)`, or `None` for
-/// the head) holds only times no other source in the scan's range holds.
-fn isolation<'v>(
-    version: &'v ShardVersion,
-    req: &'v ScanRequest,
-    head: Option<&'v Arc<crate::head::TableHeadView>>,
-) -> impl Fn(Option<usize>) -> bool + 'v {
-    let mut ranges: Vec<(Option<usize>, i64, i64)> = Vec::new();
-    if req.segments.is_some() {
-        for (si, seg) in version.segments.iter().enumerate() {
-            let meta = &seg.meta;
-            if *meta.table == *req.table && overlaps(req, meta.min_time, meta.max_time) {
-                ranges.push((Some(si), meta.min_time, meta.max_time));
-            }
-        }
-        let mut hull: Option<(i64, i64)> = None;
-        let mut widen = |lo: i64, hi: i64| {
-            hull = Some(hull.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
-        };
-        for sv in head.map(|h| h.series.as_slice()).unwrap_or_default() {
-            for b in &sv.blocks {
-                widen(b.min_time, b.max_time);
-            }
-            for c in &sv.frozen {
-                // a frozen chunk is in time order (as gathering pieces reads it)
-                if let (Some(lo), Some(hi)) = (c.times.first(), c.times.last()) {
-                    widen(*lo, *hi);
+/// The time ranges of a shard's sources of one table's rows (each segment the request's time
+/// range reaches, the head), for telling whether rows of one may merge with rows of another.
+struct Sources {
+    ranges: Vec<(Option<usize>, i64, i64)>,
+}
+
+impl Sources {
+    /// Found only when the request can skip something for what a source holds (a segment
+    /// list, string sets); otherwise every source counts as isolated, and nothing asks.
+    fn of(
+        version: &ShardVersion,
+        req: &ScanRequest,
+        head: Option<&Arc<crate::head::TableHeadView>>,
+    ) -> Sources {
+        let mut ranges: Vec<(Option<usize>, i64, i64)> = Vec::new();
+        if req.segments.is_some() || !req.string_sets.is_empty() {
+            for (si, seg) in version.segments.iter().enumerate() {
+                let meta = &seg.meta;
+                if *meta.table == *req.table && overlaps(req, meta.min_time, meta.max_time) {
+                    ranges.push((Some(si), meta.min_time, meta.max_time));
                 }
             }
+            let mut hull: Option<(i64, i64)> = None;
+            let mut widen = |lo: i64, hi: i64| {
+                hull = Some(hull.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            };
+            for sv in head.map(|h| h.series.as_slice()).unwrap_or_default() {
+                for b in &sv.blocks {
+                    widen(b.min_time, b.max_time);
+                }
+                for c in &sv.frozen {
+                    // a frozen chunk is in time order (as gathering pieces reads it)
+                    if let (Some(lo), Some(hi)) = (c.times.first(), c.times.last()) {
+                        widen(*lo, *hi);
+                    }
+                }
+            }
+            if let Some((lo, hi)) = hull {
+                ranges.push((None, lo, hi));
+            }
         }
-        if let Some((lo, hi)) = hull {
-            ranges.push((None, lo, hi));
-        }
+        Sources { ranges }
     }
-    move |source: Option<usize>| {
-        let Some(&(_, lo, hi)) = ranges.iter().find(|r| r.0 == source) else {
-            return true;
-        };
-        ranges
+
+    /// Whether no other source holds a time within `[lo, hi]` (`source`: `Some(segment
+    /// index)`, or `None` for the head).
+    fn alone(&self, source: Option<usize>, lo: i64, hi: i64) -> bool {
+        self.ranges
             .iter()
             .all(|&(other, a, b)| other == source || b < lo || a > hi)
+    }
+
+    /// Whether a source holds only times no other source holds.
+    fn isolated(&self, source: Option<usize>) -> bool {
+        match self.ranges.iter().find(|r| r.0 == source) {
+            Some(&(_, lo, hi)) => self.alone(source, lo, hi),
+            None => true,
+        }
     }
 }
 
@@ -352,10 +384,12 @@ pub(super) fn scan_shard(
     // A segment left out by the request may be skipped only when no other source's time
     // range overlaps it: otherwise one of its rows may be a field-by-field rewrite of a row
     // elsewhere, and the merged row needs both.
-    let isolated = isolation(version, req, head);
+    let sources = Sources::of(version, req, head);
     // Series a string summary rules out in one source, set aside unkeyed: taken back if the
     // same series has rows in another source over the same times (see `Aside`).
     let mut aside: Vec<Aside> = Vec::new();
+    // segments of this shard read (the head is the other source)
+    let mut seg_sources = 0usize;
     // per segment: slot -> segment column index
     let mut seg_cols: Vec<Vec<Option<u32>>> = vec![Vec::new(); segments.len()];
     for (si, seg) in segments.iter().enumerate() {
@@ -370,12 +404,13 @@ pub(super) fn scan_shard(
                 .segments
                 .as_ref()
                 .is_some_and(|keep| !keep.contains(&(meta.shard, meta.id)))
-                && isolated(Some(si)))
+                && sources.isolated(Some(si)))
         {
             m.segments_pruned += 1;
             continue;
         }
         m.segments_scanned += 1;
+        seg_sources += 1;
         seg_cols[si] = slots
             .iter()
             .map(|s| match s {
@@ -458,6 +493,11 @@ pub(super) fn scan_shard(
                 continue;
             }
             let set_aside = !head_set_cols.is_empty() && excluded(sv.strings(), &head_set_cols);
+            if set_aside && seg_sources == 0 {
+                // the head is the only source: nothing to take it back for
+                m.blocks_pruned += (sv.blocks.len() + sv.frozen.len()) as u64;
+                continue;
+            }
             let mut entry = Vec::new();
             for (bi, b) in sv.blocks.iter().enumerate() {
                 if overlaps(req, b.min_time, b.max_time) {
@@ -505,7 +545,7 @@ pub(super) fn scan_shard(
             }
         }
     }
-    take_back(&mut series, aside, version, schema, head, m);
+    take_back(&mut series, aside, &sources, version, schema, head, m);
     let slot_of = |name: &str| {
         slots
             .iter()
