@@ -15,6 +15,7 @@
 //! Queries run on this runtime's threads (`query.threads`), apart from the MQTT reactors and
 //! shard writers, so a heavy query competes for CPU but never holds up an acknowledgement.
 
+use crate::api_error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,33 +160,17 @@ fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// A JSON error response.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    json_response(
-        status,
-        serde_json::json!({ "error": message, "code": code }).to_string(),
-    )
-}
-
 fn query_error(e: &QueryError) -> Response {
-    let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    error(status, e.kind.code(), &e.message)
+    ApiError::from(e).into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        &format!("no route for {method} {}", uri.path()),
-    )
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("{method} is not allowed on {}", uri.path()),
-    )
+    ApiError::method_not_allowed(format!("{method} is not allowed on {}", uri.path()))
+        .into_response()
 }
 
 async fn health(State(api): State<Arc<Api>>) -> Response {
@@ -197,7 +182,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
     json_response(StatusCode::OK, body.to_string())
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -237,7 +222,7 @@ async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> 
     match verdict {
         None => next.run(req).await,
         Some(msg) => {
-            let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+            let mut r = ApiError::unauthorized(msg).into_response();
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"mast\""),
@@ -274,18 +259,10 @@ async fn sql_get(
     params: Result<Query<SqlParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(params)) = params else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "unreadable query string",
-        );
+        return ApiError::bad_request("unreadable query string").into_response();
     };
     let Some(sql) = params.q.filter(|q| !q.trim().is_empty()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "missing SQL: GET /api/v1/sql?q=SELECT...",
-        );
+        return ApiError::bad_request("missing SQL: GET /api/v1/sql?q=SELECT...").into_response();
     };
     run_sql(&api, &headers, &sql, params.format.as_deref()).await
 }
@@ -300,14 +277,11 @@ async fn sql_post(
     let bytes: Bytes = match axum::body::to_bytes(body, api.max_body).await {
         Ok(b) => b,
         Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!(
-                    "request body larger than {} bytes (http.max_body_bytes)",
-                    api.max_body
-                ),
-            );
+            return ApiError::too_large(format!(
+                "request body larger than {} bytes (http.max_body_bytes)",
+                api.max_body
+            ))
+            .into_response();
         }
     };
     let is_json = headers
@@ -322,27 +296,22 @@ async fn sql_post(
         match serde_json::from_slice::<SqlBody>(&bytes) {
             Ok(b) => (b.sql, b.format.or(format_param)),
             Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("the body must be {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"),
-                );
+                return ApiError::bad_request(format!(
+                    "the body must be {{\"sql\": \"...\", \"format\": \"json\"}}: {e}"
+                ))
+                .into_response();
             }
         }
     } else {
         match String::from_utf8(bytes.to_vec()) {
             Ok(s) => (s, format_param),
             Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the SQL is not UTF-8",
-                );
+                return ApiError::bad_request("the SQL is not UTF-8").into_response();
             }
         }
     };
     if sql.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "missing SQL");
+        return ApiError::bad_request("missing SQL").into_response();
     }
     run_sql(&api, &headers, &sql, format.as_deref()).await
 }
@@ -351,11 +320,13 @@ fn pick_format(headers: &HeaderMap, param: Option<&str>) -> Result<Format, Box<R
     if let Some(name) = param {
         return Format::parse(name).ok_or_else(|| {
             let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-            Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "bad_format",
-                &format!("unknown format {name:?}; use one of {}", names.join(", ")),
-            ))
+            Box::new(
+                ApiError::bad_format(format!(
+                    "unknown format {name:?}; use one of {}",
+                    names.join(", ")
+                ))
+                .into_response(),
+            )
         });
     }
     let accept = headers
@@ -366,15 +337,14 @@ fn pick_format(headers: &HeaderMap, param: Option<&str>) -> Result<Format, Box<R
         return Ok(Format::from_accept(accept).unwrap_or(Format::Json));
     }
     Format::from_accept(accept).ok_or_else(|| {
-        Box::new(error(
-            StatusCode::NOT_ACCEPTABLE,
-            "not_acceptable",
-            &format!(
+        Box::new(
+            ApiError::not_acceptable(format!(
                 "cannot answer with {accept:?}; Mast returns application/json, \
                  application/x-ndjson, text/csv, application/vnd.apache.arrow.stream or \
                  application/vnd.apache.parquet"
-            ),
-        ))
+            ))
+            .into_response(),
+        )
     })
 }
 
@@ -395,17 +365,13 @@ async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>
     };
     if let Some(why) = format.unsupported(&stream.schema()) {
         stream.fail(&why);
-        return error(StatusCode::BAD_REQUEST, "bad_format", &why);
+        return ApiError::bad_format(why).into_response();
     }
     let (mut encoder, head) = match Encoder::new(format, stream.schema()) {
         Ok(x) => x,
         Err(e) => {
             stream.fail(&e.to_string());
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &format!("cannot encode the result: {e}"),
-            );
+            return ApiError::internal(format!("cannot encode the result: {e}")).into_response();
         }
     };
     let id = stream.id();
@@ -415,11 +381,8 @@ async fn run_sql(api: &Api, headers: &HeaderMap, sql: &str, format: Option<&str>
             Ok(b) => out.extend(b),
             Err(e) => {
                 stream.fail(&e.to_string());
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    &format!("cannot encode the result: {e}"),
-                );
+                return ApiError::internal(format!("cannot encode the result: {e}"))
+                    .into_response();
             }
         }
     }

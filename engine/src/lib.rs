@@ -1,6 +1,7 @@
 //! The Mast server: configuration, the MQTT broker, and (as later issues land) ingest, the device
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
+mod api_error;
 pub mod config;
 pub mod export;
 pub mod http;
