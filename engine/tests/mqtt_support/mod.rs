@@ -133,6 +133,71 @@ impl<E, Er> Drop for Pump<E, Er> {
     }
 }
 
+/// What a client does with what arrives, the same for both protocol versions: each module's
+/// `Event`, `Packet`, `Publish`, `ConnectionError` and `incoming` are the version's own.
+macro_rules! receive_methods {
+    () => {
+        /// The next incoming packet `f` accepts (panics after [`WAIT`]).
+        pub fn wait_packet(&mut self, f: impl Fn(&Packet) -> bool) -> Packet {
+            match self
+                .pump
+                .wait(WAIT, |e| matches!(e, Event::Incoming(p) if f(p)), incoming)
+            {
+                Some(Event::Incoming(p)) => p,
+                _ => panic!(
+                    "expected packet did not arrive; connection ended with {:?}",
+                    self.pump.ended
+                ),
+            }
+        }
+
+        /// The next PUBLISH within `timeout`.
+        pub fn recv_within(&mut self, timeout: Duration) -> Option<Publish> {
+            match self.pump.wait(
+                timeout,
+                |e| matches!(e, Event::Incoming(Packet::Publish(_))),
+                incoming,
+            ) {
+                Some(Event::Incoming(Packet::Publish(p))) => Some(p),
+                _ => None,
+            }
+        }
+
+        /// The next PUBLISH (panics after [`WAIT`]).
+        pub fn recv(&mut self) -> Publish {
+            self.recv_within(WAIT).unwrap_or_else(|| {
+                panic!(
+                    "no PUBLISH arrived; connection ended with {:?}",
+                    self.pump.ended
+                )
+            })
+        }
+
+        /// Asserts no PUBLISH arrives for `d`.
+        pub fn assert_silent(&mut self, d: Duration) {
+            if let Some(p) = self.recv_within(d) {
+                panic!("unexpected PUBLISH {p:?}");
+            }
+        }
+
+        /// Waits for the server to end the connection; the error it ended with.
+        pub fn wait_end(&mut self, timeout: Duration) -> Option<&ConnectionError> {
+            self.pump.wait_end(timeout)
+        }
+
+        /// DISCONNECT (reason 0) and wait for the connection to close.
+        pub fn disconnect(mut self) {
+            self.client.try_disconnect().unwrap();
+            self.pump.wait_end(WAIT);
+        }
+
+        /// Drops the socket without DISCONNECT.
+        pub fn drop_abruptly(self) {
+            drop(self);
+        }
+    };
+}
+
 /// MQTT 5.0 through rumqttc.
 pub mod v5 {
     use super::*;
@@ -295,64 +360,7 @@ pub mod v5 {
             }
         }
 
-        /// The next incoming packet `f` accepts (panics after [`WAIT`]).
-        pub fn wait_packet(&mut self, f: impl Fn(&Packet) -> bool) -> Packet {
-            match self
-                .pump
-                .wait(WAIT, |e| matches!(e, Event::Incoming(p) if f(p)), incoming)
-            {
-                Some(Event::Incoming(p)) => p,
-                _ => panic!(
-                    "expected packet did not arrive; connection ended with {:?}",
-                    self.pump.ended
-                ),
-            }
-        }
-
-        /// The next PUBLISH within `timeout`.
-        pub fn recv_within(&mut self, timeout: Duration) -> Option<Publish> {
-            match self.pump.wait(
-                timeout,
-                |e| matches!(e, Event::Incoming(Packet::Publish(_))),
-                incoming,
-            ) {
-                Some(Event::Incoming(Packet::Publish(p))) => Some(p),
-                _ => None,
-            }
-        }
-
-        /// The next PUBLISH (panics after [`WAIT`]).
-        pub fn recv(&mut self) -> Publish {
-            self.recv_within(WAIT).unwrap_or_else(|| {
-                panic!(
-                    "no PUBLISH arrived; connection ended with {:?}",
-                    self.pump.ended
-                )
-            })
-        }
-
-        /// Asserts no PUBLISH arrives for `d`.
-        pub fn assert_silent(&mut self, d: Duration) {
-            if let Some(p) = self.recv_within(d) {
-                panic!("unexpected PUBLISH {p:?}");
-            }
-        }
-
-        /// Waits for the server to end the connection; the error it ended with.
-        pub fn wait_end(&mut self, timeout: Duration) -> Option<&ConnectionError> {
-            self.pump.wait_end(timeout)
-        }
-
-        /// DISCONNECT (reason 0) and wait for the connection to close.
-        pub fn disconnect(mut self) {
-            self.client.try_disconnect().unwrap();
-            self.pump.wait_end(WAIT);
-        }
-
-        /// Drops the socket without DISCONNECT.
-        pub fn drop_abruptly(self) {
-            drop(self);
-        }
+        receive_methods!();
     }
 
     /// A publish's topic as text.
@@ -470,57 +478,7 @@ pub mod v311 {
             );
         }
 
-        pub fn wait_packet(&mut self, f: impl Fn(&Packet) -> bool) -> Packet {
-            match self
-                .pump
-                .wait(WAIT, |e| matches!(e, Event::Incoming(p) if f(p)), incoming)
-            {
-                Some(Event::Incoming(p)) => p,
-                _ => panic!(
-                    "expected packet did not arrive; connection ended with {:?}",
-                    self.pump.ended
-                ),
-            }
-        }
-
-        pub fn recv_within(&mut self, timeout: Duration) -> Option<Publish> {
-            match self.pump.wait(
-                timeout,
-                |e| matches!(e, Event::Incoming(Packet::Publish(_))),
-                incoming,
-            ) {
-                Some(Event::Incoming(Packet::Publish(p))) => Some(p),
-                _ => None,
-            }
-        }
-
-        pub fn recv(&mut self) -> Publish {
-            self.recv_within(WAIT).unwrap_or_else(|| {
-                panic!(
-                    "no PUBLISH arrived; connection ended with {:?}",
-                    self.pump.ended
-                )
-            })
-        }
-
-        pub fn assert_silent(&mut self, d: Duration) {
-            if let Some(p) = self.recv_within(d) {
-                panic!("unexpected PUBLISH {p:?}");
-            }
-        }
-
-        pub fn wait_end(&mut self, timeout: Duration) -> Option<&ConnectionError> {
-            self.pump.wait_end(timeout)
-        }
-
-        pub fn disconnect(mut self) {
-            self.client.try_disconnect().unwrap();
-            self.pump.wait_end(WAIT);
-        }
-
-        pub fn drop_abruptly(self) {
-            drop(self);
-        }
+        receive_methods!();
     }
 }
 
