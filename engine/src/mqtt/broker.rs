@@ -818,7 +818,7 @@ impl Broker {
             }
             out.push(ConnectionInfo {
                 client_id: s.client_id.to_string(),
-                protocol: super::presence::protocol_name(inner.version),
+                protocol: super::message::protocol_name(inner.version),
                 subscriptions: inner.subscriptions.len(),
                 queued: inner.queue.len(),
                 queued_bytes: inner.queued_bytes,

@@ -157,6 +157,14 @@ impl Message {
     }
 }
 
+/// A protocol version as people read it: "3.1.1" or "5.0".
+pub(crate) fn protocol_name(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::V5 => "5.0",
+        _ => "3.1.1",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! `address`, `protocol` ("3.1.1" / "5.0"), `username` (when given), `clean_start`,
 //! `keep_alive_secs`, and `reason` (why it ended, on "disconnected").
 
-use mast_protocol::ProtocolVersion;
 use mast_storage::batch::DEVICE_TAG;
 use mast_storage::{Durability, Store, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -33,14 +32,6 @@ pub(crate) struct DeviceRecord {
 impl DeviceRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// "3.1.1" or "5.0".
-pub(crate) fn protocol_name(v: ProtocolVersion) -> &'static str {
-    match v {
-        ProtocolVersion::V5 => "5.0",
-        _ => "3.1.1",
     }
 }
 

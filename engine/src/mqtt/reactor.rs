@@ -509,7 +509,7 @@ impl Reactor {
         let now = now_ns().max(self.last_presence_ns + 1);
         self.last_presence_ns = now;
         let address = conn.addr.to_string();
-        let protocol = presence::protocol_name(conn.version);
+        let protocol = super::message::protocol_name(conn.version);
         let (connected, clean_start, keep_alive, reason) = match event {
             PresenceEvent::Connected {
                 clean_start,
