@@ -43,16 +43,24 @@ pub struct Api {
     pub engine: QueryEngine,
     /// The broker (counters, connections, and the store it writes to).
     pub broker: Arc<Broker>,
+    /// The telemetry path's counters.
+    pub ingest: Arc<crate::ingest::IngestCounters>,
     tokens: Vec<String>,
     max_body: usize,
 }
 
 impl Api {
     /// The API over `engine`, answering as `cfg` says.
-    pub fn new(cfg: &HttpConfig, engine: QueryEngine, broker: Arc<Broker>) -> Api {
+    pub fn new(
+        cfg: &HttpConfig,
+        engine: QueryEngine,
+        broker: Arc<Broker>,
+        ingest: Arc<crate::ingest::IngestCounters>,
+    ) -> Api {
         Api {
             engine,
             broker,
+            ingest,
             tokens: cfg.tokens.clone(),
             max_body: cfg.max_body_bytes,
         }
@@ -192,7 +200,7 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let text = crate::metrics::render(&api.broker, &api.broker.store, &api.engine);
+    let text = crate::metrics::render(&api.broker, &api.ingest, &api.broker.store, &api.engine);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -248,7 +248,12 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     mast_engine::sql_tables::register(&engine, mqtt.broker());
-    let api = Api::new(&cfg.http, engine, Arc::clone(mqtt.broker()));
+    let api = Api::new(
+        &cfg.http,
+        engine,
+        Arc::clone(mqtt.broker()),
+        Arc::clone(mqtt.ingest_counters()),
+    );
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {

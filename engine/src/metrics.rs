@@ -29,7 +29,12 @@ impl Out {
 }
 
 /// Renders every metric.
-pub fn render(broker: &Broker, store: &Store, engine: &QueryEngine) -> String {
+pub fn render(
+    broker: &Broker,
+    ingest: &crate::ingest::IngestCounters,
+    store: &Store,
+    engine: &QueryEngine,
+) -> String {
     let c = &broker.counters;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let mut o = Out(String::with_capacity(8 * 1024));
@@ -137,7 +142,7 @@ pub fn render(broker: &Broker, store: &Store, engine: &QueryEngine) -> String {
         "mast_ingest_refused_total",
         "counter",
         "Telemetry messages refused wholly or in part.",
-        get(&c.telemetry_refused),
+        get(&ingest.refused),
     );
     o.one(
         "mast_mqtt_persist_failures_total",

@@ -15,6 +15,14 @@ pub mod line_protocol;
 
 use mast_protocol::reason::ReasonCode;
 
+/// Counters of the telemetry path, beside the broker's (`/metrics` renders both).
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// `mast_ingest_refused_total`: telemetry messages refused wholly or in part (each gets an
+    /// error reply on `devices/{id}/errors`).
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
 /// The table of `devices/{id}/telemetry` when the payload names none.
 pub const DEFAULT_TABLE: &str = "telemetry";
 

@@ -34,9 +34,6 @@ pub struct Counters {
     pub retained_refused: AtomicU64,
     /// `mast_mqtt_protocol_errors_total`: connections closed for a malformed or forbidden packet.
     pub protocol_errors: AtomicU64,
-    /// `mast_ingest_refused_total`: telemetry messages refused wholly or in part (each gets an
-    /// error reply on `devices/{id}/errors`).
-    pub telemetry_refused: AtomicU64,
     /// `mast_mqtt_auth_failures_total`.
     pub auth_failures: AtomicU64,
     /// `mast_mqtt_not_authorized_total`: publishes and subscriptions refused by the ACL.

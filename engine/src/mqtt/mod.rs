@@ -44,6 +44,7 @@ use transport::Transport;
 #[derive(Debug)]
 pub struct MqttServer {
     broker: Arc<Broker>,
+    ingest_counters: Arc<crate::ingest::IngestCounters>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     listen: SocketAddr,
@@ -108,6 +109,7 @@ impl MqttServer {
         }
         let broker = Arc::new(Broker::new(Arc::clone(&cfg), store, tag_keys, on_commit)?);
         let stop = Arc::new(AtomicBool::new(false));
+        let ingest_counters = Arc::new(crate::ingest::IngestCounters::default());
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {
             let r = Reactor::new(
@@ -116,6 +118,7 @@ impl MqttServer {
                 Arc::clone(&broker),
                 Arc::clone(&all),
                 Arc::clone(&stop),
+                Arc::clone(&ingest_counters),
             );
             threads.push(
                 std::thread::Builder::new()
@@ -152,6 +155,7 @@ impl MqttServer {
         );
         Ok(MqttServer {
             broker,
+            ingest_counters,
             stop,
             threads,
             listen,
@@ -172,6 +176,11 @@ impl MqttServer {
     /// The broker (counters, session and retained counts).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// The telemetry path's counters.
+    pub fn ingest_counters(&self) -> &Arc<crate::ingest::IngestCounters> {
+        &self.ingest_counters
     }
 
     /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the

@@ -220,6 +220,8 @@ pub(crate) struct Reactor {
     stop: Arc<AtomicBool>,
     /// Telemetry batches of this reactor.
     ingest: Ingest,
+    /// The telemetry path's counters (`/metrics`).
+    ingest_counters: Arc<crate::ingest::IngestCounters>,
     /// Last token handed to a pending telemetry acknowledgement.
     next_token: u64,
     /// Last presence timestamp written (kept strictly increasing).
@@ -244,10 +246,12 @@ impl Reactor {
         broker: Arc<Broker>,
         all: Arc<Vec<Arc<ReactorShared>>>,
         stop: Arc<AtomicBool>,
+        ingest_counters: Arc<crate::ingest::IngestCounters>,
     ) -> Reactor {
         let ingest = Ingest::new(Arc::clone(&broker.store), Arc::clone(&all[idx].tickets));
         Reactor {
             ingest,
+            ingest_counters,
             next_token: 0,
             last_presence_ns: 0,
             idx,
@@ -472,10 +476,7 @@ impl Reactor {
 
     /// Publishes an ingest error on `devices/{id}/errors` (JSON), for the device to subscribe to.
     fn report_error(&mut self, r: &Report, e: &IngestError) {
-        self.broker
-            .counters
-            .telemetry_refused
-            .fetch_add(1, Ordering::Relaxed);
+        self.ingest_counters.refused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(device_id = %r.device_id, topic = r.topic.as_str(), error = %e, "telemetry refused");
         let code = e.kind.reason_code();
         let body = serde_json::json!({
