@@ -9,7 +9,7 @@ mod common;
 mod ingest_support;
 mod mqtt_support;
 
-use common::Server;
+use common::{Server, http};
 use ingest_support::{SEC, Stored, T0, f, publish_ok, publish_refused, row, s, t};
 use mast_storage::now_ns;
 use mqtt_support::raw::{self, Got, Raw};
@@ -116,6 +116,32 @@ fn bad_payloads_get_0x99_and_an_error_report_and_the_connection_goes_on_v5() {
             ]),
         ]
     );
+}
+
+/// Every refused message counts once in `/metrics` (`mast_ingest_refused_total`); accepted
+/// ones do not.
+#[test]
+fn refusals_are_counted_in_the_metrics_v5() {
+    let server = Server::start();
+    let mut c = v5::Client::connect(server.port, "counted");
+    let topic = "devices/counted/telemetry";
+    publish_ok(
+        &mut c,
+        topic,
+        br#"{"ts": 1700000000000, "values": {"v": 1}}"#,
+    );
+    for bad in [&br#"{"v": {"nested": 1}}"#[..], b"not json"] {
+        publish_refused(&mut c, topic, bad, PubAckReason::PayloadFormatInvalid);
+    }
+    let (status, _, body) = http(server.http_port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("mast_ingest_refused_total"))
+        .unwrap_or_else(|| panic!("no mast_ingest_refused_total in\n{text}"));
+    assert_eq!(line.split_whitespace().last(), Some("2"), "{line}");
+    c.disconnect();
 }
 
 #[test]
