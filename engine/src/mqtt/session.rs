@@ -189,6 +189,29 @@ mod tests {
     use bytes::Bytes;
     use mast_protocol::primitives::Utf8;
 
+    /// A queued message as this version persists it, byte for byte: flags (QoS 2, retain),
+    /// two subscription ids (u32 BE), then the message's own pinned bytes.
+    #[test]
+    fn persisted_bytes_are_pinned() {
+        let (m, msg_hex) = crate::mqtt::message::tests::fixture();
+        let q = Queued {
+            msg: Arc::new(m),
+            qos: 2,
+            retain: true,
+            sub_ids: vec![1, 0x0102_0304],
+            key: None,
+        };
+        let hex: String = q.encode().iter().map(|x| format!("{x:02x}")).collect();
+        // flags 0b110 (QoS 2, retain), 2 ids: 1 and 0x01020304, then the message
+        let want = format!("{}{}{}{}{msg_hex}", "06", "02", "00000001", "01020304");
+        assert_eq!(hex, want);
+        let back = Queued::decode(&q.encode(), 5).unwrap();
+        assert_eq!(
+            (back.msg, back.qos, back.retain, back.sub_ids),
+            (q.msg, 2, true, vec![1, 0x0102_0304])
+        );
+    }
+
     #[test]
     fn queued_messages_round_trip_through_the_store_encoding() {
         let q = Queued {
