@@ -1011,4 +1011,41 @@ mod tests {
         assert_eq!(SessionRecord::decode(&rec.encode()), Some(rec));
         assert_eq!(SessionRecord::decode(&[1, 5, 0]), None);
     }
+
+    /// A session as this version persists it, byte for byte (a later version must keep
+    /// reading these bytes).
+    #[test]
+    fn persisted_bytes_are_pinned() {
+        let rec = SessionRecord {
+            version: ProtocolVersion::V311,
+            expiry_secs: 0x0102_0304,
+            subscriptions: vec![(
+                "a/+".into(),
+                SubRecord {
+                    options: SubscriptionOptions {
+                        qos: QoS::AtLeastOnce,
+                        no_local: true,
+                        retain_as_published: false,
+                        retain_handling: RetainHandling::DoNotSend,
+                    },
+                    id: None,
+                },
+            )],
+            qos2_pending: vec![0x0a0b],
+        };
+        let hex: String = rec.encode().iter().map(|x| format!("{x:02x}")).collect();
+        // record version 1, protocol level 4, expiry (u32 BE), 1 subscription: filter "a/+",
+        // options QoS 1 | no local | retain handling 2, id 0 (none); 1 pending QoS 2 id
+        let want = [
+            "01", "04", "01020304", "00000001", "0003", "612f2b", "25", "00000000", "00000001",
+            "0a0b",
+        ]
+        .concat();
+        assert_eq!(hex, want);
+        let bytes: Vec<u8> = (0..want.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&want[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(SessionRecord::decode(&bytes), Some(rec));
+    }
 }
