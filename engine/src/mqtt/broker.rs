@@ -1042,10 +1042,7 @@ mod tests {
         ]
         .concat();
         assert_eq!(hex, want);
-        let bytes: Vec<u8> = (0..want.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&want[i..i + 2], 16).unwrap())
-            .collect();
+        let bytes = crate::mqtt::message::tests::from_hex(&want);
         assert_eq!(SessionRecord::decode(&bytes), Some(rec));
     }
 }

@@ -219,11 +219,15 @@ pub(crate) mod tests {
         m.encode(&mut b);
         let got: String = b.iter().map(|x| format!("{x:02x}")).collect();
         assert_eq!(got, hex);
-        let bytes: Vec<u8> = (0..hex.len())
+        assert_eq!(Message::decode(&from_hex(hex)), Some(m));
+    }
+
+    /// The bytes a hex string spells (tests pinning persisted bytes).
+    pub(crate) fn from_hex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        assert_eq!(Message::decode(&bytes), Some(m));
+            .collect()
     }
 
     #[test]
