@@ -15,7 +15,6 @@
 //! Queries run on this runtime's threads (`query.threads`), apart from the MQTT reactors and
 //! shard writers, so a heavy query competes for CPU but never holds up an acknowledgement.
 
-use crate::api_error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +32,7 @@ use futures::StreamExt;
 use mast_query::{Encoder, Format, QueryEngine, QueryError};
 use serde::Deserialize;
 
+use crate::api_error::ApiError;
 use crate::config::HttpConfig;
 use crate::mqtt::Broker;
 

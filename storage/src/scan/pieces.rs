@@ -156,11 +156,21 @@ enum AsideOf {
     Head(usize),
 }
 
+impl AsideOf {
+    /// Its source, as [`source`] names a piece's.
+    fn source(self) -> Option<usize> {
+        match self {
+            AsideOf::Seg(si, _) => Some(si),
+            AsideOf::Head(_) => None,
+        }
+    }
+}
+
 /// A series' identity from its (tag name, value) pairs in any order: equal for equal keys,
 /// cheap enough to take for every set-aside series.
-fn identity<'t>(tags: impl Iterator<Item = (&'t str, &'t str)>) -> u64 {
+fn identity<'t>(tags: impl Iterator<Item = (&'t Arc<str>, &'t Arc<str>)>) -> u64 {
     let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
-    tags.map(|pair| state.hash_one(pair))
+    tags.map(|(k, v)| state.hash_one((&**k, &**v)))
         .fold(0u64, u64::wrapping_add)
 }
 
@@ -187,11 +197,7 @@ fn take_back(
     aside.retain(|a| {
         let lo = a.pieces.iter().map(|p| p.min).min().unwrap_or(i64::MAX);
         let hi = a.pieces.iter().map(|p| p.max).max().unwrap_or(i64::MIN);
-        let source = match a.of {
-            AsideOf::Seg(si, _) => Some(si),
-            AsideOf::Head(_) => None,
-        };
-        let alone = sources.alone(source, lo, hi);
+        let alone = sources.alone(a.of.source(), lo, hi);
         if alone {
             m.blocks_pruned += a.pieces.len() as u64;
         }
@@ -205,7 +211,7 @@ fn take_back(
         std::collections::HashMap::new();
     let wanted: std::collections::HashSet<u64> = aside.iter().map(|a| a.identity).collect();
     for (key, pieces) in series.iter() {
-        let id = identity(key.iter().map(|(k, v)| (&**k, &**v)));
+        let id = identity(key.iter().map(|(k, v)| (k, v)));
         if wanted.contains(&id) {
             let e = spans.entry(id).or_default();
             e.extend(pieces.iter().map(|p| (source(p), p.min, p.max)));
@@ -255,39 +261,42 @@ fn written(p: &Piece) -> (u8, usize, usize) {
     }
 }
 
-/// The key of series `i` of a segment.
-fn seg_key(meta: &crate::segment::SegmentMeta, i: usize) -> Key {
-    let mut key: Key = meta
-        .series
-        .get(i)
-        .map(|s| s.tags.as_slice())
-        .unwrap_or_default()
+/// The (tag name, value) pairs of series `i` of a segment, in stored order.
+fn seg_tags(
+    meta: &crate::segment::SegmentMeta,
+    i: usize,
+) -> impl Iterator<Item = (&Arc<str>, &Arc<str>)> {
+    let tags = meta.series.get(i).map(|s| s.tags.as_slice());
+    tags.unwrap_or_default()
         .iter()
-        .filter_map(|(c, v)| {
-            Some((
-                Arc::clone(&meta.columns.get(*c as usize)?.name),
-                Arc::clone(v),
-            ))
-        })
-        .collect();
+        .filter_map(|(c, v)| Some((&meta.columns.get(*c as usize)?.name, v)))
+}
+
+/// The (tag name, value) pairs of a head series, in stored order.
+fn head_tags<'v>(
+    schema: &'v TableSchema,
+    sv: &'v crate::head::SeriesView,
+) -> impl Iterator<Item = (&'v Arc<str>, &'v Arc<str>)> {
+    sv.tags
+        .iter()
+        .filter_map(|(c, v)| Some((&schema.columns.get(c.0 as usize)?.name, v)))
+}
+
+/// A series' key from its (tag name, value) pairs.
+fn key_of<'t>(tags: impl Iterator<Item = (&'t Arc<str>, &'t Arc<str>)>) -> Key {
+    let mut key: Key = tags.map(|(k, v)| (Arc::clone(k), Arc::clone(v))).collect();
     key.sort();
     key
 }
 
+/// The key of series `i` of a segment.
+fn seg_key(meta: &crate::segment::SegmentMeta, i: usize) -> Key {
+    key_of(seg_tags(meta, i))
+}
+
 /// The key of a head series.
 fn head_key(schema: &TableSchema, sv: &crate::head::SeriesView) -> Key {
-    let mut key: Key = sv
-        .tags
-        .iter()
-        .filter_map(|(c, v)| {
-            Some((
-                Arc::clone(&schema.columns.get(c.0 as usize)?.name),
-                Arc::clone(v),
-            ))
-        })
-        .collect();
-    key.sort();
-    key
+    key_of(head_tags(schema, sv))
 }
 
 /// The time ranges of a shard's sources of one table's rows (each segment the request's time
@@ -466,15 +475,11 @@ pub(super) fn scan_shard(
             match (key, pieces.is_empty()) {
                 (_, true) => {}
                 (Some(key), false) => series.entry(key).or_default().extend(pieces),
-                (None, false) => {
-                    aside.push(Aside {
-                        identity: identity(meta.series[i].tags.iter().filter_map(|(c, v)| {
-                            Some((&*meta.columns.get(*c as usize)?.name, &**v))
-                        })),
-                        of: AsideOf::Seg(si, i),
-                        pieces,
-                    })
-                }
+                (None, false) => aside.push(Aside {
+                    identity: identity(seg_tags(meta, i)),
+                    of: AsideOf::Seg(si, i),
+                    pieces,
+                }),
             }
         }
     }
@@ -531,9 +536,7 @@ pub(super) fn scan_shard(
             }
             if set_aside {
                 aside.push(Aside {
-                    identity: identity(sv.tags.iter().filter_map(|(c, v)| {
-                        Some((&*schema.columns.get(c.0 as usize)?.name, &**v))
-                    })),
+                    identity: identity(head_tags(schema, sv)),
                     of: AsideOf::Head(vi),
                     pieces: entry,
                 });
