@@ -239,7 +239,16 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     let store = mast_storage::Store::open(cfg.storage.store_config(&cfg.data_dir))
         .with_context(|| format!("cannot open data directory {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
-    let mqtt = MqttServer::start(cfg.mqtt.clone(), cfg.ingest.tag_keys(), Arc::clone(&store))?;
+    // Opened after the store, whose LOCK keeps a second process out of the directory.
+    let meta_path = cfg.data_dir.join(mast_meta::FILE);
+    let meta = mast_meta::MetaStore::open(&meta_path)
+        .with_context(|| format!("cannot open {}", meta_path.display()))?;
+    let mqtt = MqttServer::start(
+        cfg.mqtt.clone(),
+        cfg.ingest.tag_keys(),
+        Arc::clone(&store),
+        Arc::new(meta),
+    )?;
     let engine = match mast_query::QueryEngine::new(Arc::clone(&store), cfg.query.limits()) {
         Ok(e) => e,
         Err(e) => {

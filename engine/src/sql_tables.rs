@@ -10,11 +10,11 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use mast_meta::MetaStore;
 use mast_query::QueryEngine;
 use mast_query::SpecialTable;
 use mast_query::datafusion::common::{DataFusionError, Result};
 use mast_query::system::ts_type;
-use mast_storage::Store;
 
 use crate::mqtt::Broker;
 use crate::mqtt::presence::{DEVICES, DeviceRecord};
@@ -22,12 +22,11 @@ use crate::mqtt::presence::{DEVICES, DeviceRecord};
 /// Registers the engine's special tables.
 pub fn register(engine: &QueryEngine, broker: &Arc<Broker>) {
     engine.add_system_table("connections", Connections::new(Arc::clone(broker)));
-    engine.add_iot_table("devices", Devices::new(Arc::clone(&broker.store)));
+    engine.add_iot_table("devices", Devices::new(Arc::clone(&broker.meta)));
 }
 
-fn records(store: &Store) -> Result<Vec<DeviceRecord>> {
-    let rows = store
-        .meta()
+fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>> {
+    let rows = meta
         .scan_prefix(DEVICES, b"")
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     Ok(rows
@@ -68,7 +67,7 @@ impl SpecialTable for Connections {
 
     fn rows(&self) -> Result<RecordBatch> {
         let conns = self.broker.connections();
-        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.broker.store)?
+        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.broker.meta)?
             .into_iter()
             .map(|r| (r.device_id.clone(), r))
             .collect();
@@ -112,12 +111,12 @@ impl SpecialTable for Connections {
 /// `iot.devices`: every device (MQTT client) Mast has seen, with its presence.
 #[derive(Debug)]
 pub struct Devices {
-    store: Arc<Store>,
+    meta: Arc<MetaStore>,
     schema: SchemaRef,
 }
 
 impl Devices {
-    fn new(store: Arc<Store>) -> Devices {
+    fn new(meta: Arc<MetaStore>) -> Devices {
         let schema = Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, false),
             Field::new("connected", DataType::Boolean, false),
@@ -128,7 +127,7 @@ impl Devices {
             Field::new("disconnected_at", ts_type(), true),
             Field::new("disconnect_reason", DataType::Utf8, true),
         ]));
-        Devices { store, schema }
+        Devices { meta, schema }
     }
 }
 
@@ -138,7 +137,7 @@ impl SpecialTable for Devices {
     }
 
     fn rows(&self) -> Result<RecordBatch> {
-        let mut recs = records(&self.store)?;
+        let mut recs = records(&self.meta)?;
         recs.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         let (mut id, mut conn, mut addr, mut proto, mut user) = (
             StringBuilder::new(),

@@ -128,9 +128,6 @@ pub enum StoreError {
         /// What is wrong.
         source: crate::segment::SegmentError,
     },
-    /// The metadata store failed.
-    #[error("metadata store: {0}")]
-    Meta(String),
     /// The configuration is not usable.
     #[error("invalid storage configuration: {0}")]
     Config(String),

@@ -1,5 +1,5 @@
 //! Mast's storage engine: the write-ahead log, the sharded write path, compressed columnar
-//! segments and Arrow reads, plus the metadata store for non-time-series data.
+//! segments and Arrow reads. The metadata store is the sibling crate `mast-meta`.
 //!
 //! What it is not: it speaks no network protocol and no SQL (those are `mast-protocol` and
 //! `mast-query`), and it depends on no other Mast crate. It is synchronous: one worker thread owns
@@ -42,7 +42,6 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
-pub mod meta;
 mod mmap;
 pub mod scan;
 pub mod schema;
@@ -58,7 +57,6 @@ pub use batch::{FieldValue, RowView, RowWriter, SeriesRef, WriteBatch};
 pub use block::StatValue;
 pub use config::{FsyncPolicy, Retention, StoreConfig};
 pub use error::{PointError, ScanError, StoreError, SubmitError, WriteError};
-pub use meta::{MetaStore, MetaTxn};
 pub use scan::{
     Cmp, FieldRange, FieldStats, Predicate, ScanMetrics, ScanRequest, SegmentStats, Snapshot,
     StringSet,

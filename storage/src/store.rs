@@ -11,7 +11,6 @@ use crossbeam_channel::TrySendError;
 use crate::batch::WriteBatch;
 use crate::config::StoreConfig;
 use crate::error::{StoreError, SubmitError};
-use crate::meta::MetaStore;
 use crate::scan::Snapshot;
 use crate::schema::Catalog;
 use crate::shard::{self, Control, ShardHandle, ShardShared, WriteRequest};
@@ -68,7 +67,6 @@ pub struct Store {
     cfg: Arc<StoreConfig>,
     catalog: Arc<Catalog>,
     shards: Vec<ShardHandle>,
-    meta: MetaStore,
     _lock: File,
 }
 
@@ -93,7 +91,6 @@ impl Store {
         cfg.shards = shard_count(&dir, cfg.shards)?;
         let cfg = Arc::new(cfg);
         let catalog = Arc::new(Catalog::new(cfg.limits));
-        let meta = MetaStore::open(&dir.join("meta.redb"))?;
         let mut shards = Vec::with_capacity(cfg.shards);
         for i in 0..cfg.shards {
             let id = ShardId(i as u32);
@@ -119,7 +116,6 @@ impl Store {
             cfg,
             catalog,
             shards,
-            meta,
             _lock: lock,
         })
     }
@@ -132,11 +128,6 @@ impl Store {
     /// The catalog of tables and columns.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
-    }
-
-    /// The metadata store (device registry, shadows, OTA live here).
-    pub fn meta(&self) -> &MetaStore {
-        &self.meta
     }
 
     /// Number of shards.

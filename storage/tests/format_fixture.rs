@@ -54,7 +54,6 @@ fn regenerate() {
         write(&store, 40, 50); // stays in the WAL
     }
     let _ = std::fs::remove_file(dir.join("LOCK"));
-    let _ = std::fs::remove_file(dir.join("meta.redb"));
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -8,11 +8,12 @@ use std::process::Command;
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let mut m = BTreeMap::new();
     m.insert("mast-protocol", BTreeSet::new());
+    m.insert("mast-meta", BTreeSet::new());
     m.insert("mast-storage", BTreeSet::new());
     m.insert("mast-query", BTreeSet::from(["mast-storage"]));
     m.insert(
         "mast-engine",
-        BTreeSet::from(["mast-protocol", "mast-storage", "mast-query"]),
+        BTreeSet::from(["mast-protocol", "mast-meta", "mast-storage", "mast-query"]),
     );
     m.insert("mast-loadgen", BTreeSet::from(["mast-protocol"]));
     m.insert(

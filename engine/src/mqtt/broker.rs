@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
+use mast_meta::MetaStore;
 use mast_protocol::ProtocolVersion;
 use mast_protocol::connect::QoS;
 use mast_protocol::primitives::Utf8;
@@ -151,6 +152,8 @@ pub struct Broker {
     share_rr: AtomicUsize,
     next_client: AtomicU64,
     pub(crate) persist: Persist,
+    /// The metadata store the broker's state is kept in.
+    pub(crate) meta: Arc<MetaStore>,
     /// Telemetry storage.
     pub(crate) store: Arc<Store>,
     /// Which JSON keys are tags, per table.
@@ -164,10 +167,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// Builds the broker and restores persisted state from `store`.
+    /// Builds the broker and restores persisted state from `meta`.
     pub(crate) fn new(
         cfg: Arc<MqttConfig>,
         store: Arc<Store>,
+        meta: Arc<MetaStore>,
         tag_keys: crate::ingest::TagKeys,
         on_commit: Box<dyn Fn() + Send>,
     ) -> anyhow::Result<Broker> {
@@ -180,18 +184,18 @@ impl Broker {
             wills: Mutex::new(Vec::new()),
             share_rr: AtomicUsize::new(0),
             next_client: AtomicU64::new(now_ms()),
-            persist: Persist::start(Arc::clone(&store), on_commit),
+            persist: Persist::start(Arc::clone(&meta), on_commit),
             counters: Arc::new(Counters::default()),
             cfg,
-            store: Arc::clone(&store),
+            store,
             tag_keys,
+            meta,
         };
-        broker.restore(&store)?;
+        broker.restore(&broker.meta)?;
         Ok(broker)
     }
 
-    fn restore(&self, store: &Store) -> anyhow::Result<()> {
-        let meta = store.meta();
+    fn restore(&self, meta: &MetaStore) -> anyhow::Result<()> {
         let now = now_ms();
         let mut retained = self.retained.write().unwrap_or_else(|e| e.into_inner());
         for (_, v) in meta.scan_prefix(persist::RETAINED, b"")? {

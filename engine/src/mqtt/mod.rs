@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use mast_meta::MetaStore;
 use mast_storage::Store;
 use mio::{Poll, Token, Waker};
 
@@ -52,12 +53,13 @@ pub struct MqttServer {
 }
 
 impl MqttServer {
-    /// Binds the listeners, restores the persisted broker state from `store` and starts the
-    /// threads; telemetry is decoded with `tag_keys`.
+    /// Binds the listeners, restores the persisted broker state from `meta` and starts the
+    /// threads; telemetry is decoded with `tag_keys` and written to `store`.
     pub fn start(
         cfg: MqttConfig,
         tag_keys: crate::ingest::TagKeys,
         store: Arc<Store>,
+        meta: Arc<MetaStore>,
     ) -> anyhow::Result<MqttServer> {
         let cfg = Arc::new(cfg);
         let listener = TcpListener::bind(cfg.listen)
@@ -97,7 +99,7 @@ impl MqttServer {
                 }
             })
         };
-        match presence::close_stale(&store, message::now_ns()) {
+        match presence::close_stale(&store, &meta, message::now_ns()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 clients = n,
@@ -107,7 +109,13 @@ impl MqttServer {
                 tracing::warn!(error = %e, "presence records of the previous run not updated")
             }
         }
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), store, tag_keys, on_commit)?);
+        let broker = Arc::new(Broker::new(
+            Arc::clone(&cfg),
+            store,
+            meta,
+            tag_keys,
+            on_commit,
+        )?);
         let stop = Arc::new(AtomicBool::new(false));
         let ingest_counters = Arc::new(crate::ingest::IngestCounters::default());
         let mut threads = Vec::new();

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use mast_storage::{MetaStore, Store};
+use mast_meta::MetaStore;
 
 pub(crate) const RETAINED: &str = "mqtt_retained";
 pub(crate) const SESSIONS: &str = "mqtt_sessions";
@@ -61,15 +61,15 @@ pub(crate) struct Persist {
 }
 
 impl Persist {
-    /// Starts the writer over `store`'s metadata store; `on_commit` runs after each commit.
-    pub(crate) fn start(store: Arc<Store>, on_commit: Box<dyn Fn() + Send>) -> Persist {
+    /// Starts the writer over `meta`; `on_commit` runs after each commit.
+    pub(crate) fn start(meta: Arc<MetaStore>, on_commit: Box<dyn Fn() + Send>) -> Persist {
         let (tx, rx) = crossbeam_channel::unbounded::<(u64, Vec<Op>)>();
         let committed = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let (c, f) = (Arc::clone(&committed), Arc::clone(&failed));
         let thread = std::thread::Builder::new()
             .name("mqtt-persist".into())
-            .spawn(move || writer(store.meta(), &rx, &c, &f, &*on_commit))
+            .spawn(move || writer(&meta, &rx, &c, &f, &*on_commit))
             .ok();
         Persist {
             tx: Some(tx),

@@ -6,6 +6,7 @@
 //! `address`, `protocol` ("3.1.1" / "5.0"), `username` (when given), `clean_start`,
 //! `keep_alive_secs`, and `reason` (why it ended, on "disconnected").
 
+use mast_meta::MetaStore;
 use mast_storage::batch::DEVICE_TAG;
 use mast_storage::{Durability, Store, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -81,9 +82,9 @@ impl Event<'_> {
 
 /// At start: clients the metadata store still shows as connected lost their connection when
 /// the previous process stopped (a crash leaves them so). Records them as disconnected now.
-pub(crate) fn close_stale(store: &Store, now_ns: i64) -> anyhow::Result<usize> {
+pub(crate) fn close_stale(store: &Store, meta: &MetaStore, now_ns: i64) -> anyhow::Result<usize> {
     let mut stale = Vec::new();
-    for (_, v) in store.meta().scan_prefix(DEVICES, b"")? {
+    for (_, v) in meta.scan_prefix(DEVICES, b"")? {
         if let Ok(mut rec) = serde_json::from_slice::<DeviceRecord>(&v)
             && rec.connected
         {
@@ -112,7 +113,7 @@ pub(crate) fn close_stale(store: &Store, now_ns: i64) -> anyhow::Result<usize> {
         .write(&mut batch);
     }
     store.submit(batch, Durability::Durable)?.wait()?;
-    store.meta().write(|t| {
+    meta.write(|t| {
         for rec in &stale {
             t.put(DEVICES, rec.device_id.as_bytes(), &rec.encode())?;
         }

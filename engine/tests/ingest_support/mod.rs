@@ -82,6 +82,7 @@ pub fn row(pairs: &[(&str, Value)]) -> Row {
 /// A stopped server's data directory, opened for reading.
 pub struct Stored {
     store: Store,
+    meta: mast_meta::MetaStore,
 }
 
 impl Stored {
@@ -89,7 +90,9 @@ impl Stored {
     pub fn open(data_dir: &Path) -> Stored {
         let store = Store::open(StoreConfig::new(data_dir))
             .unwrap_or_else(|e| panic!("opening the store at {}: {e}", data_dir.display()));
-        Stored { store }
+        let meta = mast_meta::MetaStore::open(&data_dir.join(mast_meta::FILE))
+            .unwrap_or_else(|e| panic!("opening the metadata at {}: {e}", data_dir.display()));
+        Stored { store, meta }
     }
 
     pub fn store(&self) -> &Store {
@@ -147,8 +150,7 @@ impl Stored {
 
     /// The metadata store's `devices` records (presence), by client id, as JSON.
     pub fn devices(&self) -> BTreeMap<String, serde_json::Value> {
-        self.store
-            .meta()
+        self.meta
             .scan_prefix("devices", b"")
             .unwrap()
             .into_iter()

@@ -4,15 +4,34 @@
 //!
 //! Domain code gets byte-keyed tables by name and atomic multi-table transactions; redb itself is
 //! reachable through [`MetaStore::database`] for anything richer.
+//!
+//! This crate is a leaf: it knows neither telemetry nor MQTT, so the broker can keep its sessions
+//! here without seeing the storage engine, and the storage engine never sees it.
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::error::StoreError;
+/// A failure of the metadata store (the file, a transaction, or the caller's own abort).
+#[derive(Debug, thiserror::Error)]
+#[error("metadata store: {0}")]
+pub struct MetaError(String);
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Meta(e.to_string())
+impl MetaError {
+    /// An error with this message, for a caller that aborts a [`MetaStore::write`].
+    pub fn new(message: impl Into<String>) -> MetaError {
+        MetaError(message.into())
+    }
+}
+
+/// A key and its value, as a scan returns them.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// The store's file name inside a data directory.
+pub const FILE: &str = "meta.redb";
+
+fn err(e: impl std::fmt::Display) -> MetaError {
+    MetaError(e.to_string())
 }
 
 fn def(table: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
@@ -38,21 +57,21 @@ impl std::fmt::Debug for MetaTxn {
 
 impl MetaTxn {
     /// Inserts or replaces `key` in `table`.
-    pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
         let mut t = self.txn.open_table(def(table)).map_err(err)?;
         t.insert(key, value).map_err(err)?;
         Ok(())
     }
 
     /// Removes `key`; true when it was there.
-    pub fn remove(&mut self, table: &str, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn remove(&mut self, table: &str, key: &[u8]) -> Result<bool, MetaError> {
         let mut t = self.txn.open_table(def(table)).map_err(err)?;
         let had = t.remove(key).map_err(err)?.is_some();
         Ok(had)
     }
 
     /// Removes every key that starts with `prefix`; returns how many.
-    pub fn remove_prefix(&mut self, table: &str, prefix: &[u8]) -> Result<usize, StoreError> {
+    pub fn remove_prefix(&mut self, table: &str, prefix: &[u8]) -> Result<usize, MetaError> {
         let mut t = self.txn.open_table(def(table)).map_err(err)?;
         let mut keys = Vec::new();
         for item in t.range(prefix..).map_err(err)? {
@@ -69,7 +88,7 @@ impl MetaTxn {
     }
 
     /// Reads `key` as this transaction sees it.
-    pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
         let t = self.txn.open_table(def(table)).map_err(err)?;
         let v = t.get(key).map_err(err)?.map(|v| v.value().to_vec());
         Ok(v)
@@ -78,7 +97,7 @@ impl MetaTxn {
 
 impl MetaStore {
     /// Opens or creates the store file.
-    pub fn open(path: &Path) -> Result<MetaStore, StoreError> {
+    pub fn open(path: &Path) -> Result<MetaStore, MetaError> {
         let db = Database::create(path).map_err(err)?;
         Ok(MetaStore { db })
     }
@@ -91,8 +110,8 @@ impl MetaStore {
     /// Runs `f` in one write transaction and commits it (durably) if `f` succeeds.
     pub fn write<T>(
         &self,
-        f: impl FnOnce(&mut MetaTxn) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut MetaTxn) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
         let mut txn = MetaTxn {
             txn: self.db.begin_write().map_err(err)?,
         };
@@ -102,12 +121,12 @@ impl MetaStore {
     }
 
     /// Inserts or replaces one key, durably.
-    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    pub fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<(), MetaError> {
         self.write(|t| t.put(table, key, value))
     }
 
     /// Reads one key.
-    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, MetaError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
@@ -119,11 +138,7 @@ impl MetaStore {
     }
 
     /// Every (key, value) whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(
-        &self,
-        table: &str,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Result<Vec<Entry>, MetaError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
@@ -160,7 +175,7 @@ mod tests {
             .unwrap();
             let r: Result<(), _> = m.write(|t| {
                 t.put("devices", b"d3", b"three")?;
-                Err(StoreError::Meta("abort".into()))
+                Err(MetaError::new("abort"))
             });
             assert!(r.is_err());
         }
