@@ -41,10 +41,12 @@ use crate::mqtt::Broker;
 pub struct Api {
     /// SQL.
     pub engine: QueryEngine,
-    /// The broker (counters, connections, and the store it writes to).
+    /// The broker (counters, connections).
     pub broker: Arc<Broker>,
     /// The telemetry path's counters.
     pub ingest: Arc<crate::ingest::IngestCounters>,
+    /// Telemetry storage (its figures in `/metrics`).
+    pub store: Arc<mast_storage::Store>,
     tokens: Vec<String>,
     max_body: usize,
 }
@@ -56,11 +58,13 @@ impl Api {
         engine: QueryEngine,
         broker: Arc<Broker>,
         ingest: Arc<crate::ingest::IngestCounters>,
+        store: Arc<mast_storage::Store>,
     ) -> Api {
         Api {
             engine,
             broker,
             ingest,
+            store,
             tokens: cfg.tokens.clone(),
             max_body: cfg.max_body_bytes,
         }
@@ -200,7 +204,7 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let text = crate::metrics::render(&api.broker, &api.ingest, &api.broker.store, &api.engine);
+    let text = crate::metrics::render(&api.broker, &api.ingest, &api.store, &api.engine);
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

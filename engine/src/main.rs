@@ -262,6 +262,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         engine,
         Arc::clone(mqtt.broker()),
         Arc::clone(mqtt.ingest_counters()),
+        Arc::clone(&store),
     );
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,

@@ -23,6 +23,18 @@ pub struct IngestCounters {
     pub refused: std::sync::atomic::AtomicU64,
 }
 
+/// What every reactor's telemetry path shares: where points go, how JSON keys become tags, and
+/// the counters.
+#[derive(Debug)]
+pub(crate) struct TelemetryPath {
+    /// Telemetry storage.
+    pub(crate) store: std::sync::Arc<mast_storage::Store>,
+    /// Which JSON keys are tags, per table.
+    pub(crate) tag_keys: TagKeys,
+    /// `/metrics` counters.
+    pub(crate) counters: std::sync::Arc<IngestCounters>,
+}
+
 /// The table of `devices/{id}/telemetry` when the payload names none.
 pub const DEFAULT_TABLE: &str = "telemetry";
 

@@ -18,7 +18,6 @@ use mast_protocol::reason::ReasonCode;
 use mast_protocol::subscribe::{RetainHandling, SubscriptionOptions};
 use mast_protocol::topic;
 use mast_protocol::trie::TopicTrie;
-use mast_storage::Store;
 
 use super::auth::Auth;
 use super::message::{Message, now_ms};
@@ -154,10 +153,6 @@ pub struct Broker {
     pub(crate) persist: Persist,
     /// The metadata store the broker's state is kept in.
     pub(crate) meta: Arc<MetaStore>,
-    /// Telemetry storage.
-    pub(crate) store: Arc<Store>,
-    /// Which JSON keys are tags, per table.
-    pub(crate) tag_keys: crate::ingest::TagKeys,
     /// Counters for /metrics.
     pub counters: Arc<Counters>,
 }
@@ -170,9 +165,7 @@ impl Broker {
     /// Builds the broker and restores persisted state from `meta`.
     pub(crate) fn new(
         cfg: Arc<MqttConfig>,
-        store: Arc<Store>,
         meta: Arc<MetaStore>,
-        tag_keys: crate::ingest::TagKeys,
         on_commit: Box<dyn Fn() + Send>,
     ) -> anyhow::Result<Broker> {
         let auth = Auth::new(&cfg);
@@ -187,8 +180,6 @@ impl Broker {
             persist: Persist::start(Arc::clone(&meta), on_commit),
             counters: Arc::new(Counters::default()),
             cfg,
-            store,
-            tag_keys,
             meta,
         };
         broker.restore(&broker.meta)?;

@@ -45,7 +45,7 @@ use transport::Transport;
 #[derive(Debug)]
 pub struct MqttServer {
     broker: Arc<Broker>,
-    ingest_counters: Arc<crate::ingest::IngestCounters>,
+    telemetry: Arc<crate::ingest::TelemetryPath>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     listen: SocketAddr,
@@ -109,15 +109,13 @@ impl MqttServer {
                 tracing::warn!(error = %e, "presence records of the previous run not updated")
             }
         }
-        let broker = Arc::new(Broker::new(
-            Arc::clone(&cfg),
-            store,
-            meta,
-            tag_keys,
-            on_commit,
-        )?);
+        let broker = Arc::new(Broker::new(Arc::clone(&cfg), meta, on_commit)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let ingest_counters = Arc::new(crate::ingest::IngestCounters::default());
+        let telemetry = Arc::new(crate::ingest::TelemetryPath {
+            store,
+            tag_keys,
+            counters: Arc::new(crate::ingest::IngestCounters::default()),
+        });
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {
             let r = Reactor::new(
@@ -126,7 +124,7 @@ impl MqttServer {
                 Arc::clone(&broker),
                 Arc::clone(&all),
                 Arc::clone(&stop),
-                Arc::clone(&ingest_counters),
+                Arc::clone(&telemetry),
             );
             threads.push(
                 std::thread::Builder::new()
@@ -163,7 +161,7 @@ impl MqttServer {
         );
         Ok(MqttServer {
             broker,
-            ingest_counters,
+            telemetry,
             stop,
             threads,
             listen,
@@ -188,7 +186,7 @@ impl MqttServer {
 
     /// The telemetry path's counters.
     pub fn ingest_counters(&self) -> &Arc<crate::ingest::IngestCounters> {
-        &self.ingest_counters
+        &self.telemetry.counters
     }
 
     /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the

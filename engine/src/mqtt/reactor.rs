@@ -220,8 +220,8 @@ pub(crate) struct Reactor {
     stop: Arc<AtomicBool>,
     /// Telemetry batches of this reactor.
     ingest: Ingest,
-    /// The telemetry path's counters (`/metrics`).
-    ingest_counters: Arc<crate::ingest::IngestCounters>,
+    /// Storage, tag keys and counters of the telemetry path.
+    telemetry: Arc<crate::ingest::TelemetryPath>,
     /// Last token handed to a pending telemetry acknowledgement.
     next_token: u64,
     /// Last presence timestamp written (kept strictly increasing).
@@ -246,12 +246,12 @@ impl Reactor {
         broker: Arc<Broker>,
         all: Arc<Vec<Arc<ReactorShared>>>,
         stop: Arc<AtomicBool>,
-        ingest_counters: Arc<crate::ingest::IngestCounters>,
+        telemetry: Arc<crate::ingest::TelemetryPath>,
     ) -> Reactor {
-        let ingest = Ingest::new(Arc::clone(&broker.store), Arc::clone(&all[idx].tickets));
+        let ingest = Ingest::new(Arc::clone(&telemetry.store), Arc::clone(&all[idx].tickets));
         Reactor {
             ingest,
-            ingest_counters,
+            telemetry,
             next_token: 0,
             last_presence_ns: 0,
             idx,
@@ -476,7 +476,10 @@ impl Reactor {
 
     /// Publishes an ingest error on `devices/{id}/errors` (JSON), for the device to subscribe to.
     fn report_error(&mut self, r: &Report, e: &IngestError) {
-        self.ingest_counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .counters
+            .refused
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(device_id = %r.device_id, topic = r.topic.as_str(), error = %e, "telemetry refused");
         let code = e.kind.reason_code();
         let body = serde_json::json!({
@@ -1404,7 +1407,7 @@ impl Reactor {
                         content_type,
                         &t,
                         now,
-                        &self.broker.tag_keys,
+                        &self.telemetry.tag_keys,
                         b,
                     )
                 })
