@@ -20,10 +20,11 @@ use mast_protocol::topic;
 use mast_protocol::trie::TopicTrie;
 
 use super::auth::Auth;
+use super::ids::{ConnRef, Seq};
 use super::message::{Message, now_ms};
 use super::metrics::Counters;
 use super::persist::{self, Op, Persist};
-use super::session::{Owner, Queued, Session, SubRecord};
+use super::session::{Queued, Session, SubRecord};
 use crate::config::{MqttConfig, SlowSubscriber};
 
 /// How long a congested subscriber may slow its publishers down before it counts as slow.
@@ -35,8 +36,8 @@ const BLOCK_LIMIT: Duration = Duration::from_secs(5);
 /// What routing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Routed {
-    /// Persistence sequence the acknowledgement waits for (0: none).
-    pub(crate) seq: u64,
+    /// Persistence sequence the acknowledgement waits for.
+    pub(crate) seq: Option<Seq>,
     /// Some subscription matched.
     pub(crate) matched: bool,
     /// Nothing was done: a connected subscriber's queue is full; try again shortly.
@@ -99,7 +100,7 @@ pub(crate) fn parse_filter(raw: &str) -> Result<FilterSpec<'_>, ReasonCode> {
 /// Connections to wake after this loop turn.
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
-    pub(crate) owners: Vec<Owner>,
+    pub(crate) owners: Vec<ConnRef>,
     /// A delivery found a connected subscriber's queue more than half full: the publisher
     /// should be read more slowly for a moment (backpressure before anything is dropped).
     pub(crate) congested: bool,
@@ -291,7 +292,7 @@ impl Broker {
 
     /// Saves a session's record (subscriptions, expiry, QoS 2 ids); returns the sequence to
     /// wait for.
-    pub(crate) fn save_session(&self, session: &Session) -> u64 {
+    pub(crate) fn save_session(&self, session: &Session) -> Option<Seq> {
         let mut ops = Vec::new();
         self.persist_session(session, &mut ops);
         self.persist.submit(ops)
@@ -305,7 +306,7 @@ impl Broker {
         version: ProtocolVersion,
         clean_start: bool,
         expiry_secs: u32,
-        owner: Owner,
+        owner: ConnRef,
         notifier: &mut Notifier,
     ) -> Attached {
         lock(&self.wills).retain(|w| &*w.client_id != client_id);
@@ -387,7 +388,7 @@ impl Broker {
     pub(crate) fn detach(
         &self,
         session: &Arc<Session>,
-        owner: Owner,
+        owner: ConnRef,
         will: Option<(Arc<Message>, u32)>,
         notifier: &mut Notifier,
     ) {
@@ -581,7 +582,7 @@ impl Broker {
     }
 
     /// Routes a message to every matching session and updates the retained store. Returns the
-    /// persistence sequence number its acknowledgement must wait for (0: none) and whether any
+    /// persistence sequence number its acknowledgement must wait for and whether any
     /// subscriber matched.
     /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
     /// wills cannot.
@@ -642,7 +643,7 @@ impl Broker {
                 .any(|(s, q)| q.qos > 0 && self.must_wait(s, q))
         {
             return Routed {
-                seq: 0,
+                seq: None,
                 matched: true,
                 blocked: true,
             };

@@ -22,6 +22,7 @@ use mast_protocol::publish::PacketId;
 use mast_storage::{Durability, Notify, PointError, Store, SubmitError, Ticket, WriteBatch};
 use mio::Waker;
 
+use super::ids::{AckToken, ConnRef};
 use super::session::Session;
 use crate::ingest::{ErrorKind, IngestError};
 
@@ -45,11 +46,10 @@ impl Notify for TicketWake {
 /// Where a message's outcome goes.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
-    /// Connection index and generation on this reactor.
-    pub(crate) conn: usize,
-    pub(crate) generation: u64,
-    /// The connection's pending acknowledgement to complete; 0 = none (QoS 0, presence rows).
-    pub(crate) token: u64,
+    /// The connection (on this reactor).
+    pub(crate) conn: ConnRef,
+    /// The connection's pending acknowledgement to complete; none for QoS 0 and presence rows.
+    pub(crate) token: Option<AckToken>,
     /// Device and topic, for the error reply; `None` for rows the server writes itself.
     pub(crate) report: Option<Report>,
     /// Rows of the message in its batch.
@@ -91,8 +91,8 @@ struct Inflight {
 /// Connections to stop or resume reading after a flush.
 #[derive(Debug, Default)]
 pub(crate) struct Flushed {
-    pub(crate) pause: Vec<(usize, u64)>,
-    pub(crate) resume: Vec<(usize, u64)>,
+    pub(crate) pause: Vec<ConnRef>,
+    pub(crate) resume: Vec<ConnRef>,
 }
 
 /// One reactor's open and in-flight batches.
@@ -168,8 +168,7 @@ impl Ingest {
                 Ok(ticket) => {
                     let parts = std::mem::take(&mut open.parts);
                     if std::mem::take(&mut open.blocked) {
-                        out.resume
-                            .extend(parts.iter().map(|p| (p.conn, p.generation)));
+                        out.resume.extend(parts.iter().map(|p| p.conn));
                     }
                     open.durable = false;
                     self.inflight.push(Inflight { ticket, parts });
@@ -177,15 +176,14 @@ impl Ingest {
                 Err(SubmitError::Full { batch, .. }) => {
                     open.batch = batch;
                     open.blocked = true;
-                    out.pause
-                        .extend(open.parts.iter().map(|p| (p.conn, p.generation)));
+                    out.pause.extend(open.parts.iter().map(|p| p.conn));
                 }
                 Err(e) => {
                     let resume = std::mem::take(&mut open.blocked);
                     open.durable = false;
                     for part in std::mem::take(&mut open.parts) {
                         if resume {
-                            out.resume.push((part.conn, part.generation));
+                            out.resume.push(part.conn);
                         }
                         self.failed.push(Done {
                             part,

@@ -9,6 +9,7 @@
 
 mod auth;
 mod broker;
+mod ids;
 mod ingest;
 mod message;
 mod metrics;

@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use mast_meta::MetaStore;
 
+use super::ids::{Committed, Seq};
+
 pub(crate) const RETAINED: &str = "mqtt_retained";
 pub(crate) const SESSIONS: &str = "mqtt_sessions";
 pub(crate) const QUEUE: &str = "mqtt_queue";
@@ -80,10 +82,11 @@ impl Persist {
         }
     }
 
-    /// Queues changes; returns the sequence number to wait for (0 for nothing).
-    pub(crate) fn submit(&self, ops: Vec<Op>) -> u64 {
+    /// Queues changes; returns the sequence number to wait for (none for nothing, or when the
+    /// writer is gone).
+    pub(crate) fn submit(&self, ops: Vec<Op>) -> Option<Seq> {
         if ops.is_empty() {
-            return 0;
+            return None;
         }
         // Numbers are taken and sent under one lock, so the channel carries them in order and
         // a commit of number n includes every number below it.
@@ -93,14 +96,14 @@ impl Persist {
             && tx.send((seq, ops)).is_ok()
         {
             *next += 1;
-            return seq;
+            return Seq::new(seq);
         }
-        0
+        None
     }
 
-    /// Everything up to this sequence number is durable.
-    pub(crate) fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Acquire)
+    /// How far the durable prefix reaches.
+    pub(crate) fn committed(&self) -> Committed {
+        Committed(self.committed.load(Ordering::Acquire))
     }
 
     /// Commits that failed (after the first, nothing more is persisted).

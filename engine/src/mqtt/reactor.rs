@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,12 +32,13 @@ use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::broker::{Broker, Notifier, parse_filter};
+use super::ids::{AckToken, AckTokens, Committed, ConnRef, Seq};
 use super::ingest::{Done, Ingest, Part, Report, TicketWake};
 use super::message::{Message, now_ms, now_ns};
 use super::metrics::Local;
 use super::persist::Op;
 use super::presence;
-use super::session::{Owner, Session};
+use super::session::Session;
 use super::transport::Transport;
 use crate::ingest::{self as decode, ErrorKind, IngestError};
 
@@ -93,7 +95,7 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     pub(crate) conns: Vec<(Transport, SocketAddr)>,
-    pub(crate) ready: Vec<Owner>,
+    pub(crate) ready: Vec<ConnRef>,
 }
 
 /// The part of a reactor other threads reach.
@@ -120,7 +122,6 @@ struct Client {
     client_id: Arc<str>,
     username: Option<String>,
     session: Arc<Session>,
-    owner: Owner,
     will: Option<(Arc<Message>, u32)>,
     aliases_in: AliasesIn,
     aliases_out: AliasesOut,
@@ -139,10 +140,10 @@ struct Client {
 /// An acknowledgement held back until the state it confirms is durable.
 #[derive(Debug)]
 struct PendingAck {
-    /// Metadata-store commit to wait for (0 = none).
-    seq: u64,
-    /// Telemetry batch outcome to wait for (0 = none); see `Reactor::ingested`.
-    token: u64,
+    /// Metadata-store commit to wait for.
+    commit: Option<Seq>,
+    /// Telemetry batch outcome to wait for; see `Reactor::ingested`.
+    hold: Option<AckToken>,
     packet: Packet,
 }
 
@@ -150,7 +151,8 @@ struct PendingAck {
 struct Conn {
     transport: Transport,
     addr: SocketAddr,
-    generation: u64,
+    /// This connection (its slot and generation).
+    id: ConnRef,
     version: ProtocolVersion,
     /// A partial packet between reads (empty most of the time: idle connections hold no
     /// read buffer).
@@ -202,18 +204,18 @@ pub(crate) struct Reactor {
     all: Arc<Vec<Arc<ReactorShared>>>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    next_generation: u64,
+    next_generation: NonZeroU64,
     scratch: BytesMut,
     /// Connections to read again (budget ran out).
     again: Vec<usize>,
     /// Connections whose session queue to drain.
-    ready: Vec<Owner>,
+    ready: Vec<ConnRef>,
     notifier: Notifier,
     /// Connections with acknowledgements waiting for persistence.
-    waiting: Vec<(usize, u64)>,
-    /// Publishers resting because a subscriber they feed is congested: (index, generation, until).
-    snoozed: Vec<(usize, u64, Instant)>,
-    wheel: Vec<Vec<(usize, u64)>>,
+    waiting: Vec<ConnRef>,
+    /// Publishers resting because a subscriber they feed is congested, until when.
+    snoozed: Vec<(ConnRef, Instant)>,
+    wheel: Vec<Vec<ConnRef>>,
     wheel_at: Instant,
     wheel_slot: usize,
     local: Local,
@@ -222,8 +224,8 @@ pub(crate) struct Reactor {
     ingest: Ingest,
     /// Storage, tag keys and counters of the telemetry path.
     telemetry: Arc<crate::ingest::TelemetryPath>,
-    /// Last token handed to a pending telemetry acknowledgement.
-    next_token: u64,
+    /// Tokens of pending telemetry acknowledgements.
+    tokens: AckTokens,
     /// Last presence timestamp written (kept strictly increasing).
     last_presence_ns: i64,
 }
@@ -252,7 +254,7 @@ impl Reactor {
         Reactor {
             ingest,
             telemetry,
-            next_token: 0,
+            tokens: AckTokens::default(),
             last_presence_ns: 0,
             idx,
             poll,
@@ -260,7 +262,7 @@ impl Reactor {
             all,
             conns: Vec::new(),
             free: Vec::new(),
-            next_generation: 1,
+            next_generation: NonZeroU64::MIN,
             scratch: BytesMut::new(),
             again: Vec::new(),
             ready: Vec::new(),
@@ -278,7 +280,7 @@ impl Reactor {
     /// Runs until the stop flag is set.
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let mut last_committed = 0u64;
+        let mut last_committed = Committed::default();
         while !self.stop.load(Ordering::Relaxed) {
             let busy = !self.again.is_empty() || !self.ready.is_empty();
             let mut timeout = if busy {
@@ -286,7 +288,7 @@ impl Reactor {
             } else {
                 (self.wheel_at + Duration::from_secs(1)).saturating_duration_since(Instant::now())
             };
-            if let Some(first) = self.snoozed.iter().map(|s| s.2).min() {
+            if let Some(first) = self.snoozed.iter().map(|s| s.1).min() {
                 timeout = timeout.min(first.saturating_duration_since(Instant::now()));
             }
             if self.ingest.blocked() {
@@ -317,14 +319,12 @@ impl Reactor {
                 let now = Instant::now();
                 let mut i = 0;
                 while i < self.snoozed.len() {
-                    let (idx, generation, until) = self.snoozed[i];
+                    let (id, until) = self.snoozed[i];
                     if until <= now {
                         self.snoozed.swap_remove(i);
-                        if let Some(c) = self.conn(idx)
-                            && c.generation == generation
-                        {
+                        if let Some(c) = self.live(id) {
                             c.snooze_until = None;
-                            self.again.push(idx);
+                            self.again.push(id.slot());
                         }
                     } else {
                         i += 1;
@@ -379,19 +379,16 @@ impl Reactor {
     /// resumes those whose batch got in.
     fn flush_ingest(&mut self) {
         let f = self.ingest.flush();
-        for (idx, generation) in f.pause {
-            if let Some(c) = self.conn(idx)
-                && c.generation == generation
-            {
+        for id in f.pause {
+            if let Some(c) = self.live(id) {
                 c.ingest_paused = true;
             }
         }
-        for (idx, generation) in f.resume {
-            if let Some(c) = self.conn(idx)
-                && c.generation == generation
+        for id in f.resume {
+            if let Some(c) = self.live(id)
                 && std::mem::take(&mut c.ingest_paused)
             {
-                self.again.push(idx);
+                self.again.push(id.slot());
             }
         }
     }
@@ -413,7 +410,7 @@ impl Reactor {
         if let (Some(report), Err(e)) = (&d.part.report, &d.result) {
             self.report_error(report, e);
         }
-        let mut seq = 0;
+        let mut seq = None;
         if let Some((session, id)) = &d.part.qos2 {
             let persistent = {
                 let mut inner = session.lock();
@@ -435,21 +432,18 @@ impl Reactor {
                 seq = self.broker.save_session(session);
             }
         }
-        if d.part.token == 0 {
-            return;
-        }
-        let idx = d.part.conn;
-        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+        let Some(token) = d.part.token else {
             return;
         };
-        if conn.generation != d.part.generation {
+        let idx = d.part.conn.slot();
+        let Some(conn) = self.live(d.part.conn) else {
             return;
-        }
+        };
         let v5 = conn.version == ProtocolVersion::V5;
         let Some(client) = conn.client.as_mut() else {
             return;
         };
-        let Some(pos) = client.pending.iter().position(|a| a.token == d.part.token) else {
+        let Some(pos) = client.pending.iter().position(|a| a.hold == Some(token)) else {
             return;
         };
         if let Err(e) = &d.result
@@ -465,8 +459,8 @@ impl Reactor {
             return;
         }
         let a = &mut client.pending[pos];
-        a.token = 0;
-        a.seq = a.seq.max(seq);
+        a.hold = None;
+        a.commit = a.commit.max(seq);
         if let Err(e) = &d.result
             && v5
         {
@@ -509,7 +503,7 @@ impl Reactor {
     }
 
     /// Writes a presence row and the device record.
-    fn presence(&mut self, idx: usize, conn: &Conn, client: &Client, event: PresenceEvent) {
+    fn presence(&mut self, conn: &Conn, client: &Client, event: PresenceEvent) {
         let now = now_ns().max(self.last_presence_ns + 1);
         self.last_presence_ns = now;
         let address = conn.addr.to_string();
@@ -533,9 +527,8 @@ impl Reactor {
             reason,
         };
         let part = Part {
-            conn: idx,
-            generation: conn.generation,
-            token: 0,
+            conn: conn.id,
+            token: None,
             report: None,
             rows: 0..0,
             qos2: None,
@@ -602,14 +595,14 @@ impl Reactor {
             self.free.push(idx);
             return;
         }
-        let generation = self.next_generation;
-        self.next_generation += 1;
+        let id = ConnRef::new(self.idx, idx, self.next_generation);
+        self.next_generation = self.next_generation.saturating_add(1);
         let deadline = Instant::now()
             + Duration::from_secs(u64::from(self.broker.cfg.connect_timeout_secs.max(1)));
         self.conns[idx] = Some(Conn {
             transport,
             addr,
-            generation,
+            id,
             version: ProtocolVersion::V5,
             rbuf: BytesMut::new(),
             wbuf: Vec::new(),
@@ -625,17 +618,17 @@ impl Reactor {
             ingest_paused: false,
             end_reason: None,
         });
-        self.schedule(idx, generation, deadline);
+        self.schedule(id, deadline);
         counters.connections.fetch_add(1, Ordering::Relaxed);
         counters.connections_total.fetch_add(1, Ordering::Relaxed);
         // Data may already be waiting (edge-triggered registration after the fact).
         self.again.push(idx);
     }
 
-    fn schedule(&mut self, idx: usize, generation: u64, at: Instant) {
+    fn schedule(&mut self, id: ConnRef, at: Instant) {
         let secs = at.saturating_duration_since(self.wheel_at).as_secs() as usize;
         let slot = (self.wheel_slot + secs.clamp(1, WHEEL_SLOTS - 1)) % WHEEL_SLOTS;
-        self.wheel[slot].push((idx, generation));
+        self.wheel[slot].push(id);
     }
 
     fn tick(&mut self) {
@@ -645,13 +638,11 @@ impl Reactor {
         }
         self.wheel_slot = (self.wheel_slot + 1) % WHEEL_SLOTS;
         let now = Instant::now();
-        for (idx, generation) in std::mem::take(&mut self.wheel[self.wheel_slot]) {
-            let Some(c) = self.conns.get(idx).and_then(Option::as_ref) else {
+        for id in std::mem::take(&mut self.wheel[self.wheel_slot]) {
+            let idx = id.slot();
+            let Some(c) = self.live(id) else {
                 continue;
             };
-            if c.generation != generation {
-                continue;
-            }
             if c.deadline <= now {
                 let connected = c.client.is_some();
                 tracing::info!(conn = %c.label(), "{}", if connected { "keep-alive timeout" } else { "no CONNECT in time" });
@@ -674,7 +665,7 @@ impl Reactor {
                 self.close(idx, false);
             } else {
                 let at = c.deadline;
-                self.schedule(idx, generation, at);
+                self.schedule(id, at);
             }
         }
         if self.idx == 0 {
@@ -684,6 +675,14 @@ impl Reactor {
 
     fn conn(&mut self, idx: usize) -> Option<&mut Conn> {
         self.conns.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    /// The connection `id` names, if it is still open (its slot may hold a newer one).
+    fn live(&mut self, id: ConnRef) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.slot())
+            .and_then(Option::as_mut)
+            .filter(|c| c.id == id)
     }
 
     fn read(&mut self, idx: usize) {
@@ -733,7 +732,7 @@ impl Reactor {
                         conn.version = ProtocolVersion::V311;
                     }
                     match packet::decode(&mut buf, conn.version, max) {
-                        Ok(Some(p)) => flow = self.handle(idx, &mut conn, p),
+                        Ok(Some(p)) => flow = self.handle(&mut conn, p),
                         Ok(None) => break,
                         Err(e) => {
                             self.broker
@@ -752,7 +751,7 @@ impl Reactor {
                     flow = Flow::Close { normal: false };
                 }
                 if let Some(until) = conn.snooze_until {
-                    self.snoozed.push((idx, conn.generation, until));
+                    self.snoozed.push((conn.id, until));
                 } else if o.more {
                     self.again.push(idx);
                 }
@@ -811,10 +810,10 @@ impl Reactor {
         conn.closing = true;
     }
 
-    fn handle(&mut self, idx: usize, conn: &mut Conn, p: Packet) -> Flow {
+    fn handle(&mut self, conn: &mut Conn, p: Packet) -> Flow {
         if conn.client.is_none() {
             return match p {
-                Packet::Connect(c) => self.connect(idx, conn, *c),
+                Packet::Connect(c) => self.connect(conn, *c),
                 other => {
                     tracing::info!(conn = %conn.label(), packet = ?other.packet_type(), "first packet is not CONNECT; closing");
                     self.broker
@@ -863,14 +862,14 @@ impl Reactor {
                 } else {
                     (
                         PubResp::with_reason(r.packet_id, ReasonCode::PACKET_IDENTIFIER_NOT_FOUND),
-                        0,
+                        None,
                     )
                 };
-                Self::ack(conn, &mut self.waiting, idx, seq, Packet::PubComp(comp));
+                Self::ack(conn, &mut self.waiting, seq, Packet::PubComp(comp));
                 Flow::Continue
             }
-            Packet::Subscribe(s) => self.subscribe(idx, conn, s),
-            Packet::Unsubscribe(u) => self.unsubscribe(idx, conn, u),
+            Packet::Subscribe(s) => self.subscribe(conn, s),
+            Packet::Unsubscribe(u) => self.unsubscribe(conn, u),
             Packet::PingReq => {
                 conn.send(&Packet::PingResp);
                 Flow::Continue
@@ -894,25 +893,24 @@ impl Reactor {
         }
     }
 
-    /// Queues an acknowledgement behind earlier ones that wait for persistence `seq`.
-    fn ack(conn: &mut Conn, waiting: &mut Vec<(usize, u64)>, idx: usize, seq: u64, p: Packet) {
-        Self::ack_after(conn, waiting, idx, seq, 0, p);
+    /// Queues an acknowledgement behind earlier ones that wait for persistence `commit`.
+    fn ack(conn: &mut Conn, waiting: &mut Vec<ConnRef>, commit: Option<Seq>, p: Packet) {
+        Self::ack_after(conn, waiting, commit, None, p);
     }
 
-    /// Queues an acknowledgement behind earlier ones; it waits for persistence `seq` and for
-    /// the telemetry outcome `token` (0: none).
+    /// Queues an acknowledgement behind earlier ones; it waits for persistence `commit` and for
+    /// the telemetry outcome `hold`.
     fn ack_after(
         conn: &mut Conn,
-        waiting: &mut Vec<(usize, u64)>,
-        idx: usize,
-        seq: u64,
-        token: u64,
+        waiting: &mut Vec<ConnRef>,
+        commit: Option<Seq>,
+        hold: Option<AckToken>,
         packet: Packet,
     ) {
         let Some(client) = &mut conn.client else {
             return;
         };
-        if client.pending.is_empty() && seq == 0 && token == 0 {
+        if client.pending.is_empty() && commit.is_none() && hold.is_none() {
             if let Packet::PubAck(_) = packet {
                 client.session.lock().inbound.puback_sent();
             }
@@ -920,27 +918,29 @@ impl Reactor {
             return;
         }
         if client.pending.is_empty() {
-            waiting.push((idx, conn.generation));
+            waiting.push(conn.id);
         }
-        client.pending.push_back(PendingAck { seq, token, packet });
+        client.pending.push_back(PendingAck {
+            commit,
+            hold,
+            packet,
+        });
     }
 
-    fn release_acks(&mut self, committed: u64) {
+    fn release_acks(&mut self, committed: Committed) {
         let mut still = Vec::new();
-        for (idx, generation) in std::mem::take(&mut self.waiting) {
-            let Some(conn) = self.conn(idx) else {
+        for id in std::mem::take(&mut self.waiting) {
+            let idx = id.slot();
+            let Some(conn) = self.live(id) else {
                 continue;
             };
-            if conn.generation != generation {
-                continue;
-            }
             let version = conn.version;
             let mut released_connack = false;
             if let Some(client) = &mut conn.client {
                 while client
                     .pending
                     .front()
-                    .is_some_and(|a| a.token == 0 && a.seq <= committed)
+                    .is_some_and(|a| a.hold.is_none() && committed.covers(a.commit))
                 {
                     let Some(PendingAck { packet: p, .. }) = client.pending.pop_front() else {
                         break;
@@ -956,7 +956,7 @@ impl Reactor {
                     packet::encode(&p, version, &mut conn.wbuf);
                 }
                 if !client.pending.is_empty() {
-                    still.push((idx, generation));
+                    still.push(id);
                 }
             }
             if released_connack {
@@ -967,7 +967,7 @@ impl Reactor {
         self.waiting.extend(still);
     }
 
-    fn connect(&mut self, idx: usize, conn: &mut Conn, c: Connect) -> Flow {
+    fn connect(&mut self, conn: &mut Conn, c: Connect) -> Flow {
         let broker = Arc::clone(&self.broker);
         let cfg = &broker.cfg;
         conn.version = c.version;
@@ -1067,11 +1067,7 @@ impl Reactor {
             m.qos = w.qos as u8;
             Some((Arc::new(m), w.properties.will_delay_interval.unwrap_or(0)))
         });
-        let owner = Owner {
-            reactor: self.idx,
-            token: idx,
-            generation: conn.generation,
-        };
+        let owner = conn.id;
         let attached = broker.attach(
             &client_id,
             c.version,
@@ -1096,7 +1092,7 @@ impl Reactor {
             Some(ka) => Instant::now() + ka,
             None => Instant::now() + Duration::from_secs(365 * 24 * 3600),
         };
-        self.schedule(idx, conn.generation, conn.deadline);
+        self.schedule(conn.id, conn.deadline);
         let mut properties = Properties::default();
         if v5 {
             properties.receive_maximum = Some(cfg.receive_maximum);
@@ -1120,7 +1116,6 @@ impl Reactor {
             client_id,
             username,
             session: attached.session,
-            owner,
             will,
             aliases_in: AliasesIn::new(cfg.topic_alias_maximum),
             aliases_out: AliasesOut::new(c.properties.topic_alias_maximum.unwrap_or(0)),
@@ -1132,7 +1127,6 @@ impl Reactor {
         });
         if let Some(client) = conn.client.take() {
             self.presence(
-                idx,
                 conn,
                 &client,
                 PresenceEvent::Connected {
@@ -1148,14 +1142,14 @@ impl Reactor {
             properties,
         });
         let committed = broker.persist.committed();
-        if seq <= committed {
+        if committed.covers(seq) {
             conn.send(&connack);
             if let Some(client) = &mut conn.client {
                 client.connack_pending = false;
             }
             Self::resend(conn);
         } else {
-            Self::ack(conn, &mut self.waiting, idx, seq, connack);
+            Self::ack(conn, &mut self.waiting, seq, connack);
         }
         Flow::Continue
     }
@@ -1166,8 +1160,8 @@ impl Reactor {
             return;
         };
         Self::resend(conn);
-        if let Some(client) = &conn.client {
-            let owner = client.owner;
+        if conn.client.is_some() {
+            let owner = conn.id;
             self.ready.push(owner);
         }
     }
@@ -1243,7 +1237,7 @@ impl Reactor {
         );
         let v5 = conn.version == ProtocolVersion::V5;
         let (seq, reason) = if action == InAction::DuplicateQos2 {
-            (0, ReasonCode::SUCCESS)
+            (None, ReasonCode::SUCCESS)
         } else if !allowed {
             self.broker
                 .counters
@@ -1255,9 +1249,9 @@ impl Reactor {
                     // An error PUBREC ends the QoS 2 flow: no PUBREL will come.
                     client.session.lock().inbound.on_pubrel(id);
                 }
-                (0, ReasonCode::NOT_AUTHORIZED)
+                (None, ReasonCode::NOT_AUTHORIZED)
             } else {
-                (0, ReasonCode::SUCCESS)
+                (None, ReasonCode::SUCCESS)
             }
         } else {
             let msg = Arc::new(Message::from_publish(
@@ -1268,8 +1262,7 @@ impl Reactor {
             self.route(conn, msg, p.delivery);
             return Flow::Continue;
         };
-        let idx = client.owner.token;
-        Self::ack_publish(conn, &mut self.waiting, idx, p.delivery, seq, reason);
+        Self::ack_publish(conn, &mut self.waiting, p.delivery, seq, reason);
         Flow::Continue
     }
 
@@ -1290,7 +1283,7 @@ impl Reactor {
             && !matches!(t, Ok((true, _)))
         {
             if let Some(t) = telemetry {
-                self.telemetry(conn, &msg, delivery, 0, t);
+                self.telemetry(conn, &msg, delivery, None, t);
             }
             return;
         }
@@ -1322,8 +1315,7 @@ impl Reactor {
         } else {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
         };
-        let idx = client.owner.token;
-        Self::ack_publish(conn, &mut self.waiting, idx, delivery, seq, reason);
+        Self::ack_publish(conn, &mut self.waiting, delivery, seq, reason);
     }
 
     /// May this client write telemetry for `device_id`: its own, or any as a gateway.
@@ -1344,13 +1336,12 @@ impl Reactor {
         conn: &mut Conn,
         msg: &Arc<Message>,
         delivery: Delivery,
-        seq: u64,
+        seq: Option<Seq>,
         parsed: Result<(bool, decode::Telemetry<'_>), IngestError>,
     ) {
         let Some(client) = &conn.client else {
             return;
         };
-        let idx = client.owner.token;
         let packet_id = delivery.packet_id().map(|id| id.0.get());
         let (device_id, authorized): (Arc<str>, bool) = match &parsed {
             Ok((a, t)) if t.device_id == &*client.client_id => (Arc::clone(&client.client_id), *a),
@@ -1375,12 +1366,7 @@ impl Reactor {
             }
             _ => None,
         };
-        let token = if packet_id.is_some() {
-            self.next_token += 1;
-            self.next_token
-        } else {
-            0
-        };
+        let token = packet_id.map(|_| self.tokens.next());
         let result = match parsed {
             Err(e) => Err(e),
             Ok(_) if !authorized => Err(IngestError::new(
@@ -1394,14 +1380,13 @@ impl Reactor {
                 let content_type = msg.properties.content_type.as_ref().map(Utf8::as_str);
                 let now = now_ns();
                 let part = Part {
-                    conn: idx,
-                    generation: conn.generation,
+                    conn: conn.id,
                     token,
                     report: Some(report.clone()),
                     rows: 0..0,
                     qos2: qos2.clone(),
                 };
-                self.ingest.add(&device_id, token != 0, part, |b| {
+                self.ingest.add(&device_id, token.is_some(), part, |b| {
                     decode::decode(
                         &msg.payload,
                         content_type,
@@ -1423,7 +1408,7 @@ impl Reactor {
             Ok(Some(blocked)) => {
                 conn.ingest_paused |= blocked;
                 if let Some(p) = ack(ReasonCode::SUCCESS) {
-                    Self::ack_after(conn, &mut self.waiting, idx, seq, token, p);
+                    Self::ack_after(conn, &mut self.waiting, seq, token, p);
                 }
             }
             Ok(None) => {
@@ -1432,7 +1417,7 @@ impl Reactor {
                     session.lock().unconfirmed_qos2.retain(|x| *x != id.0.get());
                 }
                 if let Some(p) = ack(ReasonCode::SUCCESS) {
-                    Self::ack(conn, &mut self.waiting, idx, seq, p);
+                    Self::ack(conn, &mut self.waiting, seq, p);
                 }
             }
             Err(e) => {
@@ -1448,7 +1433,7 @@ impl Reactor {
                     if v5 {
                         set_reason(&mut p, &e);
                     }
-                    Self::ack(conn, &mut self.waiting, idx, seq, p);
+                    Self::ack(conn, &mut self.waiting, seq, p);
                 }
             }
         }
@@ -1456,10 +1441,9 @@ impl Reactor {
 
     fn ack_publish(
         conn: &mut Conn,
-        waiting: &mut Vec<(usize, u64)>,
-        idx: usize,
+        waiting: &mut Vec<ConnRef>,
         delivery: Delivery,
-        seq: u64,
+        seq: Option<Seq>,
         reason: ReasonCode,
     ) {
         match delivery {
@@ -1467,14 +1451,12 @@ impl Reactor {
             Delivery::AtLeastOnce(id) => Self::ack(
                 conn,
                 waiting,
-                idx,
                 seq,
                 Packet::PubAck(PubResp::with_reason(id, reason)),
             ),
             Delivery::ExactlyOnce(id) => Self::ack(
                 conn,
                 waiting,
-                idx,
                 seq,
                 Packet::PubRec(PubResp::with_reason(id, reason)),
             ),
@@ -1498,7 +1480,7 @@ impl Reactor {
             }
             outcome
         };
-        let owner = client.owner;
+        let owner = conn.id;
         match outcome {
             Acked::Done(q) | Acked::Refused(q) => {
                 self.broker.delivered(&client.session, &q);
@@ -1510,7 +1492,7 @@ impl Reactor {
         }
     }
 
-    fn subscribe(&mut self, idx: usize, conn: &mut Conn, s: Subscribe) -> Flow {
+    fn subscribe(&mut self, conn: &mut Conn, s: Subscribe) -> Flow {
         let Some(client) = &conn.client else {
             return Flow::Continue;
         };
@@ -1558,11 +1540,10 @@ impl Reactor {
             reasons.push(r);
         }
         let seq = self.broker.save_session(&client.session);
-        let owner = client.owner;
+        let owner = conn.id;
         Self::ack(
             conn,
             &mut self.waiting,
-            idx,
             seq,
             Packet::SubAck(SubAck {
                 packet_id: s.packet_id,
@@ -1574,7 +1555,7 @@ impl Reactor {
         Flow::Continue
     }
 
-    fn unsubscribe(&mut self, idx: usize, conn: &mut Conn, u: Unsubscribe) -> Flow {
+    fn unsubscribe(&mut self, conn: &mut Conn, u: Unsubscribe) -> Flow {
         let Some(client) = &conn.client else {
             return Flow::Continue;
         };
@@ -1592,7 +1573,6 @@ impl Reactor {
         Self::ack(
             conn,
             &mut self.waiting,
-            idx,
             seq,
             Packet::UnsubAck(UnsubAck {
                 packet_id: u.packet_id,
@@ -1624,15 +1604,14 @@ impl Reactor {
     }
 
     /// Moves queued messages of the session `owner` names into its connection's output.
-    fn drain(&mut self, owner: Owner) {
-        let idx = owner.token;
+    fn drain(&mut self, owner: ConnRef) {
+        let idx = owner.slot();
+        if self.live(owner).is_none() {
+            return;
+        }
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        if conn.generation != owner.generation {
-            self.conns[idx] = Some(conn);
-            return;
-        }
         let max_out = self.broker.cfg.max_output_bytes;
         let mut end: Option<ReasonCode> = None;
         if let Some(client) = &mut conn.client
@@ -1642,7 +1621,7 @@ impl Reactor {
             let session = Arc::clone(&client.session);
             let mut inner = session.lock();
             inner.notified = false;
-            if inner.owner != Some(client.owner) {
+            if inner.owner != Some(conn.id) {
                 end = Some(ReasonCode::SESSION_TAKEN_OVER);
             } else if let Some(reason) = inner.kick.take() {
                 end = Some(reason);
@@ -1780,11 +1759,11 @@ impl Reactor {
         }
         let max_out = self.broker.cfg.max_output_bytes;
         if conn.pending_out() <= max_out / 2 {
-            let idx_gen = conn.client.as_ref().map(|c| c.owner);
+            let idx_gen = conn.client.is_some().then_some(conn.id);
             if conn.read_paused {
                 conn.read_paused = false;
                 if let Some(o) = idx_gen {
-                    self.again.push(o.token);
+                    self.again.push(o.slot());
                 }
             }
             if conn.drain_blocked
@@ -1807,7 +1786,7 @@ impl Reactor {
             .connections
             .fetch_sub(1, Ordering::Relaxed);
         if let Some(client) = conn.client.take() {
-            let superseded = client.session.lock().owner != Some(client.owner);
+            let superseded = client.session.lock().owner != Some(conn.id);
             let reason = conn
                 .end_reason
                 .unwrap_or(if normal && client.normal_disconnect {
@@ -1820,7 +1799,6 @@ impl Reactor {
                     "connection lost"
                 });
             self.presence(
-                idx,
                 &conn,
                 &client,
                 PresenceEvent::Disconnected { reason, superseded },
@@ -1832,7 +1810,7 @@ impl Reactor {
             };
             tracing::debug!(client_id = %client.client_id, normal, "disconnected");
             self.broker
-                .detach(&client.session, client.owner, will, &mut self.notifier);
+                .detach(&client.session, conn.id, will, &mut self.notifier);
         }
     }
 
@@ -1852,11 +1830,11 @@ impl Reactor {
             return;
         }
         let owners = std::mem::take(&mut self.notifier.owners);
-        let mut per: Vec<Vec<Owner>> = vec![Vec::new(); self.all.len()];
+        let mut per: Vec<Vec<ConnRef>> = vec![Vec::new(); self.all.len()];
         for o in owners {
-            if o.reactor == self.idx {
+            if o.reactor() == self.idx {
                 self.ready.push(o);
-            } else if let Some(v) = per.get_mut(o.reactor) {
+            } else if let Some(v) = per.get_mut(o.reactor()) {
                 v.push(o);
             }
         }
@@ -1865,5 +1843,26 @@ impl Reactor {
                 self.all[r].post(|inbox| inbox.ready.extend(owners));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory per idle connection: a `Conn` (and the `Client` inside it) must not grow unnoticed.
+    /// A connection took 464 bytes before the typed identifiers and 448 with them (x86-64).
+    #[test]
+    fn a_connection_stays_small() {
+        assert!(
+            size_of::<Conn>() <= 448,
+            "Conn is {} bytes",
+            size_of::<Conn>()
+        );
+        assert!(
+            size_of::<PendingAck>() <= 96,
+            "PendingAck is {} bytes",
+            size_of::<PendingAck>()
+        );
     }
 }

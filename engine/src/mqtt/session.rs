@@ -14,6 +14,7 @@ use mast_protocol::reason::ReasonCode;
 use mast_protocol::session::{Inbound, Outbound};
 use mast_protocol::subscribe::SubscriptionOptions;
 
+use super::ids::ConnRef;
 use super::message::Message;
 
 /// A message waiting for (or in flight to) one subscriber.
@@ -62,15 +63,6 @@ impl Queued {
     }
 }
 
-/// Which connection owns a session: reactor index, the connection's token there, and the
-/// connection's generation (tokens are reused).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Owner {
-    pub(crate) reactor: usize,
-    pub(crate) token: usize,
-    pub(crate) generation: u64,
-}
-
 /// One subscription of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SubRecord {
@@ -94,7 +86,7 @@ pub(crate) struct SessionInner {
     pub(crate) inflight_bytes: usize,
     pub(crate) outbound: Outbound<Queued>,
     pub(crate) inbound: Inbound,
-    pub(crate) owner: Option<Owner>,
+    pub(crate) owner: Option<ConnRef>,
     /// The owner has been told there is something to send and has not looked yet.
     pub(crate) notified: bool,
     /// Filters as the client gave them (with any `$share/group/` prefix).
