@@ -18,6 +18,23 @@ pub enum QoS {
     ExactlyOnce = 2,
 }
 
+impl QoS {
+    /// The QoS of a two-bit level: 0, 1 or 2; `None` for 3 (which no packet may carry).
+    pub fn from_level(level: u8) -> Option<QoS> {
+        match level {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+
+    /// The level as the wire carries it.
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+}
+
 /// The will message a client leaves with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
@@ -124,11 +141,8 @@ impl Connect {
         if !will_flag && (will_qos != 0 || will_retain) {
             return Err(ConnectError::Malformed("will QoS or retain without a will"));
         }
-        let qos = match will_qos {
-            0 => QoS::AtMostOnce,
-            1 => QoS::AtLeastOnce,
-            2 => QoS::ExactlyOnce,
-            _ => return Err(ConnectError::Malformed("will QoS 3")),
+        let Some(qos) = QoS::from_level(will_qos) else {
+            return Err(ConnectError::Malformed("will QoS 3"));
         };
         if version == ProtocolVersion::V311 && has_password && !has_username {
             return Err(ConnectError::Malformed("password without user name"));

@@ -34,6 +34,16 @@ impl Delivery {
         }
     }
 
+    /// The QoS.
+    pub fn level(self) -> crate::connect::QoS {
+        use crate::connect::QoS;
+        match self {
+            Delivery::AtMostOnce => QoS::AtMostOnce,
+            Delivery::AtLeastOnce(_) => QoS::AtLeastOnce,
+            Delivery::ExactlyOnce(_) => QoS::ExactlyOnce,
+        }
+    }
+
     /// The packet id, for QoS 1 and 2.
     pub fn packet_id(self) -> Option<PacketId> {
         match self {

@@ -400,7 +400,7 @@ impl Broker {
                 inner.disconnected_at = Some(Instant::now());
                 if !self.cfg.queue_qos0_offline {
                     let before = inner.queue.len();
-                    inner.queue.retain(|q| q.qos > 0);
+                    inner.queue.retain(|q| q.qos > QoS::AtMostOnce);
                     if inner.queue.len() != before {
                         inner.queued_bytes = inner.queue.iter().map(|q| q.msg.size()).sum();
                     }
@@ -553,7 +553,7 @@ impl Broker {
             let mut ops = Vec::new();
             for msg in matching {
                 let q = Queued {
-                    qos: msg.qos.min(options.qos as u8),
+                    qos: msg.qos.min(options.qos),
                     retain: true,
                     sub_ids: id.into_iter().collect(),
                     key: None,
@@ -611,7 +611,7 @@ impl Broker {
                         None => return,
                     },
                 };
-                let qos = msg.qos.min(sub.options.qos as u8);
+                let qos = msg.qos.min(sub.options.qos);
                 let retain = msg.retain && sub.options.retain_as_published;
                 // Overlapping subscriptions of one session: one copy, the highest QoS, every
                 // subscription identifier (MQTT 5.0 §3.3.4).
@@ -637,10 +637,10 @@ impl Broker {
             });
         }
         if may_wait
-            && msg.qos > 0
+            && msg.qos > QoS::AtMostOnce
             && targets
                 .iter()
-                .any(|(s, q)| q.qos > 0 && self.must_wait(s, q))
+                .any(|(s, q)| q.qos > QoS::AtMostOnce && self.must_wait(s, q))
         {
             return Routed {
                 seq: None,
@@ -734,7 +734,9 @@ impl Broker {
         ops: &mut Vec<Op>,
     ) {
         let mut inner = session.lock();
-        if inner.ended || (inner.owner.is_none() && q.qos == 0 && !self.cfg.queue_qos0_offline) {
+        if inner.ended
+            || (inner.owner.is_none() && q.qos == QoS::AtMostOnce && !self.cfg.queue_qos0_offline)
+        {
             return;
         }
         if inner.queue.len() >= self.cfg.max_queued_messages
@@ -752,7 +754,7 @@ impl Broker {
             }
             return;
         }
-        if inner.persistent() && q.qos > 0 {
+        if inner.persistent() && q.qos > QoS::AtMostOnce {
             let key = inner.next_key;
             inner.next_key += 1;
             q.key = Some(key);
@@ -766,7 +768,7 @@ impl Broker {
         inner.push(q);
         let half_full = inner.queue.len() * 2 >= self.cfg.max_queued_messages
             || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes;
-        if inner.owner.is_some() && half_full && qos > 0 {
+        if inner.owner.is_some() && half_full && qos > QoS::AtMostOnce {
             // At least once: a connected subscriber's QoS 1/2 messages are not dropped while
             // its queue has room; its publishers are slowed down instead, for as long as it
             // takes (the queue bound still caps memory).

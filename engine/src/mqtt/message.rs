@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use mast_protocol::ProtocolVersion;
+use mast_protocol::connect::QoS;
 use mast_protocol::primitives::{Reader, Utf8};
 use mast_protocol::properties::{Properties, PropertyValues};
 use mast_protocol::publish::{Delivery, Publish};
@@ -30,7 +31,7 @@ pub(crate) struct Message {
     pub(crate) topic: Utf8,
     pub(crate) payload: Bytes,
     /// QoS it was published with.
-    pub(crate) qos: u8,
+    pub(crate) qos: QoS,
     /// RETAIN flag it was published with.
     pub(crate) retain: bool,
     /// Properties forwarded to subscribers (MQTT 5.0 §3.3.2.3): payload format, content type,
@@ -68,7 +69,7 @@ impl Message {
         Message {
             topic,
             payload: p.payload.clone(),
-            qos: p.delivery.qos(),
+            qos: p.delivery.level(),
             retain: p.retain,
             properties,
             origin,
@@ -124,7 +125,7 @@ impl Message {
     /// v5 PUBLISH body (topic, properties, payload).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.push(1);
-        out.push(self.qos | (u8::from(self.retain) << 2));
+        out.push(self.qos.level() | (u8::from(self.retain) << 2));
         out.extend_from_slice(&self.expires_at.unwrap_or(0).to_be_bytes());
         let origin = self.origin.as_deref().unwrap_or("");
         out.extend_from_slice(&(origin.len() as u16).to_be_bytes());
@@ -148,7 +149,7 @@ impl Message {
         Some(Message {
             topic: p.topic,
             payload: p.payload,
-            qos: flags & 0b11,
+            qos: QoS::from_level(flags & 0b11)?,
             retain: flags & 0b100 != 0,
             properties: p.properties,
             origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
@@ -174,7 +175,7 @@ pub(crate) mod tests {
         let m = Message {
             topic: Utf8::new("a/b"),
             payload: Bytes::from_static(b"hello"),
-            qos: 2,
+            qos: QoS::ExactlyOnce,
             retain: true,
             properties: PropertyValues {
                 content_type: Some(Utf8::new("text/plain")),
@@ -197,7 +198,7 @@ pub(crate) mod tests {
         let m = Message {
             topic: Utf8::new("a/b"),
             payload: Bytes::from_static(b"hi"),
-            qos: 1,
+            qos: QoS::AtLeastOnce,
             retain: true,
             properties: PropertyValues {
                 content_type: Some(Utf8::new("t")),
@@ -235,7 +236,7 @@ pub(crate) mod tests {
         let m = Message {
             topic: Utf8::new("t"),
             payload: Bytes::new(),
-            qos: 0,
+            qos: QoS::AtMostOnce,
             retain: false,
             properties: Properties::default(),
             origin: None,

@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use mast_protocol::ProtocolVersion;
 use mast_protocol::ack::PubResp;
 use mast_protocol::connack::ConnAck;
-use mast_protocol::connect::Connect;
+use mast_protocol::connect::{Connect, QoS};
 use mast_protocol::disconnect::Disconnect;
 use mast_protocol::packet::{self, Packet};
 use mast_protocol::primitives::Utf8;
@@ -487,7 +487,7 @@ impl Reactor {
         let msg = Message {
             topic: Utf8::new(&format!("devices/{}/errors", r.device_id)),
             payload: bytes::Bytes::from(body.to_string()),
-            qos: 1,
+            qos: QoS::AtLeastOnce,
             retain: false,
             properties: PropertyValues {
                 payload_format_utf8: Some(true),
@@ -1064,7 +1064,7 @@ impl Reactor {
                 payload: w.payload.clone(),
             };
             let mut m = Message::from_publish(&p, w.topic.clone(), None);
-            m.qos = w.qos as u8;
+            m.qos = w.qos;
             Some((Arc::new(m), w.properties.will_delay_interval.unwrap_or(0)))
         });
         let owner = conn.id;
@@ -1642,10 +1642,10 @@ impl Reactor {
                         self.broker.delivered(&session, &q);
                         continue;
                     };
-                    let delivery = if q.qos == 0 {
+                    let delivery = if q.qos == QoS::AtMostOnce {
                         Delivery::AtMostOnce
                     } else if inner.outbound.can_send() {
-                        match inner.outbound.start(q.qos == 2, q.clone()) {
+                        match inner.outbound.start(q.qos == QoS::ExactlyOnce, q.clone()) {
                             Some(d) => {
                                 inner.inflight_bytes += q.msg.size();
                                 d
@@ -1681,7 +1681,7 @@ impl Reactor {
                             .fetch_add(1, Ordering::Relaxed);
                         if let Some(id) = delivery.packet_id() {
                             let done = match q.qos {
-                                1 => inner.outbound.on_puback(id),
+                                QoS::AtLeastOnce => inner.outbound.on_puback(id),
                                 _ => inner.outbound.on_pubrec(id, true),
                             };
                             if let Acked::Done(q) | Acked::Refused(q) = done {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mast_protocol::ProtocolVersion;
+use mast_protocol::connect::QoS;
 use mast_protocol::reason::ReasonCode;
 use mast_protocol::session::{Inbound, Outbound};
 use mast_protocol::subscribe::SubscriptionOptions;
@@ -22,7 +23,7 @@ use super::message::Message;
 pub(crate) struct Queued {
     pub(crate) msg: Arc<Message>,
     /// QoS granted to this subscriber for this message.
-    pub(crate) qos: u8,
+    pub(crate) qos: QoS,
     /// RETAIN flag to send.
     pub(crate) retain: bool,
     /// Subscription identifiers of the matching subscriptions.
@@ -34,7 +35,7 @@ pub(crate) struct Queued {
 impl Queued {
     /// Encodes for the metadata store.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.qos | (u8::from(self.retain) << 2)];
+        let mut out = vec![self.qos.level() | (u8::from(self.retain) << 2)];
         out.push(self.sub_ids.len().min(255) as u8);
         for id in self.sub_ids.iter().take(255) {
             out.extend_from_slice(&id.to_be_bytes());
@@ -55,7 +56,7 @@ impl Queued {
         }
         Some(Queued {
             msg: Arc::new(Message::decode(rest)?),
-            qos: flags & 0b11,
+            qos: QoS::from_level(flags & 0b11)?,
             retain: flags & 0b100 != 0,
             sub_ids,
             key: Some(key),
@@ -188,7 +189,7 @@ mod tests {
         let (m, msg_hex) = crate::mqtt::message::tests::fixture();
         let q = Queued {
             msg: Arc::new(m),
-            qos: 2,
+            qos: QoS::ExactlyOnce,
             retain: true,
             sub_ids: vec![1, 0x0102_0304],
             key: None,
@@ -200,7 +201,7 @@ mod tests {
         let back = Queued::decode(&q.encode(), 5).unwrap();
         assert_eq!(
             (back.msg, back.qos, back.retain, back.sub_ids),
-            (q.msg, 2, true, vec![1, 0x0102_0304])
+            (q.msg, QoS::ExactlyOnce, true, vec![1, 0x0102_0304])
         );
     }
 
@@ -210,13 +211,13 @@ mod tests {
             msg: Arc::new(Message {
                 topic: Utf8::new("x/y"),
                 payload: Bytes::from_static(b"p"),
-                qos: 1,
+                qos: QoS::AtLeastOnce,
                 retain: false,
                 properties: Default::default(),
                 origin: None,
                 expires_at: None,
             }),
-            qos: 1,
+            qos: QoS::AtLeastOnce,
             retain: true,
             sub_ids: vec![7, 300],
             key: Some(9),
@@ -225,7 +226,7 @@ mod tests {
         assert_eq!(back.msg, q.msg);
         assert_eq!(
             (back.qos, back.retain, back.sub_ids, back.key),
-            (1, true, vec![7, 300], Some(9))
+            (QoS::AtLeastOnce, true, vec![7, 300], Some(9))
         );
         assert!(Queued::decode(&[1, 3, 0], 1).is_none());
     }
