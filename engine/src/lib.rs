@@ -8,5 +8,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod mqtt;
+pub(crate) mod presence;
 pub mod priority;
 pub mod sql_tables;
+pub(crate) mod telemetry;

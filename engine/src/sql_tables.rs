@@ -17,7 +17,7 @@ use mast_query::datafusion::common::{DataFusionError, Result};
 use mast_query::system::ts_type;
 
 use crate::mqtt::Broker;
-use crate::mqtt::presence::{DEVICES, DeviceRecord};
+use crate::presence::{DEVICES, DeviceRecord};
 
 /// Registers the engine's special tables.
 pub fn register(engine: &QueryEngine, broker: &Arc<Broker>) {

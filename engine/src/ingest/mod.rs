@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The MQTT side (batching per shard, durable acknowledgements, error replies) is in
-//! `crate::mqtt::ingest`.
+//! `crate::telemetry`.
 
 pub mod json;
 pub mod line_protocol;

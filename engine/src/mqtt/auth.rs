@@ -131,19 +131,6 @@ impl Auth {
             })
     }
 
-    /// May this client publish telemetry for device ids other than its own (a gateway)? Granted
-    /// by an ACL rule with `gateway = true` that applies to its user (publish patterns still
-    /// apply to each topic).
-    pub(crate) fn is_gateway(&self, _client_id: &str, username: Option<&str>) -> bool {
-        self.acl.iter().any(|r| {
-            r.gateway
-                && match r.user.as_deref() {
-                    None | Some("*") => true,
-                    Some(u) => Some(u) == username,
-                }
-        })
-    }
-
     /// May this client publish to `topic_name`?
     pub(crate) fn can_publish(
         &self,
@@ -281,15 +268,6 @@ mod tests {
         assert!(!a.can_subscribe("d1", None, "devices/+/telemetry"));
         assert!(!a.can_subscribe("d1", None, "#"));
         assert!(Auth::new(&MqttConfig::default()).can_subscribe("x", None, "#"));
-    }
-
-    #[test]
-    fn gateway_rights_come_only_from_a_gateway_rule() {
-        let a = Auth::new(&cfg());
-        assert!(a.is_gateway("gw", Some("ops")));
-        assert!(!a.is_gateway("gw", Some("fleet")));
-        assert!(!a.is_gateway("gw", None));
-        assert!(!Auth::new(&MqttConfig::default()).is_gateway("gw", None));
     }
 
     #[test]

@@ -280,7 +280,7 @@ impl Broker {
             qos2_pending: inner
                 .inbound
                 .pending_qos2()
-                .filter(|id| !inner.unconfirmed_qos2.contains(id))
+                .filter(|id| !inner.held_qos2.contains(id))
                 .collect(),
         };
         ops.push(Op::Put {

@@ -9,12 +9,11 @@
 
 mod auth;
 mod broker;
-mod ids;
-mod ingest;
-mod message;
+pub(crate) mod hooks;
+pub(crate) mod ids;
+pub(crate) mod message;
 mod metrics;
-mod persist;
-pub(crate) mod presence;
+pub(crate) mod persist;
 mod reactor;
 mod session;
 mod tls;
@@ -38,7 +37,9 @@ pub use broker::{Broker, ConnectionInfo};
 pub use metrics::Counters;
 
 use crate::config::MqttConfig;
-use ingest::TicketWake;
+use crate::telemetry::EngineServices;
+use crate::telemetry::gateways::Gateways;
+use hooks::Services;
 use reactor::{Reactor, ReactorShared};
 use transport::Transport;
 
@@ -83,10 +84,6 @@ impl MqttServer {
             let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
             shared.push(Arc::new(ReactorShared {
                 inbox: Default::default(),
-                tickets: Arc::new(TicketWake {
-                    flag: AtomicBool::new(false),
-                    waker: Arc::clone(&waker),
-                }),
                 waker,
             }));
             polls.push(poll);
@@ -100,7 +97,7 @@ impl MqttServer {
                 }
             })
         };
-        match presence::close_stale(&store, &meta, message::now_ns()) {
+        match crate::presence::close_stale(&store, &meta, message::now_ns()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 clients = n,
@@ -118,14 +115,16 @@ impl MqttServer {
             counters: Arc::new(crate::ingest::IngestCounters::default()),
         });
         let mut threads = Vec::new();
+        let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
         for (i, poll) in polls.into_iter().enumerate() {
+            let wake = hooks::ReactorWake(Arc::clone(&all[i].waker));
             let r = Reactor::new(
                 i,
                 poll,
                 Arc::clone(&broker),
                 Arc::clone(&all),
                 Arc::clone(&stop),
-                Arc::clone(&telemetry),
+                services.reactor(i, wake),
             );
             threads.push(
                 std::thread::Builder::new()

@@ -24,7 +24,7 @@ use mast_protocol::connect::{Connect, QoS};
 use mast_protocol::disconnect::Disconnect;
 use mast_protocol::packet::{self, Packet};
 use mast_protocol::primitives::Utf8;
-use mast_protocol::properties::{Properties, PropertyValues};
+use mast_protocol::properties::Properties;
 use mast_protocol::publish::{Delivery, Publish};
 use mast_protocol::reason::ReasonCode;
 use mast_protocol::session::{Acked, AliasesIn, AliasesOut, InAction, OutAlias, OutState};
@@ -32,54 +32,21 @@ use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::broker::{Broker, Notifier, parse_filter};
+use super::hooks::{
+    Accept, ClientEvent, ClientEvents, ClientInfo, EndReason, Hold, HoldOutcome, HookCx, Inspect,
+    PublishHook, Publisher, ReadControl,
+};
 use super::ids::{AckToken, AckTokens, Committed, ConnRef, Seq};
-use super::ingest::{Done, Ingest, Part, Report, TicketWake};
 use super::message::{Message, now_ms, now_ns};
 use super::metrics::Local;
-use super::persist::Op;
-use super::presence;
 use super::session::Session;
 use super::transport::Transport;
-use crate::ingest::{self as decode, ErrorKind, IngestError};
 
 const WAKER: Token = Token(0);
 const READ_BUDGET: usize = 64 * 1024;
 const WHEEL_SLOTS: usize = 64;
 /// How long a publisher rests when a subscriber it feeds is congested.
 const SNOOZE: Duration = Duration::from_millis(2);
-/// How often a reactor retries a telemetry batch a full shard queue handed back.
-const INGEST_RETRY: Duration = Duration::from_millis(1);
-
-/// What a presence row records.
-#[derive(Debug, Clone, Copy)]
-enum PresenceEvent {
-    Connected {
-        clean_start: bool,
-        keep_alive: u16,
-    },
-    Disconnected {
-        reason: &'static str,
-        /// A newer connection of the same client took the session over.
-        superseded: bool,
-    },
-}
-
-/// Puts an ingest error into a v5 PUBACK/PUBREC: its reason code and a Reason String.
-fn set_reason(p: &mut Packet, e: &IngestError) {
-    if let Packet::PubAck(r) | Packet::PubRec(r) = p {
-        r.reason = e.kind.reason_code();
-        let mut msg = e.message.as_str();
-        if msg.len() > 256 {
-            let mut end = 256;
-            while !msg.is_char_boundary(end) {
-                end -= 1;
-            }
-            msg = &msg[..end];
-        }
-        r.properties.reason_string = Some(Utf8::new(msg));
-    }
-}
-
 /// The protocol level of a CONNECT at the front of `buf`, once that much has arrived.
 fn connect_level(buf: &[u8]) -> Option<u8> {
     if buf.first()? >> 4 != 1 {
@@ -89,6 +56,15 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
     let name = 1 + len_bytes;
     let name_len = u16::from_be_bytes([*buf.get(name)?, *buf.get(name + 1)?]);
     buf.get(name + 2 + usize::from(name_len)).copied()
+}
+
+/// The PUBACK or PUBREC of an inbound PUBLISH (none at QoS 0).
+fn ack_packet(delivery: Delivery, reason: ReasonCode) -> Option<Packet> {
+    match delivery {
+        Delivery::AtMostOnce => None,
+        Delivery::AtLeastOnce(id) => Some(Packet::PubAck(PubResp::with_reason(id, reason))),
+        Delivery::ExactlyOnce(id) => Some(Packet::PubRec(PubResp::with_reason(id, reason))),
+    }
 }
 
 /// What other threads hand a reactor.
@@ -103,8 +79,6 @@ pub(crate) struct Inbox {
 pub(crate) struct ReactorShared {
     pub(crate) inbox: Mutex<Inbox>,
     pub(crate) waker: Arc<Waker>,
-    /// Told by storage when a telemetry ticket of this reactor resolves.
-    pub(crate) tickets: Arc<TicketWake>,
 }
 
 impl ReactorShared {
@@ -127,9 +101,9 @@ struct Client {
     aliases_out: AliasesOut,
     /// The client's Maximum Packet Size.
     max_packet_out: u32,
-    /// Acknowledgements waiting for persistence or storage, in order.
+    /// Acknowledgements waiting for a metadata commit or a hold, in order.
     pending: VecDeque<PendingAck>,
-    /// When the connection was accepted as this client (ns since the epoch), for presence.
+    /// When the connection was accepted as this client (ns since the epoch).
     connected_at: i64,
     /// CONNACK is among `pending`: send nothing else yet.
     connack_pending: bool,
@@ -142,7 +116,7 @@ struct Client {
 struct PendingAck {
     /// Metadata-store commit to wait for.
     commit: Option<Seq>,
-    /// Telemetry batch outcome to wait for; see `Reactor::ingested`.
+    /// Held by the publish hook until it reports the hold done; see `Reactor::complete_hold`.
     hold: Option<AckToken>,
     packet: Packet,
 }
@@ -173,10 +147,10 @@ struct Conn {
     /// A QoS 1/2 message waiting for room in a connected subscriber's queue; retried before
     /// anything else is read from this connection.
     stalled: Option<(Arc<Message>, Delivery)>,
-    /// Not read: a storage shard it feeds has a full queue.
-    ingest_paused: bool,
-    /// Why the connection ends, for the presence record (set by whoever ends it first).
-    end_reason: Option<&'static str>,
+    /// Not read: the publish hook's downstream is full.
+    hook_paused: bool,
+    /// Why the connection ends, for the client events (set by whoever ends it first).
+    end_reason: Option<EndReason>,
 }
 
 impl Conn {
@@ -196,8 +170,8 @@ impl Conn {
     }
 }
 
-/// A reactor.
-pub(crate) struct Reactor {
+/// A reactor, with the services' hook `H`.
+pub(crate) struct Reactor<H> {
     idx: usize,
     poll: Poll,
     broker: Arc<Broker>,
@@ -220,17 +194,17 @@ pub(crate) struct Reactor {
     wheel_slot: usize,
     local: Local,
     stop: Arc<AtomicBool>,
-    /// Telemetry batches of this reactor.
-    ingest: Ingest,
-    /// Storage, tag keys and counters of the telemetry path.
-    telemetry: Arc<crate::ingest::TelemetryPath>,
-    /// Tokens of pending telemetry acknowledgements.
+    /// The services' hook on publishes and client events.
+    hook: H,
+    /// Tokens of held acknowledgements.
     tokens: AckTokens,
-    /// Last presence timestamp written (kept strictly increasing).
-    last_presence_ns: i64,
+    /// Holds the hook reported done (kept to reuse the allocation).
+    holds_done: Vec<(Hold, HoldOutcome)>,
+    /// Connections the hook pauses or resumes (kept to reuse the allocation).
+    reads: ReadControl,
 }
 
-impl std::fmt::Debug for Reactor {
+impl<H> std::fmt::Debug for Reactor<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Reactor({})", self.idx)
     }
@@ -241,21 +215,20 @@ enum Flow {
     Close { normal: bool },
 }
 
-impl Reactor {
+impl<H: PublishHook + ClientEvents> Reactor<H> {
     pub(crate) fn new(
         idx: usize,
         poll: Poll,
         broker: Arc<Broker>,
         all: Arc<Vec<Arc<ReactorShared>>>,
         stop: Arc<AtomicBool>,
-        telemetry: Arc<crate::ingest::TelemetryPath>,
-    ) -> Reactor {
-        let ingest = Ingest::new(Arc::clone(&telemetry.store), Arc::clone(&all[idx].tickets));
+        hook: H,
+    ) -> Reactor<H> {
         Reactor {
-            ingest,
-            telemetry,
+            hook,
             tokens: AckTokens::default(),
-            last_presence_ns: 0,
+            holds_done: Vec::new(),
+            reads: ReadControl::default(),
             idx,
             poll,
             broker,
@@ -291,8 +264,8 @@ impl Reactor {
             if let Some(first) = self.snoozed.iter().map(|s| s.1).min() {
                 timeout = timeout.min(first.saturating_duration_since(Instant::now()));
             }
-            if self.ingest.blocked() {
-                timeout = timeout.min(INGEST_RETRY);
+            if let Some(retry) = self.hook.retry_in() {
+                timeout = timeout.min(retry);
             }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
@@ -335,8 +308,8 @@ impl Reactor {
                 self.read(idx);
                 self.service();
             }
-            self.flush_ingest();
-            let ingested = self.ingest.woken() && self.collect_ingested();
+            self.end_turn();
+            let held_done = self.collect_holds();
             // Deliveries on this reactor are handled in this turn; a bounded number of rounds
             // keeps one busy session from starving the poll.
             for _ in 0..4 {
@@ -349,7 +322,7 @@ impl Reactor {
                 }
             }
             let committed = self.broker.persist.committed();
-            if committed != last_committed || ingested {
+            if committed != last_committed || held_done {
                 last_committed = committed;
                 self.release_acks(committed);
             }
@@ -360,7 +333,7 @@ impl Reactor {
         }
         for idx in 0..self.conns.len() {
             if let Some(c) = self.conns[idx].as_mut() {
-                c.end_reason.get_or_insert("server shutting down");
+                c.end_reason.get_or_insert(EndReason::ServerShuttingDown);
                 if c.client.is_some() && c.version == ProtocolVersion::V5 {
                     c.send(&Packet::Disconnect(Disconnect::with_reason(
                         ReasonCode::SERVER_SHUTTING_DOWN,
@@ -370,73 +343,70 @@ impl Reactor {
                 self.close(idx, false);
             }
         }
-        // Buffered telemetry and the presence rows just written reach the WAL before the
-        // store closes.
-        self.ingest.flush_blocking();
+        self.hook.shutdown();
     }
 
-    /// Submits the turn's telemetry batches; pauses the connections feeding a full shard and
-    /// resumes those whose batch got in.
-    fn flush_ingest(&mut self) {
-        let f = self.ingest.flush();
-        for id in f.pause {
+    /// Ends the hook's turn; pauses the connections it asks to and resumes the others.
+    fn end_turn(&mut self) {
+        let mut reads = std::mem::take(&mut self.reads);
+        self.hook.end_turn(&mut reads);
+        for id in reads.pause.drain(..) {
             if let Some(c) = self.live(id) {
-                c.ingest_paused = true;
+                c.hook_paused = true;
             }
         }
-        for id in f.resume {
+        for id in reads.resume.drain(..) {
             if let Some(c) = self.live(id)
-                && std::mem::take(&mut c.ingest_paused)
+                && std::mem::take(&mut c.hook_paused)
             {
                 self.again.push(id.slot());
             }
         }
+        self.reads = reads;
     }
 
-    /// Applies the outcomes of resolved telemetry batches; true if there were any.
-    fn collect_ingested(&mut self) -> bool {
-        let mut done = Vec::new();
-        self.ingest.poll(&mut done);
+    /// Completes the holds the hook reports done; true if there were any.
+    fn collect_holds(&mut self) -> bool {
+        let mut done = std::mem::take(&mut self.holds_done);
+        let mut cx = HookCx {
+            broker: &self.broker,
+            notifier: &mut self.notifier,
+        };
+        self.hook.poll(&mut cx, &mut done);
         let any = !done.is_empty();
-        for d in done {
-            self.ingested(d);
+        for (hold, outcome) in done.drain(..) {
+            self.complete_hold(hold, outcome);
         }
+        self.holds_done = done;
         any
     }
 
-    /// One telemetry message's outcome: the error reply, then its acknowledgement (released
-    /// in order by `release_acks`).
-    fn ingested(&mut self, d: Done) {
-        if let (Some(report), Err(e)) = (&d.part.report, &d.result) {
-            self.report_error(report, e);
-        }
+    /// A held message's outcome: its acknowledgement (released in order by `release_acks`).
+    fn complete_hold(&mut self, hold: Hold, outcome: HoldOutcome) {
         let mut seq = None;
-        if let Some((session, id)) = &d.part.qos2 {
+        if let Some((session, id)) = &hold.qos2 {
             let persistent = {
                 let mut inner = session.lock();
-                if let Some(i) = inner.unconfirmed_qos2.iter().position(|x| *x == id.0.get()) {
-                    inner.unconfirmed_qos2.swap_remove(i);
+                if let Some(i) = inner.held_qos2.iter().position(|x| *x == id.0.get()) {
+                    inner.held_qos2.swap_remove(i);
                 }
-                if d.result.is_err() {
-                    // An error PUBREC ends the QoS 2 flow (3.1.1 gets a plain one: PUBREL
-                    // follows).
-                    if d.part.report.is_some() && inner.version == ProtocolVersion::V5 {
-                        inner.inbound.on_pubrel(*id);
-                    }
+                // A negative PUBREC ends the QoS 2 flow (3.1.1 gets a plain one: PUBREL follows).
+                if !matches!(outcome, HoldOutcome::Done) && inner.version == ProtocolVersion::V5 {
+                    inner.inbound.on_pubrel(*id);
                 }
                 inner.persistent()
             };
-            // The points are durable: now the id may be, so a resend after a restart is known
-            // as a duplicate.
-            if persistent && d.result.is_ok() {
+            // The message is done: now the id may be durable, so a resend after a restart is
+            // known as a duplicate.
+            if persistent && matches!(outcome, HoldOutcome::Done) {
                 seq = self.broker.save_session(session);
             }
         }
-        let Some(token) = d.part.token else {
+        let Some(token) = hold.ack else {
             return;
         };
-        let idx = d.part.conn.slot();
-        let Some(conn) = self.live(d.part.conn) else {
+        let idx = hold.conn.slot();
+        let Some(conn) = self.live(hold.conn) else {
             return;
         };
         let v5 = conn.version == ProtocolVersion::V5;
@@ -446,122 +416,48 @@ impl Reactor {
         let Some(pos) = client.pending.iter().position(|a| a.hold == Some(token)) else {
             return;
         };
-        if let Err(e) = &d.result
-            && e.kind == ErrorKind::Storage
-            && !v5
-        {
-            // 3.1.1 has no negative acknowledgement: withhold it and close, so the client
-            // resends after reconnecting.
-            client.pending.truncate(pos);
-            conn.end_reason.get_or_insert("storage failure");
-            conn.closing = true;
-            self.flush(idx);
-            return;
-        }
+        let refusal = match outcome {
+            HoldOutcome::Done => None,
+            HoldOutcome::Refused(r) => Some(r),
+            HoldOutcome::Failed { end, .. } if !v5 => {
+                // 3.1.1 has no negative acknowledgement: withhold it and close, so the client
+                // resends after reconnecting.
+                client.pending.truncate(pos);
+                conn.end_reason.get_or_insert(end);
+                conn.closing = true;
+                self.flush(idx);
+                return;
+            }
+            HoldOutcome::Failed { refusal, .. } => Some(refusal),
+        };
         let a = &mut client.pending[pos];
         a.hold = None;
         a.commit = a.commit.max(seq);
-        if let Err(e) = &d.result
+        if let Some(r) = refusal
             && v5
         {
-            set_reason(&mut a.packet, e);
+            r.apply(&mut a.packet);
         }
     }
 
-    /// Publishes an ingest error on `devices/{id}/errors` (JSON), for the device to subscribe to.
-    fn report_error(&mut self, r: &Report, e: &IngestError) {
-        self.telemetry
-            .counters
-            .refused
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(device_id = %r.device_id, topic = r.topic.as_str(), error = %e, "telemetry refused");
-        let code = e.kind.reason_code();
-        let body = serde_json::json!({
-            "topic": r.topic.as_str(),
-            "packet_id": r.packet_id,
-            "code": code.0,
-            "reason": code.name(),
-            "error": e.message,
-            "time": now_ms(),
-        });
-        let msg = Message {
-            topic: Utf8::new(&format!("devices/{}/errors", r.device_id)),
-            payload: bytes::Bytes::from(body.to_string()),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: PropertyValues {
-                payload_format_utf8: Some(true),
-                content_type: Some(Utf8::from_static("application/json")),
-                ..PropertyValues::default()
-            }
-            .into(),
-            origin: None,
-            expires_at: None,
-        };
-        self.broker
-            .publish(Arc::new(msg), &mut self.notifier, false);
-    }
-
-    /// Writes a presence row and the device record.
-    fn presence(&mut self, conn: &Conn, client: &Client, event: PresenceEvent) {
-        let now = now_ns().max(self.last_presence_ns + 1);
-        self.last_presence_ns = now;
-        let address = conn.addr.to_string();
-        let protocol = super::message::protocol_name(conn.version);
-        let (connected, clean_start, keep_alive, reason) = match event {
-            PresenceEvent::Connected {
-                clean_start,
-                keep_alive,
-            } => (true, Some(clean_start), Some(keep_alive), None),
-            PresenceEvent::Disconnected { reason, .. } => (false, None, None, Some(reason)),
-        };
-        let ev = presence::Event {
-            time: now,
-            client_id: &client.client_id,
-            connected,
-            address: &address,
-            protocol,
-            username: client.username.as_deref(),
-            clean_start,
-            keep_alive_secs: keep_alive,
-            reason,
-        };
-        let part = Part {
-            conn: conn.id,
-            token: None,
-            report: None,
-            rows: 0..0,
-            qos2: None,
-        };
-        let _ = self.ingest.add(&client.client_id, false, part, |b| {
-            ev.write(b);
-            Ok(1)
-        });
-        if matches!(
-            event,
-            PresenceEvent::Disconnected {
-                superseded: true,
-                ..
-            }
-        ) {
-            // A newer connection of this client owns the record now.
+    /// Tells the hook about a connection that has a client.
+    fn client_event(&mut self, conn: &Conn, ev: ClientEvent<'_>) {
+        let Some(client) = &conn.client else {
             return;
-        }
-        let rec = presence::DeviceRecord {
-            device_id: client.client_id.to_string(),
-            connected,
-            address,
-            protocol: protocol.to_owned(),
-            username: client.username.clone(),
-            connected_at: client.connected_at,
-            disconnected_at: (!connected).then_some(now),
-            disconnect_reason: reason.map(str::to_owned),
         };
-        self.broker.persist.submit(vec![Op::Put {
-            table: presence::DEVICES,
-            key: client.client_id.as_bytes().to_vec(),
-            value: rec.encode(),
-        }]);
+        let info = ClientInfo {
+            conn: conn.id,
+            client_id: &client.client_id,
+            username: client.username.as_deref(),
+            addr: conn.addr,
+            version: conn.version,
+            connected_at_ns: client.connected_at,
+        };
+        let mut cx = HookCx {
+            broker: &self.broker,
+            notifier: &mut self.notifier,
+        };
+        self.hook.on_client(&mut cx, &info, ev);
     }
 
     fn take_inbox(&mut self) {
@@ -615,7 +511,7 @@ impl Reactor {
             closing: false,
             snooze_until: None,
             stalled: None,
-            ingest_paused: false,
+            hook_paused: false,
             end_reason: None,
         });
         self.schedule(id, deadline);
@@ -651,7 +547,7 @@ impl Reactor {
                     .keepalive_timeouts
                     .fetch_add(1, Ordering::Relaxed);
                 if let Some(c) = self.conns[idx].as_mut() {
-                    c.end_reason.get_or_insert("keep alive timeout");
+                    c.end_reason.get_or_insert(EndReason::KeepAliveTimeout);
                 }
                 if let Some(c) = self.conns[idx].as_mut()
                     && connected
@@ -689,7 +585,7 @@ impl Reactor {
         let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
             return;
         };
-        if conn.read_paused || conn.closing || conn.snooze_until.is_some() || conn.ingest_paused {
+        if conn.read_paused || conn.closing || conn.snooze_until.is_some() || conn.hook_paused {
             self.conns[idx] = Some(conn);
             return;
         }
@@ -722,7 +618,7 @@ impl Reactor {
                         conn.read_paused = true;
                         break;
                     }
-                    if conn.snooze_until.is_some() || conn.stalled.is_some() || conn.ingest_paused {
+                    if conn.snooze_until.is_some() || conn.stalled.is_some() || conn.hook_paused {
                         break;
                     }
                     // Before CONNECT only an error in a CONNECT is answered (MQTT 5.0
@@ -779,7 +675,7 @@ impl Reactor {
     /// Answers a fatal error: CONNACK with the reason before CONNECT succeeded, DISCONNECT
     /// after (MQTT 5); 3.1.1 only has CONNACK return codes, and otherwise just closes.
     fn refuse(&mut self, conn: &mut Conn, reason: ReasonCode) {
-        conn.end_reason.get_or_insert(reason.name());
+        conn.end_reason.get_or_insert(EndReason::Code(reason));
         match (&conn.client, conn.version) {
             (None, _) => {
                 // 3.1.1 has return codes for refusals only, not for malformed packets; a
@@ -899,7 +795,7 @@ impl Reactor {
     }
 
     /// Queues an acknowledgement behind earlier ones; it waits for persistence `commit` and for
-    /// the telemetry outcome `hold`.
+    /// the publish hook to finish `hold`.
     fn ack_after(
         conn: &mut Conn,
         waiting: &mut Vec<ConnRef>,
@@ -972,7 +868,7 @@ impl Reactor {
         let cfg = &broker.cfg;
         conn.version = c.version;
         let v5 = c.version == ProtocolVersion::V5;
-        let fail = |this: &mut Reactor, conn: &mut Conn, reason: ReasonCode, why: &str| {
+        let fail = |this: &mut Self, conn: &mut Conn, reason: ReasonCode, why: &str| {
             this.broker
                 .counters
                 .connects_refused
@@ -1125,17 +1021,13 @@ impl Reactor {
             connack_pending: true,
             normal_disconnect: false,
         });
-        if let Some(client) = conn.client.take() {
-            self.presence(
-                conn,
-                &client,
-                PresenceEvent::Connected {
-                    clean_start: c.clean_start,
-                    keep_alive,
-                },
-            );
-            conn.client = Some(client);
-        }
+        self.client_event(
+            conn,
+            ClientEvent::Connected {
+                clean_start: c.clean_start,
+                keep_alive_secs: keep_alive,
+            },
+        );
         let connack = Packet::ConnAck(ConnAck {
             session_present: attached.session_present,
             reason: ReasonCode::SUCCESS,
@@ -1267,26 +1159,41 @@ impl Reactor {
     }
 
     /// Routes an accepted PUBLISH and acknowledges it, or parks it on the connection when a
-    /// connected subscriber has no room (the connection then rests and retries it first).
+    /// connected subscriber has no room (the connection then rests and retries it first). The
+    /// publish hook sees it first: it may refuse it (not routed), or claim it and hold its
+    /// acknowledgement.
     fn route(&mut self, conn: &mut Conn, msg: Arc<Message>, delivery: Delivery) {
         let Some(client) = &conn.client else {
             return;
         };
-        // A telemetry message that will be refused for its topic or its sender is not routed
-        // either: nobody may feed another device's consumers.
-        // The topic is parsed from its own handle (a reference count, not a copy) so that the
-        // parts borrow from it while `msg` may move into `stalled`.
-        let topic = msg.topic.clone();
-        let telemetry = decode::parse_topic(topic.as_str())
-            .map(|t| t.map(|t| (self.may_write_for(client, t.device_id), t)));
-        if let Some(t) = &telemetry
-            && !matches!(t, Ok((true, _)))
-        {
-            if let Some(t) = telemetry {
-                self.telemetry(conn, &msg, delivery, None, t);
+        let v5 = conn.version == ProtocolVersion::V5;
+        let publisher = Publisher {
+            conn: conn.id,
+            client_id: &client.client_id,
+            username: client.username.as_deref(),
+            delivery,
+        };
+        let mut cx = HookCx {
+            broker: &self.broker,
+            notifier: &mut self.notifier,
+        };
+        let claimed = match self.hook.inspect(&mut cx, &publisher, &msg) {
+            Inspect::Pass => false,
+            Inspect::Claim => true,
+            Inspect::Refuse(refusal) => {
+                if let (Delivery::ExactlyOnce(id), true) = (delivery, v5) {
+                    // A negative PUBREC ends the QoS 2 flow: no PUBREL will come.
+                    client.session.lock().inbound.on_pubrel(id);
+                }
+                if let Some(mut p) = ack_packet(delivery, ReasonCode::SUCCESS) {
+                    if v5 {
+                        refusal.apply(&mut p);
+                    }
+                    Self::ack(conn, &mut self.waiting, None, p);
+                }
+                return;
             }
-            return;
-        }
+        };
         self.notifier.congested = false;
         let routed = self
             .broker
@@ -1299,9 +1206,56 @@ impl Reactor {
         if std::mem::take(&mut self.notifier.congested) {
             conn.snooze_until = Some(Instant::now() + SNOOZE);
         }
-        if let Some(t) = telemetry {
-            self.telemetry(conn, &msg, delivery, routed.seq, t);
-            return;
+        let reason = if !claimed && !routed.matched && v5 {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        } else {
+            ReasonCode::SUCCESS
+        };
+        if claimed {
+            let qos2 = match delivery {
+                Delivery::ExactlyOnce(id) => {
+                    client.session.lock().held_qos2.push(id.0.get());
+                    Some((Arc::clone(&client.session), id))
+                }
+                _ => None,
+            };
+            let ack = delivery.packet_id().map(|_| self.tokens.next());
+            let hold = Hold {
+                conn: conn.id,
+                ack,
+                qos2,
+            };
+            let mut cx = HookCx {
+                broker: &self.broker,
+                notifier: &mut self.notifier,
+            };
+            let refusal = match self.hook.accept(&mut cx, &publisher, &msg, hold) {
+                Accept::Held { pause } => {
+                    conn.hook_paused |= pause;
+                    if let Some(p) = ack_packet(delivery, ReasonCode::SUCCESS) {
+                        Self::ack_after(conn, &mut self.waiting, routed.seq, ack, p);
+                    }
+                    return;
+                }
+                Accept::Ack => None,
+                Accept::Refuse(r) => Some(r),
+            };
+            if let Delivery::ExactlyOnce(id) = delivery {
+                let mut inner = client.session.lock();
+                inner.held_qos2.retain(|x| *x != id.0.get());
+                if refusal.is_some() && v5 {
+                    inner.inbound.on_pubrel(id);
+                }
+            }
+            if let Some(refusal) = refusal {
+                if let Some(mut p) = ack_packet(delivery, ReasonCode::SUCCESS) {
+                    if v5 {
+                        refusal.apply(&mut p);
+                    }
+                    Self::ack(conn, &mut self.waiting, routed.seq, p);
+                }
+                return;
+            }
         }
         // A persistent session's pending QoS 2 id is durable before PUBREC: a resend after a
         // restart is then known as a duplicate, not delivered again.
@@ -1310,133 +1264,7 @@ impl Reactor {
         } else {
             routed.seq
         };
-        let reason = if routed.matched || conn.version != ProtocolVersion::V5 {
-            ReasonCode::SUCCESS
-        } else {
-            ReasonCode::NO_MATCHING_SUBSCRIBERS
-        };
         Self::ack_publish(conn, &mut self.waiting, delivery, seq, reason);
-    }
-
-    /// May this client write telemetry for `device_id`: its own, or any as a gateway.
-    fn may_write_for(&self, client: &Client, device_id: &str) -> bool {
-        device_id == &*client.client_id
-            || self
-                .broker
-                .auth
-                .is_gateway(&client.client_id, client.username.as_deref())
-    }
-
-    /// A PUBLISH on a telemetry topic (routed to subscribers unless refused for its topic or
-    /// sender): decode it into the shard's open batch; its acknowledgement waits for the batch
-    /// to be durable. A refusal is answered at once: the v5 reason code, and a message on
-    /// `devices/{id}/errors`.
-    fn telemetry(
-        &mut self,
-        conn: &mut Conn,
-        msg: &Arc<Message>,
-        delivery: Delivery,
-        seq: Option<Seq>,
-        parsed: Result<(bool, decode::Telemetry<'_>), IngestError>,
-    ) {
-        let Some(client) = &conn.client else {
-            return;
-        };
-        let packet_id = delivery.packet_id().map(|id| id.0.get());
-        let (device_id, authorized): (Arc<str>, bool) = match &parsed {
-            Ok((a, t)) if t.device_id == &*client.client_id => (Arc::clone(&client.client_id), *a),
-            Ok((a, t)) => (Arc::from(t.device_id), *a),
-            Err(_) => (Arc::clone(&client.client_id), true),
-        };
-        let report = Report {
-            // A refusal for publishing as another device goes to the publisher, not to the
-            // device it named.
-            device_id: if authorized {
-                Arc::clone(&device_id)
-            } else {
-                Arc::clone(&client.client_id)
-            },
-            topic: msg.topic.clone(),
-            packet_id,
-        };
-        let qos2 = match delivery {
-            Delivery::ExactlyOnce(id) => {
-                client.session.lock().unconfirmed_qos2.push(id.0.get());
-                Some((Arc::clone(&client.session), id))
-            }
-            _ => None,
-        };
-        let token = packet_id.map(|_| self.tokens.next());
-        let result = match parsed {
-            Err(e) => Err(e),
-            Ok(_) if !authorized => Err(IngestError::new(
-                ErrorKind::NotAuthorized,
-                format!(
-                    "client {:?} may publish telemetry only for itself, not for device {:?} (no gateway rights)",
-                    &*client.client_id, &*device_id
-                ),
-            )),
-            Ok((_, t)) => {
-                let content_type = msg.properties.content_type.as_ref().map(Utf8::as_str);
-                let now = now_ns();
-                let part = Part {
-                    conn: conn.id,
-                    token,
-                    report: Some(report.clone()),
-                    rows: 0..0,
-                    qos2: qos2.clone(),
-                };
-                self.ingest.add(&device_id, token.is_some(), part, |b| {
-                    decode::decode(
-                        &msg.payload,
-                        content_type,
-                        &t,
-                        now,
-                        &self.telemetry.tag_keys,
-                        b,
-                    )
-                })
-            }
-        };
-        let v5 = conn.version == ProtocolVersion::V5;
-        let ack = |reason| match delivery {
-            Delivery::AtMostOnce => None,
-            Delivery::AtLeastOnce(id) => Some(Packet::PubAck(PubResp::with_reason(id, reason))),
-            Delivery::ExactlyOnce(id) => Some(Packet::PubRec(PubResp::with_reason(id, reason))),
-        };
-        match result {
-            Ok(Some(blocked)) => {
-                conn.ingest_paused |= blocked;
-                if let Some(p) = ack(ReasonCode::SUCCESS) {
-                    Self::ack_after(conn, &mut self.waiting, seq, token, p);
-                }
-            }
-            Ok(None) => {
-                // Nothing to store (an empty array).
-                if let Some((session, id)) = &qos2 {
-                    session.lock().unconfirmed_qos2.retain(|x| *x != id.0.get());
-                }
-                if let Some(p) = ack(ReasonCode::SUCCESS) {
-                    Self::ack(conn, &mut self.waiting, seq, p);
-                }
-            }
-            Err(e) => {
-                self.report_error(&report, &e);
-                if let Some((session, id)) = &qos2 {
-                    let mut inner = session.lock();
-                    inner.unconfirmed_qos2.retain(|x| *x != id.0.get());
-                    if v5 {
-                        inner.inbound.on_pubrel(*id);
-                    }
-                }
-                if let Some(mut p) = ack(ReasonCode::SUCCESS) {
-                    if v5 {
-                        set_reason(&mut p, &e);
-                    }
-                    Self::ack(conn, &mut self.waiting, seq, p);
-                }
-            }
-        }
     }
 
     fn ack_publish(
@@ -1446,20 +1274,8 @@ impl Reactor {
         seq: Option<Seq>,
         reason: ReasonCode,
     ) {
-        match delivery {
-            Delivery::AtMostOnce => {}
-            Delivery::AtLeastOnce(id) => Self::ack(
-                conn,
-                waiting,
-                seq,
-                Packet::PubAck(PubResp::with_reason(id, reason)),
-            ),
-            Delivery::ExactlyOnce(id) => Self::ack(
-                conn,
-                waiting,
-                seq,
-                Packet::PubRec(PubResp::with_reason(id, reason)),
-            ),
+        if let Some(p) = ack_packet(delivery, reason) {
+            Self::ack(conn, waiting, seq, p);
         }
     }
 
@@ -1525,6 +1341,14 @@ impl Reactor {
                 tracing::info!(client_id = %client.client_id, filter = raw, "subscription not authorized");
                 Err(ReasonCode::NOT_AUTHORIZED)
             };
+            let granted = r.and_then(|g| QoS::from_level(g.0).ok_or(g));
+            self.client_event(
+                conn,
+                ClientEvent::Subscribed {
+                    filter: raw,
+                    granted,
+                },
+            );
             let r = match r {
                 Ok(granted) => granted,
                 Err(reason) if reason == ReasonCode::PROTOCOL_ERROR => {
@@ -1703,7 +1527,7 @@ impl Reactor {
             }
         }
         if let Some(reason) = end {
-            conn.end_reason.get_or_insert(reason.name());
+            conn.end_reason.get_or_insert(EndReason::Code(reason));
             tracing::info!(conn = %conn.label(), reason = reason.name(), "connection ended by the server");
             if conn.version == ProtocolVersion::V5 {
                 conn.send(&Packet::Disconnect(Disconnect::with_reason(reason)));
@@ -1785,24 +1609,22 @@ impl Reactor {
             .counters
             .connections
             .fetch_sub(1, Ordering::Relaxed);
-        if let Some(client) = conn.client.take() {
+        if let Some(client) = &conn.client {
             let superseded = client.session.lock().owner != Some(conn.id);
             let reason = conn
                 .end_reason
                 .unwrap_or(if normal && client.normal_disconnect {
-                    "client disconnected"
+                    EndReason::ClientDisconnected
                 } else if normal {
-                    "client disconnected with will"
+                    EndReason::ClientDisconnectedWithWill
                 } else if superseded {
-                    "session taken over"
+                    EndReason::SessionTakenOver
                 } else {
-                    "connection lost"
+                    EndReason::ConnectionLost
                 });
-            self.presence(
-                &conn,
-                &client,
-                PresenceEvent::Disconnected { reason, superseded },
-            );
+            self.client_event(&conn, ClientEvent::Disconnected { reason, superseded });
+        }
+        if let Some(client) = conn.client.take() {
             let will = if normal && client.normal_disconnect {
                 None
             } else {

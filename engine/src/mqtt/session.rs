@@ -107,9 +107,10 @@ pub(crate) struct SessionInner {
     pub(crate) slow: bool,
     /// Since when a full queue has held QoS 1/2 publishers back.
     pub(crate) blocked_since: Option<Instant>,
-    /// Inbound QoS 2 telemetry ids whose points are not durable yet. They are left out of the
-    /// persisted record: after a crash a resend must be stored, not taken for a duplicate.
-    pub(crate) unconfirmed_qos2: Vec<u16>,
+    /// Inbound QoS 2 ids a publish hook holds (their messages are not done, e.g. not durable
+    /// yet). They are left out of the persisted record: after a crash a resend must be handled
+    /// again, not taken for a duplicate.
+    pub(crate) held_qos2: Vec<u16>,
 }
 
 impl Session {
@@ -134,7 +135,7 @@ impl Session {
                 congested_since: None,
                 slow: false,
                 blocked_since: None,
-                unconfirmed_qos2: Vec::new(),
+                held_qos2: Vec::new(),
             }),
         }
     }

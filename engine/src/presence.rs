@@ -12,6 +12,10 @@ use mast_storage::{Durability, Store, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::DEVICE_EVENTS_TABLE;
+use crate::mqtt::hooks::{ClientEvent, ClientInfo, HookCx};
+use crate::mqtt::message::{now_ns, protocol_name};
+use crate::mqtt::persist::Op;
+use crate::telemetry::batches::{Batches, Part};
 
 /// Metadata-store table of device records.
 pub(crate) const DEVICES: &str = "devices";
@@ -120,4 +124,78 @@ pub(crate) fn close_stale(store: &Store, meta: &MetaStore, now_ns: i64) -> anyho
         Ok(())
     })?;
     Ok(stale.len())
+}
+
+/// One reactor's presence listener: a row per connect and disconnect, and the device record.
+#[derive(Debug, Default)]
+pub(crate) struct Presence {
+    /// Last presence timestamp written (kept strictly increasing).
+    last_ns: i64,
+}
+
+impl Presence {
+    /// Writes the row of `ev` into `batches` (beside the telemetry of the same turn) and the
+    /// device record through the broker's metadata queue.
+    pub(crate) fn on_client(
+        &mut self,
+        batches: &mut Batches,
+        cx: &mut HookCx<'_>,
+        c: &ClientInfo<'_>,
+        ev: ClientEvent<'_>,
+    ) {
+        let (connected, clean_start, keep_alive, reason, superseded) = match ev {
+            ClientEvent::Connected {
+                clean_start,
+                keep_alive_secs,
+            } => (true, Some(clean_start), Some(keep_alive_secs), None, false),
+            ClientEvent::Disconnected { reason, superseded } => {
+                (false, None, None, Some(reason.as_str()), superseded)
+            }
+            ClientEvent::Subscribed { .. } => return,
+        };
+        let now = now_ns().max(self.last_ns + 1);
+        self.last_ns = now;
+        let address = c.addr.to_string();
+        let protocol = protocol_name(c.version);
+        let event = Event {
+            time: now,
+            client_id: c.client_id,
+            connected,
+            address: &address,
+            protocol,
+            username: c.username,
+            clean_start,
+            keep_alive_secs: keep_alive,
+            reason,
+        };
+        let part = Part {
+            conn: c.conn,
+            hold: None,
+            report: None,
+            rows: 0..0,
+        };
+        let _ = batches.add(c.client_id, false, part, |b| {
+            event.write(b);
+            Ok(1)
+        });
+        if superseded {
+            // A newer connection of this client owns the record now.
+            return;
+        }
+        let rec = DeviceRecord {
+            device_id: c.client_id.to_string(),
+            connected,
+            address,
+            protocol: protocol.to_owned(),
+            username: c.username.map(str::to_owned),
+            connected_at: c.connected_at_ns,
+            disconnected_at: (!connected).then_some(now),
+            disconnect_reason: reason.map(str::to_owned),
+        };
+        cx.persist(vec![Op::Put {
+            table: DEVICES,
+            key: c.client_id.as_bytes().to_vec(),
+            value: rec.encode(),
+        }]);
+    }
 }

@@ -1,4 +1,4 @@
-//! A reactor's side of telemetry ingest: payloads decoded during a loop turn go into one open
+//! A reactor's telemetry batches: payloads decoded during a loop turn go into one open
 //! write batch per storage shard; at the end of the turn each open batch is submitted as one
 //! request (one ticket for every message in it), so a turn that read a thousand small PUBLISH
 //! packets costs the shard one queue slot and one WAL record.
@@ -7,7 +7,7 @@
 //!   after the WAL group's fsync, and only then are the PUBACK/PUBREC of its messages released.
 //!   QoS 0 batches are `Buffered` (fsync'd within `storage.fsync_interval_ms`).
 //! - **Wake-ups.** The shard worker resolves a ticket and calls [`TicketWake`], which wakes the
-//!   reactor's poll at most once until the reactor looks ([`Ingest::poll`]).
+//!   reactor's poll at most once until the reactor looks ([`Batches::poll`]).
 //! - **Backpressure.** A shard whose queue is full hands the batch back. It stays open (later
 //!   messages for that shard join it) and every connection that fed it stops being read until a
 //!   later flush gets it in; the reactor retries each turn, every millisecond while blocked. Memory
@@ -18,19 +18,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mast_protocol::primitives::Utf8;
-use mast_protocol::publish::PacketId;
 use mast_storage::{Durability, Notify, PointError, Store, SubmitError, Ticket, WriteBatch};
-use mio::Waker;
 
-use super::ids::{AckToken, ConnRef};
-use super::session::Session;
 use crate::ingest::{ErrorKind, IngestError};
+use crate::mqtt::hooks::{Hold, ReactorWake};
+use crate::mqtt::ids::ConnRef;
 
 /// Wakes a reactor when a ticket it holds resolves; one wake-up until the reactor looks.
 #[derive(Debug)]
 pub(crate) struct TicketWake {
-    pub(crate) flag: AtomicBool,
-    pub(crate) waker: Arc<Waker>,
+    flag: AtomicBool,
+    waker: ReactorWake,
+}
+
+impl TicketWake {
+    pub(crate) fn new(waker: ReactorWake) -> TicketWake {
+        TicketWake {
+            flag: AtomicBool::new(false),
+            waker,
+        }
+    }
 }
 
 impl Notify for TicketWake {
@@ -44,18 +51,16 @@ impl Notify for TicketWake {
 }
 
 /// Where a message's outcome goes.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Part {
-    /// The connection (on this reactor).
+    /// The connection (on this reactor), paused while the batch cannot be submitted.
     pub(crate) conn: ConnRef,
-    /// The connection's pending acknowledgement to complete; none for QoS 0 and presence rows.
-    pub(crate) token: Option<AckToken>,
+    /// The broker's hold on the message's acknowledgement; none for presence rows.
+    pub(crate) hold: Option<Hold>,
     /// Device and topic, for the error reply; `None` for rows the server writes itself.
     pub(crate) report: Option<Report>,
     /// Rows of the message in its batch.
     pub(crate) rows: Range<u32>,
-    /// A QoS 2 message: its session and packet id (see `SessionInner::unconfirmed_qos2`).
-    pub(crate) qos2: Option<(Arc<Session>, PacketId)>,
 }
 
 /// What an error reply names.
@@ -97,7 +102,7 @@ pub(crate) struct Flushed {
 
 /// One reactor's open and in-flight batches.
 #[derive(Debug)]
-pub(crate) struct Ingest {
+pub(crate) struct Batches {
     store: Arc<Store>,
     wake: Arc<TicketWake>,
     open: Vec<Open>,
@@ -106,10 +111,10 @@ pub(crate) struct Ingest {
     failed: Vec<Done>,
 }
 
-impl Ingest {
-    pub(crate) fn new(store: Arc<Store>, wake: Arc<TicketWake>) -> Ingest {
+impl Batches {
+    pub(crate) fn new(store: Arc<Store>, wake: Arc<TicketWake>) -> Batches {
         let shards = store.shards();
-        Ingest {
+        Batches {
             store,
             wake,
             open: (0..shards).map(|_| Open::default()).collect(),
@@ -120,7 +125,7 @@ impl Ingest {
 
     /// Decodes one message into the open batch of `device_id`'s shard with `decode` (which adds
     /// all of its rows or none). `Ok(None)`: it had no rows, there is nothing to wait for.
-    /// `Ok(Some(blocked))`: its outcome comes from [`Ingest::poll`]; `blocked` says the shard's
+    /// `Ok(Some(blocked))`: its outcome comes from [`Batches::poll`]; `blocked` says the shard's
     /// queue is full (the connection should stop reading).
     pub(crate) fn add(
         &mut self,

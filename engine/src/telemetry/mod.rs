@@ -1,0 +1,106 @@
+//! The engine's services on the broker's seams: telemetry (a publish hook) and presence (a
+//! client-event listener), sharing one set of per-shard batches per reactor, so a turn's
+//! telemetry and presence rows reach each shard as one write.
+
+pub(crate) mod batches;
+pub(crate) mod gateways;
+pub(crate) mod hook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batches::{Batches, TicketWake};
+use gateways::Gateways;
+use hook::Telemetry;
+
+use crate::ingest::TelemetryPath;
+use crate::mqtt::hooks::{
+    Accept, ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, Inspect, PublishHook,
+    Publisher, ReactorWake, ReadControl, Services,
+};
+use crate::mqtt::message::Message;
+use crate::presence::Presence;
+
+/// How often a reactor retries a telemetry batch a full shard queue handed back.
+const RETRY: Duration = Duration::from_millis(1);
+
+/// What the engine plugs into the broker.
+#[derive(Debug)]
+pub(crate) struct EngineServices {
+    path: Arc<TelemetryPath>,
+    gateways: Arc<Gateways>,
+}
+
+impl EngineServices {
+    pub(crate) fn new(path: Arc<TelemetryPath>, gateways: Gateways) -> EngineServices {
+        EngineServices {
+            path,
+            gateways: Arc::new(gateways),
+        }
+    }
+}
+
+impl Services for EngineServices {
+    type Reactor = EngineReactor;
+
+    fn reactor(&self, _id: usize, wake: ReactorWake) -> EngineReactor {
+        EngineReactor {
+            batches: Batches::new(
+                Arc::clone(&self.path.store),
+                Arc::new(TicketWake::new(wake)),
+            ),
+            telemetry: Telemetry::new(Arc::clone(&self.path), Arc::clone(&self.gateways)),
+            presence: Presence::default(),
+        }
+    }
+}
+
+/// One reactor's services.
+#[derive(Debug)]
+pub(crate) struct EngineReactor {
+    batches: Batches,
+    telemetry: Telemetry,
+    presence: Presence,
+}
+
+impl PublishHook for EngineReactor {
+    #[inline]
+    fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect {
+        self.telemetry.inspect(cx, p, msg)
+    }
+
+    #[inline]
+    fn accept(
+        &mut self,
+        cx: &mut HookCx<'_>,
+        p: &Publisher<'_>,
+        msg: &Arc<Message>,
+        hold: Hold,
+    ) -> Accept {
+        self.telemetry.accept(&mut self.batches, cx, p, msg, hold)
+    }
+
+    fn end_turn(&mut self, reads: &mut ReadControl) {
+        self.telemetry.end_turn(&mut self.batches, reads);
+    }
+
+    fn poll(&mut self, cx: &mut HookCx<'_>, done: &mut Vec<(Hold, HoldOutcome)>) {
+        self.telemetry.poll(&mut self.batches, cx, done);
+    }
+
+    fn retry_in(&self) -> Option<Duration> {
+        self.batches.blocked().then_some(RETRY)
+    }
+
+    fn shutdown(&mut self) {
+        // Buffered telemetry and the presence rows just written reach the WAL before the
+        // store closes.
+        self.batches.flush_blocking();
+    }
+}
+
+impl ClientEvents for EngineReactor {
+    fn on_client(&mut self, cx: &mut HookCx<'_>, c: &ClientInfo<'_>, ev: ClientEvent<'_>) {
+        self.presence.on_client(&mut self.batches, cx, c, ev);
+    }
+}
