@@ -19,7 +19,8 @@ use mast_protocol::subscribe::{RetainHandling, SubscriptionOptions};
 use mast_protocol::topic;
 use mast_protocol::trie::TopicTrie;
 
-use super::auth::Auth;
+use super::acl::Acl;
+use super::credentials::Credentials;
 use super::ids::{ConnRef, Seq};
 use super::message::{Message, now_ms};
 use super::metrics::Counters;
@@ -144,7 +145,8 @@ pub struct ConnectionInfo {
 #[derive(Debug)]
 pub struct Broker {
     pub(crate) cfg: Arc<MqttConfig>,
-    pub(crate) auth: Auth,
+    pub(crate) acl: Acl,
+    pub(crate) credentials: Arc<dyn Credentials>,
     subs: RwLock<TopicTrie<SubKey, SubVal>>,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     retained: RwLock<HashMap<Utf8, Arc<Message>>>,
@@ -166,12 +168,13 @@ impl Broker {
     /// Builds the broker and restores persisted state from `meta`.
     pub(crate) fn new(
         cfg: Arc<MqttConfig>,
+        credentials: Arc<dyn Credentials>,
         meta: Arc<MetaStore>,
         on_commit: Box<dyn Fn() + Send>,
     ) -> anyhow::Result<Broker> {
-        let auth = Auth::new(&cfg);
         let broker = Broker {
-            auth,
+            acl: Acl::new(&cfg.acl),
+            credentials,
             subs: RwLock::new(TopicTrie::new()),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(HashMap::new()),

@@ -7,8 +7,9 @@
 //!  persist thread: retained, sessions, queued QoS 1/2 → metadata store, group commit
 //! ```
 
-mod auth;
+mod acl;
 mod broker;
+mod credentials;
 pub(crate) mod hooks;
 pub(crate) mod ids;
 pub(crate) mod message;
@@ -32,8 +33,8 @@ use mast_meta::MetaStore;
 use mast_storage::Store;
 use mio::{Poll, Token, Waker};
 
-pub use auth::hash_password;
 pub use broker::{Broker, ConnectionInfo};
+pub use credentials::hash_password;
 pub use metrics::Counters;
 
 use crate::config::MqttConfig;
@@ -107,7 +108,12 @@ impl MqttServer {
                 tracing::warn!(error = %e, "presence records of the previous run not updated")
             }
         }
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), meta, on_commit)?);
+        let broker = Arc::new(Broker::new(
+            Arc::clone(&cfg),
+            Arc::new(credentials::ConfigCredentials::new(&cfg)),
+            meta,
+            on_commit,
+        )?);
         let stop = Arc::new(AtomicBool::new(false));
         let telemetry = Arc::new(crate::ingest::TelemetryPath {
             store,
@@ -156,7 +162,7 @@ impl MqttServer {
             %listen,
             tls = ?tls_listen,
             reactors = n,
-            anonymous = broker.auth.allows_anonymous(),
+            anonymous = broker.credentials.allows_anonymous(),
             "MQTT listening"
         );
         Ok(MqttServer {

@@ -32,6 +32,7 @@ use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::broker::{Broker, Notifier, parse_filter};
+use super::credentials::ConnectRequest;
 use super::hooks::{
     Accept, ClientEvent, ClientEvents, ClientInfo, EndReason, Hold, HoldOutcome, HookCx, Inspect,
     PublishHook, Publisher, ReadControl,
@@ -885,48 +886,37 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 "enhanced authentication is not supported",
             );
         }
-        let identity = conn.transport.peer_identity();
-        let mut assigned = None;
-        let client_id: String = if c.client_id.as_str().is_empty() {
-            if let Some(id) = &identity {
-                assigned = Some(id.clone());
-                id.clone()
-            } else if !v5 && !c.clean_start {
-                return fail(
-                    self,
-                    conn,
-                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    "empty client id with a persistent session",
-                );
-            } else {
-                let id = broker.assign_client_id();
-                assigned = Some(id.clone());
-                id
-            }
-        } else {
-            c.client_id.as_str().to_owned()
+        let request = ConnectRequest {
+            client_id: c.client_id.as_str(),
+            username: c.username.as_ref().map(Utf8::as_str),
+            password: c.password.as_deref(),
+            cert: conn.transport.peer_cert(),
+            version: c.version,
+            clean_start: c.clean_start,
         };
-        if let Some(id) = &identity
-            && *id != client_id
-        {
-            return fail(
-                self,
-                conn,
-                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                "client id differs from the certificate's identity",
-            );
-        }
-        let username = c.username.as_ref().map(|u| u.as_str().to_owned());
-        if let Err(reason) = broker.auth.authenticate(
-            username.as_deref(),
-            c.password.as_deref(),
-            identity.is_some(),
-        ) {
-            self.broker
-                .counters
-                .auth_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return fail(self, conn, reason, "authentication failed");
+        let identity = match broker.credentials.authenticate(&request) {
+            Ok(identity) => identity,
+            Err(denied) => {
+                if denied.auth_failure {
+                    self.broker
+                        .counters
+                        .auth_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return fail(self, conn, denied.code, denied.why);
+            }
+        };
+        let (client_id, assigned) = match identity.client_id {
+            Some(id) if c.client_id.as_str().is_empty() => (id.clone(), Some(id)),
+            Some(id) => (id, None),
+            None => {
+                let id = broker.assign_client_id();
+                (id.clone(), Some(id))
+            }
+        };
+        let username = identity.username;
+        if let Some(cert) = &identity.cert {
+            tracing::debug!(client_id = %client_id, fingerprint = %cert.fingerprint, "client certificate");
         }
         let expiry = if v5 {
             c.properties.session_expiry_interval.unwrap_or(0)
@@ -947,7 +937,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         }
         let client_id: Arc<str> = Arc::from(client_id);
         let will = c.will.as_ref().and_then(|w| {
-            if !broker.auth.can_publish(&client_id, username.as_deref(), w.topic.as_str()) {
+            if !broker.acl.can_publish(&client_id, username.as_deref(), w.topic.as_str()) {
                 tracing::warn!(client_id = %client_id, topic = w.topic.as_str(), "will topic not allowed; will dropped");
                 return None;
             }
@@ -1122,7 +1112,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 return Flow::Close { normal: false };
             }
         };
-        let allowed = self.broker.auth.can_publish(
+        let allowed = self.broker.acl.can_publish(
             &client.client_id,
             client.username.as_deref(),
             topic.as_str(),
@@ -1318,7 +1308,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         for sub in &s.subscriptions {
             let raw = sub.filter.as_str();
             let allowed = match parse_filter(raw) {
-                Ok(spec) => self.broker.auth.can_subscribe(
+                Ok(spec) => self.broker.acl.can_subscribe(
                     &client.client_id,
                     client.username.as_deref(),
                     spec.filter,

@@ -7,6 +7,8 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use rustls::ServerConnection;
 
+use super::credentials::PeerCert;
+
 /// What a read found.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ReadOutcome {
@@ -165,14 +167,14 @@ impl Transport {
         }
     }
 
-    /// The verified client certificate's identity (its subject CN), on mutual TLS.
-    pub(crate) fn peer_identity(&self) -> Option<String> {
+    /// The client certificate the TLS layer verified, on mutual TLS.
+    pub(crate) fn peer_cert(&self) -> Option<PeerCert<'_>> {
         match self {
             Transport::Plain(_) => None,
             Transport::Tls(tls, _) => tls
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| super::tls::common_name(c.as_ref())),
+                .map(|c| PeerCert::new(c.as_ref())),
         }
     }
 }
