@@ -19,6 +19,7 @@
 
 mod ingest;
 mod layers;
+mod mqtt;
 mod query;
 mod storage;
 
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ingest::{IngestConfig, TableIngest};
 pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
+pub use mast_broker::config::{AclRule, MqttConfig, SlowSubscriber, TlsConfig, UserConfig};
 pub use query::QueryConfig;
 pub use storage::{FsyncMode, StorageConfig};
 
@@ -141,7 +143,7 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), Invalid> {
-        self.mqtt.check()?;
+        mqtt::check(&self.mqtt)?;
         self.storage.check()?;
         self.query.check()?;
         self.http.check()?;
@@ -197,13 +199,13 @@ impl Config {
             gateway: false,
         }];
         sample.mqtt.tls = Some(TlsConfig {
-            listen: default_tls_listen(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
             cert: PathBuf::new(),
             key: PathBuf::new(),
             client_ca: Some(PathBuf::new()),
             crl: Vec::new(),
-            require_client_cert: yes(),
-            reload_interval_secs: default_reload(),
+            require_client_cert: true,
+            reload_interval_secs: 5,
         });
         sample.ingest.tag_keys = vec![String::new()];
         sample.ingest.tables.insert(
@@ -291,219 +293,6 @@ impl HttpConfig {
         }
         Ok(())
     }
-}
-
-/// What to do with a subscriber whose queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SlowSubscriber {
-    /// Drop the new message and count it (Mosquitto's and EMQX's behaviour).
-    Drop,
-    /// Disconnect the subscriber (reason 0x97 quota exceeded); a persistent session keeps its
-    /// queue for when it comes back.
-    Disconnect,
-}
-
-/// The MQTT server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MqttConfig {
-    /// Plain TCP listener.
-    pub listen: SocketAddr,
-    /// Reactor threads; 0 = one per core.
-    pub reactors: usize,
-    /// Largest packet accepted (and the Maximum Packet Size sent in CONNACK).
-    pub max_packet_size: u32,
-    /// Unacknowledged inbound QoS 1/2 messages per connection (Receive Maximum in CONNACK).
-    pub receive_maximum: u16,
-    /// Topic aliases a client may set (Topic Alias Maximum in CONNACK).
-    pub topic_alias_maximum: u16,
-    /// Unacknowledged QoS 1/2 messages in flight to one subscriber at most (lower when the
-    /// client's Receive Maximum is lower). Their bytes count against `max_queued_bytes`.
-    pub max_inflight_messages: u16,
-    /// Subscriptions one client may hold; more are refused (v5 SUBACK 0x97, 3.1.1 0x80).
-    pub max_subscriptions_per_client: usize,
-    /// Messages waiting for one subscriber (queued, not yet in flight).
-    pub max_queued_messages: usize,
-    /// Bytes waiting for one subscriber.
-    pub max_queued_bytes: usize,
-    /// Encoded bytes not yet written to one socket; above it the broker stops feeding that
-    /// connection and stops reading from it.
-    pub max_output_bytes: usize,
-    /// What happens when a subscriber's queue is full.
-    pub slow_subscriber: SlowSubscriber,
-    /// Keep QoS 0 messages for offline persistent sessions.
-    pub queue_qos0_offline: bool,
-    /// Upper bound on a session's expiry, seconds (also the expiry of a 3.1.1 persistent session).
-    pub max_session_expiry_secs: u32,
-    /// Upper bound on the keep alive a client asks for, seconds (v5 clients are told through
-    /// Server Keep Alive; 0 = no bound).
-    pub max_keep_alive_secs: u16,
-    /// Seconds a new connection has to send CONNECT.
-    pub connect_timeout_secs: u16,
-    /// Retained messages kept at most.
-    pub max_retained: usize,
-    /// Connections accepted at most.
-    pub max_connections: usize,
-    /// Allow clients without credentials (a user name, or a client certificate on mutual TLS).
-    /// Unset: allowed only while no users are configured and every listener is on loopback.
-    pub allow_anonymous: Option<bool>,
-    /// Users and their argon2 password hashes (`mast passwd` makes one).
-    pub users: Vec<UserConfig>,
-    /// Topic rules; none = every authenticated client may do anything.
-    pub acl: Vec<AclRule>,
-    /// TLS listener.
-    pub tls: Option<TlsConfig>,
-}
-
-impl Default for MqttConfig {
-    fn default() -> Self {
-        MqttConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            reactors: 0,
-            max_packet_size: 1024 * 1024,
-            receive_maximum: 1024,
-            topic_alias_maximum: 64,
-            max_inflight_messages: 65535,
-            max_subscriptions_per_client: 10_000,
-            max_queued_messages: 10_000,
-            max_queued_bytes: 64 * 1024 * 1024,
-            max_output_bytes: 1024 * 1024,
-            slow_subscriber: SlowSubscriber::Drop,
-            queue_qos0_offline: false,
-            max_session_expiry_secs: 7 * 24 * 3600,
-            max_keep_alive_secs: 0,
-            connect_timeout_secs: 10,
-            max_retained: 1_000_000,
-            max_connections: 1_000_000,
-            allow_anonymous: None,
-            users: Vec::new(),
-            acl: Vec::new(),
-            tls: None,
-        }
-    }
-}
-
-impl MqttConfig {
-    fn check(&self) -> Result<(), Invalid> {
-        if self.max_packet_size < 64 {
-            return Err(Invalid::new(
-                "mqtt.max_packet_size",
-                format!(
-                    "mqtt.max_packet_size must be at least 64, not {}",
-                    self.max_packet_size
-                ),
-            ));
-        }
-        if self.receive_maximum == 0 {
-            return Err(Invalid::new(
-                "mqtt.receive_maximum",
-                "mqtt.receive_maximum must be > 0",
-            ));
-        }
-        if self.max_inflight_messages == 0 {
-            return Err(Invalid::new(
-                "mqtt.max_inflight_messages",
-                "mqtt.max_inflight_messages must be > 0",
-            ));
-        }
-        for u in &self.users {
-            argon2::PasswordHash::new(&u.password_hash).map_err(|e| {
-                Invalid::new(
-                    "mqtt.users",
-                    format!(
-                        "mqtt.users {:?}: password_hash is not a PHC string: {e}",
-                        u.name
-                    ),
-                )
-            })?;
-        }
-        for r in &self.acl {
-            for p in r.publish.iter().chain(&r.subscribe) {
-                let probe = p.replace("%c", "c").replace("%u", "u");
-                mast_protocol::topic::validate_filter(&probe).map_err(|e| {
-                    Invalid::new("mqtt.acl", format!("mqtt.acl pattern {p:?}: {e}"))
-                })?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reactor threads to run.
-    pub fn reactor_count(&self) -> usize {
-        if self.reactors > 0 {
-            self.reactors
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
-    }
-}
-
-/// One user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// User name.
-    pub name: String,
-    /// argon2 PHC string.
-    pub password_hash: String,
-}
-
-/// A topic rule: who it applies to and which topics it allows. `%c` and `%u` in a pattern stand
-/// for the client id and the user name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AclRule {
-    /// User name this rule applies to; `*` or absent = everyone.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Topic filters the client may publish to.
-    #[serde(default)]
-    pub publish: Vec<String>,
-    /// Topic filters the client may subscribe to (a subscription must lie within one).
-    #[serde(default)]
-    pub subscribe: Vec<String>,
-    /// Clients this rule applies to may publish telemetry for device ids other than their own
-    /// client id (gateways); their publish patterns still apply.
-    #[serde(default)]
-    pub gateway: bool,
-}
-
-/// TLS listener settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Listener address (8883 by convention).
-    #[serde(default = "default_tls_listen")]
-    pub listen: SocketAddr,
-    /// Server certificate chain, PEM.
-    pub cert: PathBuf,
-    /// Server private key, PEM.
-    pub key: PathBuf,
-    /// CA bundle for client certificates, PEM; set = mutual TLS.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-    /// Certificate revocation lists, PEM.
-    #[serde(default)]
-    pub crl: Vec<PathBuf>,
-    /// With `client_ca`: refuse connections without a client certificate.
-    #[serde(default = "yes")]
-    pub require_client_cert: bool,
-    /// Seconds between checks for changed certificate, key or CRL files.
-    #[serde(default = "default_reload")]
-    pub reload_interval_secs: u64,
-}
-
-fn default_tls_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8883))
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_reload() -> u64 {
-    5
 }
 
 #[cfg(test)]

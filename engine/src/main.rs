@@ -48,7 +48,7 @@ Configuration, each layer overriding the one before:
   4. The flags above.
 
 Logging: records go to stderr, as text or JSON (--log-format). MAST_LOG takes a tracing filter
-(default \"info\"), e.g. MAST_LOG=info,mast_engine=debug.
+(default \"info\"), e.g. MAST_LOG=info,mast_engine=debug,mast_broker=debug.
 
 SIGINT (Ctrl-C) or SIGTERM stops the server cleanly: connections are closed, the storage is
 flushed, and mast exits with status 0. Any error exits with status 1 and one line on stderr.";
@@ -243,11 +243,12 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     let meta_path = cfg.data_dir.join(mast_meta::FILE);
     let meta = mast_meta::MetaStore::open(&meta_path)
         .with_context(|| format!("cannot open {}", meta_path.display()))?;
+    let meta = Arc::new(meta);
     let mqtt = MqttServer::start(
         cfg.mqtt.clone(),
         cfg.ingest.tag_keys(),
         Arc::clone(&store),
-        Arc::new(meta),
+        Arc::clone(&meta),
     )?;
     let engine = match mast_query::QueryEngine::new(Arc::clone(&store), cfg.query.limits()) {
         Ok(e) => e,
@@ -256,7 +257,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
             anyhow::bail!("cannot start the SQL engine: {e}");
         }
     };
-    mast_engine::sql_tables::register(&engine, mqtt.broker());
+    mast_engine::sql_tables::register(&engine, mqtt.broker(), &meta);
     let api = Api::new(
         &cfg.http,
         engine,

@@ -12,10 +12,10 @@ use mast_storage::{Durability, Store, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::DEVICE_EVENTS_TABLE;
-use crate::mqtt::hooks::{ClientEvent, ClientInfo, HookCx};
-use crate::mqtt::message::{now_ns, protocol_name};
-use crate::mqtt::persist::Op;
 use crate::telemetry::batches::{Batches, Part};
+use mast_broker::hooks::{ClientEvent, ClientInfo, HookCx};
+use mast_broker::message::{now_ns, protocol_name};
+use mast_broker::persist::Op;
 
 /// Metadata-store table of device records.
 pub(crate) const DEVICES: &str = "devices";

@@ -20,9 +20,12 @@ use crate::mqtt::Broker;
 use crate::presence::{DEVICES, DeviceRecord};
 
 /// Registers the engine's special tables.
-pub fn register(engine: &QueryEngine, broker: &Arc<Broker>) {
-    engine.add_system_table("connections", Connections::new(Arc::clone(broker)));
-    engine.add_iot_table("devices", Devices::new(Arc::clone(&broker.meta)));
+pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore>) {
+    engine.add_system_table(
+        "connections",
+        Connections::new(Arc::clone(broker), Arc::clone(meta)),
+    );
+    engine.add_iot_table("devices", Devices::new(Arc::clone(meta)));
 }
 
 fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>> {
@@ -39,11 +42,12 @@ fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>> {
 #[derive(Debug)]
 pub struct Connections {
     broker: Arc<Broker>,
+    meta: Arc<MetaStore>,
     schema: SchemaRef,
 }
 
 impl Connections {
-    fn new(broker: Arc<Broker>) -> Connections {
+    fn new(broker: Arc<Broker>, meta: Arc<MetaStore>) -> Connections {
         let schema = Arc::new(Schema::new(vec![
             Field::new("client_id", DataType::Utf8, false),
             Field::new("address", DataType::Utf8, true),
@@ -56,7 +60,11 @@ impl Connections {
             Field::new("inflight", DataType::UInt64, false),
             Field::new("session_expiry_secs", DataType::UInt32, false),
         ]));
-        Connections { broker, schema }
+        Connections {
+            broker,
+            meta,
+            schema,
+        }
     }
 }
 
@@ -67,7 +75,7 @@ impl SpecialTable for Connections {
 
     fn rows(&self) -> Result<RecordBatch> {
         let conns = self.broker.connections();
-        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.broker.meta)?
+        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.meta)?
             .into_iter()
             .map(|r| (r.device_id.clone(), r))
             .collect();

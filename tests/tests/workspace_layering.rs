@@ -9,11 +9,21 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let mut m = BTreeMap::new();
     m.insert("mast-protocol", BTreeSet::new());
     m.insert("mast-meta", BTreeSet::new());
+    m.insert(
+        "mast-broker",
+        BTreeSet::from(["mast-protocol", "mast-meta"]),
+    );
     m.insert("mast-storage", BTreeSet::new());
     m.insert("mast-query", BTreeSet::from(["mast-storage"]));
     m.insert(
         "mast-engine",
-        BTreeSet::from(["mast-protocol", "mast-meta", "mast-storage", "mast-query"]),
+        BTreeSet::from([
+            "mast-protocol",
+            "mast-meta",
+            "mast-broker",
+            "mast-storage",
+            "mast-query",
+        ]),
     );
     m.insert("mast-loadgen", BTreeSet::from(["mast-protocol"]));
     m.insert(
@@ -97,4 +107,29 @@ fn protocol_and_storage_never_see_each_other() {
             assert!(internal.is_empty(), "{name} depends on {internal:?}");
         }
     }
+}
+
+/// The broker knows MQTT and the metadata store, nothing of telemetry or devices: neither the
+/// storage engine nor SQL is among its dependencies, in the table or in the real graph.
+#[test]
+fn the_broker_sees_neither_storage_nor_query() {
+    let allowed = allowed();
+    for forbidden in ["mast-storage", "mast-query", "mast-engine"] {
+        assert!(!allowed["mast-broker"].contains(forbidden));
+    }
+    let meta = metadata();
+    let broker = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "mast-broker")
+        .expect("mast-broker is a workspace member");
+    let internal: BTreeSet<&str> = broker["dependencies"]
+        .as_array()
+        .expect("deps")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .filter(|d| d.starts_with("mast-"))
+        .collect();
+    assert_eq!(internal, BTreeSet::from(["mast-protocol", "mast-meta"]));
 }

@@ -21,8 +21,8 @@ use mast_protocol::primitives::Utf8;
 use mast_storage::{Durability, Notify, PointError, Store, SubmitError, Ticket, WriteBatch};
 
 use crate::ingest::{ErrorKind, IngestError};
-use crate::mqtt::hooks::{Hold, ReactorWake};
-use crate::mqtt::ids::ConnRef;
+use mast_broker::hooks::{Hold, ReactorWake};
+use mast_broker::ids::ConnRef;
 
 /// Wakes a reactor when a ticket it holds resolves; one wake-up until the reactor looks.
 #[derive(Debug)]

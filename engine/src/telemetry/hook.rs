@@ -19,10 +19,10 @@ use mast_protocol::reason::ReasonCode;
 use super::batches::{Batches, Done, Part, Report};
 use super::gateways::Gateways;
 use crate::ingest::{self as decode, ErrorKind, IngestError, TelemetryPath};
-use crate::mqtt::hooks::{
+use mast_broker::hooks::{
     Accept, EndReason, Hold, HoldOutcome, HookCx, Inspect, Publisher, ReadControl, Refusal,
 };
-use crate::mqtt::message::{Message, now_ms, now_ns};
+use mast_broker::message::{Message, now_ms, now_ns};
 
 impl From<&IngestError> for Refusal {
     fn from(e: &IngestError) -> Refusal {

@@ -14,12 +14,12 @@ use gateways::Gateways;
 use hook::Telemetry;
 
 use crate::ingest::TelemetryPath;
-use crate::mqtt::hooks::{
+use crate::presence::Presence;
+use mast_broker::hooks::{
     Accept, ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, Inspect, PublishHook,
     Publisher, ReactorWake, ReadControl, Services,
 };
-use crate::mqtt::message::Message;
-use crate::presence::Presence;
+use mast_broker::message::Message;
 
 /// How often a reactor retries a telemetry batch a full shard queue handed back.
 const RETRY: Duration = Duration::from_millis(1);

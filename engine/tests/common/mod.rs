@@ -98,7 +98,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_mast"))
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("MAST_LOG", "info,mast_engine=debug")
+            .env("MAST_LOG", "info,mast_engine=debug,mast_broker=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

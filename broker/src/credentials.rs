@@ -18,22 +18,22 @@ use crate::config::MqttConfig;
 /// A client certificate the TLS layer verified against the configured client CA, borrowed from
 /// the connection (DER).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerCert<'a> {
+pub struct PeerCert<'a> {
     der: &'a [u8],
 }
 
 impl<'a> PeerCert<'a> {
-    pub(crate) fn new(der: &'a [u8]) -> PeerCert<'a> {
+    pub fn new(der: &'a [u8]) -> PeerCert<'a> {
         PeerCert { der }
     }
 
     /// The subject's common name, if it has one (UTF-8).
-    pub(crate) fn common_name(&self) -> Option<String> {
+    pub fn common_name(&self) -> Option<String> {
         super::tls::common_name(self.der)
     }
 
     /// SHA-256 of the DER: the certificate's id.
-    pub(crate) fn fingerprint(&self) -> Fingerprint {
+    pub fn fingerprint(&self) -> Fingerprint {
         let d = ring::digest::digest(&ring::digest::SHA256, self.der);
         let mut out = [0; 32];
         out.copy_from_slice(d.as_ref());
@@ -43,7 +43,7 @@ impl<'a> PeerCert<'a> {
 
 /// A certificate's SHA-256 fingerprint; shown as 64 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Fingerprint(pub(crate) [u8; 32]);
+pub struct Fingerprint(pub [u8; 32]);
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,40 +59,40 @@ impl fmt::Debug for Fingerprint {
 
 /// What a CONNECT presents.
 #[derive(Debug)]
-pub(crate) struct ConnectRequest<'a> {
+pub struct ConnectRequest<'a> {
     /// As sent; empty when the client wants the server to assign one.
-    pub(crate) client_id: &'a str,
-    pub(crate) username: Option<&'a str>,
-    pub(crate) password: Option<&'a [u8]>,
-    pub(crate) cert: Option<PeerCert<'a>>,
-    pub(crate) version: ProtocolVersion,
-    pub(crate) clean_start: bool,
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a [u8]>,
+    pub cert: Option<PeerCert<'a>>,
+    pub version: ProtocolVersion,
+    pub clean_start: bool,
 }
 
 /// The certificate a connection was established with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CertIdentity {
-    pub(crate) common_name: Option<String>,
-    pub(crate) fingerprint: Fingerprint,
+pub struct CertIdentity {
+    pub common_name: Option<String>,
+    pub fingerprint: Fingerprint,
 }
 
 /// Who a connection is, once its CONNECT is accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Identity {
+pub struct Identity {
     /// The client id it acts as; `None` when it sent none and the server assigns one.
-    pub(crate) client_id: Option<String>,
-    pub(crate) username: Option<String>,
-    pub(crate) cert: Option<CertIdentity>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub cert: Option<CertIdentity>,
 }
 
 /// A refused CONNECT: the CONNACK reason code and why (for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Denied {
-    pub(crate) code: ReasonCode,
-    pub(crate) why: &'static str,
+pub struct Denied {
+    pub code: ReasonCode,
+    pub why: &'static str,
     /// Counted as an authentication failure (a wrong password, no credentials), as opposed to a
     /// malformed identity.
-    pub(crate) auth_failure: bool,
+    pub auth_failure: bool,
 }
 
 /// How a connection's identity is established and checked.
@@ -101,7 +101,7 @@ pub(crate) struct Denied {
 /// the session is attached and before anything is sent back; the CONNACK carries the refusal's
 /// reason code. It may take a few milliseconds of CPU (argon2 the first time a password is
 /// seen) but must not wait on I/O. Nothing it does is implied durable.
-pub(crate) trait Credentials: Send + Sync + fmt::Debug {
+pub trait Credentials: Send + Sync + fmt::Debug {
     fn authenticate(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied>;
 
     /// Whether a client without any credentials gets in (logged at startup).
@@ -111,14 +111,14 @@ pub(crate) trait Credentials: Send + Sync + fmt::Debug {
 /// The configured credentials: users with argon2 hashes, the client CA's certificates (whose
 /// CN is the client id), anonymous access.
 #[derive(Debug)]
-pub(crate) struct ConfigCredentials {
+pub struct ConfigCredentials {
     users: HashMap<String, String>,
     verified: Mutex<HashMap<String, Vec<u8>>>,
     allow_anonymous: bool,
 }
 
 impl ConfigCredentials {
-    pub(crate) fn new(cfg: &MqttConfig) -> ConfigCredentials {
+    pub fn new(cfg: &MqttConfig) -> ConfigCredentials {
         ConfigCredentials {
             users: cfg
                 .users
@@ -134,7 +134,7 @@ impl ConfigCredentials {
 
     /// Checks a user name and password. `certified` = the TLS layer verified a client
     /// certificate.
-    pub(crate) fn check_password(
+    pub fn check_password(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,

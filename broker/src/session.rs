@@ -187,7 +187,7 @@ mod tests {
     /// two subscription ids (u32 BE), then the message's own pinned bytes.
     #[test]
     fn persisted_bytes_are_pinned() {
-        let (m, msg_hex) = crate::mqtt::message::tests::fixture();
+        let (m, msg_hex) = crate::message::tests::fixture();
         let q = Queued {
             msg: Arc::new(m),
             qos: QoS::ExactlyOnce,

@@ -21,7 +21,7 @@ pub(crate) const QUEUE: &str = "mqtt_queue";
 
 /// One change.
 #[derive(Debug)]
-pub(crate) enum Op {
+pub enum Op {
     Put {
         table: &'static str,
         key: Vec<u8>,

@@ -1,4 +1,6 @@
-//! The MQTT server: listeners, reactor threads and the broker.
+//! Mast's MQTT server: listeners, reactor threads and the broker (sessions, subscriptions,
+//! retained messages, wills, delivery, TLS, credentials). It knows nothing of telemetry or
+//! devices: services plug in through the seams of [`hooks`] and [`credentials`].
 //!
 //! ```text
 //!  acceptor thread(s) ──(socket, round robin)──▶ reactor 0..N  (mio Poll each, owns its conns)
@@ -9,12 +11,13 @@
 
 mod acl;
 mod broker;
-mod credentials;
-pub(crate) mod hooks;
-pub(crate) mod ids;
-pub(crate) mod message;
+pub mod config;
+pub mod credentials;
+pub mod hooks;
+pub mod ids;
+pub mod message;
 mod metrics;
-pub(crate) mod persist;
+pub mod persist;
 mod reactor;
 mod session;
 mod tls;
@@ -30,41 +33,38 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use mast_meta::MetaStore;
-use mast_storage::Store;
 use mio::{Poll, Token, Waker};
 
 pub use broker::{Broker, ConnectionInfo};
 pub use credentials::hash_password;
 pub use metrics::Counters;
 
-use crate::config::MqttConfig;
-use crate::telemetry::EngineServices;
-use crate::telemetry::gateways::Gateways;
+use config::MqttConfig;
+use credentials::Credentials;
 use hooks::Services;
 use reactor::{Reactor, ReactorShared};
 use transport::Transport;
 
 /// A running MQTT server.
 #[derive(Debug)]
-pub struct MqttServer {
+pub struct Server {
     broker: Arc<Broker>,
-    telemetry: Arc<crate::ingest::TelemetryPath>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     listen: SocketAddr,
     tls_listen: Option<SocketAddr>,
 }
 
-impl MqttServer {
+impl Server {
     /// Binds the listeners, restores the persisted broker state from `meta` and starts the
-    /// threads; telemetry is decoded with `tag_keys` and written to `store`.
-    pub fn start(
-        cfg: MqttConfig,
-        tag_keys: crate::ingest::TagKeys,
-        store: Arc<Store>,
+    /// threads, with `credentials` deciding who connects and `services` hooked into every
+    /// reactor.
+    pub fn start<S: Services>(
+        cfg: Arc<MqttConfig>,
+        credentials: Arc<dyn Credentials>,
         meta: Arc<MetaStore>,
-    ) -> anyhow::Result<MqttServer> {
-        let cfg = Arc::new(cfg);
+        services: &S,
+    ) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(cfg.listen)
             .with_context(|| format!("cannot listen for MQTT on {}", cfg.listen))?;
         let listen = listener.local_addr()?;
@@ -98,30 +98,9 @@ impl MqttServer {
                 }
             })
         };
-        match crate::presence::close_stale(&store, &meta, message::now_ns()) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                clients = n,
-                "marked clients of the previous run disconnected"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "presence records of the previous run not updated")
-            }
-        }
-        let broker = Arc::new(Broker::new(
-            Arc::clone(&cfg),
-            Arc::new(credentials::ConfigCredentials::new(&cfg)),
-            meta,
-            on_commit,
-        )?);
+        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, meta, on_commit)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let telemetry = Arc::new(crate::ingest::TelemetryPath {
-            store,
-            tag_keys,
-            counters: Arc::new(crate::ingest::IngestCounters::default()),
-        });
         let mut threads = Vec::new();
-        let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
         for (i, poll) in polls.into_iter().enumerate() {
             let wake = hooks::ReactorWake(Arc::clone(&all[i].waker));
             let r = Reactor::new(
@@ -165,9 +144,8 @@ impl MqttServer {
             anonymous = broker.credentials.allows_anonymous(),
             "MQTT listening"
         );
-        Ok(MqttServer {
+        Ok(Server {
             broker,
-            telemetry,
             stop,
             threads,
             listen,
@@ -188,11 +166,6 @@ impl MqttServer {
     /// The broker (counters, session and retained counts).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
-    }
-
-    /// The telemetry path's counters.
-    pub fn ingest_counters(&self) -> &Arc<crate::ingest::IngestCounters> {
-        &self.telemetry.counters
     }
 
     /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the

@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 /// One connection: the reactor that owns it, its slot there, and the slot's generation (slots
 /// are reused, generations never), so a stale reference never reaches a newer connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ConnRef {
+pub struct ConnRef {
     reactor: u16,
     slot: u32,
     generation: NonZeroU64,
@@ -35,14 +35,14 @@ impl ConnRef {
 /// A metadata-store submission's number; commits are in number order, so one number being
 /// durable means every smaller one is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Seq(NonZeroU64);
+pub struct Seq(NonZeroU64);
 
 impl Seq {
     pub(crate) fn new(n: u64) -> Option<Seq> {
         NonZeroU64::new(n).map(Seq)
     }
 
-    pub(crate) fn get(self) -> u64 {
+    pub fn get(self) -> u64 {
         self.0.get()
     }
 }

@@ -12,14 +12,14 @@ use mast_protocol::properties::{Properties, PropertyValues};
 use mast_protocol::publish::{Delivery, Publish};
 
 /// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> i64 {
+pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -27,26 +27,26 @@ pub(crate) fn now_ns() -> i64 {
 
 /// A routed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Message {
-    pub(crate) topic: Utf8,
-    pub(crate) payload: Bytes,
+pub struct Message {
+    pub topic: Utf8,
+    pub payload: Bytes,
     /// QoS it was published with.
-    pub(crate) qos: QoS,
+    pub qos: QoS,
     /// RETAIN flag it was published with.
-    pub(crate) retain: bool,
+    pub retain: bool,
     /// Properties forwarded to subscribers (MQTT 5.0 §3.3.2.3): payload format, content type,
     /// response topic, correlation data, user properties. Expiry is kept in `expires_at`.
     /// Empty for most messages (then it is one null pointer).
-    pub(crate) properties: Properties,
+    pub properties: Properties,
     /// Publishing client (for No Local); `None` for wills of ended sessions and restored ones.
-    pub(crate) origin: Option<Arc<str>>,
+    pub origin: Option<Arc<str>>,
     /// Unix ms after which the message is not delivered.
-    pub(crate) expires_at: Option<u64>,
+    pub expires_at: Option<u64>,
 }
 
 impl Message {
     /// Builds the routed form of a received PUBLISH whose topic alias is resolved to `topic`.
-    pub(crate) fn from_publish(p: &Publish, topic: Utf8, origin: Option<Arc<str>>) -> Message {
+    pub fn from_publish(p: &Publish, topic: Utf8, origin: Option<Arc<str>>) -> Message {
         let src = &p.properties;
         let forwarded = src.payload_format_utf8.is_some()
             || src.content_type.is_some()
@@ -159,7 +159,7 @@ impl Message {
 }
 
 /// A protocol version as people read it: "3.1.1" or "5.0".
-pub(crate) fn protocol_name(v: ProtocolVersion) -> &'static str {
+pub fn protocol_name(v: ProtocolVersion) -> &'static str {
     match v {
         ProtocolVersion::V5 => "5.0",
         _ => "3.1.1",

@@ -36,14 +36,14 @@ const MAX_REASON: usize = 256;
 /// Why a message is refused: the MQTT 5 reason code of its PUBACK/PUBREC and a Reason String.
 /// A 3.1.1 client, which has no negative acknowledgement, gets a plain one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    pub(crate) code: ReasonCode,
-    pub(crate) reason: String,
+pub struct Refusal {
+    pub code: ReasonCode,
+    pub reason: String,
 }
 
 impl Refusal {
     /// A refusal with `reason` cut to 256 bytes.
-    pub(crate) fn new(code: ReasonCode, reason: &str) -> Refusal {
+    pub fn new(code: ReasonCode, reason: &str) -> Refusal {
         let mut end = reason.len().min(MAX_REASON);
         while !reason.is_char_boundary(end) {
             end -= 1;
@@ -55,7 +55,7 @@ impl Refusal {
     }
 
     /// Puts the refusal into a v5 PUBACK or PUBREC.
-    pub(crate) fn apply(&self, p: &mut Packet) {
+    pub fn apply(&self, p: &mut Packet) {
         if let Packet::PubAck(r) | Packet::PubRec(r) = p {
             r.reason = self.code;
             r.properties.reason_string = Some(Utf8::new(&self.reason));
@@ -65,7 +65,7 @@ impl Refusal {
 
 /// Why a connection ended, as presence records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EndReason {
+pub enum EndReason {
     /// DISCONNECT without a will.
     ClientDisconnected,
     /// DISCONNECT with reason 0x04 (the will is published).
@@ -86,7 +86,7 @@ pub(crate) enum EndReason {
 
 impl EndReason {
     /// The text of the presence record's `reason`.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             EndReason::ClientDisconnected => "client disconnected",
             EndReason::ClientDisconnectedWithWill => "client disconnected with will",
@@ -103,7 +103,7 @@ impl EndReason {
 /// A held acknowledgement: what the reactor needs to finish it when the hook reports it done.
 /// Only the reactor makes one; a hook keeps it and gives it back from [`PublishHook::poll`].
 #[derive(Debug)]
-pub(crate) struct Hold {
+pub struct Hold {
     pub(super) conn: ConnRef,
     /// The PUBACK/PUBREC waiting (none at QoS 0).
     pub(super) ack: Option<AckToken>,
@@ -113,7 +113,7 @@ pub(crate) struct Hold {
 
 /// How a held message ended.
 #[derive(Debug)]
-pub(crate) enum HoldOutcome {
+pub enum HoldOutcome {
     /// Done (stored): acknowledge it with success.
     Done,
     /// Refused: a v5 client gets the refusal in its acknowledgement, a 3.1.1 client a plain one.
@@ -125,16 +125,16 @@ pub(crate) enum HoldOutcome {
 
 /// Who published a message.
 #[derive(Debug)]
-pub(crate) struct Publisher<'a> {
-    pub(crate) conn: ConnRef,
-    pub(crate) client_id: &'a Arc<str>,
-    pub(crate) username: Option<&'a str>,
-    pub(crate) delivery: Delivery,
+pub struct Publisher<'a> {
+    pub conn: ConnRef,
+    pub client_id: &'a Arc<str>,
+    pub username: Option<&'a str>,
+    pub delivery: Delivery,
 }
 
 /// What a hook may do to the broker from the reactor thread.
 #[derive(Debug)]
-pub(crate) struct HookCx<'a> {
+pub struct HookCx<'a> {
     pub(super) broker: &'a Broker,
     pub(super) notifier: &'a mut Notifier,
 }
@@ -143,21 +143,21 @@ impl HookCx<'_> {
     /// Routes a message the server makes (an error reply), like a will: it never waits for
     /// room in a subscriber's queue.
     #[inline]
-    pub(crate) fn publish(&mut self, msg: Message) {
+    pub fn publish(&mut self, msg: Message) {
         self.broker.publish(Arc::new(msg), self.notifier, false);
     }
 
     /// Queues metadata-store changes behind the broker's own, in one order; the number to wait
     /// for, if any.
     #[inline]
-    pub(crate) fn persist(&mut self, ops: Vec<Op>) -> Option<Seq> {
+    pub fn persist(&mut self, ops: Vec<Op>) -> Option<Seq> {
         self.broker.persist.submit(ops)
     }
 }
 
 /// What the hook makes of a PUBLISH before it is routed.
 #[derive(Debug)]
-pub(crate) enum Inspect {
+pub enum Inspect {
     /// Not the hook's: route and acknowledge it as usual.
     Pass,
     /// The hook's: route it, then [`PublishHook::accept`] it.
@@ -169,7 +169,7 @@ pub(crate) enum Inspect {
 
 /// What the hook did with a claimed, routed message.
 #[derive(Debug)]
-pub(crate) enum Accept {
+pub enum Accept {
     /// Nothing to wait for: acknowledge it now (after the routing's own commit).
     Ack,
     /// Refused after routing (a bad payload): acknowledged with the refusal.
@@ -181,9 +181,9 @@ pub(crate) enum Accept {
 
 /// Connections a hook wants read or left alone (backpressure from its downstream).
 #[derive(Debug, Default)]
-pub(crate) struct ReadControl {
-    pub(crate) pause: Vec<ConnRef>,
-    pub(crate) resume: Vec<ConnRef>,
+pub struct ReadControl {
+    pub pause: Vec<ConnRef>,
+    pub resume: Vec<ConnRef>,
 }
 
 /// A hook on the publish path.
@@ -196,7 +196,7 @@ pub(crate) struct ReadControl {
 /// when `poll` has returned its hold *and* the routing's metadata commit is durable; a held QoS 2
 /// id stays out of the persisted session until then, and the acknowledgement of a persistent
 /// session then also waits for the session's commit. Acknowledgements keep per-connection order.
-pub(crate) trait PublishHook {
+pub trait PublishHook {
     fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect;
     fn accept(
         &mut self,
@@ -218,7 +218,7 @@ pub(crate) trait PublishHook {
 
 /// A connection's life, as a client event listener sees it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum ClientEvent<'a> {
+pub enum ClientEvent<'a> {
     /// CONNECT accepted and the session attached; CONNACK not sent yet.
     Connected {
         clean_start: bool,
@@ -244,14 +244,14 @@ pub(crate) enum ClientEvent<'a> {
 
 /// The connection a client event is about.
 #[derive(Debug)]
-pub(crate) struct ClientInfo<'a> {
-    pub(crate) conn: ConnRef,
-    pub(crate) client_id: &'a Arc<str>,
-    pub(crate) username: Option<&'a str>,
-    pub(crate) addr: SocketAddr,
-    pub(crate) version: ProtocolVersion,
+pub struct ClientInfo<'a> {
+    pub conn: ConnRef,
+    pub client_id: &'a Arc<str>,
+    pub username: Option<&'a str>,
+    pub addr: SocketAddr,
+    pub version: ProtocolVersion,
     /// When CONNECT was accepted (ns since the epoch).
-    pub(crate) connected_at_ns: i64,
+    pub connected_at_ns: i64,
 }
 
 /// A listener of client events.
@@ -259,22 +259,22 @@ pub(crate) struct ClientInfo<'a> {
 /// Contract: called on the owning reactor thread, synchronously, per connection in this order:
 /// `Connected` once, `Subscribed` any number of times, `Disconnected` exactly once. Nothing is
 /// implied durable; it must not block.
-pub(crate) trait ClientEvents {
+pub trait ClientEvents {
     fn on_client(&mut self, cx: &mut HookCx<'_>, c: &ClientInfo<'_>, ev: ClientEvent<'_>);
 }
 
 /// Wakes a reactor from another thread (its poll returns and it takes a turn).
 #[derive(Debug, Clone)]
-pub(crate) struct ReactorWake(pub(super) Arc<Waker>);
+pub struct ReactorWake(pub(super) Arc<Waker>);
 
 impl ReactorWake {
-    pub(crate) fn wake(&self) -> std::io::Result<()> {
+    pub fn wake(&self) -> std::io::Result<()> {
         self.0.wake()
     }
 }
 
 /// The services of a server: one hook per reactor.
-pub(crate) trait Services {
+pub trait Services {
     type Reactor: PublishHook + ClientEvents + Send + 'static;
     /// The hook of reactor `id`, which `wake` wakes.
     fn reactor(&self, id: usize, wake: ReactorWake) -> Self::Reactor;

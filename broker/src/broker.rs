@@ -1043,7 +1043,7 @@ mod tests {
         ]
         .concat();
         assert_eq!(hex, want);
-        let bytes = crate::mqtt::message::tests::from_hex(&want);
+        let bytes = crate::message::tests::from_hex(&want);
         assert_eq!(SessionRecord::decode(&bytes), Some(rec));
     }
 }

@@ -1,0 +1,83 @@
+//! The MQTT server of `mast serve`: the broker of `mast-broker` with the engine's services
+//! (telemetry and presence) plugged into its seams.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mast_broker::credentials::ConfigCredentials;
+use mast_broker::message::now_ns;
+use mast_meta::MetaStore;
+use mast_storage::Store;
+
+pub use mast_broker::credentials::hash_password;
+pub use mast_broker::{Broker, ConnectionInfo, Counters};
+
+use crate::config::MqttConfig;
+use crate::ingest::{IngestCounters, TagKeys, TelemetryPath};
+use crate::telemetry::EngineServices;
+use crate::telemetry::gateways::Gateways;
+
+/// A running MQTT server.
+#[derive(Debug)]
+pub struct MqttServer {
+    server: mast_broker::Server,
+    telemetry: Arc<TelemetryPath>,
+}
+
+impl MqttServer {
+    /// Binds the listeners, restores the persisted broker state from `meta` and starts the
+    /// threads; telemetry is decoded with `tag_keys` and written to `store`.
+    pub fn start(
+        cfg: MqttConfig,
+        tag_keys: TagKeys,
+        store: Arc<Store>,
+        meta: Arc<MetaStore>,
+    ) -> anyhow::Result<MqttServer> {
+        let cfg = Arc::new(cfg);
+        match crate::presence::close_stale(&store, &meta, now_ns()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                clients = n,
+                "marked clients of the previous run disconnected"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "presence records of the previous run not updated")
+            }
+        }
+        let telemetry = Arc::new(TelemetryPath {
+            store,
+            tag_keys,
+            counters: Arc::new(IngestCounters::default()),
+        });
+        let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
+        let credentials = Arc::new(ConfigCredentials::new(&cfg));
+        let server = mast_broker::Server::start(cfg, credentials, meta, &services)?;
+        Ok(MqttServer { server, telemetry })
+    }
+
+    /// The plain listener's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The TLS listener's address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.server.tls_addr()
+    }
+
+    /// The broker (counters, session and retained counts).
+    pub fn broker(&self) -> &Arc<Broker> {
+        self.server.broker()
+    }
+
+    /// The telemetry path's counters.
+    pub fn ingest_counters(&self) -> &Arc<IngestCounters> {
+        &self.telemetry.counters
+    }
+
+    /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the
+    /// threads; persisted state is committed.
+    pub fn shutdown(self) {
+        self.server.shutdown();
+    }
+}
