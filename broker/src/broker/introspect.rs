@@ -1,0 +1,66 @@
+//! What `system.connections` and the metrics read.
+
+use std::sync::Arc;
+
+use super::{Broker, lock};
+use crate::session::Session;
+
+/// A connected client, as `system.connections` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Client id.
+    pub client_id: String,
+    /// "3.1.1" or "5.0".
+    pub protocol: &'static str,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// Messages queued for it.
+    pub queued: usize,
+    /// Bytes queued for it.
+    pub queued_bytes: usize,
+    /// QoS 1/2 messages sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Session expiry interval, seconds.
+    pub expiry_secs: u32,
+}
+
+impl Broker {
+    /// The clients connected now, by client id.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        let mut out = Vec::new();
+        for s in sessions {
+            let inner = s.lock();
+            if inner.owner.is_none() || inner.ended {
+                continue;
+            }
+            out.push(ConnectionInfo {
+                client_id: s.client_id.to_string(),
+                protocol: crate::message::protocol_name(inner.version),
+                subscriptions: inner.subscriptions.len(),
+                queued: inner.queue.len(),
+                queued_bytes: inner.queued_bytes,
+                inflight: inner.outbound.len(),
+                expiry_secs: inner.expiry_secs,
+            });
+        }
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Failed commits of broker state (after the first, acknowledgements that need
+    /// persistence are held back).
+    pub fn persist_failures(&self) -> u64 {
+        self.persist.failures()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().map_or(0, |r| r.len())
+    }
+}

@@ -1,0 +1,84 @@
+//! The broker's shared state and its operations: sessions, the subscription trie (with shared
+//! subscriptions), retained messages, wills, and routing a message to the sessions it matches.
+//!
+//! Reactor threads call into it; it never does socket IO. Delivering a message pushes it onto
+//! the target session's queue and records the owning connection in a [`Notifier`]; the calling
+//! reactor wakes the owners once per loop turn, not once per message.
+
+mod introspect;
+mod lifecycle;
+mod records;
+mod route;
+mod subs;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use mast_meta::MetaStore;
+use mast_protocol::primitives::Utf8;
+use mast_protocol::trie::TopicTrie;
+
+use crate::acl::Acl;
+use crate::config::MqttConfig;
+use crate::credentials::Credentials;
+use crate::message::{Message, now_ms};
+use crate::metrics::Counters;
+use crate::persist::Persist;
+use crate::session::Session;
+
+pub use introspect::ConnectionInfo;
+use lifecycle::DelayedWill;
+pub(crate) use route::Notifier;
+pub(crate) use subs::parse_filter;
+use subs::{SubKey, SubVal};
+
+/// The broker.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) cfg: Arc<MqttConfig>,
+    pub(crate) acl: Acl,
+    pub(crate) credentials: Arc<dyn Credentials>,
+    subs: RwLock<TopicTrie<SubKey, SubVal>>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    retained: RwLock<HashMap<Utf8, Arc<Message>>>,
+    wills: Mutex<Vec<DelayedWill>>,
+    share_rr: AtomicUsize,
+    next_client: AtomicU64,
+    pub(crate) persist: Persist,
+    /// The metadata store the broker's state is kept in.
+    pub(crate) meta: Arc<MetaStore>,
+    /// Counters for /metrics.
+    pub counters: Arc<Counters>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Broker {
+    /// Builds the broker and restores persisted state from `meta`.
+    pub(crate) fn new(
+        cfg: Arc<MqttConfig>,
+        credentials: Arc<dyn Credentials>,
+        meta: Arc<MetaStore>,
+        on_commit: Box<dyn Fn() + Send>,
+    ) -> anyhow::Result<Broker> {
+        let broker = Broker {
+            acl: Acl::new(&cfg.acl),
+            credentials,
+            subs: RwLock::new(TopicTrie::new()),
+            sessions: Mutex::new(HashMap::new()),
+            retained: RwLock::new(HashMap::new()),
+            wills: Mutex::new(Vec::new()),
+            share_rr: AtomicUsize::new(0),
+            next_client: AtomicU64::new(now_ms()),
+            persist: Persist::start(Arc::clone(&meta), on_commit),
+            counters: Arc::new(Counters::default()),
+            cfg,
+            meta,
+        };
+        broker.restore(&broker.meta)?;
+        Ok(broker)
+    }
+}

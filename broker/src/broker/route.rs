@@ -1,0 +1,268 @@
+//! Routing: matching, retained messages, delivery into session queues, congestion.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mast_protocol::connect::QoS;
+use mast_protocol::reason::ReasonCode;
+
+use super::Broker;
+use super::subs::{Sub, SubVal};
+use crate::config::SlowSubscriber;
+use crate::ids::{ConnRef, Seq};
+use crate::message::Message;
+use crate::persist::{self, Op};
+use crate::session::{Queued, Session};
+
+/// How long a congested subscriber may slow its publishers down before it counts as slow.
+const CONGESTION_LIMIT: Duration = Duration::from_millis(500);
+
+/// How long a connected subscriber's full queue may hold back QoS 1/2 publishers.
+const BLOCK_LIMIT: Duration = Duration::from_secs(5);
+
+/// What routing a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed {
+    /// Persistence sequence the acknowledgement waits for.
+    pub(crate) seq: Option<Seq>,
+    /// Some subscription matched.
+    pub(crate) matched: bool,
+    /// Nothing was done: a connected subscriber's queue is full; try again shortly.
+    pub(crate) blocked: bool,
+}
+
+/// Connections to wake after this loop turn.
+#[derive(Debug, Default)]
+pub(crate) struct Notifier {
+    pub(crate) owners: Vec<ConnRef>,
+    /// A delivery found a connected subscriber's queue more than half full: the publisher
+    /// should be read more slowly for a moment (backpressure before anything is dropped).
+    pub(crate) congested: bool,
+}
+
+impl Broker {
+    /// Routes a message to every matching session and updates the retained store. Returns the
+    /// persistence sequence number its acknowledgement must wait for and whether any
+    /// subscriber matched.
+    /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
+    /// wills cannot.
+    pub(crate) fn publish(
+        &self,
+        msg: Arc<Message>,
+        notifier: &mut Notifier,
+        may_wait: bool,
+    ) -> Routed {
+        let mut ops = Vec::new();
+        let mut targets: Vec<(Arc<Session>, Queued)> = Vec::new();
+        {
+            let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
+            subs.for_each_match(msg.topic.as_str(), |_, val| {
+                let sub = match val {
+                    SubVal::Direct(sub) => {
+                        if sub.options.no_local
+                            && msg.origin.as_deref() == Some(&*sub.session.client_id)
+                        {
+                            return;
+                        }
+                        sub
+                    }
+                    SubVal::Group(members) => match self.pick(members) {
+                        Some(sub) => sub,
+                        None => return,
+                    },
+                };
+                let qos = msg.qos.min(sub.options.qos);
+                let retain = msg.retain && sub.options.retain_as_published;
+                // Overlapping subscriptions of one session: one copy, the highest QoS, every
+                // subscription identifier (MQTT 5.0 §3.3.4).
+                if let Some((_, q)) = targets
+                    .iter_mut()
+                    .find(|(s, _)| Arc::ptr_eq(s, &sub.session))
+                {
+                    q.qos = q.qos.max(qos);
+                    q.retain |= retain;
+                    q.sub_ids.extend(sub.id);
+                } else {
+                    targets.push((
+                        Arc::clone(&sub.session),
+                        Queued {
+                            msg: Arc::clone(&msg),
+                            qos,
+                            retain,
+                            sub_ids: sub.id.into_iter().collect(),
+                            key: None,
+                        },
+                    ));
+                }
+            });
+        }
+        if may_wait
+            && msg.qos > QoS::AtMostOnce
+            && targets
+                .iter()
+                .any(|(s, q)| q.qos > QoS::AtMostOnce && self.must_wait(s, q))
+        {
+            return Routed {
+                seq: None,
+                matched: true,
+                blocked: true,
+            };
+        }
+        if msg.retain {
+            self.retain(&msg, &mut ops);
+        }
+        let matched = !targets.is_empty();
+        for (session, q) in targets {
+            self.deliver(&session, q, notifier, &mut ops);
+        }
+        Routed {
+            seq: self.persist.submit(ops),
+            matched,
+            blocked: false,
+        }
+    }
+
+    /// True when a QoS 1/2 message for a connected subscriber has no room in its queue: the
+    /// publisher waits instead of the message being dropped. A subscriber that keeps its
+    /// publishers waiting for BLOCK_LIMIT counts as slow and stops doing so (its messages are
+    /// then dropped or it is disconnected, per `slow_subscriber`).
+    pub(super) fn must_wait(&self, session: &Session, q: &Queued) -> bool {
+        let mut inner = session.lock();
+        let full = inner.queue.len() >= self.cfg.max_queued_messages
+            || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes;
+        if !full || inner.owner.is_none() || inner.ended || inner.slow {
+            return false;
+        }
+        let now = Instant::now();
+        let since = *inner.blocked_since.get_or_insert(now);
+        if now.duration_since(since) > BLOCK_LIMIT {
+            inner.slow = true;
+            tracing::info!(client_id = %session.client_id, "slow subscriber: publishers kept waiting for {BLOCK_LIMIT:?}");
+            return false;
+        }
+        true
+    }
+
+    /// Picks a shared-subscription member: round robin over the connected ones, else any.
+    pub(super) fn pick<'a>(&self, members: &'a [Sub]) -> Option<&'a Sub> {
+        if members.is_empty() {
+            return None;
+        }
+        let start = self.share_rr.fetch_add(1, Ordering::Relaxed);
+        (0..members.len())
+            .map(|i| &members[(start + i) % members.len()])
+            .find(|m| m.session.lock().owner.is_some())
+            .or_else(|| members.get(start % members.len()))
+    }
+
+    pub(super) fn retain(&self, msg: &Arc<Message>, ops: &mut Vec<Op>) {
+        let mut retained = self.retained.write().unwrap_or_else(|e| e.into_inner());
+        let key = msg.topic.as_str().as_bytes().to_vec();
+        if msg.payload.is_empty() {
+            if retained.remove(&msg.topic).is_some() {
+                ops.push(Op::Del {
+                    table: persist::RETAINED,
+                    key,
+                });
+            }
+        } else if retained.len() < self.cfg.max_retained || retained.contains_key(&msg.topic) {
+            retained.insert(msg.topic.clone(), Arc::clone(msg));
+            let mut value = Vec::new();
+            msg.encode(&mut value);
+            ops.push(Op::Put {
+                table: persist::RETAINED,
+                key,
+                value,
+            });
+        } else {
+            self.counters
+                .retained_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters
+            .retained
+            .store(retained.len() as i64, Ordering::Relaxed);
+    }
+
+    /// Puts a message on a session's queue (bounded), persisting it when the session is
+    /// persistent and the QoS is 1 or 2.
+    pub(super) fn deliver(
+        &self,
+        session: &Session,
+        mut q: Queued,
+        notifier: &mut Notifier,
+        ops: &mut Vec<Op>,
+    ) {
+        let mut inner = session.lock();
+        if inner.ended
+            || (inner.owner.is_none() && q.qos == QoS::AtMostOnce && !self.cfg.queue_qos0_offline)
+        {
+            return;
+        }
+        if inner.queue.len() >= self.cfg.max_queued_messages
+            || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes
+        {
+            self.counters
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            if self.cfg.slow_subscriber == SlowSubscriber::Disconnect
+                && let Some(owner) = inner.owner
+                && inner.kick.is_none()
+            {
+                inner.kick = Some(ReasonCode::QUOTA_EXCEEDED);
+                notifier.owners.push(owner);
+            }
+            return;
+        }
+        if inner.persistent() && q.qos > QoS::AtMostOnce {
+            let key = inner.next_key;
+            inner.next_key += 1;
+            q.key = Some(key);
+            ops.push(Op::Put {
+                table: persist::QUEUE,
+                key: persist::queue_key(&session.client_id, key),
+                value: q.encode(),
+            });
+        }
+        let qos = q.qos;
+        inner.push(q);
+        let half_full = inner.queue.len() * 2 >= self.cfg.max_queued_messages
+            || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes;
+        if inner.owner.is_some() && half_full && qos > QoS::AtMostOnce {
+            // At least once: a connected subscriber's QoS 1/2 messages are not dropped while
+            // its queue has room; its publishers are slowed down instead, for as long as it
+            // takes (the queue bound still caps memory).
+            notifier.congested = true;
+        } else if inner.owner.is_some() && half_full && !inner.slow {
+            // QoS 0, backpressure first: slow the publishers down while the subscriber catches
+            // up. A subscriber that stays congested for CONGESTION_LIMIT is slow: from then on
+            // its messages are dropped (or it is disconnected) instead, so one slow consumer
+            // never throttles its QoS 0 publishers for long.
+            let now = Instant::now();
+            let since = *inner.congested_since.get_or_insert(now);
+            if now.duration_since(since) > CONGESTION_LIMIT {
+                inner.slow = true;
+                tracing::info!(client_id = %session.client_id, "slow subscriber: queue congested for {CONGESTION_LIMIT:?}");
+            } else {
+                notifier.congested = true;
+            }
+        }
+        if !inner.notified
+            && let Some(owner) = inner.owner
+        {
+            inner.notified = true;
+            notifier.owners.push(owner);
+        }
+    }
+
+    /// A QoS 1/2 message to `session` completed: forget its persisted copy.
+    pub(crate) fn delivered(&self, session: &Session, q: &Queued) {
+        if let Some(key) = q.key {
+            self.persist.submit(vec![Op::Del {
+                table: persist::QUEUE,
+                key: persist::queue_key(&session.client_id, key),
+            }]);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Acknowledgement ordering: acknowledgements wait for metadata commits and for the publish
+//! hook's holds, and leave in the order their packets arrived; the seams' calls.
+
+use mast_protocol::ProtocolVersion;
+use mast_protocol::packet::{self, Packet};
+use mast_protocol::publish::Delivery;
+use mast_protocol::reason::ReasonCode;
+
+use super::conn::{Conn, PendingAck};
+use super::{Reactor, ack_packet};
+use crate::hooks::{ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, PublishHook};
+use crate::ids::{AckToken, Committed, ConnRef, Seq};
+
+impl<H: PublishHook + ClientEvents> Reactor<H> {
+    /// Ends the hook's turn; pauses the connections it asks to and resumes the others.
+    pub(super) fn end_turn(&mut self) {
+        let mut reads = std::mem::take(&mut self.reads);
+        self.hook.end_turn(&mut reads);
+        for id in reads.pause.drain(..) {
+            if let Some(c) = self.live(id) {
+                c.hook_paused = true;
+            }
+        }
+        for id in reads.resume.drain(..) {
+            if let Some(c) = self.live(id)
+                && std::mem::take(&mut c.hook_paused)
+            {
+                self.again.push(id.slot());
+            }
+        }
+        self.reads = reads;
+    }
+
+    /// Completes the holds the hook reports done; true if there were any.
+    pub(super) fn collect_holds(&mut self) -> bool {
+        let mut done = std::mem::take(&mut self.holds_done);
+        let mut cx = HookCx {
+            broker: &self.broker,
+            notifier: &mut self.notifier,
+        };
+        self.hook.poll(&mut cx, &mut done);
+        let any = !done.is_empty();
+        for (hold, outcome) in done.drain(..) {
+            self.complete_hold(hold, outcome);
+        }
+        self.holds_done = done;
+        any
+    }
+
+    /// A held message's outcome: its acknowledgement (released in order by `release_acks`).
+    pub(super) fn complete_hold(&mut self, hold: Hold, outcome: HoldOutcome) {
+        let mut seq = None;
+        if let Some((session, id)) = &hold.qos2 {
+            let persistent = {
+                let mut inner = session.lock();
+                if let Some(i) = inner.held_qos2.iter().position(|x| *x == id.0.get()) {
+                    inner.held_qos2.swap_remove(i);
+                }
+                // A negative PUBREC ends the QoS 2 flow (3.1.1 gets a plain one: PUBREL follows).
+                if !matches!(outcome, HoldOutcome::Done) && inner.version == ProtocolVersion::V5 {
+                    inner.inbound.on_pubrel(*id);
+                }
+                inner.persistent()
+            };
+            // The message is done: now the id may be durable, so a resend after a restart is
+            // known as a duplicate.
+            if persistent && matches!(outcome, HoldOutcome::Done) {
+                seq = self.broker.save_session(session);
+            }
+        }
+        let Some(token) = hold.ack else {
+            return;
+        };
+        let idx = hold.conn.slot();
+        let Some(conn) = self.live(hold.conn) else {
+            return;
+        };
+        let v5 = conn.version == ProtocolVersion::V5;
+        let Some(client) = conn.client.as_mut() else {
+            return;
+        };
+        let Some(pos) = client.pending.iter().position(|a| a.hold == Some(token)) else {
+            return;
+        };
+        let refusal = match outcome {
+            HoldOutcome::Done => None,
+            HoldOutcome::Refused(r) => Some(r),
+            HoldOutcome::Failed { end, .. } if !v5 => {
+                // 3.1.1 has no negative acknowledgement: withhold it and close, so the client
+                // resends after reconnecting.
+                client.pending.truncate(pos);
+                conn.end_reason.get_or_insert(end);
+                conn.closing = true;
+                self.flush(idx);
+                return;
+            }
+            HoldOutcome::Failed { refusal, .. } => Some(refusal),
+        };
+        let a = &mut client.pending[pos];
+        a.hold = None;
+        a.commit = a.commit.max(seq);
+        if let Some(r) = refusal
+            && v5
+        {
+            r.apply(&mut a.packet);
+        }
+    }
+
+    /// Tells the hook about a connection that has a client.
+    pub(super) fn client_event(&mut self, conn: &Conn, ev: ClientEvent<'_>) {
+        let Some(client) = &conn.client else {
+            return;
+        };
+        let info = ClientInfo {
+            conn: conn.id,
+            client_id: &client.client_id,
+            username: client.username.as_deref(),
+            addr: conn.addr,
+            version: conn.version,
+            connected_at_ns: client.connected_at,
+        };
+        let mut cx = HookCx {
+            broker: &self.broker,
+            notifier: &mut self.notifier,
+        };
+        self.hook.on_client(&mut cx, &info, ev);
+    }
+
+    /// Queues an acknowledgement behind earlier ones that wait for persistence `commit`.
+    pub(super) fn ack(conn: &mut Conn, waiting: &mut Vec<ConnRef>, commit: Option<Seq>, p: Packet) {
+        Self::ack_after(conn, waiting, commit, None, p);
+    }
+
+    /// Queues an acknowledgement behind earlier ones; it waits for persistence `commit` and for
+    /// the publish hook to finish `hold`.
+    pub(super) fn ack_after(
+        conn: &mut Conn,
+        waiting: &mut Vec<ConnRef>,
+        commit: Option<Seq>,
+        hold: Option<AckToken>,
+        packet: Packet,
+    ) {
+        let Some(client) = &mut conn.client else {
+            return;
+        };
+        if client.pending.is_empty() && commit.is_none() && hold.is_none() {
+            if let Packet::PubAck(_) = packet {
+                client.session.lock().inbound.puback_sent();
+            }
+            packet::encode(&packet, conn.version, &mut conn.wbuf);
+            return;
+        }
+        if client.pending.is_empty() {
+            waiting.push(conn.id);
+        }
+        client.pending.push_back(PendingAck {
+            commit,
+            hold,
+            packet,
+        });
+    }
+
+    pub(super) fn release_acks(&mut self, committed: Committed) {
+        let mut still = Vec::new();
+        for id in std::mem::take(&mut self.waiting) {
+            let idx = id.slot();
+            let Some(conn) = self.live(id) else {
+                continue;
+            };
+            let version = conn.version;
+            let mut released_connack = false;
+            if let Some(client) = &mut conn.client {
+                while client
+                    .pending
+                    .front()
+                    .is_some_and(|a| a.hold.is_none() && committed.covers(a.commit))
+                {
+                    let Some(PendingAck { packet: p, .. }) = client.pending.pop_front() else {
+                        break;
+                    };
+                    match &p {
+                        Packet::PubAck(_) => client.session.lock().inbound.puback_sent(),
+                        Packet::ConnAck(_) => {
+                            client.connack_pending = false;
+                            released_connack = true;
+                        }
+                        _ => {}
+                    }
+                    packet::encode(&p, version, &mut conn.wbuf);
+                }
+                if !client.pending.is_empty() {
+                    still.push(id);
+                }
+            }
+            if released_connack {
+                self.after_connack(idx);
+            }
+            self.flush(idx);
+        }
+        self.waiting.extend(still);
+    }
+
+    pub(super) fn ack_publish(
+        conn: &mut Conn,
+        waiting: &mut Vec<ConnRef>,
+        delivery: Delivery,
+        seq: Option<Seq>,
+        reason: ReasonCode,
+    ) {
+        if let Some(p) = ack_packet(delivery, reason) {
+            Self::ack(conn, waiting, seq, p);
+        }
+    }
+}
