@@ -280,6 +280,50 @@ pub trait Services {
     fn reactor(&self, id: usize, wake: ReactorWake) -> Self::Reactor;
 }
 
+/// No services: every message passes and nobody listens to client events (a bare broker, as
+/// in the broker's own tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoServices;
+
+impl Services for NoServices {
+    type Reactor = NoServices;
+
+    fn reactor(&self, _id: usize, _wake: ReactorWake) -> NoServices {
+        NoServices
+    }
+}
+
+impl PublishHook for NoServices {
+    #[inline]
+    fn inspect(&mut self, _: &mut HookCx<'_>, _: &Publisher<'_>, _: &Message) -> Inspect {
+        Inspect::Pass
+    }
+
+    fn accept(
+        &mut self,
+        _: &mut HookCx<'_>,
+        _: &Publisher<'_>,
+        _: &Arc<Message>,
+        _: Hold,
+    ) -> Accept {
+        Accept::Ack
+    }
+
+    fn end_turn(&mut self, _: &mut ReadControl) {}
+
+    fn poll(&mut self, _: &mut HookCx<'_>, _: &mut Vec<(Hold, HoldOutcome)>) {}
+
+    fn retry_in(&self) -> Option<Duration> {
+        None
+    }
+
+    fn shutdown(&mut self) {}
+}
+
+impl ClientEvents for NoServices {
+    fn on_client(&mut self, _: &mut HookCx<'_>, _: &ClientInfo<'_>, _: ClientEvent<'_>) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod credentials;
 pub mod hooks;
 pub mod ids;
+pub mod link;
 pub mod message;
 mod metrics;
 pub mod persist;
@@ -90,15 +91,8 @@ impl Server {
             polls.push(poll);
         }
         let all = Arc::new(shared);
-        let on_commit = {
-            let all = Arc::clone(&all);
-            Box::new(move || {
-                for r in all.iter() {
-                    r.post(|_| {});
-                }
-            })
-        };
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, meta, on_commit)?);
+        let wakers = Arc::new(link::Wakers::new(Arc::clone(&all)));
+        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, meta, wakers)?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {

@@ -11,6 +11,8 @@ use mast_protocol::primitives::{Reader, Utf8};
 use mast_protocol::properties::{Properties, PropertyValues};
 use mast_protocol::publish::{Delivery, Publish};
 
+use crate::ids::ConnRef;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -40,11 +42,28 @@ pub struct Message {
     pub properties: Properties,
     /// Publishing client (for No Local); `None` for wills of ended sessions and restored ones.
     pub origin: Option<Arc<str>>,
+    /// The connection that published it, while it is being routed (a link's service replies to
+    /// it); `None` for wills, server messages and restored ones. Not persisted.
+    pub origin_conn: Option<ConnRef>,
     /// Unix ms after which the message is not delivered.
     pub expires_at: Option<u64>,
 }
 
 impl Message {
+    /// A message the server makes (a service's reply): no properties, no expiry, no origin.
+    pub fn new(topic: &str, payload: impl Into<Bytes>, qos: QoS) -> Message {
+        Message {
+            topic: Utf8::new(topic),
+            payload: payload.into(),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+            origin_conn: None,
+            expires_at: None,
+        }
+    }
+
     /// Builds the routed form of a received PUBLISH whose topic alias is resolved to `topic`.
     pub fn from_publish(p: &Publish, topic: Utf8, origin: Option<Arc<str>>) -> Message {
         let src = &p.properties;
@@ -73,6 +92,7 @@ impl Message {
             retain: p.retain,
             properties,
             origin,
+            origin_conn: None,
             expires_at: src
                 .message_expiry_interval
                 .map(|s| now_ms() + u64::from(s) * 1000),
@@ -153,6 +173,7 @@ impl Message {
             retain: flags & 0b100 != 0,
             properties: p.properties,
             origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
+            origin_conn: None,
             expires_at: (expires_at != 0).then_some(expires_at),
         })
     }
@@ -184,6 +205,7 @@ pub(crate) mod tests {
             }
             .into(),
             origin: Some(Arc::from("dev-1")),
+            origin_conn: None,
             expires_at: Some(1_700_000_000_123),
         };
         let mut b = Vec::new();
@@ -206,6 +228,7 @@ pub(crate) mod tests {
             }
             .into(),
             origin: Some(Arc::from("d")),
+            origin_conn: None,
             expires_at: Some(0x0102_0304_0506),
         };
         // version 1; QoS 1 | retain; expiry (u64 BE); origin "d"; then a v5 PUBLISH body:
@@ -240,6 +263,7 @@ pub(crate) mod tests {
             retain: false,
             properties: Properties::default(),
             origin: None,
+            origin_conn: None,
             expires_at: Some(10_000),
         };
         assert_eq!(m.remaining_secs(8_500), Some(Some(2)));

@@ -16,6 +16,7 @@ use mast_protocol::session::{Inbound, Outbound};
 use mast_protocol::subscribe::SubscriptionOptions;
 
 use super::ids::ConnRef;
+use super::link::LinkWake;
 use super::message::Message;
 
 /// A message waiting for (or in flight to) one subscriber.
@@ -88,6 +89,8 @@ pub(crate) struct SessionInner {
     pub(crate) outbound: Outbound<Queued>,
     pub(crate) inbound: Inbound,
     pub(crate) owner: Option<ConnRef>,
+    /// Set for a link's session: its service thread, woken when the queue gets something.
+    pub(crate) link: Option<Arc<LinkWake>>,
     /// The owner has been told there is something to send and has not looked yet.
     pub(crate) notified: bool,
     /// Filters as the client gave them (with any `$share/group/` prefix).
@@ -124,6 +127,7 @@ impl Session {
                 outbound: Outbound::new(u16::MAX),
                 inbound: Inbound::new(u16::MAX),
                 owner: None,
+                link: None,
                 notified: false,
                 subscriptions: BTreeMap::new(),
                 expiry_secs,
@@ -149,6 +153,11 @@ impl Session {
 impl SessionInner {
     pub(crate) fn persistent(&self) -> bool {
         self.expiry_secs > 0
+    }
+
+    /// Someone takes messages from the queue now: a connection, or a link's service.
+    pub(crate) fn online(&self) -> bool {
+        self.owner.is_some() || self.link.is_some()
     }
 
     pub(crate) fn push(&mut self, q: Queued) {
@@ -216,6 +225,7 @@ mod tests {
                 retain: false,
                 properties: Default::default(),
                 origin: None,
+                origin_conn: None,
                 expires_at: None,
             }),
             qos: QoS::AtLeastOnce,

@@ -22,6 +22,7 @@ use mast_protocol::trie::TopicTrie;
 use crate::acl::Acl;
 use crate::config::MqttConfig;
 use crate::credentials::Credentials;
+use crate::link::Wakers;
 use crate::message::{Message, now_ms};
 use crate::metrics::Counters;
 use crate::persist::Persist;
@@ -50,6 +51,8 @@ pub struct Broker {
     pub(crate) meta: Arc<MetaStore>,
     /// Counters for /metrics.
     pub counters: Arc<Counters>,
+    /// The reactors and links to wake.
+    wakers: Arc<Wakers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,9 +65,14 @@ impl Broker {
         cfg: Arc<MqttConfig>,
         credentials: Arc<dyn Credentials>,
         meta: Arc<MetaStore>,
-        on_commit: Box<dyn Fn() + Send>,
+        wakers: Arc<Wakers>,
     ) -> anyhow::Result<Broker> {
+        let on_commit = {
+            let wakers = Arc::clone(&wakers);
+            Box::new(move || wakers.on_commit())
+        };
         let broker = Broker {
+            wakers,
             acl: Acl::new(&cfg.acl),
             credentials,
             subs: RwLock::new(TopicTrie::new()),
@@ -80,5 +88,9 @@ impl Broker {
         };
         broker.restore(&broker.meta)?;
         Ok(broker)
+    }
+
+    pub(crate) fn wakers(&self) -> &Wakers {
+        &self.wakers
     }
 }

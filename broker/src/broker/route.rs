@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use mast_protocol::connect::QoS;
 use mast_protocol::reason::ReasonCode;
+use mast_protocol::topic;
 
-use super::Broker;
+use super::subs::parse_filter;
 use super::subs::{Sub, SubVal};
+use super::{Broker, lock};
 use crate::config::SlowSubscriber;
 use crate::ids::{ConnRef, Seq};
+use crate::link::{LinkWake, Requester};
 use crate::message::Message;
 use crate::persist::{self, Op};
 use crate::session::{Queued, Session};
@@ -36,6 +39,8 @@ pub(crate) struct Routed {
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
     pub(crate) owners: Vec<ConnRef>,
+    /// Links whose queue got something.
+    pub(crate) links: Vec<Arc<LinkWake>>,
     /// A delivery found a connected subscriber's queue more than half full: the publisher
     /// should be read more slowly for a moment (backpressure before anything is dropped).
     pub(crate) congested: bool,
@@ -55,6 +60,8 @@ impl Broker {
     ) -> Routed {
         let mut ops = Vec::new();
         let mut targets: Vec<(Arc<Session>, Queued)> = Vec::new();
+        // A link matched: its queue never drops, so even a QoS 0 publisher may have to wait.
+        let mut link = false;
         {
             let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
             subs.for_each_match(msg.topic.as_str(), |_, val| {
@@ -72,6 +79,7 @@ impl Broker {
                         None => return,
                     },
                 };
+                link |= sub.link;
                 let qos = msg.qos.min(sub.options.qos);
                 let retain = msg.retain && sub.options.retain_as_published;
                 // Overlapping subscriptions of one session: one copy, the highest QoS, every
@@ -98,10 +106,8 @@ impl Broker {
             });
         }
         if may_wait
-            && msg.qos > QoS::AtMostOnce
-            && targets
-                .iter()
-                .any(|(s, q)| q.qos > QoS::AtMostOnce && self.must_wait(s, q))
+            && (msg.qos > QoS::AtMostOnce || link)
+            && targets.iter().any(|(s, q)| self.must_wait(s, q))
         {
             return Routed {
                 seq: None,
@@ -123,15 +129,25 @@ impl Broker {
         }
     }
 
-    /// True when a QoS 1/2 message for a connected subscriber has no room in its queue: the
-    /// publisher waits instead of the message being dropped. A subscriber that keeps its
-    /// publishers waiting for BLOCK_LIMIT counts as slow and stops doing so (its messages are
-    /// then dropped or it is disconnected, per `slow_subscriber`).
+    /// True when a QoS 1/2 message for a connected subscriber, or any message for a link, has
+    /// no room in its queue: the publisher waits instead of the message being dropped. A
+    /// subscriber that keeps its publishers waiting for BLOCK_LIMIT counts as slow and stops
+    /// doing so (its messages are then dropped or it is disconnected, per `slow_subscriber`); a
+    /// link never does.
     pub(super) fn must_wait(&self, session: &Session, q: &Queued) -> bool {
         let mut inner = session.lock();
+        if q.qos == QoS::AtMostOnce && inner.link.is_none() {
+            return false;
+        }
         let full = inner.queue.len() >= self.cfg.max_queued_messages
             || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes;
-        if !full || inner.owner.is_none() || inner.ended || inner.slow {
+        if !full || !inner.online() || inner.ended {
+            return false;
+        }
+        if inner.link.is_some() {
+            return true;
+        }
+        if inner.slow {
             return false;
         }
         let now = Instant::now();
@@ -152,7 +168,7 @@ impl Broker {
         let start = self.share_rr.fetch_add(1, Ordering::Relaxed);
         (0..members.len())
             .map(|i| &members[(start + i) % members.len()])
-            .find(|m| m.session.lock().owner.is_some())
+            .find(|m| m.session.lock().online())
             .or_else(|| members.get(start % members.len()))
     }
 
@@ -196,12 +212,17 @@ impl Broker {
     ) {
         let mut inner = session.lock();
         if inner.ended
-            || (inner.owner.is_none() && q.qos == QoS::AtMostOnce && !self.cfg.queue_qos0_offline)
+            || (!inner.online() && q.qos == QoS::AtMostOnce && !self.cfg.queue_qos0_offline)
         {
             return;
         }
-        if inner.queue.len() >= self.cfg.max_queued_messages
-            || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes
+        let link = inner.link.is_some();
+        // A link's queue is never dropped from: its publishers waited for room, and what cannot
+        // wait (a will, a service's own publish) goes over the bound.
+        if !link
+            && (inner.queue.len() >= self.cfg.max_queued_messages
+                || inner.queued_bytes + inner.inflight_bytes + q.msg.size()
+                    > self.cfg.max_queued_bytes)
         {
             self.counters
                 .dropped_queue_full
@@ -229,7 +250,7 @@ impl Broker {
         inner.push(q);
         let half_full = inner.queue.len() * 2 >= self.cfg.max_queued_messages
             || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes;
-        if inner.owner.is_some() && half_full && qos > QoS::AtMostOnce {
+        if (inner.owner.is_some() && half_full && qos > QoS::AtMostOnce) || (link && half_full) {
             // At least once: a connected subscriber's QoS 1/2 messages are not dropped while
             // its queue has room; its publishers are slowed down instead, for as long as it
             // takes (the queue bound still caps memory).
@@ -248,11 +269,14 @@ impl Broker {
                 notifier.congested = true;
             }
         }
-        if !inner.notified
-            && let Some(owner) = inner.owner
-        {
-            inner.notified = true;
-            notifier.owners.push(owner);
+        if !inner.notified {
+            if let Some(owner) = inner.owner {
+                inner.notified = true;
+                notifier.owners.push(owner);
+            } else if let Some(wake) = inner.link.clone() {
+                inner.notified = true;
+                notifier.links.push(wake);
+            }
         }
     }
 
@@ -264,5 +288,46 @@ impl Broker {
                 key: persist::queue_key(&session.client_id, key),
             }]);
         }
+    }
+
+    /// Delivers `msg` to the session of the connection `to` alone, if that connection still owns
+    /// it and one of its subscriptions matches the topic: at the highest QoS among those, with
+    /// their subscription identifiers. True if it was queued.
+    pub(crate) fn reply(&self, to: &Requester, msg: Arc<Message>, notifier: &mut Notifier) -> bool {
+        let Some(session) = lock(&self.sessions).get(&to.client_id).cloned() else {
+            return false;
+        };
+        let mut matched: Option<(QoS, Vec<u32>)> = None;
+        {
+            let inner = session.lock();
+            if inner.owner != Some(to.conn) {
+                return false;
+            }
+            for (raw, rec) in &inner.subscriptions {
+                let Ok(spec) = parse_filter(raw) else {
+                    continue;
+                };
+                if !topic::matches(spec.filter, msg.topic.as_str()) {
+                    continue;
+                }
+                let (qos, ids) = matched.get_or_insert((QoS::AtMostOnce, Vec::new()));
+                *qos = (*qos).max(rec.options.qos);
+                ids.extend(rec.id);
+            }
+        }
+        let Some((qos, sub_ids)) = matched else {
+            return false;
+        };
+        let mut ops = Vec::new();
+        let q = Queued {
+            qos: msg.qos.min(qos),
+            retain: false,
+            sub_ids,
+            key: None,
+            msg,
+        };
+        self.deliver(&session, q, notifier, &mut ops);
+        self.persist.submit(ops);
+        true
     }
 }

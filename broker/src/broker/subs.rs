@@ -23,6 +23,8 @@ pub(super) struct Sub {
     pub(super) session: Arc<Session>,
     pub(super) options: SubscriptionOptions,
     pub(super) id: Option<u32>,
+    /// The session is a link's: its queue never drops, its publishers wait.
+    pub(super) link: bool,
 }
 
 #[derive(Debug)]
@@ -73,6 +75,7 @@ impl Broker {
     ) -> bool {
         let sub = Sub {
             session: Arc::clone(session),
+            link: session.lock().link.is_some(),
             options: record.options,
             id: record.id,
         };

@@ -349,6 +349,9 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
 
     /// Sends the collected wake-ups: this reactor's own go to `ready`, others' to their inbox.
     fn wake_owners(&mut self) {
+        for l in self.notifier.links.drain(..) {
+            l.wake();
+        }
         if self.notifier.owners.is_empty() {
             return;
         }

@@ -162,12 +162,9 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 (None, ReasonCode::SUCCESS)
             }
         } else {
-            let msg = Arc::new(Message::from_publish(
-                &p,
-                topic,
-                Some(Arc::clone(&client.client_id)),
-            ));
-            self.route(conn, msg, p.delivery);
+            let mut msg = Message::from_publish(&p, topic, Some(Arc::clone(&client.client_id)));
+            msg.origin_conn = Some(conn.id);
+            self.route(conn, Arc::new(msg), p.delivery);
             return Flow::Continue;
         };
         Self::ack_publish(conn, &mut self.waiting, p.delivery, seq, reason);

@@ -181,6 +181,7 @@ impl Telemetry {
             }
             .into(),
             origin: None,
+            origin_conn: None,
             expires_at: None,
         });
     }
