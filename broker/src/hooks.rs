@@ -27,8 +27,8 @@ use mio::Waker;
 use super::broker::{Broker, Notifier};
 use super::ids::{AckToken, ConnRef, Seq};
 use super::message::Message;
-use super::persist::Op;
 use super::session::Session;
+use mast_meta::Op;
 
 /// Longest Reason String a refusal carries (bytes; cut on a character boundary).
 const MAX_REASON: usize = 256;

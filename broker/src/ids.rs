@@ -32,31 +32,7 @@ impl ConnRef {
     }
 }
 
-/// A metadata-store submission's number; commits are in number order, so one number being
-/// durable means every smaller one is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Seq(NonZeroU64);
-
-impl Seq {
-    pub(crate) fn new(n: u64) -> Option<Seq> {
-        NonZeroU64::new(n).map(Seq)
-    }
-
-    pub fn get(self) -> u64 {
-        self.0.get()
-    }
-}
-
-/// How far the durable prefix of metadata-store submissions reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Committed(pub(crate) u64);
-
-impl Committed {
-    /// Is the state that `seq` wrote durable (nothing to wait for is)?
-    pub(crate) fn covers(self, seq: Option<Seq>) -> bool {
-        seq.is_none_or(|s| s.get() <= self.0)
-    }
-}
+pub use mast_meta::{Committed, Seq};
 
 /// An acknowledgement held until another system (the telemetry store) reports its message
 /// done; unique per reactor.
@@ -86,11 +62,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_wait_for_is_durable_and_order_is_by_number() {
-        assert!(Committed(0).covers(None));
-        assert!(!Committed(0).covers(Seq::new(1)));
-        assert!(Committed(3).covers(Seq::new(3)));
-        assert!(None < Seq::new(1) && Seq::new(1) < Seq::new(2));
+    fn tokens_are_unique() {
         let mut t = AckTokens::default();
         assert_ne!(t.next(), t.next());
     }

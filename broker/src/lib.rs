@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use mast_meta::MetaStore;
+use mast_meta::Writer;
 use mio::{Poll, Token, Waker};
 
 pub use broker::{Broker, ConnectionInfo};
@@ -57,13 +57,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listeners, restores the persisted broker state from `meta` and starts the
+    /// Binds the listeners, restores the persisted broker state through `persist` (the
+    /// metadata writer) and starts the
     /// threads, with `credentials` deciding who connects and `services` hooked into every
     /// reactor.
     pub fn start<S: Services>(
         cfg: Arc<MqttConfig>,
         credentials: Arc<dyn Credentials>,
-        meta: Arc<MetaStore>,
+        persist: Arc<Writer>,
         services: &S,
     ) -> anyhow::Result<Server> {
         let listener = TcpListener::bind(cfg.listen)
@@ -92,7 +93,7 @@ impl Server {
         }
         let all = Arc::new(shared);
         let wakers = Arc::new(link::Wakers::new(Arc::clone(&all)));
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, meta, wakers)?);
+        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, persist, wakers)?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {
@@ -162,8 +163,8 @@ impl Server {
         &self.broker
     }
 
-    /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the
-    /// threads; persisted state is committed.
+    /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), waits for the
+    /// threads, and closes the metadata writer once what is queued is committed.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Unblock the acceptors.
@@ -174,9 +175,8 @@ impl Server {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        if let Some(b) = Arc::get_mut(&mut self.broker) {
-            b.persist.close();
-        }
+        // Everything queued is committed; a service still writing metadata must have stopped.
+        self.broker.persist.close();
     }
 }
 

@@ -30,9 +30,9 @@ use mast_protocol::subscribe::{RetainHandling, SubscriptionOptions};
 use crate::broker::{Broker, Notifier};
 use crate::ids::{ConnRef, Seq};
 use crate::message::Message;
-use crate::persist::Op;
 use crate::reactor::ReactorShared;
 use crate::session::Session;
+use mast_meta::Op;
 
 /// Wakes a link's thread: a flag under a mutex, so a wake between "queue empty" and "wait" is
 /// not lost.

@@ -16,7 +16,7 @@ use mast_broker::hooks::NoServices;
 use mast_broker::link::Link;
 use mast_broker::message::Message;
 use mast_broker::{Broker, Server};
-use mast_meta::MetaStore;
+use mast_meta::{MetaStore, Writer};
 use mast_protocol::connect::QoS;
 use rumqttc::{Client, Event, MqttOptions, Packet, Publish};
 
@@ -39,7 +39,8 @@ impl Broker1 {
             ..cfg
         });
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
-        let server = Server::start(cfg, credentials, meta, &NoServices).unwrap();
+        let writer = Arc::new(Writer::start(meta));
+        let server = Server::start(cfg, credentials, writer, &NoServices).unwrap();
         Broker1 {
             server: Some(server),
             _dir: dir,

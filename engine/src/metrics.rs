@@ -150,6 +150,12 @@ pub fn render(
         "Session and retained-message writes that failed.",
         broker.persist_failures() as f64,
     );
+    o.one(
+        "mast_meta_unreadable_records_total",
+        "counter",
+        "Metadata records that did not decode (listed in system.unreadable_records).",
+        broker.unreadable_records() as f64,
+    );
 
     let s = store.stats();
     o.one(

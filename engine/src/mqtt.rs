@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use mast_broker::credentials::ConfigCredentials;
 use mast_broker::message::now_ns;
-use mast_meta::MetaStore;
+use mast_meta::{MetaStore, Writer};
 use mast_storage::Store;
 
 pub use mast_broker::credentials::hash_password;
@@ -34,7 +34,8 @@ impl MqttServer {
         meta: Arc<MetaStore>,
     ) -> anyhow::Result<MqttServer> {
         let cfg = Arc::new(cfg);
-        match crate::presence::close_stale(&store, &meta, now_ns()) {
+        let writer = Arc::new(Writer::start(meta));
+        match crate::presence::close_stale(&store, &writer, now_ns()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 clients = n,
@@ -51,7 +52,7 @@ impl MqttServer {
         });
         let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
-        let server = mast_broker::Server::start(cfg, credentials, meta, &services)?;
+        let server = mast_broker::Server::start(cfg, credentials, writer, &services)?;
         Ok(MqttServer { server, telemetry })
     }
 

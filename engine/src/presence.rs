@@ -6,7 +6,8 @@
 //! `address`, `protocol` ("3.1.1" / "5.0"), `username` (when given), `clean_start`,
 //! `keep_alive_secs`, and `reason` (why it ended, on "disconnected").
 
-use mast_meta::MetaStore;
+use mast_meta::tables::DEVICES;
+use mast_meta::{MetaStore, Writer};
 use mast_storage::batch::DEVICE_TAG;
 use mast_storage::{Durability, Store, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -15,12 +16,13 @@ use crate::ingest::DEVICE_EVENTS_TABLE;
 use crate::telemetry::batches::{Batches, Part};
 use mast_broker::hooks::{ClientEvent, ClientInfo, HookCx};
 use mast_broker::message::{now_ns, protocol_name};
-use mast_broker::persist::Op;
+use mast_meta::Op;
 
-/// Metadata-store table of device records.
-pub(crate) const DEVICES: &str = "devices";
+/// The version of the device record this build writes (see docs/formats/meta.md).
+const RECORD_VERSION: u8 = 1;
 
-/// A client's current presence, as stored in `devices` (JSON).
+/// A client's current presence, as stored in `devices`: a JSON object with `"v": 1` (a record
+/// without `v` was written before versions, in the same shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeviceRecord {
     pub(crate) device_id: String,
@@ -34,10 +36,61 @@ pub(crate) struct DeviceRecord {
     pub(crate) disconnect_reason: Option<String>,
 }
 
+#[derive(Serialize)]
+struct Versioned<'a> {
+    v: u8,
+    #[serde(flatten)]
+    rec: &'a DeviceRecord,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(default = "first_version")]
+    v: u8,
+    #[serde(flatten)]
+    rec: DeviceRecord,
+}
+
+fn first_version() -> u8 {
+    1
+}
+
 impl DeviceRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let v = Versioned {
+            v: RECORD_VERSION,
+            rec: self,
+        };
+        serde_json::to_vec(&v).unwrap_or_default()
     }
+
+    /// Decodes what [`DeviceRecord::encode`] wrote (or a record from before versions).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<DeviceRecord, String> {
+        let s: Stored =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a device record: {e}"))?;
+        if s.v != RECORD_VERSION {
+            return Err(format!(
+                "device record version {} (this build reads {RECORD_VERSION})",
+                s.v
+            ));
+        }
+        Ok(s.rec)
+    }
+}
+
+/// Every readable device record; an unreadable one is reported to the store and left out.
+pub(crate) fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>, mast_meta::MetaError> {
+    let rows = meta.scan_prefix(DEVICES, b"")?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, v)| match DeviceRecord::decode(&v) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                meta.report_unreadable(DEVICES, &k, e);
+                None
+            }
+        })
+        .collect())
 }
 
 /// One presence event.
@@ -86,12 +139,10 @@ impl Event<'_> {
 
 /// At start: clients the metadata store still shows as connected lost their connection when
 /// the previous process stopped (a crash leaves them so). Records them as disconnected now.
-pub(crate) fn close_stale(store: &Store, meta: &MetaStore, now_ns: i64) -> anyhow::Result<usize> {
+pub(crate) fn close_stale(store: &Store, meta: &Writer, now_ns: i64) -> anyhow::Result<usize> {
     let mut stale = Vec::new();
-    for (_, v) in meta.scan_prefix(DEVICES, b"")? {
-        if let Ok(mut rec) = serde_json::from_slice::<DeviceRecord>(&v)
-            && rec.connected
-        {
+    for mut rec in records(meta.store())? {
+        if rec.connected {
             rec.connected = false;
             rec.disconnected_at = Some(now_ns);
             rec.disconnect_reason = Some("server restart".into());
@@ -117,12 +168,18 @@ pub(crate) fn close_stale(store: &Store, meta: &MetaStore, now_ns: i64) -> anyho
         .write(&mut batch);
     }
     store.submit(batch, Durability::Durable)?.wait()?;
-    meta.write(|t| {
-        for rec in &stale {
-            t.put(DEVICES, rec.device_id.as_bytes(), &rec.encode())?;
-        }
-        Ok(())
-    })?;
+    let ops = stale
+        .iter()
+        .map(|rec| Op::Put {
+            table: DEVICES,
+            key: rec.device_id.as_bytes().to_vec(),
+            value: rec.encode(),
+        })
+        .collect();
+    let seq = meta.submit(ops);
+    if !meta.wait(seq, std::time::Duration::from_secs(60)) {
+        anyhow::bail!("the device records were not committed");
+    }
     Ok(stale.len())
 }
 

@@ -1,6 +1,7 @@
-//! The special tables the engine crate supplies to SQL: `system.connections` (from the broker)
-//! and `iot.devices` (from the metadata store's device records). `iot.device_events` is a
-//! telemetry table and needs nothing here.
+//! The special tables the engine crate supplies to SQL: `system.connections` (from the broker),
+//! `iot.devices` (from the metadata store's device records) and `system.unreadable_records`
+//! (metadata records that did not decode). `iot.device_events` is a telemetry table and needs
+//! nothing here.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use mast_query::datafusion::common::{DataFusionError, Result};
 use mast_query::system::ts_type;
 
 use crate::mqtt::Broker;
-use crate::presence::{DEVICES, DeviceRecord};
+use crate::presence::DeviceRecord;
 
 /// Registers the engine's special tables.
 pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore>) {
@@ -26,16 +27,11 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
         Connections::new(Arc::clone(broker), Arc::clone(meta)),
     );
     engine.add_iot_table("devices", Devices::new(Arc::clone(meta)));
+    engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
 fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>> {
-    let rows = meta
-        .scan_prefix(DEVICES, b"")
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(_, v)| serde_json::from_slice::<DeviceRecord>(&v).ok())
-        .collect())
+    crate::presence::records(meta).map_err(|e| DataFusionError::External(Box::new(e)))
 }
 
 /// `system.connections`: one row per connected MQTT client.
@@ -179,5 +175,53 @@ impl SpecialTable for Devices {
                 Arc::new(why.finish()),
             ],
         )?)
+    }
+}
+
+/// `system.unreadable_records`: metadata records that did not decode since the server started
+/// (they are left as they are on disk, and counted in `mast_meta_unreadable_records_total`).
+#[derive(Debug)]
+pub struct Unreadable {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl Unreadable {
+    fn new(meta: Arc<MetaStore>) -> Unreadable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("about", DataType::Utf8, false),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+            Field::new("found_at", ts_type(), false),
+        ]));
+        Unreadable { meta, schema }
+    }
+}
+
+impl SpecialTable for Unreadable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn rows(&self) -> Result<RecordBatch> {
+        let list = self.meta.unreadable();
+        let mut cols: [StringBuilder; 4] = Default::default();
+        let mut at = TimestampNanosecondBuilder::new().with_timezone("UTC");
+        for u in &list {
+            cols[0].append_value(u.table.name());
+            cols[1].append_value(u.table.about());
+            cols[2].append_value(String::from_utf8_lossy(&u.key));
+            cols[3].append_value(&u.reason);
+            at.append_value(
+                i64::try_from(u.found_at_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000,
+            );
+        }
+        let mut out: Vec<ArrayRef> = cols
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        out.push(Arc::new(at.finish()));
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), out)?)
     }
 }

@@ -59,6 +59,11 @@ impl Broker {
         self.persist.failures()
     }
 
+    /// Metadata records found unreadable (by anyone reading the store) since the start.
+    pub fn unreadable_records(&self) -> u64 {
+        self.persist.store().unreadable_total()
+    }
+
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         self.retained.read().map_or(0, |r| r.len())

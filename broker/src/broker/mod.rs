@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use mast_meta::MetaStore;
+use mast_meta::Writer;
 use mast_protocol::primitives::Utf8;
 use mast_protocol::trie::TopicTrie;
 
@@ -25,7 +25,6 @@ use crate::credentials::Credentials;
 use crate::link::Wakers;
 use crate::message::{Message, now_ms};
 use crate::metrics::Counters;
-use crate::persist::Persist;
 use crate::session::Session;
 
 pub use introspect::ConnectionInfo;
@@ -46,9 +45,8 @@ pub struct Broker {
     wills: Mutex<Vec<DelayedWill>>,
     share_rr: AtomicUsize,
     next_client: AtomicU64,
-    pub(crate) persist: Persist,
-    /// The metadata store the broker's state is kept in.
-    pub(crate) meta: Arc<MetaStore>,
+    /// The metadata writer (shared with the services).
+    pub(crate) persist: Arc<Writer>,
     /// Counters for /metrics.
     pub counters: Arc<Counters>,
     /// The reactors and links to wake.
@@ -60,17 +58,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Broker {
-    /// Builds the broker and restores persisted state from `meta`.
+    /// Builds the broker and restores persisted state from the writer's store.
     pub(crate) fn new(
         cfg: Arc<MqttConfig>,
         credentials: Arc<dyn Credentials>,
-        meta: Arc<MetaStore>,
+        persist: Arc<Writer>,
         wakers: Arc<Wakers>,
     ) -> anyhow::Result<Broker> {
-        let on_commit = {
-            let wakers = Arc::clone(&wakers);
-            Box::new(move || wakers.on_commit())
-        };
+        let weak = Arc::downgrade(&wakers);
+        persist.on_commit(move || {
+            if let Some(w) = weak.upgrade() {
+                w.on_commit();
+            }
+        });
         let broker = Broker {
             wakers,
             acl: Acl::new(&cfg.acl),
@@ -81,12 +81,11 @@ impl Broker {
             wills: Mutex::new(Vec::new()),
             share_rr: AtomicUsize::new(0),
             next_client: AtomicU64::new(now_ms()),
-            persist: Persist::start(Arc::clone(&meta), on_commit),
+            persist,
             counters: Arc::new(Counters::default()),
             cfg,
-            meta,
         };
-        broker.restore(&broker.meta)?;
+        broker.restore(broker.persist.store())?;
         Ok(broker)
     }
 

@@ -19,21 +19,24 @@ impl Broker {
     pub(super) fn restore(&self, meta: &MetaStore) -> anyhow::Result<()> {
         let now = now_ms();
         let mut retained = self.retained.write().unwrap_or_else(|e| e.into_inner());
-        for (_, v) in meta.scan_prefix(persist::RETAINED, b"")? {
-            if let Some(m) = Message::decode(&v)
-                && m.remaining_secs(now).is_some()
-            {
-                retained.insert(m.topic.clone(), Arc::new(m));
+        for (k, v) in meta.scan_prefix(persist::RETAINED, b"")? {
+            match Message::decode(&v) {
+                Some(m) if m.remaining_secs(now).is_some() => {
+                    retained.insert(m.topic.clone(), Arc::new(m));
+                }
+                Some(_) => {}
+                None => meta.report_unreadable(persist::RETAINED, &k, "not a message record"),
             }
         }
         drop(retained);
         let mut restored = 0usize;
         for (k, v) in meta.scan_prefix(persist::SESSIONS, b"")? {
             let Ok(client_id) = std::str::from_utf8(&k) else {
+                meta.report_unreadable(persist::SESSIONS, &k, "client id is not UTF-8");
                 continue;
             };
             let Some(rec) = SessionRecord::decode(&v) else {
-                tracing::warn!(client_id, "unreadable persisted session skipped");
+                meta.report_unreadable(persist::SESSIONS, &k, "not a session record");
                 continue;
             };
             let session = Arc::new(Session::new(
@@ -52,13 +55,26 @@ impl Broker {
                     let Some(n) = key
                         .get(key.len().saturating_sub(8)..)
                         .and_then(|b| b.try_into().ok())
+                        .filter(|_| key.len() == client_id.len() + 9)
                     else {
+                        meta.report_unreadable(
+                            persist::QUEUE,
+                            &key,
+                            "key is not client id, 0, u64",
+                        );
                         continue;
                     };
                     let n = u64::from_be_bytes(n);
-                    if let Some(q) = Queued::decode(&value, n) {
-                        inner.next_key = inner.next_key.max(n + 1);
-                        inner.push(q);
+                    match Queued::decode(&value, n) {
+                        Some(q) => {
+                            inner.next_key = inner.next_key.max(n + 1);
+                            inner.push(q);
+                        }
+                        None => meta.report_unreadable(
+                            persist::QUEUE,
+                            &key,
+                            "not a queued-message record",
+                        ),
                     }
                 }
                 for id in &rec.qos2_pending {

@@ -151,7 +151,7 @@ impl Stored {
     /// The metadata store's `devices` records (presence), by client id, as JSON.
     pub fn devices(&self) -> BTreeMap<String, serde_json::Value> {
         self.meta
-            .scan_prefix("devices", b"")
+            .scan_prefix(mast_meta::tables::DEVICES, b"")
             .unwrap()
             .into_iter()
             .map(|(k, v)| {

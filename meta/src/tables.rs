@@ -1,0 +1,56 @@
+//! Every table of the metadata store, named in one place. Each record's encoding is documented
+//! byte by byte in `docs/formats/meta.md`; a new table is added here and there together.
+
+/// A table of the metadata store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Table {
+    name: &'static str,
+    /// Who writes it and what a record is, for `system.*` rows and logs.
+    about: &'static str,
+}
+
+impl Table {
+    const fn new(name: &'static str, about: &'static str) -> Table {
+        Table { name, about }
+    }
+
+    /// The redb table name (stable: it is on disk).
+    pub const fn name(self) -> &'static str {
+        self.name
+    }
+
+    pub const fn about(self) -> &'static str {
+        self.about
+    }
+
+    #[cfg(test)]
+    pub(crate) const fn test(name: &'static str) -> Table {
+        Table::new(name, "test")
+    }
+}
+
+/// Retained MQTT messages; key: the topic (UTF-8), value: a message record.
+pub const MQTT_RETAINED: Table = Table::new("mqtt_retained", "broker: retained message");
+/// Persistent MQTT sessions; key: the client id, value: a session record.
+pub const MQTT_SESSIONS: Table = Table::new("mqtt_sessions", "broker: persistent session");
+/// QoS 1/2 messages queued for persistent sessions; key: client id, 0x00, u64 BE sequence;
+/// value: a queued-message record.
+pub const MQTT_QUEUE: Table = Table::new("mqtt_queue", "broker: queued message");
+/// Device records (presence and registry); key: the device id, value: a device record.
+pub const DEVICES: Table = Table::new("devices", "devices: device record");
+
+/// All of them.
+pub const ALL: [Table; 4] = [MQTT_RETAINED, MQTT_SESSIONS, MQTT_QUEUE, DEVICES];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+}
