@@ -48,6 +48,11 @@ impl Queued {
     /// Decodes what [`Queued::encode`] wrote.
     pub(crate) fn decode(bytes: &[u8], key: u64) -> Option<Queued> {
         let (&flags, rest) = bytes.split_first()?;
+        // Version 1 has no version byte: its first byte, the flags, is below 0x08. A later
+        // version starts with a byte of 0x80 or more, which this one does not read.
+        if flags & !0b111 != 0 {
+            return None;
+        }
         let (&n, mut rest) = rest.split_first()?;
         let mut sub_ids = Vec::with_capacity(usize::from(n));
         for _ in 0..n {

@@ -4,132 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::{Broker1, Device, QUIET, WAIT};
 use mast_broker::config::MqttConfig;
-use mast_broker::credentials::ConfigCredentials;
-use mast_broker::hooks::NoServices;
 use mast_broker::link::Link;
 use mast_broker::message::Message;
-use mast_broker::{Broker, Server};
-use mast_meta::{MetaStore, Writer};
 use mast_protocol::connect::QoS;
-use rumqttc::{Client, Event, MqttOptions, Packet, Publish};
-
-const WAIT: Duration = Duration::from_secs(10);
-/// How long "nothing arrives" is watched for.
-const QUIET: Duration = Duration::from_millis(500);
-
-struct Broker1 {
-    server: Option<Server>,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker1 {
-    fn start(cfg: MqttConfig) -> Broker1 {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = Arc::new(MetaStore::open(&dir.path().join("meta.redb")).unwrap());
-        let cfg = Arc::new(MqttConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            reactors: 2,
-            ..cfg
-        });
-        let credentials = Arc::new(ConfigCredentials::new(&cfg));
-        let writer = Arc::new(Writer::start(meta));
-        let server = Server::start(cfg, credentials, writer, &NoServices).unwrap();
-        Broker1 {
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.server.as_ref().unwrap().local_addr().port()
-    }
-
-    fn broker(&self) -> &Arc<Broker> {
-        self.server.as_ref().unwrap().broker()
-    }
-}
-
-impl Drop for Broker1 {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-    }
-}
-
-/// A connected client whose incoming PUBLISHes arrive on a channel.
-struct Device {
-    client: Client,
-    publishes: Receiver<Publish>,
-    subacks: Receiver<()>,
-    _pump: JoinHandle<()>,
-}
-
-impl Device {
-    fn connect(port: u16, id: &str) -> Device {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(30));
-        let (client, mut connection) = Client::new(o, 1000);
-        let (ptx, publishes) = mpsc::channel();
-        let (stx, subacks) = mpsc::channel();
-        let (ctx, connected) = mpsc::channel();
-        let pump = std::thread::spawn(move || {
-            for ev in connection.iter() {
-                match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = ctx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = ptx.send(p);
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = stx.send(());
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        connected.recv_timeout(WAIT).expect("CONNACK");
-        Device {
-            client,
-            publishes,
-            subacks,
-            _pump: pump,
-        }
-    }
-
-    fn subscribe(&self, filter: &str) {
-        self.client
-            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
-            .unwrap();
-        self.subacks.recv_timeout(WAIT).expect("SUBACK");
-    }
-
-    fn publish(&self, topic: &str, payload: &[u8], qos: rumqttc::QoS) {
-        self.client
-            .publish(topic, qos, false, payload.to_vec())
-            .unwrap();
-    }
-
-    fn next(&self) -> Publish {
-        self.publishes.recv_timeout(WAIT).expect("a PUBLISH")
-    }
-
-    fn nothing(&self) -> bool {
-        matches!(
-            self.publishes.recv_timeout(QUIET),
-            Err(RecvTimeoutError::Timeout)
-        )
-    }
-}
 
 /// Runs `serve` on each message the link receives, on its own thread, until stopped.
 struct Service {

@@ -256,3 +256,39 @@ impl Presence {
         }]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> DeviceRecord {
+        DeviceRecord {
+            device_id: "fx-dev".into(),
+            connected: false,
+            address: "127.0.0.1:5000".into(),
+            protocol: "3.1.1".into(),
+            username: None,
+            connected_at: 1_700_000_000_000_000_000,
+            disconnected_at: Some(1_700_000_060_000_000_000),
+            disconnect_reason: Some("client disconnected".into()),
+        }
+    }
+
+    /// The bytes of a device record as this version writes it (docs/formats/meta.md), and the
+    /// records it reads: its own, one from before versions, not one from a later version.
+    #[test]
+    fn device_records_are_pinned_and_versioned() {
+        let written = r#"{"v":1,"device_id":"fx-dev","connected":false,"address":"127.0.0.1:5000","protocol":"3.1.1","username":null,"connected_at":1700000000000000000,"disconnected_at":1700000060000000000,"disconnect_reason":"client disconnected"}"#;
+        assert_eq!(String::from_utf8(rec().encode()).unwrap(), written);
+        assert_eq!(DeviceRecord::decode(written.as_bytes()), Ok(rec()));
+        let before_versions = written.replace(r#""v":1,"#, "");
+        assert_eq!(DeviceRecord::decode(before_versions.as_bytes()), Ok(rec()));
+        let later = written.replace(r#""v":1"#, r#""v":2"#);
+        assert!(
+            DeviceRecord::decode(later.as_bytes())
+                .unwrap_err()
+                .contains("version 2")
+        );
+        assert!(DeviceRecord::decode(b"\x01garbage").is_err());
+    }
+}

@@ -42,6 +42,11 @@ pub const DEVICES: Table = Table::new("devices", "devices: device record");
 /// All of them.
 pub const ALL: [Table; 4] = [MQTT_RETAINED, MQTT_SESSIONS, MQTT_QUEUE, DEVICES];
 
+/// The table of this name, if there is one.
+pub fn by_name(name: &str) -> Option<Table> {
+    ALL.into_iter().find(|t| t.name() == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
