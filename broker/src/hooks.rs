@@ -18,8 +18,6 @@ use std::time::Duration;
 
 use mast_protocol::ProtocolVersion;
 use mast_protocol::connect::QoS;
-use mast_protocol::packet::Packet;
-use mast_protocol::primitives::Utf8;
 use mast_protocol::publish::{Delivery, PacketId};
 use mast_protocol::reason::ReasonCode;
 use mio::Waker;
@@ -27,41 +25,9 @@ use mio::Waker;
 use super::broker::{Broker, Notifier};
 use super::ids::{AckToken, ConnRef, Seq};
 use super::message::Message;
+pub use super::refusals::Refusal;
 use super::session::Session;
 use mast_meta::Op;
-
-/// Longest Reason String a refusal carries (bytes; cut on a character boundary).
-const MAX_REASON: usize = 256;
-
-/// Why a message is refused: the MQTT 5 reason code of its PUBACK/PUBREC and a Reason String.
-/// A 3.1.1 client, which has no negative acknowledgement, gets a plain one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: ReasonCode,
-    pub reason: String,
-}
-
-impl Refusal {
-    /// A refusal with `reason` cut to 256 bytes.
-    pub fn new(code: ReasonCode, reason: &str) -> Refusal {
-        let mut end = reason.len().min(MAX_REASON);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        Refusal {
-            code,
-            reason: reason[..end].to_owned(),
-        }
-    }
-
-    /// Puts the refusal into a v5 PUBACK or PUBREC.
-    pub fn apply(&self, p: &mut Packet) {
-        if let Packet::PubAck(r) | Packet::PubRec(r) = p {
-            r.reason = self.code;
-            r.properties.reason_string = Some(Utf8::new(&self.reason));
-        }
-    }
-}
 
 /// Why a connection ended, as presence records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,15 +293,6 @@ impl ClientEvents for NoServices {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refusal_is_cut_on_a_character_boundary() {
-        let long = "é".repeat(200); // 400 bytes
-        let r = Refusal::new(ReasonCode::PAYLOAD_FORMAT_INVALID, &long);
-        assert_eq!(r.reason.len(), 256);
-        assert!(r.reason.chars().all(|c| c == 'é'));
-        assert_eq!(Refusal::new(ReasonCode(0x80), "short").reason, "short");
-    }
 
     #[test]
     fn end_reasons_read_as_the_presence_record_always_said() {

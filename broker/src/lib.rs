@@ -20,6 +20,7 @@ pub mod message;
 mod metrics;
 pub mod persist;
 mod reactor;
+mod refusals;
 mod session;
 mod tls;
 mod transport;

@@ -1,15 +1,15 @@
 //! Acknowledgement ordering: acknowledgements wait for metadata commits and for the publish
 //! hook's holds, and leave in the order their packets arrived; the seams' calls.
 
-use mast_protocol::ProtocolVersion;
 use mast_protocol::packet::{self, Packet};
 use mast_protocol::publish::Delivery;
 use mast_protocol::reason::ReasonCode;
 
+use super::Reactor;
 use super::conn::{Conn, PendingAck};
-use super::{Reactor, ack_packet};
 use crate::hooks::{ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, PublishHook};
 use crate::ids::{AckToken, Committed, ConnRef, Seq};
+use crate::refusals::{self, ack_packet};
 
 impl<H: PublishHook + ClientEvents> Reactor<H> {
     /// Ends the hook's turn; pauses the connections it asks to and resumes the others.
@@ -57,7 +57,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                     inner.held_qos2.swap_remove(i);
                 }
                 // A negative PUBREC ends the QoS 2 flow (3.1.1 gets a plain one: PUBREL follows).
-                if !matches!(outcome, HoldOutcome::Done) && inner.version == ProtocolVersion::V5 {
+                if !matches!(outcome, HoldOutcome::Done) && refusals::ends_qos2_flow(inner.version)
+                {
                     inner.inbound.on_pubrel(*id);
                 }
                 inner.persistent()
@@ -75,7 +76,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let Some(conn) = self.live(hold.conn) else {
             return;
         };
-        let v5 = conn.version == ProtocolVersion::V5;
+        let version = conn.version;
         let Some(client) = conn.client.as_mut() else {
             return;
         };
@@ -85,7 +86,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let refusal = match outcome {
             HoldOutcome::Done => None,
             HoldOutcome::Refused(r) => Some(r),
-            HoldOutcome::Failed { end, .. } if !v5 => {
+            HoldOutcome::Failed { end, .. } if refusals::failed_hold_closes(conn.version) => {
                 // 3.1.1 has no negative acknowledgement: withhold it and close, so the client
                 // resends after reconnecting.
                 client.pending.truncate(pos);
@@ -99,10 +100,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let a = &mut client.pending[pos];
         a.hold = None;
         a.commit = a.commit.max(seq);
-        if let Some(r) = refusal
-            && v5
-        {
-            r.apply(&mut a.packet);
+        if let Some(r) = refusal {
+            r.apply(version, &mut a.packet);
         }
     }
 

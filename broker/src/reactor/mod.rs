@@ -25,10 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mast_protocol::ProtocolVersion;
-use mast_protocol::ack::PubResp;
 use mast_protocol::disconnect::Disconnect;
 use mast_protocol::packet::Packet;
-use mast_protocol::publish::Delivery;
 use mast_protocol::reason::ReasonCode;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -54,15 +52,6 @@ fn connect_level(buf: &[u8]) -> Option<u8> {
     let name = 1 + len_bytes;
     let name_len = u16::from_be_bytes([*buf.get(name)?, *buf.get(name + 1)?]);
     buf.get(name + 2 + usize::from(name_len)).copied()
-}
-
-/// The PUBACK or PUBREC of an inbound PUBLISH (none at QoS 0).
-fn ack_packet(delivery: Delivery, reason: ReasonCode) -> Option<Packet> {
-    match delivery {
-        Delivery::AtMostOnce => None,
-        Delivery::AtLeastOnce(id) => Some(Packet::PubAck(PubResp::with_reason(id, reason))),
-        Delivery::ExactlyOnce(id) => Some(Packet::PubRec(PubResp::with_reason(id, reason))),
-    }
 }
 
 /// What other threads hand a reactor.

@@ -17,12 +17,13 @@ use mast_protocol::session::{Acked, InAction};
 use mast_protocol::subscribe::{SubAck, Subscribe, UnsubAck, Unsubscribe};
 
 use super::conn::Conn;
-use super::{Flow, Reactor, SNOOZE, ack_packet};
+use super::{Flow, Reactor, SNOOZE};
 use crate::broker::parse_filter;
 use crate::hooks::{
     Accept, ClientEvent, ClientEvents, Hold, HookCx, Inspect, PublishHook, Publisher,
 };
 use crate::message::Message;
+use crate::refusals::{self, Refusal, ack_packet};
 
 impl<H: PublishHook + ClientEvents> Reactor<H> {
     pub(super) fn handle(&mut self, conn: &mut Conn, p: Packet) -> Flow {
@@ -143,31 +144,36 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             client.username.as_deref(),
             topic.as_str(),
         );
-        let v5 = conn.version == ProtocolVersion::V5;
-        let (seq, reason) = if action == InAction::DuplicateQos2 {
-            (None, ReasonCode::SUCCESS)
-        } else if !allowed {
+        if action == InAction::DuplicateQos2 {
+            Self::ack_publish(
+                conn,
+                &mut self.waiting,
+                p.delivery,
+                None,
+                ReasonCode::SUCCESS,
+            );
+            return Flow::Continue;
+        }
+        if !allowed {
             self.broker
                 .counters
                 .not_authorized
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(client_id = %client.client_id, topic = topic.as_str(), "publish not authorized; dropped");
-            if v5 {
-                if let Delivery::ExactlyOnce(id) = p.delivery {
-                    // An error PUBREC ends the QoS 2 flow: no PUBREL will come.
-                    client.session.lock().inbound.on_pubrel(id);
-                }
-                (None, ReasonCode::NOT_AUTHORIZED)
-            } else {
-                (None, ReasonCode::SUCCESS)
+            let refusal = Refusal::code(ReasonCode::NOT_AUTHORIZED);
+            if let Delivery::ExactlyOnce(id) = p.delivery
+                && refusals::ends_qos2_flow(conn.version)
+            {
+                client.session.lock().inbound.on_pubrel(id);
             }
-        } else {
-            let mut msg = Message::from_publish(&p, topic, Some(Arc::clone(&client.client_id)));
-            msg.origin_conn = Some(conn.id);
-            self.route(conn, Arc::new(msg), p.delivery);
+            if let Some(ack) = refusal.publish_ack(conn.version, p.delivery) {
+                Self::ack(conn, &mut self.waiting, None, ack);
+            }
             return Flow::Continue;
-        };
-        Self::ack_publish(conn, &mut self.waiting, p.delivery, seq, reason);
+        }
+        let mut msg = Message::from_publish(&p, topic, Some(Arc::clone(&client.client_id)));
+        msg.origin_conn = Some(conn.id);
+        self.route(conn, Arc::new(msg), p.delivery);
         Flow::Continue
     }
 
@@ -194,14 +200,12 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             Inspect::Pass => false,
             Inspect::Claim => true,
             Inspect::Refuse(refusal) => {
-                if let (Delivery::ExactlyOnce(id), true) = (delivery, v5) {
-                    // A negative PUBREC ends the QoS 2 flow: no PUBREL will come.
+                if let Delivery::ExactlyOnce(id) = delivery
+                    && refusals::ends_qos2_flow(conn.version)
+                {
                     client.session.lock().inbound.on_pubrel(id);
                 }
-                if let Some(mut p) = ack_packet(delivery, ReasonCode::SUCCESS) {
-                    if v5 {
-                        refusal.apply(&mut p);
-                    }
+                if let Some(p) = refusal.publish_ack(conn.version, delivery) {
                     Self::ack(conn, &mut self.waiting, None, p);
                 }
                 return;
@@ -256,15 +260,12 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             if let Delivery::ExactlyOnce(id) = delivery {
                 let mut inner = client.session.lock();
                 inner.held_qos2.retain(|x| *x != id.0.get());
-                if refusal.is_some() && v5 {
+                if refusal.is_some() && refusals::ends_qos2_flow(conn.version) {
                     inner.inbound.on_pubrel(id);
                 }
             }
             if let Some(refusal) = refusal {
-                if let Some(mut p) = ack_packet(delivery, ReasonCode::SUCCESS) {
-                    if v5 {
-                        refusal.apply(&mut p);
-                    }
+                if let Some(p) = refusal.publish_ack(conn.version, delivery) {
                     Self::ack(conn, &mut self.waiting, routed.seq, p);
                 }
                 return;
@@ -313,7 +314,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let Some(client) = &conn.client else {
             return Flow::Continue;
         };
-        let v5 = conn.version == ProtocolVersion::V5;
+        let _v5 = conn.version == ProtocolVersion::V5;
         let sub_id = s.properties.subscription_identifiers.first().copied();
         let mut reasons = Vec::with_capacity(s.subscriptions.len());
         for sub in &s.subscriptions {
@@ -359,7 +360,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 }
                 Err(reason) => {
                     tracing::info!(client_id = %client.client_id, filter = raw, reason = reason.name(), "subscription refused");
-                    if v5 { reason } else { ReasonCode(0x80) }
+                    refusals::suback_code(conn.version, reason)
                 }
             };
             reasons.push(r);

@@ -4,15 +4,13 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mast_protocol::ProtocolVersion;
-use mast_protocol::connack::ConnAck;
-use mast_protocol::disconnect::Disconnect;
-use mast_protocol::packet::{self, Packet};
-use mast_protocol::properties::Properties;
+use mast_protocol::packet::{self};
 use mast_protocol::reason::ReasonCode;
 
 use super::conn::Conn;
 use super::{Flow, READ_BUDGET, Reactor, connect_level};
 use crate::hooks::{ClientEvent, ClientEvents, EndReason, PublishHook};
+use crate::refusals;
 
 impl<H: PublishHook + ClientEvents> Reactor<H> {
     pub(super) fn read(&mut self, idx: usize) {
@@ -110,32 +108,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
     /// after (MQTT 5); 3.1.1 only has CONNACK return codes, and otherwise just closes.
     pub(super) fn refuse(&mut self, conn: &mut Conn, reason: ReasonCode) {
         conn.end_reason.get_or_insert(EndReason::Code(reason));
-        match (&conn.client, conn.version) {
-            (None, _) => {
-                // 3.1.1 has return codes for refusals only, not for malformed packets; a
-                // client of an unsupported level gets the 3.1.1 form (return code 1).
-                let version = if reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION {
-                    Some(ProtocolVersion::V311)
-                } else if conn.version == ProtocolVersion::V5 {
-                    Some(ProtocolVersion::V5)
-                } else if matches!(reason.0, 0x85..=0x8A) {
-                    Some(ProtocolVersion::V311)
-                } else {
-                    None
-                };
-                if let Some(v) = version {
-                    let p = Packet::ConnAck(ConnAck {
-                        session_present: false,
-                        reason,
-                        properties: Properties::default(),
-                    });
-                    packet::encode(&p, v, &mut conn.wbuf);
-                }
-            }
-            (Some(_), ProtocolVersion::V5) => {
-                conn.send(&Packet::Disconnect(Disconnect::with_reason(reason)));
-            }
-            _ => {}
+        if let Some((p, v)) = refusals::ending(conn.version, conn.client.is_some(), reason) {
+            packet::encode(&p, v, &mut conn.wbuf);
         }
         conn.closing = true;
     }
