@@ -78,6 +78,23 @@ impl DeviceRecord {
     }
 }
 
+/// The record of `device_id`, if there is a readable one (an unreadable one is reported).
+pub(crate) fn record(
+    meta: &MetaStore,
+    device_id: &str,
+) -> Result<Option<DeviceRecord>, mast_meta::MetaError> {
+    let Some(v) = meta.get(DEVICES, device_id.as_bytes())? else {
+        return Ok(None);
+    };
+    match DeviceRecord::decode(&v) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            meta.report_unreadable(DEVICES, device_id.as_bytes(), e);
+            Ok(None)
+        }
+    }
+}
+
 /// Every readable device record; an unreadable one is reported to the store and left out.
 pub(crate) fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>, mast_meta::MetaError> {
     let rows = meta.scan_prefix(DEVICES, b"")?;

@@ -4,18 +4,16 @@
 //! nothing here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
-    UInt64Builder,
-};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use mast_meta::MetaStore;
 use mast_query::QueryEngine;
-use mast_query::SpecialTable;
 use mast_query::datafusion::common::{DataFusionError, Result};
+use mast_query::special::Scan;
 use mast_query::system::ts_type;
+use mast_query::{SpecialTable, async_trait};
 
 use crate::mqtt::Broker;
 use crate::presence::DeviceRecord;
@@ -30,8 +28,8 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
     engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
-fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>> {
-    crate::presence::records(meta).map_err(|e| DataFusionError::External(Box::new(e)))
+fn external(e: mast_meta::MetaError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
 /// `system.connections`: one row per connected MQTT client.
@@ -64,59 +62,46 @@ impl Connections {
     }
 }
 
+#[async_trait]
 impl SpecialTable for Connections {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
-        let conns = self.broker.connections();
-        let recs: std::collections::HashMap<String, DeviceRecord> = records(&self.meta)?
-            .into_iter()
-            .map(|r| (r.device_id.clone(), r))
-            .collect();
-        let (mut id, mut addr, mut proto, mut user) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let mut at = TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let mut u: [UInt64Builder; 4] = Default::default();
-        let mut expiry = UInt32Builder::new();
-        for c in &conns {
-            let rec = recs.get(&c.client_id).filter(|r| r.connected);
-            id.append_value(&c.client_id);
-            addr.append_option(rec.map(|r| r.address.as_str()));
-            proto.append_value(c.protocol);
-            user.append_option(rec.and_then(|r| r.username.as_deref()));
-            at.append_option(rec.map(|r| r.connected_at));
-            for (b, v) in u
-                .iter_mut()
-                .zip([c.subscriptions, c.queued, c.queued_bytes, c.inflight])
-            {
-                b.append_value(v as u64);
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        let wanted = scan.values_of("client_id");
+        let mut rows = scan.rows(&self.schema);
+        for c in self.broker.connections() {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&c.client_id)) {
+                continue;
             }
-            expiry.append_value(c.expiry_secs);
+            let rec = crate::presence::record(&self.meta, &c.client_id)
+                .map_err(external)?
+                .filter(|r| r.connected);
+            rows.row()
+                .str(&c.client_id)
+                .opt_str(rec.as_ref().map(|r| r.address.as_str()))
+                .str(c.protocol)
+                .opt_str(rec.as_ref().and_then(|r| r.username.as_deref()))
+                .opt_ts(rec.as_ref().map(|r| r.connected_at))
+                .u64(c.subscriptions as u64)
+                .u64(c.queued as u64)
+                .u64(c.queued_bytes as u64)
+                .u64(c.inflight as u64)
+                .u32(c.expiry_secs);
         }
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(id.finish()),
-            Arc::new(addr.finish()),
-            Arc::new(proto.finish()),
-            Arc::new(user.finish()),
-            Arc::new(at.finish()),
-        ];
-        cols.extend(u.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        cols.push(Arc::new(expiry.finish()));
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
+        rows.finish()
     }
 }
 
-/// `iot.devices`: every device (MQTT client) Mast has seen, with its presence.
+/// `iot.devices`: every device (MQTT client) Mast has seen, with its presence. A condition on
+/// `device_id` (`=`, `IN`) reads only those records.
 #[derive(Debug)]
 pub struct Devices {
     meta: Arc<MetaStore>,
     schema: SchemaRef,
+    /// Records decoded so far (for tests: a lookup by id must not read every device).
+    read: Arc<AtomicU64>,
 }
 
 impl Devices {
@@ -131,51 +116,52 @@ impl Devices {
             Field::new("disconnected_at", ts_type(), true),
             Field::new("disconnect_reason", DataType::Utf8, true),
         ]));
-        Devices { meta, schema }
+        Devices {
+            meta,
+            schema,
+            read: Arc::new(AtomicU64::new(0)),
+        }
     }
 }
 
+#[async_trait]
 impl SpecialTable for Devices {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
-        let mut recs = records(&self.meta)?;
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        let mut recs = match scan.values_of("device_id") {
+            Some(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(crate::presence::record(&self.meta, &id).map_err(external)?);
+                }
+                out
+            }
+            None => crate::presence::records(&self.meta).map_err(external)?,
+        };
+        self.read.fetch_add(recs.len() as u64, Ordering::Relaxed);
         recs.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        let (mut id, mut conn, mut addr, mut proto, mut user) = (
-            StringBuilder::new(),
-            BooleanBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let (mut on, mut off, mut why) = (ts(), ts(), StringBuilder::new());
+        recs.dedup_by(|a, b| a.device_id == b.device_id);
+        let mut rows = scan.rows(&self.schema);
         for r in &recs {
-            id.append_value(&r.device_id);
-            conn.append_value(r.connected);
-            addr.append_value(&r.address);
-            proto.append_value(&r.protocol);
-            user.append_option(r.username.as_deref());
-            on.append_value(r.connected_at);
-            off.append_option(r.disconnected_at);
-            why.append_option(r.disconnect_reason.as_deref());
+            device_row(&mut rows, r);
         }
-        Ok(RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            vec![
-                Arc::new(id.finish()),
-                Arc::new(conn.finish()),
-                Arc::new(addr.finish()),
-                Arc::new(proto.finish()),
-                Arc::new(user.finish()),
-                Arc::new(on.finish()),
-                Arc::new(off.finish()),
-                Arc::new(why.finish()),
-            ],
-        )?)
+        rows.finish()
     }
+}
+
+fn device_row(rows: &mut mast_query::special::Rows, r: &DeviceRecord) {
+    rows.row()
+        .str(&r.device_id)
+        .bool(r.connected)
+        .str(&r.address)
+        .str(&r.protocol)
+        .opt_str(r.username.as_deref())
+        .ts(r.connected_at)
+        .opt_ts(r.disconnected_at)
+        .opt_str(r.disconnect_reason.as_deref());
 }
 
 /// `system.unreadable_records`: metadata records that did not decode since the server started
@@ -199,29 +185,101 @@ impl Unreadable {
     }
 }
 
+#[async_trait]
 impl SpecialTable for Unreadable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
-        let list = self.meta.unreadable();
-        let mut cols: [StringBuilder; 4] = Default::default();
-        let mut at = TimestampNanosecondBuilder::new().with_timezone("UTC");
-        for u in &list {
-            cols[0].append_value(u.table.name());
-            cols[1].append_value(u.table.about());
-            cols[2].append_value(String::from_utf8_lossy(&u.key));
-            cols[3].append_value(&u.reason);
-            at.append_value(
-                i64::try_from(u.found_at_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000,
-            );
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        let mut rows = scan.rows(&self.schema);
+        for u in self.meta.unreadable() {
+            let found_ns = i64::try_from(u.found_at_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1_000_000);
+            rows.row()
+                .str(u.table.name())
+                .str(u.table.about())
+                .str(&String::from_utf8_lossy(&u.key))
+                .str(&u.reason)
+                .ts(found_ns);
         }
-        let mut out: Vec<ArrayRef> = cols
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
+        rows.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use mast_meta::{Op, Writer, tables};
+    use mast_query::QueryLimits;
+
+    async fn count_rows(engine: &QueryEngine, sql: &str) -> usize {
+        let mut s = engine.run(sql).await.unwrap();
+        let mut n = 0;
+        while let Some(b) = s.next().await {
+            n += b.unwrap().num_rows();
+        }
+        n
+    }
+
+    /// `iot.devices WHERE device_id = 'x'` reads that record, not every device.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_device_by_id_reads_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(mast_storage::Store::open(mast_storage::StoreConfig::new(dir.path())).unwrap());
+        let meta = Arc::new(MetaStore::open(&dir.path().join(mast_meta::FILE)).unwrap());
+        let writer = Writer::start(Arc::clone(&meta));
+        let ops = (0..1000)
+            .map(|i| Op::Put {
+                table: tables::DEVICES,
+                key: format!("d-{i:04}").into_bytes(),
+                value: DeviceRecord {
+                    device_id: format!("d-{i:04}"),
+                    connected: i % 2 == 0,
+                    address: "127.0.0.1:1".into(),
+                    protocol: "5.0".into(),
+                    username: None,
+                    connected_at: i,
+                    disconnected_at: None,
+                    disconnect_reason: None,
+                }
+                .encode(),
+            })
             .collect();
-        out.push(Arc::new(at.finish()));
-        Ok(RecordBatch::try_new(Arc::clone(&self.schema), out)?)
+        let seq = writer.submit(ops);
+        assert!(writer.wait(seq, std::time::Duration::from_secs(10)));
+        let engine = QueryEngine::new(store, QueryLimits::default()).unwrap();
+        let devices = Devices::new(Arc::clone(&meta));
+        let read = Arc::clone(&devices.read);
+        engine.add_iot_table("devices", devices);
+
+        let one = "SELECT device_id, connected FROM iot.devices WHERE device_id = 'd-0007'";
+        assert_eq!(count_rows(&engine, one).await, 1);
+        assert_eq!(read.load(Ordering::Relaxed), 1, "one record read");
+        let two = "SELECT * FROM iot.devices WHERE device_id IN ('d-0001', 'd-0002', 'nope')";
+        assert_eq!(count_rows(&engine, two).await, 2);
+        assert_eq!(read.load(Ordering::Relaxed), 3);
+        let none = "SELECT * FROM iot.devices WHERE device_id = 'nope'";
+        assert_eq!(count_rows(&engine, none).await, 0);
+        assert_eq!(read.load(Ordering::Relaxed), 3);
+        // Other conditions read everything, and still answer right.
+        let half = "SELECT device_id FROM iot.devices WHERE connected";
+        assert_eq!(count_rows(&engine, half).await, 500);
+        assert_eq!(read.load(Ordering::Relaxed), 1003);
+        let mut s = engine
+            .run("SELECT count(*) AS n FROM iot.devices")
+            .await
+            .unwrap();
+        let b = s.next().await.unwrap().unwrap();
+        let n = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, 1000, "count(*) reads no column but every row");
     }
 }

@@ -26,10 +26,11 @@ pub mod special;
 pub mod system;
 pub mod table;
 
+pub use async_trait::async_trait;
 pub use engine::{QueryEngine, QueryLimits, QueryStream};
 pub use error::{QueryError, QueryErrorKind};
 pub use format::{Encoder, Format};
-pub use special::{SpecialTable, SpecialTableProvider};
+pub use special::{Scan, SpecialTable, SpecialTableProvider};
 
 pub use datafusion;
 pub use mast_storage as storage;

@@ -19,7 +19,9 @@ use datafusion::common::Result;
 use mast_storage::Store;
 use mast_storage::schema::{ColumnKind, TIME_COLUMN};
 
-use crate::special::SpecialTable;
+use async_trait::async_trait;
+
+use crate::special::{Scan, SpecialTable, project};
 
 /// A timestamp column type (ns, UTC), as telemetry tables use.
 pub fn ts_type() -> DataType {
@@ -59,12 +61,19 @@ impl TablesTable {
     }
 }
 
+#[async_trait]
 impl SpecialTable for TablesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        project(self.all()?, scan)
+    }
+}
+
+impl TablesTable {
+    fn all(&self) -> Result<RecordBatch> {
         let snap = self.store.snapshot();
         // table -> (segments, rows, bytes, min time, max time)
         type Sums = (u64, u64, u64, Option<i64>, Option<i64>);
@@ -150,12 +159,19 @@ impl ColumnsTable {
     }
 }
 
+#[async_trait]
 impl SpecialTable for ColumnsTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        project(self.all()?, scan)
+    }
+}
+
+impl ColumnsTable {
+    fn all(&self) -> Result<RecordBatch> {
         let mut tables = self.store.catalog().tables();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         let (mut t, mut c, mut o, mut k, mut d) = (
@@ -226,12 +242,19 @@ impl SegmentsTable {
     }
 }
 
+#[async_trait]
 impl SpecialTable for SegmentsTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        project(self.all()?, scan)
+    }
+}
+
+impl SegmentsTable {
+    fn all(&self) -> Result<RecordBatch> {
         let mut segs = self.store.snapshot().segments();
         segs.sort_by(|a, b| (&a.table, a.shard, a.id).cmp(&(&b.table, b.shard, b.id)));
         let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
@@ -436,12 +459,19 @@ impl QueriesTable {
     }
 }
 
+#[async_trait]
 impl SpecialTable for QueriesTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
-    fn rows(&self) -> Result<RecordBatch> {
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        project(self.all()?, scan)
+    }
+}
+
+impl QueriesTable {
+    fn all(&self) -> Result<RecordBatch> {
         let recs = self.log.records();
         let (mut id, mut sql, mut state) = (
             UInt64Builder::new(),
