@@ -228,8 +228,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_device_by_id_reads_one_record() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Arc::new(mast_storage::Store::open(mast_storage::StoreConfig::new(dir.path())).unwrap());
+        let store = Arc::new(
+            mast_storage::Store::open(mast_storage::StoreConfig::new(dir.path())).unwrap(),
+        );
         let meta = Arc::new(MetaStore::open(&dir.path().join(mast_meta::FILE)).unwrap());
         let writer = Writer::start(Arc::clone(&meta));
         let ops = (0..1000)

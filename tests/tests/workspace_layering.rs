@@ -13,6 +13,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         "mast-broker",
         BTreeSet::from(["mast-protocol", "mast-meta"]),
     );
+    m.insert("mast-devices", BTreeSet::from(["mast-meta"]));
     m.insert("mast-storage", BTreeSet::new());
     m.insert("mast-query", BTreeSet::from(["mast-storage"]));
     m.insert(
@@ -21,6 +22,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "mast-protocol",
             "mast-meta",
             "mast-broker",
+            "mast-devices",
             "mast-storage",
             "mast-query",
         ]),
@@ -109,6 +111,29 @@ fn protocol_and_storage_never_see_each_other() {
     }
 }
 
+/// The direct dependencies of workspace member `name`.
+fn dependencies(meta: &serde_json::Value, name: &str) -> BTreeSet<String> {
+    let package = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is a workspace member"));
+    package["dependencies"]
+        .as_array()
+        .expect("deps")
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn internal(deps: &BTreeSet<String>) -> BTreeSet<&str> {
+    deps.iter()
+        .map(String::as_str)
+        .filter(|d| d.starts_with("mast-"))
+        .collect()
+}
+
 /// The broker knows MQTT and the metadata store, nothing of telemetry or devices: neither the
 /// storage engine nor SQL is among its dependencies, in the table or in the real graph.
 #[test]
@@ -117,19 +142,20 @@ fn the_broker_sees_neither_storage_nor_query() {
     for forbidden in ["mast-storage", "mast-query", "mast-engine"] {
         assert!(!allowed["mast-broker"].contains(forbidden));
     }
-    let meta = metadata();
-    let broker = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "mast-broker")
-        .expect("mast-broker is a workspace member");
-    let internal: BTreeSet<&str> = broker["dependencies"]
-        .as_array()
-        .expect("deps")
-        .iter()
-        .filter_map(|d| d["name"].as_str())
-        .filter(|d| d.starts_with("mast-"))
-        .collect();
-    assert_eq!(internal, BTreeSet::from(["mast-protocol", "mast-meta"]));
+    let deps = dependencies(&metadata(), "mast-broker");
+    assert_eq!(
+        internal(&deps),
+        BTreeSet::from(["mast-protocol", "mast-meta"])
+    );
+}
+
+/// The device domain is sans IO: it sees the metadata store's types, not the broker, the
+/// storage engine or SQL.
+#[test]
+fn the_device_domain_sees_only_the_metadata_types() {
+    let deps = dependencies(&metadata(), "mast-devices");
+    assert_eq!(internal(&deps), BTreeSet::from(["mast-meta"]));
+    for io in ["tokio", "mio", "redb", "rustls"] {
+        assert!(!deps.contains(io), "mast-devices depends on {io}");
+    }
 }

@@ -42,7 +42,7 @@ pub const DEFAULT_TABLE: &str = "telemetry";
 const RESERVED_SCHEMAS: [&str; 3] = ["iot.", "system.", "information_schema."];
 
 /// Storage table of the presence events (`iot.device_events` in SQL).
-pub const DEVICE_EVENTS_TABLE: &str = "iot.device_events";
+pub use mast_devices::registry::DEVICE_EVENTS_TABLE;
 
 /// True for table names devices may not write (Mast's own schemas).
 pub fn reserved_table(name: &str) -> bool {
