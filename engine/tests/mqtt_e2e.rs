@@ -10,105 +10,45 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use mqtt_support::any::{self, Version};
 use mqtt_support::raw::{self, Got, Raw};
 use mqtt_support::{QUIET, WAIT, v5, v311};
-
-fn v5_qos(n: u8) -> v5::QoS {
-    [
-        v5::QoS::AtMostOnce,
-        v5::QoS::AtLeastOnce,
-        v5::QoS::ExactlyOnce,
-    ][usize::from(n)]
-}
-
-fn v311_qos(n: u8) -> v311::QoS {
-    [
-        v311::QoS::AtMostOnce,
-        v311::QoS::AtLeastOnce,
-        v311::QoS::ExactlyOnce,
-    ][usize::from(n)]
-}
 
 // ---- 1. QoS ----
 
 #[test]
-fn delivered_qos_is_the_lower_of_publish_and_subscription_qos_v311() {
-    let server = Server::start();
-    let mut subs: Vec<v311::Client> = (0..3u8)
-        .map(|sq| {
-            let mut c = v311::Client::connect(server.port, &format!("sub{sq}"));
-            assert_eq!(
-                c.subscribe("q/#", v311_qos(sq)),
-                v311::SubscribeReasonCode::Success(v311_qos(sq))
-            );
-            c
-        })
-        .collect();
-    let mut publisher = v311::Client::connect(server.port, "pub");
-    for pq in 0..3u8 {
-        publisher.publish(
-            &format!("q/{pq}"),
-            v311_qos(pq),
-            false,
-            format!("m{pq}").as_bytes(),
-        );
-    }
-    for (sq, sub) in subs.iter_mut().enumerate() {
-        let mut got: Vec<v311::Publish> = (0..3).map(|_| sub.recv()).collect();
-        got.sort_by(|a, b| a.topic.cmp(&b.topic));
-        for (pq, p) in got.iter().enumerate() {
-            assert_eq!(p.topic, format!("q/{pq}"));
-            assert_eq!(&p.payload[..], format!("m{pq}").as_bytes());
-            assert_eq!(
-                p.qos,
-                v311_qos(pq.min(sq) as u8),
-                "published {pq}, subscribed {sq}"
-            );
-            assert!(!p.retain && !p.dup);
+fn delivered_qos_is_the_lower_of_publish_and_subscription_qos() {
+    for v in Version::ALL {
+        let server = Server::start();
+        let mut subs: Vec<any::Client> = (0..3u8)
+            .map(|sq| {
+                let mut c = any::Client::connect(v, server.port, &format!("sub{sq}"));
+                assert_eq!(c.subscribe("q/#", sq), Some(sq), "{v:?}");
+                c
+            })
+            .collect();
+        let mut publisher = any::Client::connect(v, server.port, "pub");
+        for pq in 0..3u8 {
+            let ack = publisher.publish(&format!("q/{pq}"), pq, false, format!("m{pq}").as_bytes());
+            if pq == 1 && v == Version::V5 {
+                assert_eq!(ack, Some(v5::PubAckReason::Success));
+            }
         }
-        sub.assert_silent(QUIET);
-    }
-}
-
-#[test]
-fn delivered_qos_is_the_lower_of_publish_and_subscription_qos_v5() {
-    let server = Server::start();
-    let mut subs: Vec<v5::Client> = (0..3u8)
-        .map(|sq| {
-            let mut c = v5::Client::connect(server.port, &format!("sub{sq}"));
-            assert_eq!(
-                c.subscribe("q/#", v5_qos(sq)),
-                v5::SubscribeReasonCode::Success(v5_qos(sq))
-            );
-            c
-        })
-        .collect();
-    let mut publisher = v5::Client::connect(server.port, "pub");
-    for pq in 0..3u8 {
-        let ack = publisher.publish(
-            &format!("q/{pq}"),
-            v5_qos(pq),
-            false,
-            format!("m{pq}").as_bytes(),
-        );
-        if pq == 1 {
-            assert_eq!(ack, Some(v5::PubAckReason::Success));
+        for (sq, sub) in subs.iter_mut().enumerate() {
+            let mut got: Vec<any::Msg> = (0..3).map(|_| sub.recv()).collect();
+            got.sort_by(|a, b| a.topic.cmp(&b.topic));
+            for (pq, p) in got.iter().enumerate() {
+                assert_eq!(p.topic, format!("q/{pq}"), "{v:?}");
+                assert_eq!(&p.payload[..], format!("m{pq}").as_bytes());
+                assert_eq!(
+                    p.qos,
+                    pq.min(sq) as u8,
+                    "{v:?}: published {pq}, subscribed {sq}"
+                );
+                assert!(!p.retain && !p.dup);
+            }
+            sub.assert_silent(QUIET);
         }
-    }
-    for (sq, sub) in subs.iter_mut().enumerate() {
-        let mut got: Vec<v5::Publish> = (0..3).map(|_| sub.recv()).collect();
-        got.sort_by(|a, b| a.topic.cmp(&b.topic));
-        for (pq, p) in got.iter().enumerate() {
-            assert_eq!(v5::topic(p), format!("q/{pq}"));
-            assert_eq!(&p.payload[..], format!("m{pq}").as_bytes());
-            assert_eq!(
-                p.qos,
-                v5_qos(pq.min(sq) as u8),
-                "published {pq}, subscribed {sq}"
-            );
-            assert!(!p.retain && !p.dup);
-        }
-        sub.assert_silent(QUIET);
     }
 }
 

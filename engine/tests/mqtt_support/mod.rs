@@ -727,3 +727,126 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .expect("VmRSS value");
     kb * 1024
 }
+
+/// One client of either protocol version, for the rules that do not depend on it: a test
+/// written once runs against both (`for v in Version::ALL`).
+pub mod any {
+    use super::*;
+
+    /// An MQTT protocol version.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Version {
+        V311,
+        V5,
+    }
+
+    impl Version {
+        pub const ALL: [Version; 2] = [Version::V311, Version::V5];
+    }
+
+    /// A received PUBLISH, version-neutral.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Msg {
+        pub topic: String,
+        pub payload: Vec<u8>,
+        pub qos: u8,
+        pub retain: bool,
+        pub dup: bool,
+    }
+
+    fn v5_qos(n: u8) -> v5::QoS {
+        match n {
+            0 => v5::QoS::AtMostOnce,
+            1 => v5::QoS::AtLeastOnce,
+            _ => v5::QoS::ExactlyOnce,
+        }
+    }
+
+    fn v311_qos(n: u8) -> v311::QoS {
+        match n {
+            0 => v311::QoS::AtMostOnce,
+            1 => v311::QoS::AtLeastOnce,
+            _ => v311::QoS::ExactlyOnce,
+        }
+    }
+
+    /// A connected client of either version.
+    pub enum Client {
+        V311(v311::Client),
+        V5(v5::Client),
+    }
+
+    impl Client {
+        pub fn connect(v: Version, port: u16, id: &str) -> Client {
+            match v {
+                Version::V311 => Client::V311(v311::Client::connect(port, id)),
+                Version::V5 => Client::V5(v5::Client::connect(port, id)),
+            }
+        }
+
+        /// Subscribes to one filter at `qos`; the granted QoS, or `None` when refused.
+        pub fn subscribe(&mut self, filter: &str, qos: u8) -> Option<u8> {
+            match self {
+                Client::V311(c) => match c.subscribe(filter, v311_qos(qos)) {
+                    v311::SubscribeReasonCode::Success(q) => Some(q as u8),
+                    v311::SubscribeReasonCode::Failure => None,
+                },
+                Client::V5(c) => match c.subscribe(filter, v5_qos(qos)) {
+                    v5::SubscribeReasonCode::Success(q) => Some(q as u8),
+                    _ => None,
+                },
+            }
+        }
+
+        /// Publishes and waits for the flow to finish; an MQTT 5 QoS 1 PUBACK's reason.
+        pub fn publish(
+            &mut self,
+            topic: &str,
+            qos: u8,
+            retain: bool,
+            payload: &[u8],
+        ) -> Option<v5::PubAckReason> {
+            match self {
+                Client::V311(c) => {
+                    c.publish(topic, v311_qos(qos), retain, payload);
+                    None
+                }
+                Client::V5(c) => c.publish(topic, v5_qos(qos), retain, payload),
+            }
+        }
+
+        /// The next PUBLISH (panics after [`WAIT`]).
+        pub fn recv(&mut self) -> Msg {
+            match self {
+                Client::V311(c) => {
+                    let p = c.recv();
+                    Msg {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        qos: p.qos as u8,
+                        retain: p.retain,
+                        dup: p.dup,
+                    }
+                }
+                Client::V5(c) => {
+                    let p = c.recv();
+                    Msg {
+                        topic: v5::topic(&p),
+                        payload: p.payload.to_vec(),
+                        qos: p.qos as u8,
+                        retain: p.retain,
+                        dup: p.dup,
+                    }
+                }
+            }
+        }
+
+        /// Asserts no PUBLISH arrives for `d`.
+        pub fn assert_silent(&mut self, d: Duration) {
+            match self {
+                Client::V311(c) => c.assert_silent(d),
+                Client::V5(c) => c.assert_silent(d),
+            }
+        }
+    }
+}
