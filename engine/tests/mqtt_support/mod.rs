@@ -133,6 +133,41 @@ impl<E, Er> Drop for Pump<E, Er> {
     }
 }
 
+/// How a client connects, the same for both protocol versions: each module's `Client`,
+/// `MqttOptions`, `AsyncClient`, `Event`, `Packet`, `ConnectionError`, `options` and `incoming`
+/// are the version's own.
+macro_rules! connect_methods {
+    () => {
+        pub fn connect(port: u16, id: &str) -> Client {
+            Client::connect_with(options(port, id))
+        }
+
+        pub fn connect_with(o: MqttOptions) -> Client {
+            Client::try_connect(o).unwrap_or_else(|e| panic!("CONNECT refused: {e:?}"))
+        }
+
+        /// Connects; the error when the server refuses (rumqttc reports the CONNACK code).
+        pub fn try_connect(o: MqttOptions) -> Result<Client, Box<ConnectionError>> {
+            let (client, eventloop) = AsyncClient::new(o, 1000);
+            let mut pump = pump!(eventloop);
+            match pump.wait(
+                WAIT,
+                |e| matches!(e, Event::Incoming(Packet::ConnAck(_))),
+                incoming,
+            ) {
+                Some(Event::Incoming(Packet::ConnAck(connack))) => Ok(Client {
+                    client,
+                    pump,
+                    connack,
+                }),
+                _ => Err(Box::new(
+                    pump.ended.take().expect("no CONNACK and no error"),
+                )),
+            }
+        }
+    };
+}
+
 /// What a client does with what arrives, the same for both protocol versions: each module's
 /// `Event`, `Packet`, `Publish`, `ConnectionError` and `incoming` are the version's own.
 macro_rules! receive_methods {
@@ -237,33 +272,7 @@ pub mod v5 {
     }
 
     impl Client {
-        pub fn connect(port: u16, id: &str) -> Client {
-            Client::connect_with(options(port, id))
-        }
-
-        pub fn connect_with(o: MqttOptions) -> Client {
-            Client::try_connect(o).unwrap_or_else(|e| panic!("CONNECT refused: {e:?}"))
-        }
-
-        /// Connects; the error when the server refuses (rumqttc reports the CONNACK code).
-        pub fn try_connect(o: MqttOptions) -> Result<Client, Box<ConnectionError>> {
-            let (client, eventloop) = AsyncClient::new(o, 1000);
-            let mut pump = pump!(eventloop);
-            match pump.wait(
-                WAIT,
-                |e| matches!(e, Event::Incoming(Packet::ConnAck(_))),
-                incoming,
-            ) {
-                Some(Event::Incoming(Packet::ConnAck(connack))) => Ok(Client {
-                    client,
-                    pump,
-                    connack,
-                }),
-                _ => Err(Box::new(
-                    pump.ended.take().expect("no CONNACK and no error"),
-                )),
-            }
-        }
+        connect_methods!();
 
         /// Subscribes to filters with options and properties in one SUBSCRIBE; the SUBACK.
         pub fn subscribe_with(
@@ -407,32 +416,7 @@ pub mod v311 {
     }
 
     impl Client {
-        pub fn connect(port: u16, id: &str) -> Client {
-            Client::connect_with(options(port, id))
-        }
-
-        pub fn connect_with(o: MqttOptions) -> Client {
-            Client::try_connect(o).unwrap_or_else(|e| panic!("CONNECT refused: {e:?}"))
-        }
-
-        pub fn try_connect(o: MqttOptions) -> Result<Client, Box<ConnectionError>> {
-            let (client, eventloop) = AsyncClient::new(o, 1000);
-            let mut pump = pump!(eventloop);
-            match pump.wait(
-                WAIT,
-                |e| matches!(e, Event::Incoming(Packet::ConnAck(_))),
-                incoming,
-            ) {
-                Some(Event::Incoming(Packet::ConnAck(connack))) => Ok(Client {
-                    client,
-                    pump,
-                    connack,
-                }),
-                _ => Err(Box::new(
-                    pump.ended.take().expect("no CONNACK and no error"),
-                )),
-            }
-        }
+        connect_methods!();
 
         pub fn subscribe_many(
             &mut self,
