@@ -9,10 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{
-    ArrayRef, Float64Builder, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
-    UInt64Builder,
-};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Result;
@@ -21,7 +17,7 @@ use mast_storage::schema::{ColumnKind, TIME_COLUMN};
 
 use async_trait::async_trait;
 
-use crate::special::{Scan, SpecialTable, project};
+use crate::special::{Scan, SpecialTable};
 
 /// A timestamp column type (ns, UTC), as telemetry tables use.
 pub fn ts_type() -> DataType {
@@ -30,10 +26,6 @@ pub fn ts_type() -> DataType {
 
 fn schema(fields: Vec<Field>) -> SchemaRef {
     Arc::new(Schema::new(fields))
-}
-
-fn batch(schema: &SchemaRef, cols: Vec<ArrayRef>) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
 }
 
 /// `system.tables`: one row per telemetry table.
@@ -68,12 +60,6 @@ impl SpecialTable for TablesTable {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        project(self.all()?, scan)
-    }
-}
-
-impl TablesTable {
-    fn all(&self) -> Result<RecordBatch> {
         let snap = self.store.snapshot();
         // table -> (segments, rows, bytes, min time, max time)
         type Sums = (u64, u64, u64, Option<i64>, Option<i64>);
@@ -88,53 +74,27 @@ impl TablesTable {
         }
         let mut tables = snap.tables();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
-        let (mut name, mut tags, mut fields, mut series) = (
-            StringBuilder::new(),
-            UInt32Builder::new(),
-            UInt32Builder::new(),
-            UInt64Builder::new(),
-        );
-        let (mut segs, mut rows, mut bytes) = (
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-        );
-        let (mut lo, mut hi) = (
-            TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            TimestampNanosecondBuilder::new().with_timezone("UTC"),
-        );
+        let mut rows = scan.rows(&self.schema);
         for t in tables {
             let ntags = t
                 .columns
                 .iter()
                 .filter(|c| c.kind == ColumnKind::Tag)
                 .count();
-            name.append_value(&*t.name);
-            tags.append_value(ntags as u32);
-            fields.append_value((t.columns.len() - ntags) as u32);
             let id = self.store.catalog().lookup(&t.name).map(|(id, _)| id);
-            series.append_value(id.map_or(0, |id| self.store.catalog().series_count(id)));
             let s = per.get(&*t.name).copied().unwrap_or_default();
-            segs.append_value(s.0);
-            rows.append_value(s.1);
-            bytes.append_value(s.2);
-            lo.append_option(s.3);
-            hi.append_option(s.4);
+            rows.row()
+                .str(&t.name)
+                .u32(ntags as u32)
+                .u32((t.columns.len() - ntags) as u32)
+                .u64(id.map_or(0, |id| self.store.catalog().series_count(id)))
+                .u64(s.0)
+                .u64(s.1)
+                .u64(s.2)
+                .opt_ts(s.3)
+                .opt_ts(s.4);
         }
-        batch(
-            &self.schema,
-            vec![
-                Arc::new(name.finish()),
-                Arc::new(tags.finish()),
-                Arc::new(fields.finish()),
-                Arc::new(series.finish()),
-                Arc::new(segs.finish()),
-                Arc::new(rows.finish()),
-                Arc::new(bytes.finish()),
-                Arc::new(lo.finish()),
-                Arc::new(hi.finish()),
-            ],
-        )
+        rows.finish()
     }
 }
 
@@ -166,26 +126,11 @@ impl SpecialTable for ColumnsTable {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        project(self.all()?, scan)
-    }
-}
-
-impl ColumnsTable {
-    fn all(&self) -> Result<RecordBatch> {
         let mut tables = self.store.catalog().tables();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
-        let (mut t, mut c, mut o, mut k, mut d) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            UInt32Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
+        let mut rows = scan.rows(&self.schema);
         for table in tables {
             for (i, name) in table.output_columns().iter().enumerate() {
-                t.append_value(&*table.name);
-                c.append_value(&**name);
-                o.append_value(i as u32);
                 let (kind, ty) = if &**name == TIME_COLUMN {
                     ("time", "timestamp".to_string())
                 } else {
@@ -195,20 +140,15 @@ impl ColumnsTable {
                         None => ("field", "unknown".to_string()),
                     }
                 };
-                k.append_value(kind);
-                d.append_value(ty);
+                rows.row()
+                    .str(&table.name)
+                    .str(name)
+                    .u32(i as u32)
+                    .str(kind)
+                    .str(&ty);
             }
         }
-        batch(
-            &self.schema,
-            vec![
-                Arc::new(t.finish()),
-                Arc::new(c.finish()),
-                Arc::new(o.finish()),
-                Arc::new(k.finish()),
-                Arc::new(d.finish()),
-            ],
-        )
+        rows.finish()
     }
 }
 
@@ -249,62 +189,27 @@ impl SpecialTable for SegmentsTable {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        project(self.all()?, scan)
-    }
-}
-
-impl SegmentsTable {
-    fn all(&self) -> Result<RecordBatch> {
         let mut segs = self.store.snapshot().segments();
         segs.sort_by(|a, b| (&a.table, a.shard, a.id).cmp(&(&b.table, b.shard, b.id)));
-        let ts = || TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let (mut table, mut shard, mut id) = (
-            StringBuilder::new(),
-            UInt32Builder::new(),
-            UInt64Builder::new(),
-        );
-        let (mut ps, mut pe, mut lo, mut hi) = (ts(), ts(), ts(), ts());
-        let mut u = [
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-            UInt64Builder::new(),
-        ];
-        let mut path = StringBuilder::new();
+        let mut rows = scan.rows(&self.schema);
         for s in &segs {
-            table.append_value(&*s.table);
-            shard.append_value(s.shard);
-            id.append_value(s.id);
-            ps.append_value(s.partition.0);
-            pe.append_value(s.partition.1);
-            lo.append_value(s.min_time);
-            hi.append_value(s.max_time);
-            for (b, v) in u.iter_mut().zip([
-                s.rows,
-                s.bytes,
-                s.series as u64,
-                s.blocks as u64,
-                s.float_codecs.0,
-                s.float_codecs.1,
-            ]) {
-                b.append_value(v);
-            }
-            path.append_value(s.path.display().to_string());
+            rows.row()
+                .str(&s.table)
+                .u32(s.shard)
+                .u64(s.id)
+                .ts(s.partition.0)
+                .ts(s.partition.1)
+                .ts(s.min_time)
+                .ts(s.max_time)
+                .u64(s.rows)
+                .u64(s.bytes)
+                .u64(s.series as u64)
+                .u64(s.blocks as u64)
+                .u64(s.float_codecs.0)
+                .u64(s.float_codecs.1)
+                .str(&s.path.display().to_string());
         }
-        let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(table.finish()),
-            Arc::new(shard.finish()),
-            Arc::new(id.finish()),
-            Arc::new(ps.finish()),
-            Arc::new(pe.finish()),
-            Arc::new(lo.finish()),
-            Arc::new(hi.finish()),
-        ];
-        cols.extend(u.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-        cols.push(Arc::new(path.finish()));
-        batch(&self.schema, cols)
+        rows.finish()
     }
 }
 
@@ -466,45 +371,18 @@ impl SpecialTable for QueriesTable {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        project(self.all()?, scan)
-    }
-}
-
-impl QueriesTable {
-    fn all(&self) -> Result<RecordBatch> {
-        let recs = self.log.records();
-        let (mut id, mut sql, mut state) = (
-            UInt64Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let mut started = TimestampNanosecondBuilder::new().with_timezone("UTC");
-        let (mut dur, mut rows, mut err) = (
-            Float64Builder::new(),
-            UInt64Builder::new(),
-            StringBuilder::new(),
-        );
-        for r in recs {
-            id.append_value(r.id);
-            sql.append_value(&r.sql);
-            state.append_value(r.state);
-            started.append_value(r.started_ns);
+        let mut rows = scan.rows(&self.schema);
+        for r in self.log.records() {
             let d = r.duration.unwrap_or_else(|| r.started.elapsed());
-            dur.append_value(d.as_secs_f64() * 1e3);
-            rows.append_value(r.rows);
-            err.append_option(r.error.as_deref());
+            rows.row()
+                .u64(r.id)
+                .str(&r.sql)
+                .str(r.state)
+                .ts(r.started_ns)
+                .f64(d.as_secs_f64() * 1e3)
+                .u64(r.rows)
+                .opt_str(r.error.as_deref());
         }
-        batch(
-            &self.schema,
-            vec![
-                Arc::new(id.finish()),
-                Arc::new(sql.finish()),
-                Arc::new(state.finish()),
-                Arc::new(started.finish()),
-                Arc::new(dur.finish()),
-                Arc::new(rows.finish()),
-                Arc::new(err.finish()),
-            ],
-        )
+        rows.finish()
     }
 }
