@@ -34,16 +34,15 @@ pub(crate) fn record(
     meta: &MetaStore,
     device_id: &str,
 ) -> Result<Option<DeviceRecord>, mast_meta::MetaError> {
-    let Some(v) = meta.get(DEVICES, device_id.as_bytes())? else {
-        return Ok(None);
-    };
-    match DeviceRecord::decode(&v) {
-        Ok(r) => Ok(Some(r)),
-        Err(e) => {
-            meta.report_unreadable(DEVICES, device_id.as_bytes(), e);
-            Ok(None)
-        }
-    }
+    let v = meta.get(DEVICES, device_id.as_bytes())?;
+    Ok(v.and_then(|v| decode_or_report(meta, device_id.as_bytes(), &v)))
+}
+
+/// The record stored under `key`, or `None` after reporting it unreadable.
+fn decode_or_report(meta: &MetaStore, key: &[u8], value: &[u8]) -> Option<DeviceRecord> {
+    DeviceRecord::decode(value)
+        .map_err(|e| meta.report_unreadable(DEVICES, key, e))
+        .ok()
 }
 
 /// Every readable device record; an unreadable one is reported to the store and left out.
@@ -51,13 +50,7 @@ pub(crate) fn records(meta: &MetaStore) -> Result<Vec<DeviceRecord>, mast_meta::
     let rows = meta.scan_prefix(DEVICES, b"")?;
     Ok(rows
         .into_iter()
-        .filter_map(|(k, v)| match DeviceRecord::decode(&v) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                meta.report_unreadable(DEVICES, &k, e);
-                None
-            }
-        })
+        .filter_map(|(k, v)| decode_or_report(meta, &k, &v))
         .collect())
 }
 

@@ -220,15 +220,6 @@ impl Row<'_> {
     }
 }
 
-/// `batch` (all of a table's columns) cut to the scan's projection, for a table that computes
-/// whole rows anyway.
-pub fn project(batch: RecordBatch, scan: &Scan) -> Result<RecordBatch> {
-    match &scan.projection {
-        Some(p) => Ok(batch.project(p)?),
-        None => Ok(batch),
-    }
-}
-
 /// A table computed on demand.
 #[async_trait]
 pub trait SpecialTable: Debug + Send + Sync + 'static {
