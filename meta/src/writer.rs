@@ -14,7 +14,7 @@
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,22 @@ pub struct Writer {
     committed: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     listeners: Arc<Mutex<Vec<Listener>>>,
+    progress: Arc<Progress>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Signalled (under its lock) after each commit and on a failure, for [`Writer::wait`].
+#[derive(Default)]
+struct Progress {
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn signal(&self) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.changed.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Writer {
@@ -95,15 +110,17 @@ impl Writer {
         let committed = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let listeners: Arc<Mutex<Vec<Listener>>> = Arc::new(Mutex::new(Vec::new()));
-        let (m, c, f, l) = (
+        let progress = Arc::new(Progress::default());
+        let (m, c, f, l, p) = (
             Arc::clone(&meta),
             Arc::clone(&committed),
             Arc::clone(&failed),
             Arc::clone(&listeners),
+            Arc::clone(&progress),
         );
         let thread = std::thread::Builder::new()
             .name("meta-writer".into())
-            .spawn(move || write_loop(&m, &rx, &c, &f, &l))
+            .spawn(move || write_loop(&m, &rx, &c, &f, &l, &p))
             .ok();
         Writer {
             meta,
@@ -112,6 +129,7 @@ impl Writer {
             committed,
             failed,
             listeners,
+            progress,
             thread: Mutex::new(thread),
         }
     }
@@ -161,13 +179,22 @@ impl Writer {
     /// Blocks until `seq` is durable, up to `timeout`; false if it is not by then.
     pub fn wait(&self, seq: Option<Seq>, timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
-        while !self.committed().covers(seq) {
-            if Instant::now() >= until || self.failures() > 0 {
-                return self.committed().covers(seq);
+        let mut g = self.progress.lock.lock().unwrap_or_else(|e| e.into_inner());
+        // The writer moves `committed` before it takes the lock to signal, so a check made
+        // under the lock cannot miss the wake-up that follows it.
+        loop {
+            if self.committed().covers(seq) {
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            let now = Instant::now();
+            if now >= until || self.failures() > 0 {
+                return false;
+            }
+            g = match self.progress.changed.wait_timeout(g, until - now) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
         }
-        true
     }
 
     /// Commits what is queued and stops the writer; later submissions are refused.
@@ -192,6 +219,7 @@ fn write_loop(
     committed: &AtomicU64,
     failed: &AtomicU64,
     listeners: &Mutex<Vec<Listener>>,
+    progress: &Progress,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -221,11 +249,13 @@ fn write_loop(
             // Nothing after a failed commit is reported durable: acknowledgements that wait
             // for it are never sent, and clients resend after reconnecting.
             failed.fetch_add(1, Ordering::Relaxed);
+            progress.signal();
             tracing::error!(error = %e, "committing metadata failed; acknowledgements held back");
             while rx.recv().is_ok() {}
             return;
         }
         committed.fetch_max(last, Ordering::AcqRel);
+        progress.signal();
         for l in listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             l();
         }
