@@ -257,54 +257,60 @@ fn retain_as_published_keeps_the_flag_on_live_messages_v5() {
 // ---- 3. Wills ----
 
 #[test]
-fn will_is_published_when_the_connection_drops_without_disconnect_v311() {
+fn will_is_published_when_the_connection_drops_without_disconnect() {
     let server = Server::start();
-    let mut watcher = v311::Client::connect(server.port, "watcher");
-    watcher.subscribe("will/#", v311::QoS::AtLeastOnce);
-    let mut o = v311::options(server.port, "dev1");
-    o.set_last_will(v311::LastWill::new(
-        "will/dev1",
-        "gone",
-        v311::QoS::AtLeastOnce,
-        false,
-    ));
-    let dev = v311::Client::connect_with(o);
-    dev.drop_abruptly();
-    let p = watcher.recv();
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..], p.qos, p.retain),
-        ("will/dev1", &b"gone"[..], v311::QoS::AtLeastOnce, false)
-    );
-    watcher.assert_silent(QUIET);
+    for v in Version::ALL {
+        let mut watcher = any::Client::connect(v, server.port, &format!("watcher-{v:?}"));
+        watcher.subscribe("will/#", 1);
+        let will = any::Will {
+            topic: "will/dev1",
+            payload: "gone",
+            qos: 1,
+            retain: false,
+        };
+        any::Client::connect_with_will(v, server.port, "dev1", &will).drop_abruptly();
+        let p = watcher.recv();
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..], p.qos, p.retain),
+            ("will/dev1", &b"gone"[..], 1, false),
+            "{v:?}"
+        );
+        watcher.assert_silent(QUIET);
+    }
 }
 
 #[test]
-fn a_retained_will_is_kept_for_later_subscribers_v311() {
+fn a_retained_will_is_kept_for_later_subscribers() {
     let server = Server::start();
-    let mut o = v311::options(server.port, "dev1");
-    o.set_last_will(v311::LastWill::new(
-        "status/dev1",
-        "offline",
-        v311::QoS::AtLeastOnce,
-        true,
-    ));
-    // A subscriber from before sees the will go out live; only then is it surely retained (a
-    // late subscriber polling for it could catch the live delivery, which is not retained).
-    let mut early = v311::Client::connect(server.port, "early");
-    early.subscribe("status/#", v311::QoS::AtLeastOnce);
-    v311::Client::connect_with(o).drop_abruptly();
-    let p = early.recv();
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..], p.retain),
-        ("status/dev1", &b"offline"[..], false)
-    );
-    let mut late = v311::Client::connect(server.port, "late");
-    late.subscribe("status/#", v311::QoS::AtLeastOnce);
-    let p = late.recv();
-    assert_eq!(
-        (p.topic.as_str(), &p.payload[..], p.retain),
-        ("status/dev1", &b"offline"[..], true)
-    );
+    for v in Version::ALL {
+        let topic = format!("status/{v:?}");
+        let will = any::Will {
+            topic: &topic,
+            payload: "offline",
+            qos: 1,
+            retain: true,
+        };
+        // A subscriber from before sees the will go out live; only then is it surely retained (a
+        // late subscriber polling for it could catch the live delivery, which is not retained).
+        let mut early = any::Client::connect(v, server.port, &format!("early-{v:?}"));
+        early.subscribe(&topic, 1);
+        any::Client::connect_with_will(v, server.port, &format!("dev-{v:?}"), &will)
+            .drop_abruptly();
+        let p = early.recv();
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..], p.retain),
+            (topic.as_str(), &b"offline"[..], false),
+            "{v:?}"
+        );
+        let mut late = any::Client::connect(v, server.port, &format!("late-{v:?}"));
+        late.subscribe(&topic, 1);
+        let p = late.recv();
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..], p.retain),
+            (topic.as_str(), &b"offline"[..], true),
+            "{v:?}"
+        );
+    }
 }
 
 #[test]
@@ -312,23 +318,16 @@ fn will_is_not_published_after_a_normal_disconnect() {
     let server = Server::start();
     let mut watcher = v5::Client::connect(server.port, "watcher");
     watcher.subscribe("will/#", v5::QoS::AtLeastOnce);
-    let mut o = v311::options(server.port, "dev311");
-    o.set_last_will(v311::LastWill::new(
-        "will/dev311",
-        "gone",
-        v311::QoS::AtLeastOnce,
-        false,
-    ));
-    v311::Client::connect_with(o).disconnect();
-    let mut o = v5::options(server.port, "dev5");
-    o.set_last_will(v5::LastWill::new(
-        "will/dev5",
-        "gone",
-        v5::QoS::AtLeastOnce,
-        false,
-        None,
-    ));
-    v5::Client::connect_with(o).disconnect();
+    for v in Version::ALL {
+        let topic = format!("will/dev-{v:?}");
+        let will = any::Will {
+            topic: &topic,
+            payload: "gone",
+            qos: 1,
+            retain: false,
+        };
+        any::Client::connect_with_will(v, server.port, &format!("dev-{v:?}"), &will).disconnect();
+    }
     watcher.assert_silent(Duration::from_millis(700));
 }
 

@@ -252,25 +252,34 @@ fn qos2_publish_received_before_sigkill_is_not_delivered_again_when_resent_after
     );
     server.restart_after_kill();
     drop(r);
+    // The session is found again after each restart; a PUBLISH (id 5) then gets PUBREC, and
+    // its PUBREL gets PUBCOMP.
+    let reconnect = || {
+        let mut r = Raw::open(port);
+        r.send(&hello);
+        assert!(
+            matches!(r.read(WAIT), Got::Packet(0x20, b) if b[..2] == [1, 0]),
+            "session present"
+        );
+        r
+    };
+    let exactly_once = |r: &mut Raw, publish: &[u8]| {
+        r.send(publish);
+        assert!(
+            matches!(r.read(WAIT), Got::Packet(0x50, b) if b[..2] == [0, 5]),
+            "PUBREC"
+        );
+        r.send(&raw::packet(0x62, &[0, 5]));
+        assert!(
+            matches!(r.read(WAIT), Got::Packet(0x70, b) if b[..2] == [0, 5]),
+            "PUBCOMP"
+        );
+    };
     // The PUBREC was lost as far as the publisher knows: it resends with DUP, then PUBREL.
-    let mut r = Raw::open(port);
-    r.send(&hello);
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x20, b) if b[..2] == [1, 0]),
-        "session present"
-    );
+    let mut r = reconnect();
     let mut again = publish;
     again[0] |= 0x08;
-    r.send(&again);
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x50, b) if b[..2] == [0, 5]),
-        "PUBREC"
-    );
-    r.send(&raw::packet(0x62, &[0, 5]));
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x70, b) if b[..2] == [0, 5]),
-        "PUBCOMP"
-    );
+    exactly_once(&mut r, &again);
     let mut sub = v5::Client::connect_with(v5::persistent(port, "sub", 600));
     assert!(sub.connack.session_present);
     let p = sub.recv();
@@ -281,21 +290,10 @@ fn qos2_publish_received_before_sigkill_is_not_delivered_again_when_resent_after
     drop(sub);
     server.restart_after_kill();
     drop(r);
-    let mut r = Raw::open(port);
-    r.send(&hello);
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x20, b) if b[..2] == [1, 0]),
-        "session present"
-    );
-    r.send(&raw::publish(true, 2, 5, b"q2/t", &[], b"a new message"));
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x50, b) if b[..2] == [0, 5]),
-        "PUBREC"
-    );
-    r.send(&raw::packet(0x62, &[0, 5]));
-    assert!(
-        matches!(r.read(WAIT), Got::Packet(0x70, b) if b[..2] == [0, 5]),
-        "PUBCOMP"
+    let mut r = reconnect();
+    exactly_once(
+        &mut r,
+        &raw::publish(true, 2, 5, b"q2/t", &[], b"a new message"),
     );
     let mut sub = v5::Client::connect_with(v5::persistent(port, "sub", 600));
     assert_eq!(&sub.recv().payload[..], b"a new message");

@@ -136,6 +136,27 @@ impl<E, Er> Drop for Pump<E, Er> {
 /// How a client connects, the same for both protocol versions: each module's `Client`,
 /// `MqttOptions`, `AsyncClient`, `Event`, `Packet`, `ConnectionError`, `options` and `incoming`
 /// are the version's own.
+/// The client and its default options, the same for both protocol versions: each module's
+/// `AsyncClient`, `ConnAck`, `Event`, `ConnectionError` and `MqttOptions` are the version's own.
+macro_rules! client_type {
+    ($doc:literal) => {
+        #[doc = $doc]
+        pub struct Client {
+            pub client: AsyncClient,
+            pump: Pump<Event, ConnectionError>,
+            /// The CONNACK the server answered with.
+            pub connack: ConnAck,
+        }
+
+        /// Options with a test-friendly keep alive.
+        pub fn options(port: u16, id: &str) -> MqttOptions {
+            let mut o = MqttOptions::new(id, "127.0.0.1", port);
+            o.set_keep_alive(Duration::from_secs(30));
+            o
+        }
+    };
+}
+
 macro_rules! connect_methods {
     () => {
         pub fn connect(port: u16, id: &str) -> Client {
@@ -244,20 +265,7 @@ pub mod v5 {
     };
     pub use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 
-    /// A connected 5.0 client.
-    pub struct Client {
-        pub client: AsyncClient,
-        pump: Pump<Event, ConnectionError>,
-        /// The CONNACK the server answered with.
-        pub connack: ConnAck,
-    }
-
-    /// Options with a test-friendly keep alive.
-    pub fn options(port: u16, id: &str) -> MqttOptions {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(30));
-        o
-    }
+    client_type!("A connected 5.0 client.");
 
     /// Options for a session that outlives its connection.
     pub fn persistent(port: u16, id: &str, expiry_secs: u32) -> MqttOptions {
@@ -391,18 +399,7 @@ pub mod v311 {
         Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode,
     };
 
-    /// A connected 3.1.1 client.
-    pub struct Client {
-        pub client: AsyncClient,
-        pump: Pump<Event, ConnectionError>,
-        pub connack: ConnAck,
-    }
-
-    pub fn options(port: u16, id: &str) -> MqttOptions {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(30));
-        o
-    }
+    client_type!("A connected 3.1.1 client.");
 
     /// Options for a persistent session (clean session = 0).
     pub fn persistent(port: u16, id: &str) -> MqttOptions {
@@ -754,6 +751,14 @@ pub mod any {
         }
     }
 
+    /// A last will, version-neutral.
+    pub struct Will<'a> {
+        pub topic: &'a str,
+        pub payload: &'a str,
+        pub qos: u8,
+        pub retain: bool,
+    }
+
     /// A connected client of either version.
     pub enum Client {
         V311(v311::Client),
@@ -766,6 +771,46 @@ pub mod any {
                 Version::V311 => Client::V311(v311::Client::connect(port, id)),
                 Version::V5 => Client::V5(v5::Client::connect(port, id)),
             }
+        }
+
+        /// Connects with a last will.
+        pub fn connect_with_will(v: Version, port: u16, id: &str, will: &Will) -> Client {
+            match v {
+                Version::V311 => {
+                    let mut o = v311::options(port, id);
+                    o.set_last_will(v311::LastWill::new(
+                        will.topic,
+                        will.payload,
+                        v311_qos(will.qos),
+                        will.retain,
+                    ));
+                    Client::V311(v311::Client::connect_with(o))
+                }
+                Version::V5 => {
+                    let mut o = v5::options(port, id);
+                    o.set_last_will(v5::LastWill::new(
+                        will.topic,
+                        will.payload,
+                        v5_qos(will.qos),
+                        will.retain,
+                        None,
+                    ));
+                    Client::V5(v5::Client::connect_with(o))
+                }
+            }
+        }
+
+        /// DISCONNECT (reason 0) and wait for the connection to close.
+        pub fn disconnect(self) {
+            match self {
+                Client::V311(c) => c.disconnect(),
+                Client::V5(c) => c.disconnect(),
+            }
+        }
+
+        /// Drops the socket without DISCONNECT.
+        pub fn drop_abruptly(self) {
+            drop(self);
         }
 
         /// Subscribes to one filter at `qos`; the granted QoS, or `None` when refused.
