@@ -79,35 +79,9 @@ ulimit -n "$hard"
 
 DATE=$(date -u +%Y-%m-%d)
 STARTED=$(date -u +%H:%M)
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 # use old|new: the build start_broker (and `mast export`) run.
 use() { BIN=$WORK/bins/$1; }
 declare -A SRC=([old]="$OLD_SRC" [new]="$NEW_SRC")
-# emit HEAD [FILE]: as run.sh's: one JSON line (stdout and RAW), the object HEAD with the JSON
-# object(s) FILE holds under "result", or "error" if none.
-emit() {
-    python3 - "$@" <<'EOF' | tee -a "$RAW"
-import json, sys
-d = json.loads(sys.argv[1])
-if len(sys.argv) > 2:
-    res = {}
-    try:
-        with open(sys.argv[2]) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    res.update(json.loads(line))
-    except (OSError, ValueError) as e:
-        d["error"] = f"unreadable output: {e}"
-    if res:
-        d["result"] = res
-    else:
-        d.setdefault("error", "no JSON output")
-print(json.dumps(d, separators=(",", ":")))
-EOF
-}
-# As run.sh's: the load generator with a time limit (in case it hangs); stderr to the first arg.
-lg() { local err=$1; shift; timeout -k 5 "$((DUR * 3 + 300))" "$LG" "$@" 2>"$err"; }
 
 # 1, 2. Ingest, as ingest.sh's run_mast.
 payload_args() {
@@ -156,27 +130,7 @@ bench() { # build scenario qos run
     emit "{\"build\":\"$build\",\"case\":\"bench-$s-q$q\",\"kind\":\"bench\",\"scenario\":\"$s\",\"qos\":$q,\"run\":$run,\"msgs_per_sec\":$v,\"exit\":$rc}" "$WORK/out.json"
 }
 
-# 4. Idle connections, as run.sh's hold and the first half of its idle.
-# hold N ERRFILE: `mast-loadgen conn` holds N connections (client ids idle-0…) for HOLD s; RSS
-# of the broker while they are up in HELD ("null" if they never all came up); exit status in RC.
-hold() {
-    local n=$1 err=$2 up=0 ifaddr=()
-    [ "$n" -le 10000 ] || ifaddr=(--ifaddr 127.0.0.1-127.0.0.20)
-    HELD=null RC=0
-    bg_start timeout -k 5 $((HOLD + 600)) "$LG" conn -p "$PORT" -c "$n" "${ifaddr[@]}" -d "$HOLD" \
-        --prefix idle --json >"$WORK/conn.json" 2>"$err"
-    local l=$BG
-    for _ in $(seq 3000); do # up to 5 minutes to connect
-        if grep -q '^conn: .*connected' "$err"; then up=1; break; fi
-        kill -0 "$l" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ "$up" = 1 ]; then
-        sleep "$(( HOLD > 3 ? 2 : 1 ))"
-        HELD=$(rss_kb "$PID")
-    fi
-    bg_wait "$l" || RC=$?
-}
+# 4. Idle connections, as the first half of run.sh's idle.
 idle() { # build n run
     local build=$1 n=$2 run=$3 before after rc held bytes=null
     log "$build: $n idle connections, run $run"

@@ -20,6 +20,7 @@
 #   machine                "BENCH_MACHINE (N vCPU MODEL, R GiB RAM)", or just the part in brackets
 #   mosquitto_version      e.g. 2.0.11
 #   pip_ensure MODULE PACKAGE...  installs the PyPI packages unless python3 can import MODULE
+#   log, lg, emit, hold    for run.sh and compare.sh: see them at the end
 # shellcheck shell=bash disable=SC2034 # sets variables for the scripts that source it
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
@@ -134,4 +135,55 @@ pip_ensure() { # module package...
     python3 -c "import $m" 2>/dev/null && return
     python3 -m pip install --quiet "$@" >&2 ||
         python3 -m pip install --quiet --break-system-packages "$@" >&2
+}
+
+# ---- Shared by run.sh and compare.sh (they set RAW, DUR, HOLD, WORK and PID) ----
+# log MSG: a time-stamped line on stderr.
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+# lg ERRFILE ARGS...: the load generator with a time limit (in case it hangs), stderr to ERRFILE.
+lg() { local err=$1; shift; timeout -k 5 "$((DUR * 3 + 300))" "$LG" "$@" 2>"$err"; }
+
+# emit HEAD [FILE]: one JSON line (stdout and $RAW): the object HEAD, with the JSON object(s)
+# FILE holds under "result" (several lines are merged into one object) or "error" if none.
+emit() {
+    python3 - "$@" <<'EOF' | tee -a "$RAW"
+import json, sys
+d = json.loads(sys.argv[1])
+if len(sys.argv) > 2:
+    res = {}
+    try:
+        with open(sys.argv[2]) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    res.update(json.loads(line))
+    except (OSError, ValueError) as e:
+        d["error"] = f"unreadable output: {e}"
+    if res:
+        d["result"] = res
+    else:
+        d.setdefault("error", "no JSON output")
+print(json.dumps(d, separators=(",", ":")))
+EOF
+}
+
+# hold N ERRFILE: `mast-loadgen conn` holds N connections (client ids idle-0…) for HOLD s; RSS
+# of the broker while they are up in HELD ("null" if they never all came up); exit status in RC.
+hold() {
+    local n=$1 err=$2 up=0 ifaddr=()
+    [ "$n" -le 10000 ] || ifaddr=(--ifaddr 127.0.0.1-127.0.0.20)
+    HELD=null RC=0
+    bg_start timeout -k 5 $((HOLD + 600)) "$LG" conn -p "$PORT" -c "$n" "${ifaddr[@]}" -d "$HOLD" \
+        --prefix idle --json >"$WORK/conn.json" 2>"$err"
+    local l=$BG
+    for _ in $(seq 3000); do # up to 5 minutes to connect
+        if grep -q '^conn: .*connected' "$err"; then up=1; break; fi
+        kill -0 "$l" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ "$up" = 1 ]; then
+        sleep "$(( HOLD > 3 ? 2 : 1 ))"
+        HELD=$(rss_kb "$PID")
+    fi
+    bg_wait "$l" || RC=$?
 }

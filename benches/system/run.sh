@@ -81,32 +81,6 @@ RAW=$RESULTS/raw.jsonl
 : >"$RAW"
 echo "results in $RESULTS" >&2
 
-# emit HEAD [FILE]: one JSON line (stdout and raw.jsonl): the object HEAD, with the JSON object(s)
-# FILE holds under "result" (several lines are merged into one object) or "error" if none.
-emit() {
-    python3 - "$@" <<'EOF' | tee -a "$RAW"
-import json, sys
-d = json.loads(sys.argv[1])
-if len(sys.argv) > 2:
-    res = {}
-    try:
-        with open(sys.argv[2]) as f:
-            for line in f:
-                line = line.strip()
-                if line.startswith("{"):
-                    res.update(json.loads(line))
-    except (OSError, ValueError) as e:
-        d["error"] = f"unreadable output: {e}"
-    if res:
-        d["result"] = res
-    else:
-        d.setdefault("error", "no JSON output")
-print(json.dumps(d, separators=(",", ":")))
-EOF
-}
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
-# Runs the load generator with a time limit (in case it hangs); stderr to the file given first.
-lg() { local err=$1; shift; timeout -k 5 "$((DUR * 3 + 300))" "$LG" "$@" 2>"$err"; }
 
 # bench BROKER SCENARIO QOS KIND RUN RATE: one `mast-loadgen bench` run on a fresh broker;
 # RATE = total msgs/s (--rate), 0 = unthrottled.
@@ -136,26 +110,6 @@ print(int(statistics.median(v)) if v else 0)
 EOF
 }
 
-# hold N ERRFILE: `mast-loadgen conn` holds N connections (client ids idle-0…) for HOLD s; RSS
-# of the broker while they are up in HELD ("null" if they never all came up); exit status in RC.
-hold() {
-    local n=$1 err=$2 up=0 ifaddr=()
-    [ "$n" -le 10000 ] || ifaddr=(--ifaddr 127.0.0.1-127.0.0.20)
-    HELD=null RC=0
-    bg_start timeout -k 5 $((HOLD + 600)) "$LG" conn -p "$PORT" -c "$n" "${ifaddr[@]}" -d "$HOLD" \
-        --prefix idle --json >"$WORK/conn.json" 2>"$err"
-    local l=$BG
-    for _ in $(seq 3000); do # up to 5 minutes to connect
-        if grep -q '^conn: .*connected' "$err"; then up=1; break; fi
-        kill -0 "$l" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ "$up" = 1 ]; then
-        sleep "$(( HOLD > 3 ? 2 : 1 ))"
-        HELD=$(rss_kb "$PID")
-    fi
-    bg_wait "$l" || RC=$?
-}
 
 # idle BROKER N: RSS growth while N connections are held; then, after they closed, RSS growth
 # while the same client ids connect again (a broker that keeps per-device state pays once).
