@@ -7,8 +7,11 @@
 //!
 //! - [`registry`]: the device record (`devices` table, `iot.devices`) and presence events
 //!   (`iot.device_events`).
+//! - [`shadow`]: device shadows (the AWS IoT Device Shadow contract): merge, delta, metadata,
+//!   versions, limits and error documents.
 
 pub mod registry;
+pub mod shadow;
 
 use mast_meta::Op;
 

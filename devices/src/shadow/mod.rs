@@ -1,0 +1,493 @@
+//! Device shadows, sans IO: the AWS IoT Device Shadow contract (classic and named shadows) as
+//! functions from the stored shadow and a request payload to the new shadow and the reply
+//! documents. One implementation for every transport: the MQTT service (`$aws/things/…/shadow/…`)
+//! and the REST API call the same [`update`], [`get`] and [`delete`]; the caller stores
+//! [`Updated::shadow`] and publishes the replies only once that write is durable.
+//!
+//! The rules are in [`merge`]; the contract, with AWS's sources, in
+//! `docs/plans/aws-shadow-contract.md`. Where AWS leaves a choice open, Mast decides as follows:
+//! - an update that changes nothing is still accepted and counts a version (as Greengrass does);
+//! - a `version` in an update that would create the shadow is a conflict (409): there is no
+//!   version to match yet;
+//! - a deleted shadow keeps its version for 48 hours, so one created again continues from it;
+//! - a shadow whose sections are all removed still exists: `get` answers `"state": {}`;
+//! - get replies carry no `metadata.delta` (the SDKs ignore it);
+//! - every error document carries a `timestamp`.
+
+pub mod merge;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use merge::Object;
+
+/// State bytes a shadow may hold: desired + reported of the merged document, metadata excluded.
+pub const MAX_STATE_BYTES: usize = 8192;
+/// Nesting levels in `desired` or `reported`, the section itself being level 1.
+pub const MAX_DEPTH: usize = 6;
+/// Bytes of a `clientToken`.
+pub const MAX_TOKEN_BYTES: usize = 64;
+/// Bytes of a thing name; of a shadow name.
+pub const MAX_THING_NAME: usize = 128;
+pub const MAX_SHADOW_NAME: usize = 64;
+/// How long a deleted shadow's version is remembered.
+pub const VERSION_MEMORY_SECS: u64 = 48 * 3600;
+
+/// A refusal: the HTTP-style code and AWS's message for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowError {
+    pub code: u16,
+    pub message: String,
+}
+
+impl ShadowError {
+    fn new(code: u16, message: impl Into<String>) -> ShadowError {
+        ShadowError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: &str) -> ShadowError {
+        ShadowError::new(400, message)
+    }
+
+    /// 401: the caller is not who it must be.
+    pub fn unauthorized() -> ShadowError {
+        ShadowError::new(401, "Unauthorized")
+    }
+
+    /// 403: the caller may not touch this shadow (or this section of it).
+    pub fn forbidden() -> ShadowError {
+        ShadowError::new(403, "Forbidden")
+    }
+
+    /// 429: too many requests in flight on one connection.
+    pub fn too_many_requests() -> ShadowError {
+        ShadowError::new(429, "Too Many Requests")
+    }
+
+    /// 500: the change could not be made durable.
+    pub fn internal() -> ShadowError {
+        ShadowError::new(500, "Internal service failure")
+    }
+}
+
+/// A refused request: the error and the request's `clientToken`, to echo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub error: ShadowError,
+    pub token: Option<String>,
+}
+
+impl Rejected {
+    /// A refusal of a request whose payload was not read (a bad name, a rate limit).
+    pub fn of(error: ShadowError, payload: &[u8]) -> Rejected {
+        let token = parse(payload).ok().and_then(|o| token(&o).ok().flatten());
+        Rejected { error, token }
+    }
+
+    /// The error document: `{code, message, timestamp, clientToken}`.
+    pub fn document(&self, now: u64) -> Value {
+        let mut d = json!({
+            "code": self.error.code,
+            "message": self.error.message,
+            "timestamp": now,
+        });
+        with_token(&mut d, self.token.as_deref());
+        d
+    }
+}
+
+/// Who changes a shadow: the device itself (over MQTT), an operator (REST), a fleet-wide change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Device,
+    Operator,
+    Fleet,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Device => "device",
+            Source::Operator => "operator",
+            Source::Fleet => "fleet",
+        }
+    }
+}
+
+/// One shadow as stored. A deleted shadow is kept as a tombstone (`deleted_at`) so that its
+/// version continues if it is created again soon.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Shadow {
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Object>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<Object>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_metadata: Option<Object>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_metadata: Option<Object>,
+    /// Epoch seconds of the last accepted change (or of the delete).
+    pub updated_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<u64>,
+}
+
+impl Shadow {
+    /// Whether it exists (not deleted).
+    pub fn exists(&self) -> bool {
+        self.deleted_at.is_none()
+    }
+
+    /// What of desired is not reported yet (empty when in sync).
+    pub fn delta(&self) -> Object {
+        self.desired
+            .as_ref()
+            .map(|d| merge::delta(d, self.reported.as_ref()))
+            .unwrap_or_default()
+    }
+
+    /// `{"state": {desired, reported}, "metadata": {desired, reported}, "version"}`.
+    pub fn snapshot(&self) -> Value {
+        json!({
+            "state": sections(&self.desired, &self.reported),
+            "metadata": sections(&self.desired_metadata, &self.reported_metadata),
+            "version": self.version,
+        })
+    }
+
+    /// The stored form: versioned JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("v".into(), json!(1));
+        }
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+
+    /// Reads the stored form; `None` if it is not one this version can read.
+    pub fn decode(bytes: &[u8]) -> Option<Shadow> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        if v.get("v").and_then(Value::as_u64) != Some(1) {
+            return None;
+        }
+        serde_json::from_value(v).ok()
+    }
+}
+
+fn sections(desired: &Option<Object>, reported: &Option<Object>) -> Value {
+    let mut m = Object::new();
+    if let Some(d) = desired {
+        m.insert("desired".into(), Value::Object(d.clone()));
+    }
+    if let Some(r) = reported {
+        m.insert("reported".into(), Value::Object(r.clone()));
+    }
+    Value::Object(m)
+}
+
+/// Checks a thing name and an optional shadow name as AWS allows them.
+pub fn check_names(thing: &str, shadow: Option<&str>) -> Result<(), ShadowError> {
+    let ok = |s: &str, max: usize, dollar: bool| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b':' | b'_' | b'-')
+                    || (dollar && b == b'$')
+            })
+    };
+    if !ok(thing, MAX_THING_NAME, false) {
+        return Err(ShadowError::bad("Invalid thing name"));
+    }
+    if let Some(s) = shadow
+        && !ok(s, MAX_SHADOW_NAME, true)
+    {
+        return Err(ShadowError::bad("Invalid shadow name"));
+    }
+    Ok(())
+}
+
+/// The accepted update: the shadow to store and the replies to publish once it is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    pub shadow: Shadow,
+    /// For `/update/accepted`.
+    pub accepted: Value,
+    /// For `/update/delta`, when desired and reported differ after the change.
+    pub delta: Option<Value>,
+    /// For `/update/documents`.
+    pub documents: Value,
+    pub token: Option<String>,
+}
+
+/// A section of an update request.
+enum Patch {
+    Absent,
+    Clear,
+    Merge(Object),
+}
+
+/// Applies an update request to `current` (the stored shadow or tombstone, if any).
+pub fn update(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    source: Source,
+    now: u64,
+) -> Result<Updated, Rejected> {
+    let request = parse(payload).map_err(|error| Rejected { error, token: None })?;
+    let token = token(&request).map_err(|error| Rejected { error, token: None })?;
+    let reject = |error| Rejected {
+        error,
+        token: token.clone(),
+    };
+    let (desired, reported) = patches(&request).map_err(reject)?;
+    let version = match request.get("version") {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| reject(ShadowError::bad("Invalid version")))?,
+        ),
+    };
+    for p in [&desired, &reported] {
+        if let Patch::Merge(o) = p
+            && merge::depth(o) > MAX_DEPTH
+        {
+            return Err(reject(ShadowError::bad(
+                "JSON contains too many levels of nesting; maximum is 6",
+            )));
+        }
+    }
+    if source != Source::Device && !matches!(reported, Patch::Absent) {
+        return Err(reject(ShadowError::forbidden()));
+    }
+    let live = current.filter(|s| s.exists());
+    if let Some(v) = version
+        && live.is_none_or(|s| s.version != v)
+    {
+        return Err(reject(ShadowError::new(409, "Version conflict")));
+    }
+    let mut shadow = match (live, current) {
+        (Some(s), _) => s.clone(),
+        (None, Some(t)) if now.saturating_sub(t.updated_at) <= VERSION_MEMORY_SECS => Shadow {
+            version: t.version,
+            ..Shadow::default()
+        },
+        _ => Shadow::default(),
+    };
+    apply(
+        &mut shadow.desired,
+        &mut shadow.desired_metadata,
+        &desired,
+        now,
+    );
+    apply(
+        &mut shadow.reported,
+        &mut shadow.reported_metadata,
+        &reported,
+        now,
+    );
+    if merge::state_size(shadow.desired.as_ref(), shadow.reported.as_ref()) > MAX_STATE_BYTES {
+        return Err(reject(ShadowError::new(
+            413,
+            "The payload exceeds the maximum size allowed",
+        )));
+    }
+    shadow.version += 1;
+    shadow.updated_at = now;
+    shadow.deleted_at = None;
+
+    let mut accepted = json!({
+        "state": request.get("state").cloned().unwrap_or(Value::Null),
+        "metadata": echo_metadata(&desired, &reported, now),
+        "version": shadow.version,
+        "timestamp": now,
+    });
+    with_token(&mut accepted, token.as_deref());
+    let d = shadow.delta();
+    let delta = (!d.is_empty()).then(|| {
+        let meta = shadow
+            .desired_metadata
+            .as_ref()
+            .map(|m| merge::restrict(m, &d))
+            .unwrap_or_default();
+        let mut v =
+            json!({"state": d, "metadata": meta, "version": shadow.version, "timestamp": now});
+        with_token(&mut v, token.as_deref());
+        v
+    });
+    let mut documents = json!({"current": shadow.snapshot(), "timestamp": now});
+    if let Some(prev) = live {
+        documents["previous"] = prev.snapshot();
+    }
+    with_token(&mut documents, token.as_deref());
+    Ok(Updated {
+        shadow,
+        accepted,
+        delta,
+        documents,
+        token,
+    })
+}
+
+/// Answers a get request: the whole document with its delta.
+pub fn get(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    name: &str,
+    now: u64,
+) -> Result<Value, Rejected> {
+    let token = request_token(payload)?;
+    let Some(s) = current.filter(|s| s.exists()) else {
+        return Err(Rejected {
+            error: not_found(name),
+            token,
+        });
+    };
+    let mut state = sections(&s.desired, &s.reported);
+    let d = s.delta();
+    if !d.is_empty() {
+        state["delta"] = Value::Object(d);
+    }
+    let mut doc = json!({
+        "state": state,
+        "metadata": sections(&s.desired_metadata, &s.reported_metadata),
+        "version": s.version,
+        "timestamp": now,
+    });
+    with_token(&mut doc, token.as_deref());
+    Ok(doc)
+}
+
+/// Answers a delete request: the tombstone to store and the `/delete/accepted` document.
+pub fn delete(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    name: &str,
+    now: u64,
+) -> Result<(Shadow, Value), Rejected> {
+    let token = request_token(payload)?;
+    let Some(s) = current.filter(|s| s.exists()) else {
+        return Err(Rejected {
+            error: not_found(name),
+            token,
+        });
+    };
+    let tombstone = Shadow {
+        version: s.version,
+        updated_at: now,
+        deleted_at: Some(now),
+        ..Shadow::default()
+    };
+    let mut doc = json!({"version": s.version, "timestamp": now});
+    with_token(&mut doc, token.as_deref());
+    Ok((tombstone, doc))
+}
+
+fn not_found(name: &str) -> ShadowError {
+    ShadowError::new(404, format!("No shadow exists with name: '{name}'"))
+}
+
+/// A request payload as a JSON object.
+fn parse(payload: &[u8]) -> Result<Object, ShadowError> {
+    let text = std::str::from_utf8(payload).map_err(|_| {
+        ShadowError::new(
+            415,
+            "Unsupported documented encoding; supported encoding is UTF-8",
+        )
+    })?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(ShadowError::bad("Invalid JSON")),
+    }
+}
+
+fn token(request: &Object) -> Result<Option<String>, ShadowError> {
+    match request.get("clientToken") {
+        None => Ok(None),
+        Some(Value::String(t)) if t.len() <= MAX_TOKEN_BYTES => Ok(Some(t.clone())),
+        Some(_) => Err(ShadowError::bad("Invalid clientToken")),
+    }
+}
+
+/// The token of a get or delete request: its payload may be empty, `{}` or `{"clientToken"}`.
+fn request_token(payload: &[u8]) -> Result<Option<String>, Rejected> {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let o = parse(payload).map_err(|error| Rejected { error, token: None })?;
+    token(&o).map_err(|error| Rejected { error, token: None })
+}
+
+fn patches(request: &Object) -> Result<(Patch, Patch), ShadowError> {
+    let state = match request.get("state") {
+        None => return Err(ShadowError::bad("Missing required node: state")),
+        Some(Value::Null) => return Ok((Patch::Clear, Patch::Clear)),
+        Some(Value::Object(s)) => s,
+        Some(_) => return Err(ShadowError::bad("State node must be an object")),
+    };
+    if state
+        .keys()
+        .any(|k| !matches!(k.as_str(), "desired" | "reported" | "delta"))
+    {
+        return Err(ShadowError::bad("State contains an invalid node"));
+    }
+    let section = |key: &str, what: &str| match state.get(key) {
+        None => Ok(Patch::Absent),
+        Some(Value::Null) => Ok(Patch::Clear),
+        Some(Value::Object(o)) => Ok(Patch::Merge(o.clone())),
+        Some(_) => Err(ShadowError::bad(&format!("{what} node must be an object"))),
+    };
+    Ok((
+        section("desired", "Desired")?,
+        section("reported", "Reported")?,
+    ))
+}
+
+fn apply(section: &mut Option<Object>, meta: &mut Option<Object>, patch: &Patch, now: u64) {
+    match patch {
+        Patch::Absent => {}
+        Patch::Clear => {
+            *section = None;
+            *meta = None;
+        }
+        Patch::Merge(p) => {
+            let mut s = section.take().unwrap_or_default();
+            let mut m = meta.take().unwrap_or_default();
+            merge::merge(&mut s, &mut m, p, now);
+            if !s.is_empty() {
+                *section = Some(s);
+                *meta = Some(m);
+            }
+        }
+    }
+}
+
+/// The metadata of what the request set: its sections stamped now (a `null` too).
+fn echo_metadata(desired: &Patch, reported: &Patch, now: u64) -> Value {
+    let mut m = Object::new();
+    for (key, p) in [("desired", desired), ("reported", reported)] {
+        match p {
+            Patch::Absent => {}
+            Patch::Clear => {
+                m.insert(key.into(), json!({"timestamp": now}));
+            }
+            Patch::Merge(o) => {
+                m.insert(key.into(), merge::stamp(&Value::Object(o.clone()), now));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+fn with_token(doc: &mut Value, token: Option<&str>) {
+    if let (Some(t), Value::Object(m)) = (token, doc) {
+        m.insert("clientToken".into(), json!(t));
+    }
+}
+
+#[cfg(test)]
+mod tests;
