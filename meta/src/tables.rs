@@ -39,8 +39,12 @@ pub const MQTT_QUEUE: Table = Table::new("mqtt_queue", "broker: queued message")
 /// Device records (presence and registry); key: the device id, value: a device record.
 pub const DEVICES: Table = Table::new("devices", "devices: device record");
 
+/// Device shadows; key: the thing name, 0x00, the shadow name (empty for the classic shadow);
+/// value: a shadow record (live, or the tombstone of a deleted one).
+pub const SHADOWS: Table = Table::new("shadows", "devices: shadow record");
+
 /// All of them.
-pub const ALL: [Table; 4] = [MQTT_RETAINED, MQTT_SESSIONS, MQTT_QUEUE, DEVICES];
+pub const ALL: [Table; 5] = [MQTT_RETAINED, MQTT_SESSIONS, MQTT_QUEUE, DEVICES, SHADOWS];
 
 /// The table of this name, if there is one.
 pub fn by_name(name: &str) -> Option<Table> {

@@ -15,6 +15,7 @@
 //! - every error document carries a `timestamp`.
 
 pub mod merge;
+pub mod topic;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

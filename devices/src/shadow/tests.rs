@@ -410,3 +410,12 @@ fn the_stored_form_round_trips_and_is_versioned() {
     );
     assert_eq!(Shadow::decode(b"junk"), None);
 }
+
+#[test]
+fn a_record_as_docs_formats_meta_shows_it_is_read() {
+    let doc = r#"{"v":1,"version":3,"desired":{"led":"on"},"reported":{"led":"off"},"desired_metadata":{"led":{"timestamp":1730000005}},"reported_metadata":{"led":{"timestamp":1730000000}},"updated_at":1730000005}"#;
+    let s = Shadow::decode(doc.as_bytes()).expect("readable");
+    assert_eq!(s.version, 3);
+    assert!(s.exists());
+    assert_eq!(Value::Object(s.delta()), json!({"led": "on"}));
+}
