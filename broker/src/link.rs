@@ -262,6 +262,11 @@ impl Link {
         self.broker.persist.submit(ops)
     }
 
+    /// Whether `seq` is durable now (never blocks).
+    pub fn durable(&self, seq: Option<Seq>) -> bool {
+        self.broker.persist.committed().covers(seq)
+    }
+
     /// Waits until `seq` is durable, up to `timeout`; false if it is not (a slow disk, or a
     /// failed commit, after which nothing is reported durable).
     pub fn wait_durable(&mut self, seq: Option<Seq>, timeout: Duration) -> bool {

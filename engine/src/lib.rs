@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod mqtt;
 pub(crate) mod presence;
 pub mod priority;
+pub mod shadows;
 pub mod sql_tables;
 pub(crate) mod telemetry;

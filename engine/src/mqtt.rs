@@ -1,5 +1,5 @@
 //! The MQTT server of `mast serve`: the broker of `mast-broker` with the engine's services
-//! (telemetry and presence) plugged into its seams.
+//! (telemetry and presence) plugged into its seams, and the shadow service on a link.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ pub use mast_broker::{Broker, ConnectionInfo, Counters};
 
 use crate::config::MqttConfig;
 use crate::ingest::{IngestCounters, TagKeys, TelemetryPath};
+use crate::shadows::ShadowService;
 use crate::telemetry::EngineServices;
 use crate::telemetry::gateways::Gateways;
 
@@ -21,6 +22,7 @@ use crate::telemetry::gateways::Gateways;
 #[derive(Debug)]
 pub struct MqttServer {
     server: mast_broker::Server,
+    shadows: ShadowService,
     telemetry: Arc<TelemetryPath>,
 }
 
@@ -34,7 +36,7 @@ impl MqttServer {
         meta: Arc<MetaStore>,
     ) -> anyhow::Result<MqttServer> {
         let cfg = Arc::new(cfg);
-        let writer = Arc::new(Writer::start(meta));
+        let writer = Arc::new(Writer::start(Arc::clone(&meta)));
         match crate::presence::close_stale(&store, &writer, now_ns()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -53,7 +55,12 @@ impl MqttServer {
         let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
         let server = mast_broker::Server::start(cfg, credentials, writer, &services)?;
-        Ok(MqttServer { server, telemetry })
+        let shadows = ShadowService::start(server.broker(), meta)?;
+        Ok(MqttServer {
+            server,
+            shadows,
+            telemetry,
+        })
     }
 
     /// The plain listener's address.
@@ -79,6 +86,8 @@ impl MqttServer {
     /// Stops accepting, closes connections (v5 clients get DISCONNECT 0x8B), and waits for the
     /// threads; persisted state is committed.
     pub fn shutdown(self) {
+        // The services answer what they accepted while the broker still delivers.
+        self.shadows.shutdown();
         self.server.shutdown();
     }
 }

@@ -1,0 +1,269 @@
+//! Device shadows over MQTT against the real binary, with 3.1.1 and 5.0 clients (rumqttc):
+//! the AWS IoT Device Shadow topics and documents, versions, the delta, who may ask, and
+//! durability across `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod mqtt_support;
+
+use std::collections::HashMap;
+
+use common::Server;
+use mqtt_support::QUIET;
+use mqtt_support::any::{self, Version};
+use serde_json::{Value, json};
+
+const REPLIES: [&str; 7] = [
+    "get/accepted",
+    "get/rejected",
+    "update/accepted",
+    "update/rejected",
+    "update/delta",
+    "update/documents",
+    "delete/accepted",
+];
+
+/// A device subscribed to every reply topic of its classic shadow (or of `name`).
+fn device(v: Version, port: u16, thing: &str, name: Option<&str>) -> (any::Client, String) {
+    let mut c = any::Client::connect(v, port, thing);
+    let prefix = match name {
+        Some(n) => format!("$aws/things/{thing}/shadow/name/{n}"),
+        None => format!("$aws/things/{thing}/shadow"),
+    };
+    for r in REPLIES {
+        assert_eq!(c.subscribe(&format!("{prefix}/{r}"), 1), Some(1));
+    }
+    (c, prefix)
+}
+
+/// The next `n` replies, by reply topic (the suffix after the prefix).
+fn replies(c: &mut any::Client, prefix: &str, n: usize) -> HashMap<String, Value> {
+    (0..n)
+        .map(|_| {
+            let m = c.recv();
+            let suffix = m
+                .topic
+                .strip_prefix(&format!("{prefix}/"))
+                .unwrap()
+                .to_owned();
+            (suffix, serde_json::from_slice(&m.payload).unwrap())
+        })
+        .collect()
+}
+
+fn send(c: &mut any::Client, prefix: &str, op: &str, doc: &Value) {
+    c.publish(
+        &format!("{prefix}/{op}"),
+        1,
+        false,
+        doc.to_string().as_bytes(),
+    );
+}
+
+#[test]
+fn a_device_reports_gets_its_delta_and_converges_on_both_versions() {
+    let server = Server::start();
+    for v in Version::ALL {
+        let thing = format!("lamp-{v:?}");
+        let (mut c, p) = device(v, server.port, &thing, None);
+        // No shadow yet: get is refused with 404 and the token echoed.
+        send(&mut c, &p, "get", &json!({"clientToken": "g0"}));
+        let r = replies(&mut c, &p, 1);
+        let e = &r["get/rejected"];
+        assert_eq!(
+            (&e["code"], &e["clientToken"]),
+            (&json!(404), &json!("g0")),
+            "{e}"
+        );
+        assert_eq!(
+            e["message"],
+            format!("No shadow exists with name: '{thing}'")
+        );
+
+        send(
+            &mut c,
+            &p,
+            "update",
+            &json!({"state": {"reported": {"led": "off"}}, "clientToken": "u1"}),
+        );
+        let r = replies(&mut c, &p, 2);
+        let a = &r["update/accepted"];
+        assert_eq!(
+            (&a["version"], &a["clientToken"]),
+            (&json!(1), &json!("u1"))
+        );
+        assert_eq!(a["state"], json!({"reported": {"led": "off"}}));
+        let ts = a["timestamp"].as_u64().unwrap();
+        assert!(
+            ts > 1_700_000_000 && ts < 10_000_000_000,
+            "epoch seconds, not ms: {ts}"
+        );
+        assert_eq!(r["update/documents"]["current"]["version"], json!(1));
+
+        // An operator's desired change (here over MQTT by the device itself) opens a delta.
+        send(
+            &mut c,
+            &p,
+            "update",
+            &json!({"state": {"desired": {"led": "on", "level": 3}}}),
+        );
+        let r = replies(&mut c, &p, 3);
+        assert_eq!(r["update/accepted"]["version"], json!(2));
+        assert_eq!(r["update/delta"]["state"], json!({"led": "on", "level": 3}));
+        assert_eq!(r["update/delta"]["version"], json!(2));
+        assert_eq!(r["update/documents"]["previous"]["version"], json!(1));
+
+        send(&mut c, &p, "get", &json!({}));
+        let g = &replies(&mut c, &p, 1)["get/accepted"];
+        assert_eq!(g["state"]["delta"], json!({"led": "on", "level": 3}));
+        assert_eq!(g["version"], json!(2));
+
+        // A stale version is refused; the right one is taken; catching up ends the delta.
+        send(
+            &mut c,
+            &p,
+            "update",
+            &json!({"state": {"reported": {"led": "on"}}, "version": 1, "clientToken": "old"}),
+        );
+        let e = &replies(&mut c, &p, 1)["update/rejected"];
+        assert_eq!(
+            (&e["code"], &e["message"], &e["clientToken"]),
+            (&json!(409), &json!("Version conflict"), &json!("old"))
+        );
+        send(
+            &mut c,
+            &p,
+            "update",
+            &json!({"state": {"reported": {"led": "on", "level": 3}}, "version": 2}),
+        );
+        let r = replies(&mut c, &p, 2);
+        assert_eq!(r["update/accepted"]["version"], json!(3));
+        assert!(!r.contains_key("update/delta"), "in sync: no delta");
+        c.assert_silent(QUIET);
+        send(&mut c, &p, "get", &json!({}));
+        let g = &replies(&mut c, &p, 1)["get/accepted"];
+        assert!(g["state"].get("delta").is_none(), "{g}");
+
+        // Delete answers with the version it had; get is refused again.
+        send(&mut c, &p, "delete", &json!({"clientToken": "d"}));
+        let d = &replies(&mut c, &p, 1)["delete/accepted"];
+        assert_eq!((&d["version"], &d["clientToken"]), (&json!(3), &json!("d")));
+        c.publish(&format!("{p}/get"), 1, false, b"");
+        assert_eq!(replies(&mut c, &p, 1)["get/rejected"]["code"], json!(404));
+    }
+}
+
+#[test]
+fn named_shadows_are_separate_from_the_classic_one() {
+    let server = Server::start();
+    let (mut c, p) = device(Version::V5, server.port, "pump", Some("config"));
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"rpm": 1200}}}),
+    );
+    let r = replies(&mut c, &p, 2);
+    assert_eq!(r["update/accepted"]["version"], json!(1));
+    // The classic shadow of the same thing does not exist.
+    let (mut classic, cp) = device(Version::V311, server.port, "pump", None);
+    drop(c);
+    send(&mut classic, &cp, "get", &json!({}));
+    assert_eq!(
+        replies(&mut classic, &cp, 1)["get/rejected"]["code"],
+        json!(404)
+    );
+}
+
+#[test]
+fn bad_documents_get_aws_error_documents() {
+    let server = Server::start();
+    let (mut c, p) = device(Version::V5, server.port, "dev", None);
+    for (payload, code, message) in [
+        (&b"{not json"[..], 400, "Invalid JSON"),
+        (
+            br#"{"clientToken":"x"}"#,
+            400,
+            "Missing required node: state",
+        ),
+        (
+            br#"{"state":{"desired":[1]}}"#,
+            400,
+            "Desired node must be an object",
+        ),
+    ] {
+        c.publish(&format!("{p}/update"), 1, false, payload);
+        let e = &replies(&mut c, &p, 1)["update/rejected"];
+        assert_eq!(
+            (&e["code"], &e["message"]),
+            (&json!(code), &json!(message)),
+            "{e}"
+        );
+    }
+    let big = "x".repeat(9000);
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"blob": big}}}),
+    );
+    assert_eq!(
+        replies(&mut c, &p, 1)["update/rejected"]["code"],
+        json!(413)
+    );
+    c.assert_silent(QUIET);
+}
+
+#[test]
+fn another_clients_request_is_refused_to_it_alone() {
+    let server = Server::start();
+    let (mut owner, p) = device(Version::V5, server.port, "cam", None);
+    send(
+        &mut owner,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"on": true}}}),
+    );
+    replies(&mut owner, &p, 2);
+    let mut intruder = any::Client::connect(Version::V311, server.port, "intruder");
+    intruder.subscribe(&format!("{p}/update/rejected"), 1);
+    intruder.publish(
+        &format!("{p}/update"),
+        1,
+        false,
+        br#"{"state":{"reported":{"on":false}},"clientToken":"i"}"#,
+    );
+    let m = intruder.recv();
+    let e: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert_eq!((&e["code"], &e["clientToken"]), (&json!(403), &json!("i")));
+    owner.assert_silent(QUIET);
+    send(&mut owner, &p, "get", &json!({}));
+    let g = &replies(&mut owner, &p, 1)["get/accepted"];
+    assert_eq!(
+        (&g["state"]["reported"], &g["version"]),
+        (&json!({"on": true}), &json!(1))
+    );
+}
+
+#[test]
+fn an_accepted_change_survives_kill_9() {
+    let mut server = Server::start();
+    let (mut c, p) = device(Version::V5, server.port, "meter", None);
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"desired": {"rate": 5}, "reported": {"rate": 1}}}),
+    );
+    assert_eq!(
+        replies(&mut c, &p, 3)["update/accepted"]["version"],
+        json!(1)
+    );
+    drop(c);
+    server.restart_after_kill();
+    let (mut c, p) = device(Version::V5, server.port, "meter", None);
+    send(&mut c, &p, "get", &json!({}));
+    let g = &replies(&mut c, &p, 1)["get/accepted"];
+    assert_eq!(g["version"], json!(1));
+    assert_eq!(g["state"]["delta"], json!({"rate": 5}));
+}
