@@ -1,5 +1,6 @@
 //! The special tables the engine crate supplies to SQL: `system.connections` (from the broker),
-//! `iot.devices` (from the metadata store's device records) and `system.unreadable_records`
+//! `iot.devices` (from the metadata store's device records), `iot.shadows` (its shadow
+//! records) and `system.unreadable_records`
 //! (metadata records that did not decode). `iot.device_events` is a telemetry table and needs
 //! nothing here.
 
@@ -25,6 +26,7 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
         Connections::new(Arc::clone(broker), Arc::clone(meta)),
     );
     engine.add_iot_table("devices", Devices::new(Arc::clone(meta)));
+    engine.add_iot_table("shadows", Shadows::new(Arc::clone(meta)));
     engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
@@ -162,6 +164,93 @@ fn device_row(rows: &mut mast_query::special::Rows, r: &DeviceRecord) {
         .ts(r.connected_at)
         .opt_ts(r.disconnected_at)
         .opt_str(r.disconnect_reason.as_deref());
+}
+
+/// `iot.shadows`: one row per live device shadow, as durable in the metadata store; the
+/// documents are JSON text. A condition on `device_id` reads only that device's shadows.
+#[derive(Debug)]
+pub struct Shadows {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl Shadows {
+    fn new(meta: Arc<MetaStore>) -> Shadows {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("shadow_name", DataType::Utf8, false),
+            Field::new("version", DataType::UInt64, false),
+            Field::new("desired", DataType::Utf8, true),
+            Field::new("reported", DataType::Utf8, true),
+            Field::new("delta", DataType::Utf8, true),
+            Field::new("metadata", DataType::Utf8, false),
+            Field::new("updated_at", ts_type(), false),
+            Field::new("in_sync", DataType::Boolean, false),
+        ]));
+        Shadows { meta, schema }
+    }
+}
+
+#[async_trait]
+impl SpecialTable for Shadows {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        use mast_devices::shadow::{Shadow, topic};
+        use mast_meta::tables::SHADOWS;
+        let entries = match scan.values_of("device_id") {
+            Some(mut ids) => {
+                ids.sort();
+                ids.dedup();
+                let mut out = Vec::new();
+                for id in ids {
+                    let prefix = topic::key(&id, "");
+                    out.extend(self.meta.scan_prefix(SHADOWS, &prefix).map_err(external)?);
+                }
+                out
+            }
+            None => self.meta.scan_prefix(SHADOWS, b"").map_err(external)?,
+        };
+        let json = |o: &Option<serde_json::Map<String, serde_json::Value>>| {
+            o.as_ref()
+                .map(|o| serde_json::Value::Object(o.clone()).to_string())
+        };
+        let mut rows = scan.rows(&self.schema);
+        for (k, v) in &entries {
+            let Some((device, name)) = topic::split_key(k) else {
+                self.meta.report_unreadable(SHADOWS, k, "not a shadow key");
+                continue;
+            };
+            let Some(s) = Shadow::decode(v) else {
+                self.meta
+                    .report_unreadable(SHADOWS, k, "not a shadow record of version 1");
+                continue;
+            };
+            if !s.exists() {
+                continue;
+            }
+            let delta = s.delta();
+            let metadata = s.snapshot()["metadata"].to_string();
+            let secs = i64::try_from(s.updated_at).unwrap_or(i64::MAX / 1_000_000_000);
+            rows.row()
+                .str(device)
+                .str(name)
+                .u64(s.version)
+                .opt_str(json(&s.desired).as_deref())
+                .opt_str(json(&s.reported).as_deref())
+                .opt_str(
+                    (!delta.is_empty())
+                        .then(|| serde_json::Value::Object(delta.clone()).to_string())
+                        .as_deref(),
+                )
+                .str(&metadata)
+                .ts(secs.saturating_mul(1_000_000_000))
+                .bool(delta.is_empty());
+        }
+        rows.finish()
+    }
 }
 
 /// `system.unreadable_records`: metadata records that did not decode since the server started

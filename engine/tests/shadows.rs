@@ -266,4 +266,19 @@ fn an_accepted_change_survives_kill_9() {
     let g = &replies(&mut c, &p, 1)["get/accepted"];
     assert_eq!(g["version"], json!(1));
     assert_eq!(g["state"]["delta"], json!({"rate": 5}));
+    // And SQL sees it: one row, the documents as JSON text.
+    let sql = "SELECT device_id, shadow_name, version, desired, reported, delta, in_sync \
+               FROM iot.shadows WHERE device_id = 'meter'";
+    let (status, _, body) =
+        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rows: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        rows,
+        json!([{
+            "device_id": "meter", "shadow_name": "", "version": 1,
+            "desired": "{\"rate\":5}", "reported": "{\"rate\":1}", "delta": "{\"rate\":5}",
+            "in_sync": false
+        }])
+    );
 }
