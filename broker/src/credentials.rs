@@ -133,13 +133,18 @@ impl ConfigCredentials {
     }
 
     /// Checks a user name and password. `certified` = the TLS layer verified a client
-    /// certificate.
+    /// certificate: then a user name without a password is not a credential but a label (the
+    /// AWS IoT Device SDKs put `?SDK=…&Version=…` metrics there), and the certificate is the
+    /// identity. A password given beside a certificate is still checked.
     pub fn check_password(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
         certified: bool,
     ) -> Result<(), ReasonCode> {
+        if certified && password.is_none() {
+            return Ok(());
+        }
         let Some(user) = username else {
             return if certified || self.allow_anonymous {
                 Ok(())
@@ -328,6 +333,33 @@ mod tests {
         assert_eq!(c.fingerprint.to_string().len(), 64);
         assert_eq!(c.fingerprint, cert.fingerprint(), "stable");
         assert_ne!(c.fingerprint.0, [0; 32]);
+
+        // The AWS SDKs' metrics in the user name, no password: the certificate decides.
+        let sdk = ConnectRequest {
+            username: Some("?SDK=Python&Version=1.31.0&Platform=Linux"),
+            ..request("dev-42", Some(cert))
+        };
+        let id = creds.authenticate(&sdk).unwrap();
+        assert_eq!(id.client_id.as_deref(), Some("dev-42"));
+        let wrong = ConnectRequest {
+            username: Some("dev"),
+            password: Some(b"wrong"),
+            ..request("dev-42", Some(cert))
+        };
+        assert_eq!(
+            creds.authenticate(&wrong).unwrap_err().code,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            "a password beside a certificate is checked"
+        );
+        let metrics_only = ConnectRequest {
+            username: Some("?SDK=Python"),
+            ..request("d1", None)
+        };
+        assert_eq!(
+            creds.authenticate(&metrics_only).unwrap_err().code,
+            ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            "without a certificate a user name is a credential"
+        );
 
         let other = creds
             .authenticate(&request("dev-43", Some(cert)))
