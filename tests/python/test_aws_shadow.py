@@ -1,0 +1,154 @@
+"""Device shadows with the real AWS IoT Device SDK for Python v2 (PyPI `awsiotsdk`) as the device:
+mutual TLS with a device certificate, `endpoint="localhost"` (SNI) and the SDK's defaults, metrics
+in the user name included, on MQTT 3.1.1 (`mqtt_connection_builder`) and MQTT 5
+(`mqtt5_client_builder`). The SDK's V2 shadow client subscribes and unsubscribes wildcard reply
+topics (`.../get/+`) around every request and matches replies by `clientToken`."""
+
+import datetime
+import queue
+import threading
+from types import SimpleNamespace
+
+import pytest
+from awscrt import mqtt_request_response
+from awsiot import ServiceStreamOptions, V2ServiceException, iotshadow
+from awsiot import mqtt5_client_builder, mqtt_connection_builder
+
+import pki
+
+TIMEOUT = 20
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    ca = pki.make_ca(d, "fleet-ca")
+    return SimpleNamespace(
+        ca=ca,
+        server=pki.issue(ca, d, "server", "localhost", server=True),
+        devices={name: pki.issue(ca, d, name, name) for name in ["lamp-v311", "lamp-v5"]},
+    )
+
+
+@pytest.fixture
+def aws_mast(mast_factory, fleet):
+    return mast_factory(tls={"cert": fleet.server.cert_path, "key": fleet.server.key_path,
+                             "client_ca": fleet.ca.cert_path, "require_client_cert": True})
+
+
+class Device:
+    """An SDK connection (3.1.1 or 5) with a V2 shadow client."""
+
+    def __init__(self, version, server, fleet, thing):
+        cert = fleet.devices[thing]
+        common = dict(endpoint="localhost", port=server.tls_port, cert_filepath=str(cert.cert_path),
+                      pri_key_filepath=str(cert.key_path), ca_filepath=str(fleet.ca.cert_path),
+                      client_id=thing)
+        self.version = version
+        if version == "v311":
+            self.conn = mqtt_connection_builder.mtls_from_path(clean_session=True, keep_alive_secs=30, **common)
+            self.conn.connect().result(TIMEOUT)
+        else:
+            up = threading.Event()
+            self.conn = mqtt5_client_builder.mtls_from_path(
+                on_lifecycle_connection_success=lambda _e: up.set(), **common)
+            self.conn.start()
+            assert up.wait(TIMEOUT), "MQTT 5 connection"
+        self.shadow = iotshadow.IotShadowClientV2(
+            self.conn, mqtt_request_response.ClientOptions(
+                max_request_response_subscriptions=2, max_streaming_subscriptions=2,
+                operation_timeout_in_seconds=TIMEOUT))
+
+    def close(self):
+        if self.version == "v311":
+            self.conn.disconnect().result(TIMEOUT)
+        else:
+            self.conn.stop()
+
+
+def refused(future):
+    """The error document of a rejected request."""
+    with pytest.raises(V2ServiceException) as e:
+        future.result(TIMEOUT)
+    assert e.value.modeled_error is not None, e.value.message
+    return e.value.modeled_error
+
+
+@pytest.mark.parametrize("version", ["v311", "v5"])
+def test_the_aws_sdk_reports_gets_its_delta_and_converges(aws_mast, fleet, version):
+    thing = f"lamp-{version}"
+    dev = Device(version, aws_mast, fleet, thing)
+    try:
+        deltas, up = queue.Queue(), threading.Event()
+
+        def status(e):
+            if e.type == mqtt_request_response.SubscriptionStatusEventType.SUBSCRIPTION_ESTABLISHED:
+                up.set()
+
+        stream = dev.shadow.create_shadow_delta_updated_stream(
+            iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name=thing),
+            ServiceStreamOptions(incoming_event_listener=deltas.put, subscription_status_listener=status))
+        stream.open()
+        assert up.wait(TIMEOUT), "delta stream subscribed"
+
+        # No shadow yet.
+        err = refused(dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)))
+        assert err.code == 404 and "No shadow exists with name" in err.message
+
+        r = dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"led": "off"}))).result(TIMEOUT)
+        assert r.version == 1
+        assert r.state.reported == {"led": "off"}
+        assert isinstance(r.timestamp, datetime.datetime)
+        assert abs((r.timestamp - datetime.datetime.now()).total_seconds()) < 60, "epoch seconds"
+
+        # A desired change opens a delta, which reaches the stream.
+        r = dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(desired={"led": "on", "level": 3}))).result(TIMEOUT)
+        assert r.version == 2
+        delta = deltas.get(timeout=TIMEOUT)
+        assert (delta.state, delta.version) == ({"led": "on", "level": 3}, 2)
+
+        got = dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)).result(TIMEOUT)
+        assert got.state.delta == {"led": "on", "level": 3}
+        assert got.state.desired == {"led": "on", "level": 3}
+        assert got.state.reported == {"led": "off"}
+        assert got.version == 2
+
+        # A stale version is refused; the device converges with the right one.
+        err = refused(dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, version=1, state=iotshadow.ShadowState(reported={"led": "on"}))))
+        assert (err.code, err.message) == (409, "Version conflict")
+        r = dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, version=2,
+            state=iotshadow.ShadowState(reported={"led": "on", "level": 3}))).result(TIMEOUT)
+        assert r.version == 3
+        got = dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)).result(TIMEOUT)
+        assert got.state.delta is None, "in sync"
+
+        # Too big, and somebody else's shadow.
+        err = refused(dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"blob": "x" * 9000}))))
+        assert err.code == 413
+        other = "lamp-v5" if version == "v311" else "lamp-v311"
+        err = refused(dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=other, state=iotshadow.ShadowState(reported={"led": "hijacked"}))))
+        assert err.code == 403
+
+        # Named shadows are their own documents.
+        r = dev.shadow.update_named_shadow(iotshadow.UpdateNamedShadowRequest(
+            thing_name=thing, shadow_name="config",
+            state=iotshadow.ShadowState(reported={"interval": 60}))).result(TIMEOUT)
+        assert r.version == 1
+        got = dev.shadow.get_named_shadow(iotshadow.GetNamedShadowRequest(
+            thing_name=thing, shadow_name="config")).result(TIMEOUT)
+        assert got.state.reported == {"interval": 60}
+
+        # Delete, then the shadow is gone.
+        d = dev.shadow.delete_shadow(iotshadow.DeleteShadowRequest(thing_name=thing)).result(TIMEOUT)
+        assert d.version == 3
+        err = refused(dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)))
+        assert err.code == 404
+    finally:
+        dev.close()
