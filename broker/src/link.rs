@@ -65,6 +65,17 @@ impl LinkWake {
     }
 }
 
+/// Wakes a link's thread from elsewhere (a service that also takes requests from another
+/// transport, such as HTTP): its `recv` returns early.
+#[derive(Debug, Clone)]
+pub struct LinkWaker(Arc<LinkWake>);
+
+impl LinkWaker {
+    pub fn wake(&self) {
+        self.0.wake();
+    }
+}
+
 /// Who is woken when: the reactors (by connection) and the links. The broker holds it, so that
 /// a link's publish reaches the connections of every reactor, and a metadata commit wakes
 /// everyone waiting for one.
@@ -219,7 +230,7 @@ impl Link {
     }
 
     /// The next message, waiting for one up to `timeout` (also returns early, with `None`, when
-    /// a metadata commit completes).
+    /// a metadata commit completes or its [`LinkWaker`] is woken).
     pub fn recv(&mut self, timeout: Duration) -> Option<Received> {
         let until = Instant::now() + timeout;
         loop {
@@ -260,6 +271,11 @@ impl Link {
     /// for, if any.
     pub fn persist(&mut self, ops: Vec<Op>) -> Option<Seq> {
         self.broker.persist.submit(ops)
+    }
+
+    /// A handle that makes `recv` return early, for other threads.
+    pub fn waker(&self) -> LinkWaker {
+        LinkWaker(Arc::clone(&self.wake))
     }
 
     /// Whether `seq` is durable now (never blocks).

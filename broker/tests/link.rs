@@ -171,3 +171,19 @@ fn a_dropped_link_leaves_no_subscription_behind() {
     d.publish("svc/echo", b"ping", rumqttc::QoS::AtLeastOnce);
     assert_eq!(&d.next().payload[..], b"ping");
 }
+
+#[test]
+fn the_subscription_cap_is_for_clients_not_links() {
+    let b = Broker1::start(MqttConfig {
+        max_subscriptions_per_client: 1,
+        ..MqttConfig::default()
+    });
+    let mut link = b.broker().open_link("many");
+    for f in ["svc/a", "svc/b", "svc/c"] {
+        assert_eq!(
+            link.subscribe(f, QoS::AtLeastOnce),
+            Ok(QoS::AtLeastOnce),
+            "{f}"
+        );
+    }
+}

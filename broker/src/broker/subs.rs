@@ -121,7 +121,9 @@ impl Broker {
         }
         {
             let inner = session.lock();
-            if inner.subscriptions.len() >= self.cfg.max_subscriptions_per_client
+            // A link is the server's own: the per-client cap is for clients.
+            if inner.link.is_none()
+                && inner.subscriptions.len() >= self.cfg.max_subscriptions_per_client
                 && !inner.subscriptions.contains_key(raw)
             {
                 return Err(ReasonCode::QUOTA_EXCEEDED);
