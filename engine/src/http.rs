@@ -47,6 +47,8 @@ pub struct Api {
     pub ingest: Arc<crate::ingest::IngestCounters>,
     /// Telemetry storage (its figures in `/metrics`).
     pub store: Arc<mast_storage::Store>,
+    /// The shadow service, for `/api/v1/devices/{id}/shadow`.
+    pub shadows: Option<crate::shadows::ShadowHandle>,
     tokens: Vec<String>,
     max_body: usize,
 }
@@ -65,6 +67,7 @@ impl Api {
             broker,
             ingest,
             store,
+            shadows: None,
             tokens: cfg.tokens.clone(),
             max_body: cfg.max_body_bytes,
         }
@@ -160,6 +163,12 @@ fn router(api: Arc<Api>) -> Router {
     let guarded = Router::new()
         .route("/api/v1/sql", get(sql_get).post(sql_post))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/devices/{id}/shadow",
+            get(crate::api_shadows::get_shadow)
+                .post(crate::api_shadows::update_shadow)
+                .delete(crate::api_shadows::delete_shadow),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&api),
             authenticate,

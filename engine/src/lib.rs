@@ -2,6 +2,7 @@
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
 mod api_error;
+mod api_shadows;
 pub mod config;
 pub mod export;
 pub mod http;

@@ -258,13 +258,14 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     mast_engine::sql_tables::register(&engine, mqtt.broker(), &meta);
-    let api = Api::new(
+    let mut api = Api::new(
         &cfg.http,
         engine,
         Arc::clone(mqtt.broker()),
         Arc::clone(mqtt.ingest_counters()),
         Arc::clone(&store),
     );
+    api.shadows = Some(mqtt.shadows());
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {

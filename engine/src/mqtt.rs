@@ -63,6 +63,11 @@ impl MqttServer {
         })
     }
 
+    /// Sends REST requests to the shadow service.
+    pub fn shadows(&self) -> crate::shadows::ShadowHandle {
+        self.shadows.handle()
+    }
+
     /// The plain listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()

@@ -18,28 +18,85 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mast_broker::Broker;
 use mast_broker::ids::ConnRef;
-use mast_broker::link::{Link, Received, Requester};
+use mast_broker::link::{Link, LinkWaker, Received, Requester};
 use mast_broker::message::Message;
 use mast_devices::shadow::topic::{Op, REQUEST_FILTERS, Request};
 use mast_devices::shadow::{self, Rejected, Shadow, ShadowError, Source};
 use mast_meta::tables::SHADOWS;
 use mast_meta::{MetaStore, Seq};
 use mast_protocol::connect::QoS;
+use serde_json::Value;
+use tokio::sync::oneshot;
 
 /// Requests of one connection that may wait for their commit at once.
 pub const MAX_IN_FLIGHT: usize = 10;
+
+pub use mast_devices::shadow::topic::Op as ShadowOp;
 
 /// A running shadow service.
 #[derive(Debug)]
 pub struct ShadowService {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    handle: ShadowHandle,
 }
+
+/// API requests that may wait for the service's thread at once; more get 429.
+const API_QUEUE: usize = 1024;
+
+/// Sends requests of another transport (REST) to the shadow service's thread: the same rules,
+/// the same single writer, answered once the change is durable.
+#[derive(Debug, Clone)]
+pub struct ShadowHandle {
+    tx: SyncSender<Command>,
+    waker: LinkWaker,
+}
+
+impl ShadowHandle {
+    /// Runs `op` on the shadow `shadow` (`None`: classic) of `thing` with the request document
+    /// `payload`, as `source`: the accepted document, or the refusal.
+    pub async fn request(
+        &self,
+        thing: &str,
+        shadow: Option<&str>,
+        op: Op,
+        payload: Vec<u8>,
+        source: Source,
+    ) -> Result<Value, Rejected> {
+        let (answer, rx) = oneshot::channel();
+        let c = Command {
+            thing: thing.to_owned(),
+            shadow: shadow.map(str::to_owned),
+            op,
+            payload,
+            source,
+            answer,
+        };
+        let refused = |e| Rejected {
+            error: e,
+            token: None,
+        };
+        match self.tx.try_send(c) {
+            Ok(()) => self.waker.wake(),
+            Err(TrySendError::Full(_)) => return Err(refused(ShadowError::too_many_requests())),
+            Err(TrySendError::Disconnected(_)) => return Err(refused(ShadowError::internal())),
+        }
+        match tokio::time::timeout(API_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            // Stopped, or the commit did not come in time (a slow or failed disk).
+            _ => Err(refused(ShadowError::internal())),
+        }
+    }
+}
+
+/// How long an API request waits for its answer.
+const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ShadowService {
     /// Opens a link on `broker` and starts answering; shadows are read from `meta`.
@@ -52,13 +109,24 @@ impl ShadowService {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let (tx, rx) = mpsc::sync_channel(API_QUEUE);
+        let handle = ShadowHandle {
+            tx,
+            waker: link.waker(),
+        };
         let thread = std::thread::Builder::new()
             .name("shadows".into())
-            .spawn(move || Worker::new(link, meta).run(&flag))?;
+            .spawn(move || Worker::new(link, meta, rx).run(&flag))?;
         Ok(ShadowService {
             stop,
             thread: Some(thread),
+            handle,
         })
+    }
+
+    /// A handle for the API to send requests with.
+    pub fn handle(&self) -> ShadowHandle {
+        self.handle.clone()
     }
 
     /// Answers what was asked, waits for its commits, and stops.
@@ -85,6 +153,27 @@ struct Pending {
     seq: Option<Seq>,
     conn: Option<ConnRef>,
     out: Vec<Out>,
+    answer: Option<Answer>,
+}
+
+/// Where an API request's answer goes, and the answer.
+type Answer = (
+    oneshot::Sender<Result<Value, Rejected>>,
+    Result<Value, Rejected>,
+);
+
+/// A request of the API (REST) for the service's thread.
+struct Command {
+    thing: String,
+    shadow: Option<String>,
+    op: Op,
+    payload: Vec<u8>,
+    source: Source,
+    answer: oneshot::Sender<Result<Value, Rejected>>,
+}
+
+fn reply(req: &Request<'_>, op: Op, suffix: &str, doc: &Value) -> Message {
+    Message::new(&req.reply(op, suffix), doc.to_string(), QoS::AtLeastOnce)
 }
 
 enum Out {
@@ -103,6 +192,7 @@ struct Worker {
     in_flight: HashMap<ConnRef, usize>,
     /// The last commit submitted: every reply waits for it.
     last: Option<Seq>,
+    commands: Receiver<Command>,
 }
 
 fn now_secs() -> u64 {
@@ -112,8 +202,9 @@ fn now_secs() -> u64 {
 }
 
 impl Worker {
-    fn new(link: Link, meta: Arc<MetaStore>) -> Worker {
+    fn new(link: Link, meta: Arc<MetaStore>, commands: Receiver<Command>) -> Worker {
         Worker {
+            commands,
             link,
             meta,
             shadows: HashMap::new(),
@@ -132,6 +223,9 @@ impl Worker {
                     let Some(r) = self.link.try_recv() else { break };
                     self.handle(r);
                 }
+            }
+            while let Ok(c) = self.commands.try_recv() {
+                self.command(c);
             }
             self.flush();
         }
@@ -160,6 +254,9 @@ impl Worker {
                     self.in_flight.remove(&c);
                 }
             }
+            if let Some((to, answer)) = p.answer {
+                let _ = to.send(answer);
+            }
             for o in p.out {
                 match o {
                     Out::Publish(m) => {
@@ -180,84 +277,123 @@ impl Worker {
         };
         let payload = &r.message.payload[..];
         let now = now_secs();
-        let reject_to = |error: ShadowError| {
-            let rejected = Rejected::of(error, payload);
-            Message::new(
-                &req.reply(req.op, "rejected"),
-                rejected.document(now).to_string(),
-                QoS::AtLeastOnce,
-            )
-        };
         let conn = r.from.as_ref().map(|f| f.conn);
         // Only the thing itself: another client hears the refusal alone.
         let allowed = r.from.as_ref().is_some_and(|f| &*f.client_id == req.thing);
         if !allowed {
             if let Some(from) = r.from.clone() {
-                let m = reject_to(ShadowError::forbidden());
-                self.queue(None, vec![Out::Reply(from, m)]);
+                let doc = Rejected::of(ShadowError::forbidden(), payload).document(now);
+                let m = reply(&req, req.op, "rejected", &doc);
+                self.queue(None, vec![Out::Reply(from, m)], None);
             }
-            return;
-        }
-        if let Err(e) = shadow::check_names(req.thing, req.shadow) {
-            self.queue(None, vec![Out::Publish(reject_to(e))]);
             return;
         }
         if let Some(c) = conn
             && self.in_flight.get(&c).copied().unwrap_or(0) >= MAX_IN_FLIGHT
         {
+            let doc = Rejected::of(ShadowError::too_many_requests(), payload).document(now);
             self.queue(
                 None,
-                vec![Out::Publish(reject_to(ShadowError::too_many_requests()))],
+                vec![Out::Publish(reply(&req, req.op, "rejected", &doc))],
+                None,
             );
             return;
+        }
+        let (mut out, answer) = self.apply(&req, payload, Source::Device, now);
+        if let Err(r) = &answer {
+            out.push(Out::Publish(reply(
+                &req,
+                req.op,
+                "rejected",
+                &r.document(now),
+            )));
+        }
+        if let Some(c) = conn {
+            *self.in_flight.entry(c).or_default() += 1;
+        }
+        self.queue(conn, out, None);
+    }
+
+    /// A request of the API: the same rules; the answer goes back to the caller, and what an
+    /// accepted change publishes over MQTT is published too (a rejection is not).
+    fn command(&mut self, c: Command) {
+        let req = Request {
+            thing: &c.thing,
+            shadow: c.shadow.as_deref(),
+            op: c.op,
+        };
+        let (out, answer) = self.apply(&req, &c.payload, c.source, now_secs());
+        self.queue(None, out, Some((c.answer, answer)));
+    }
+
+    /// Runs one request: the store write is submitted; what to publish once it is durable, and
+    /// the answer (the accepted document, or the refusal).
+    fn apply(
+        &mut self,
+        req: &Request<'_>,
+        payload: &[u8],
+        source: Source,
+        now: u64,
+    ) -> (Vec<Out>, Result<Value, Rejected>) {
+        if let Err(e) = shadow::check_names(req.thing, req.shadow) {
+            return (Vec::new(), Err(Rejected::of(e, payload)));
         }
         let key = req.key();
         let current = match self.load(&key) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, thing = req.thing, "reading a shadow failed");
-                self.queue(None, vec![Out::Publish(reject_to(ShadowError::internal()))]);
-                return;
+                return (
+                    Vec::new(),
+                    Err(Rejected::of(ShadowError::internal(), payload)),
+                );
             }
         };
-        let reply = |suffix: &str, doc: serde_json::Value| {
-            Out::Publish(Message::new(
-                &req.reply(req.op, suffix),
-                doc.to_string(),
-                QoS::AtLeastOnce,
-            ))
-        };
-        let rejected = |r: Rejected| reply("rejected", r.document(now));
-        let (write, out) = match req.op {
+        let (write, out, answer) = match req.op {
             Op::Get => match shadow::get(current.as_ref(), payload, req.display_name(), now) {
-                Ok(doc) => (None, vec![reply("accepted", doc)]),
-                Err(r) => (None, vec![rejected(r)]),
+                Ok(doc) => (
+                    None,
+                    vec![Out::Publish(reply(req, Op::Get, "accepted", &doc))],
+                    Ok(doc),
+                ),
+                Err(r) => (None, Vec::new(), Err(r)),
             },
             Op::Delete => {
                 match shadow::delete(current.as_ref(), payload, req.display_name(), now) {
-                    Ok((tomb, doc)) => (Some(tomb), vec![reply("accepted", doc)]),
-                    Err(r) => (None, vec![rejected(r)]),
+                    Ok((tomb, doc)) => {
+                        let out = vec![Out::Publish(reply(req, Op::Delete, "accepted", &doc))];
+                        (Some(tomb), out, Ok(doc))
+                    }
+                    Err(r) => (None, Vec::new(), Err(r)),
                 }
             }
-            Op::Update => match shadow::update(current.as_ref(), payload, Source::Device, now) {
+            Op::Update => match shadow::update(current.as_ref(), payload, source, now) {
                 Ok(u) => {
-                    let mut out = vec![reply("accepted", u.accepted)];
-                    if let Some(d) = u.delta {
-                        out.push(Out::Publish(Message::new(
-                            &req.reply(Op::Update, "delta"),
-                            d.to_string(),
-                            QoS::AtLeastOnce,
-                        )));
+                    let mut out = vec![Out::Publish(reply(
+                        req,
+                        Op::Update,
+                        "accepted",
+                        &u.accepted,
+                    ))];
+                    if let Some(d) = &u.delta {
+                        out.push(Out::Publish(reply(req, Op::Update, "delta", d)));
                     }
-                    out.push(Out::Publish(Message::new(
-                        &req.reply(Op::Update, "documents"),
-                        u.documents.to_string(),
-                        QoS::AtLeastOnce,
+                    out.push(Out::Publish(reply(
+                        req,
+                        Op::Update,
+                        "documents",
+                        &u.documents,
                     )));
-                    (Some(u.shadow), out)
+                    (Some(u.shadow), out, Ok(u.accepted))
                 }
-                Err(r) => (None, vec![rejected(r)]),
+                Err(r) => (None, Vec::new(), Err(r)),
             },
+        };
+        // A get is answered only to the API caller, not published, when the API asked.
+        let out = if source == Source::Device || req.op != Op::Get {
+            out
+        } else {
+            Vec::new()
         };
         if let Some(s) = write {
             let seq = self.link.persist(vec![mast_meta::Op::Put {
@@ -267,28 +403,24 @@ impl Worker {
             }]);
             if seq.is_none() {
                 // The writer is closed (shutting down): nothing is stored, nothing accepted.
-                self.queue(None, vec![Out::Publish(reject_to(ShadowError::internal()))]);
-                return;
+                return (
+                    Vec::new(),
+                    Err(Rejected::of(ShadowError::internal(), payload)),
+                );
             }
             self.last = seq;
             self.shadows.insert(key, Some(s));
         }
-        if let Some(c) = conn {
-            *self.in_flight.entry(c).or_default() += 1;
-        }
-        self.pending.push_back(Pending {
-            seq: self.last,
-            conn,
-            out,
-        });
+        (out, answer)
     }
 
-    /// Replies that wait only for the commits before them.
-    fn queue(&mut self, conn: Option<ConnRef>, out: Vec<Out>) {
+    /// Replies (and an API answer) that wait for the commits submitted so far.
+    fn queue(&mut self, conn: Option<ConnRef>, out: Vec<Out>, answer: Option<Answer>) {
         self.pending.push_back(Pending {
             seq: self.last,
             conn,
             out,
+            answer,
         });
     }
 

@@ -282,3 +282,81 @@ fn an_accepted_change_survives_kill_9() {
         }])
     );
 }
+
+#[test]
+fn an_operator_sets_desired_over_rest_and_the_device_gets_its_delta() {
+    let server = Server::start();
+    let (mut c, p) = device(Version::V311, server.port, "valve", None);
+    let rest = |method: &str, query: &str, body: &Value| {
+        let path = format!("/api/v1/devices/valve/shadow{query}");
+        let (status, _, b) = common::http(
+            server.http_port,
+            method,
+            &path,
+            &[],
+            body.to_string().as_bytes(),
+        );
+        (
+            status,
+            serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null),
+        )
+    };
+    let (status, e) = rest("GET", "", &Value::Null);
+    assert_eq!((status, &e["code"]), (404, &json!("not_found")), "{e}");
+
+    let (status, a) = rest(
+        "POST",
+        "",
+        &json!({"state": {"desired": {"open": true}}, "clientToken": "op1"}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        (&a["version"], &a["clientToken"]),
+        (&json!(1), &json!("op1"))
+    );
+    // The device hears it over MQTT: accepted, delta and documents.
+    let r = replies(&mut c, &p, 3);
+    assert_eq!(r["update/delta"]["state"], json!({"open": true}));
+    assert_eq!(r["update/accepted"]["version"], json!(1));
+
+    // An operator may not write what the device reports.
+    let (status, e) = rest("POST", "", &json!({"state": {"reported": {"open": true}}}));
+    assert_eq!(
+        (status, &e["code"], &e["error"]),
+        (403, &json!("forbidden"), &json!("Forbidden"))
+    );
+    let (status, e) = rest(
+        "POST",
+        "",
+        &json!({"state": {"desired": {"open": false}}, "version": 9}),
+    );
+    assert_eq!((status, &e["code"]), (409, &json!("version_conflict")));
+
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"open": true}}}),
+    );
+    replies(&mut c, &p, 2);
+    let (status, g) = rest("GET", "", &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&g["version"], g["state"].get("delta")),
+        (&json!(2), None),
+        "{g}"
+    );
+    assert_eq!(
+        rest("GET", "?name=cfg", &Value::Null).0,
+        404,
+        "named shadows are separate"
+    );
+
+    let (status, d) = rest("DELETE", "", &Value::Null);
+    assert_eq!((status, &d["version"]), (200, &json!(2)));
+    assert_eq!(
+        replies(&mut c, &p, 1)["delete/accepted"]["version"],
+        json!(2)
+    );
+    c.assert_silent(QUIET);
+}
