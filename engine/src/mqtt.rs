@@ -48,14 +48,14 @@ impl MqttServer {
             }
         }
         let telemetry = Arc::new(TelemetryPath {
-            store,
+            store: Arc::clone(&store),
             tag_keys,
             counters: Arc::new(IngestCounters::default()),
         });
         let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
         let server = mast_broker::Server::start(cfg, credentials, writer, &services)?;
-        let shadows = ShadowService::start(server.broker(), meta)?;
+        let shadows = ShadowService::start(server.broker(), meta, store)?;
         Ok(MqttServer {
             server,
             shadows,

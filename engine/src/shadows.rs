@@ -31,11 +31,16 @@ use mast_devices::shadow::{self, Rejected, Shadow, ShadowError, Source};
 use mast_meta::tables::SHADOWS;
 use mast_meta::{MetaStore, Seq};
 use mast_protocol::connect::QoS;
+use mast_storage::batch::DEVICE_TAG;
+use mast_storage::{Durability, Notify, Store, Ticket, WriteBatch};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// Requests of one connection that may wait for their commit at once.
 pub const MAX_IN_FLIGHT: usize = 10;
+
+/// The telemetry table every accepted change is appended to.
+pub const HISTORY_TABLE: &str = "iot.shadow_history";
 
 pub use mast_devices::shadow::topic::Op as ShadowOp;
 
@@ -99,8 +104,13 @@ impl ShadowHandle {
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ShadowService {
-    /// Opens a link on `broker` and starts answering; shadows are read from `meta`.
-    pub fn start(broker: &Arc<Broker>, meta: Arc<MetaStore>) -> std::io::Result<ShadowService> {
+    /// Opens a link on `broker` and starts answering; shadows are read from `meta`, their
+    /// history appended to `store`.
+    pub fn start(
+        broker: &Arc<Broker>,
+        meta: Arc<MetaStore>,
+        store: Arc<Store>,
+    ) -> std::io::Result<ShadowService> {
         let mut link = broker.open_link("shadows");
         for f in REQUEST_FILTERS {
             if let Err(code) = link.subscribe(f, QoS::AtLeastOnce) {
@@ -116,7 +126,7 @@ impl ShadowService {
         };
         let thread = std::thread::Builder::new()
             .name("shadows".into())
-            .spawn(move || Worker::new(link, meta, rx).run(&flag))?;
+            .spawn(move || Worker::new(link, meta, store, rx).run(&flag))?;
         Ok(ShadowService {
             stop,
             thread: Some(thread),
@@ -151,6 +161,8 @@ impl Drop for ShadowService {
 /// Replies waiting for a commit.
 struct Pending {
     seq: Option<Seq>,
+    /// The history batch its row went into (every reply also waits for the batches before).
+    batch: u64,
     conn: Option<ConnRef>,
     out: Vec<Out>,
     answer: Option<Answer>,
@@ -193,6 +205,24 @@ struct Worker {
     /// The last commit submitted: every reply waits for it.
     last: Option<Seq>,
     commands: Receiver<Command>,
+    store: Arc<Store>,
+    /// History rows of this turn, and its number; the submitted batches not yet durable.
+    history: WriteBatch,
+    batch: u64,
+    tickets: VecDeque<(u64, Ticket)>,
+    wake: Arc<WakeLink>,
+    /// The time of the last history row (ns).
+    last_ns: i64,
+}
+
+/// Wakes the service's thread when a history batch is durable.
+#[derive(Debug)]
+struct WakeLink(LinkWaker);
+
+impl Notify for WakeLink {
+    fn notify(&self) {
+        self.0.wake();
+    }
 }
 
 fn now_secs() -> u64 {
@@ -202,9 +232,20 @@ fn now_secs() -> u64 {
 }
 
 impl Worker {
-    fn new(link: Link, meta: Arc<MetaStore>, commands: Receiver<Command>) -> Worker {
+    fn new(
+        link: Link,
+        meta: Arc<MetaStore>,
+        store: Arc<Store>,
+        commands: Receiver<Command>,
+    ) -> Worker {
         Worker {
             commands,
+            store,
+            history: WriteBatch::new(),
+            batch: 0,
+            tickets: VecDeque::new(),
+            wake: Arc::new(WakeLink(link.waker())),
+            last_ns: 0,
             link,
             meta,
             shadows: HashMap::new(),
@@ -227,9 +268,16 @@ impl Worker {
             while let Ok(c) = self.commands.try_recv() {
                 self.command(c);
             }
+            self.end_turn();
             self.flush();
         }
         // What was accepted is answered before the service goes.
+        self.end_turn();
+        for (_, t) in std::mem::take(&mut self.tickets) {
+            if let Err(e) = t.wait() {
+                tracing::error!(error = %e, "shadow history rows not stored");
+            }
+        }
         let last = self.last;
         if !self.link.wait_durable(last, Duration::from_secs(10)) {
             tracing::warn!("shadow changes not durable at shutdown; their replies are not sent");
@@ -237,10 +285,32 @@ impl Worker {
         self.flush();
     }
 
-    /// Publishes the replies whose commit is durable, in order.
+    /// Submits this turn's history rows (durable; the thread is woken when they are).
+    fn end_turn(&mut self) {
+        let batch = std::mem::take(&mut self.history);
+        if !batch.is_empty() {
+            let notify: Arc<dyn Notify> = Arc::<WakeLink>::clone(&self.wake);
+            match self.store.submit_notify(batch, Durability::Durable, notify) {
+                Ok(t) => self.tickets.push_back((self.batch, t)),
+                Err(e) => tracing::error!(error = %e, "shadow history rows not stored"),
+            }
+        }
+        self.batch += 1;
+    }
+
+    /// Publishes the replies whose commit and history rows are durable, in order.
     fn flush(&mut self) {
+        while self.tickets.front().is_some_and(|(_, t)| t.is_resolved()) {
+            if let Some((_, t)) = self.tickets.pop_front()
+                && let Err(e) = t.wait()
+            {
+                tracing::error!(error = %e, "shadow history rows not stored");
+            }
+        }
+        // Batches below this are durable (or were never submitted).
+        let done_below = self.tickets.front().map_or(self.batch, |(n, _)| *n);
         while let Some(p) = self.pending.front() {
-            if !self.link.durable(p.seq) {
+            if !self.link.durable(p.seq) || p.batch >= done_below {
                 break;
             }
             let Some(p) = self.pending.pop_front() else {
@@ -396,6 +466,34 @@ impl Worker {
             Vec::new()
         };
         if let Some(s) = write {
+            // Every row has every column (a telemetry table's columns are made by the rows
+            // written): `{}` stands for no state (before a create, after a delete) and an empty
+            // client token for none.
+            let state = |s: Option<&Shadow>| {
+                s.filter(|s| s.exists())
+                    .map_or_else(|| "{}".to_owned(), |s| s.snapshot()["state"].to_string())
+            };
+            let token = answer
+                .as_ref()
+                .ok()
+                .and_then(|d| d.get("clientToken"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            // Strictly increasing: rows of one series at the same time would be one point.
+            let now_ns = mast_broker::message::now_ns().max(self.last_ns + 1);
+            self.last_ns = now_ns;
+            let series = self
+                .history
+                .series(HISTORY_TABLE, &[(DEVICE_TAG, req.thing)]);
+            self.history
+                .row(series, now_ns)
+                .str("shadow_name", req.shadow.unwrap_or(""))
+                .str("operation", req.op.as_str())
+                .i64("version", i64::try_from(s.version).unwrap_or(i64::MAX))
+                .str("source", source.as_str())
+                .str("client_token", token)
+                .str("previous", &state(current.as_ref()))
+                .str("current", &state(Some(&s)));
             let seq = self.link.persist(vec![mast_meta::Op::Put {
                 table: SHADOWS,
                 key: key.clone(),
@@ -418,6 +516,7 @@ impl Worker {
     fn queue(&mut self, conn: Option<ConnRef>, out: Vec<Out>, answer: Option<Answer>) {
         self.pending.push_back(Pending {
             seq: self.last,
+            batch: self.batch,
             conn,
             out,
             answer,

@@ -281,6 +281,21 @@ fn an_accepted_change_survives_kill_9() {
             "in_sync": false
         }])
     );
+    // The change is in the history, a telemetry table.
+    let sql = "SELECT device_id, shadow_name, operation, version, source, previous, current \
+               FROM iot.shadow_history WHERE device_id = 'meter'";
+    let (status, _, body) =
+        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rows: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        rows,
+        json!([{
+            "device_id": "meter", "shadow_name": "", "operation": "update", "version": 1,
+            "source": "device", "previous": "{}",
+            "current": "{\"desired\":{\"rate\":5},\"reported\":{\"rate\":1}}"
+        }])
+    );
 }
 
 #[test]
@@ -359,4 +374,22 @@ fn an_operator_sets_desired_over_rest_and_the_device_gets_its_delta() {
         json!(2)
     );
     c.assert_silent(QUIET);
+    // Each accepted change is a row of the history, refusals are not.
+    let sql = "SELECT operation, version, source, client_token, current FROM iot.shadow_history \
+               WHERE device_id = 'valve' ORDER BY time, version, operation DESC";
+    let (status, _, body) =
+        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let rows: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        rows,
+        json!([
+            {"operation": "update", "version": 1, "source": "operator", "client_token": "op1",
+             "current": "{\"desired\":{\"open\":true}}"},
+            {"operation": "update", "version": 2, "source": "device", "client_token": "",
+             "current": "{\"desired\":{\"open\":true},\"reported\":{\"open\":true}}"},
+            {"operation": "delete", "version": 2, "source": "operator", "client_token": "",
+             "current": "{}"}
+        ])
+    );
 }

@@ -164,6 +164,17 @@ impl Store {
         self.submit_inner(batch, durability, false, Some(notify))
     }
 
+    /// [`submit`](Self::submit) (waiting for queue space), with `notify` told as each part of
+    /// the ticket resolves.
+    pub fn submit_notify(
+        &self,
+        batch: WriteBatch,
+        durability: Durability,
+        notify: Arc<dyn Notify>,
+    ) -> Result<Ticket, SubmitError> {
+        self.submit_inner(batch, durability, true, Some(notify))
+    }
+
     /// Submits, waiting for queue space when a shard is full.
     pub fn submit(&self, batch: WriteBatch, durability: Durability) -> Result<Ticket, SubmitError> {
         self.submit_inner(batch, durability, true, None)
