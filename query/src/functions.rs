@@ -16,10 +16,12 @@
 //! - `date_trunc` on UTC timestamps by arithmetic, not per-value zone conversion (see
 //!   `date_trunc.rs`).
 //! - Gap filling: see [`gapfill`].
+//! - JSON: `json_get(doc, 'a.b')` and its typed forms (see `json.rs`).
 
 mod date_trunc;
 pub mod gapfill;
 mod group_strings;
+mod json;
 mod latest;
 mod runs;
 
@@ -66,6 +68,9 @@ pub fn register(state: &mut datafusion::execution::SessionState) -> Result<()> {
     state.register_udaf(Arc::new(AggregateUDF::from(FirstLast::first())))?;
     state.register_udaf(Arc::new(AggregateUDF::from(FirstLast::last())))?;
     gapfill::register(state)?;
+    for f in json::all() {
+        state.register_udf(Arc::new(f))?;
+    }
     Ok(())
 }
 
