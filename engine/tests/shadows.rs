@@ -448,3 +448,51 @@ fn shadows_join_telemetry_in_one_query() {
         json!([{"device_id": "t-3", "none": null, "has_site": true}])
     );
 }
+
+#[test]
+fn a_device_that_was_offline_converges_with_the_reconnect_protocol() {
+    let server = Server::start();
+    let rest_desired = |v: u32| {
+        let body = json!({"state": {"desired": {"setpoint": v}}}).to_string();
+        let (status, _, b) = common::http(
+            server.http_port,
+            "POST",
+            "/api/v1/devices/hvac/shadow",
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
+    };
+    let (mut c, p) = device(Version::V5, server.port, "hvac", None);
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"setpoint": 18}}}),
+    );
+    replies(&mut c, &p, 2);
+    c.disconnect();
+    // Three changes while it is away.
+    for v in [19, 20, 21] {
+        rest_desired(v);
+    }
+    // Back with a clean session: subscribe, then get; the document has the latest desired.
+    let (mut c, p) = device(Version::V311, server.port, "hvac", None);
+    send(&mut c, &p, "get", &json!({"clientToken": "sync"}));
+    let g = &replies(&mut c, &p, 1)["get/accepted"];
+    assert_eq!(
+        (&g["state"]["delta"], &g["version"]),
+        (&json!({"setpoint": 21}), &json!(4))
+    );
+    // It applies it and reports, with the version it holds: in sync, no delta.
+    send(
+        &mut c,
+        &p,
+        "update",
+        &json!({"state": {"reported": {"setpoint": 21}}, "version": 4}),
+    );
+    let r = replies(&mut c, &p, 2);
+    assert_eq!(r["update/accepted"]["version"], json!(5));
+    assert!(!r.contains_key("update/delta"));
+    c.assert_silent(QUIET);
+}
