@@ -51,6 +51,13 @@ fn replies(c: &mut any::Client, prefix: &str, n: usize) -> HashMap<String, Value
         .collect()
 }
 
+/// The rows of a SQL query over HTTP, as JSON.
+fn query(http_port: u16, sql: &str) -> Value {
+    let (status, _, body) = common::http(http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
 fn send(c: &mut any::Client, prefix: &str, op: &str, doc: &Value) {
     c.publish(
         &format!("{prefix}/{op}"),
@@ -269,10 +276,7 @@ fn an_accepted_change_survives_kill_9() {
     // And SQL sees it: one row, the documents as JSON text.
     let sql = "SELECT device_id, shadow_name, version, desired, reported, delta, in_sync \
                FROM iot.shadows WHERE device_id = 'meter'";
-    let (status, _, body) =
-        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let rows: Value = serde_json::from_slice(&body).unwrap();
+    let rows = query(server.http_port, sql);
     assert_eq!(
         rows,
         json!([{
@@ -284,10 +288,7 @@ fn an_accepted_change_survives_kill_9() {
     // The change is in the history, a telemetry table.
     let sql = "SELECT device_id, shadow_name, operation, version, source, previous, current \
                FROM iot.shadow_history WHERE device_id = 'meter'";
-    let (status, _, body) =
-        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let rows: Value = serde_json::from_slice(&body).unwrap();
+    let rows = query(server.http_port, sql);
     assert_eq!(
         rows,
         json!([{
@@ -377,10 +378,7 @@ fn an_operator_sets_desired_over_rest_and_the_device_gets_its_delta() {
     // Each accepted change is a row of the history, refusals are not.
     let sql = "SELECT operation, version, source, client_token, current FROM iot.shadow_history \
                WHERE device_id = 'valve' ORDER BY time, version, operation DESC";
-    let (status, _, body) =
-        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let rows: Value = serde_json::from_slice(&body).unwrap();
+    let rows = query(server.http_port, sql);
     assert_eq!(
         rows,
         json!([
@@ -425,10 +423,7 @@ fn shadows_join_telemetry_in_one_query() {
                FROM telemetry t JOIN iot.shadows s ON s.device_id = t.device_id \
                WHERE json_get(s.reported, 'fw.version') = '2.1' \
                GROUP BY 1 ORDER BY 1";
-    let (status, _, body) =
-        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let rows: Value = serde_json::from_slice(&body).unwrap();
+    let rows = query(server.http_port, sql);
     assert_eq!(
         rows,
         json!([
@@ -439,10 +434,7 @@ fn shadows_join_telemetry_in_one_query() {
     let sql = "SELECT device_id, json_get_int(current, 'reported', 'fw') AS none, \
                json_contains(current, 'reported.site') AS has_site \
                FROM iot.shadow_history WHERE device_id = 't-3'";
-    let (status, _, body) =
-        common::http(server.http_port, "POST", "/api/v1/sql", &[], sql.as_bytes());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let rows: Value = serde_json::from_slice(&body).unwrap();
+    let rows = query(server.http_port, sql);
     assert_eq!(
         rows,
         json!([{"device_id": "t-3", "none": null, "has_site": true}])
