@@ -22,7 +22,7 @@ impl ConnRef {
     }
 
     /// The owning reactor's index.
-    pub(crate) fn reactor(self) -> usize {
+    pub fn reactor(self) -> usize {
         usize::from(self.reactor)
     }
 

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mqtt;
 pub(crate) mod presence;
 pub mod priority;
+pub mod shadow_acks;
 pub mod shadows;
 pub mod sql_tables;
 pub(crate) mod telemetry;

@@ -14,6 +14,7 @@ pub use mast_broker::{Broker, ConnectionInfo, Counters};
 
 use crate::config::MqttConfig;
 use crate::ingest::{IngestCounters, TagKeys, TelemetryPath};
+use crate::shadow_acks::ShadowAcks;
 use crate::shadows::ShadowService;
 use crate::telemetry::EngineServices;
 use crate::telemetry::gateways::Gateways;
@@ -52,10 +53,15 @@ impl MqttServer {
             tag_keys,
             counters: Arc::new(IngestCounters::default()),
         });
-        let services = EngineServices::new(Arc::clone(&telemetry), Gateways::new(&cfg.acl));
+        let shadow_acks = Arc::new(ShadowAcks::default());
+        let services = EngineServices::new(
+            Arc::clone(&telemetry),
+            Gateways::new(&cfg.acl),
+            Arc::clone(&shadow_acks),
+        );
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
         let server = mast_broker::Server::start(cfg, credentials, writer, &services)?;
-        let shadows = ShadowService::start(server.broker(), meta, store)?;
+        let shadows = ShadowService::start(server.broker(), meta, store, shadow_acks)?;
         Ok(MqttServer {
             server,
             shadows,

@@ -32,6 +32,8 @@ use mast_meta::tables::SHADOWS;
 use mast_meta::{MetaStore, Seq};
 use mast_protocol::connect::QoS;
 use mast_storage::batch::DEVICE_TAG;
+
+use crate::shadow_acks::ShadowAcks;
 use mast_storage::{Durability, Notify, Store, Ticket, WriteBatch};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -110,6 +112,7 @@ impl ShadowService {
         broker: &Arc<Broker>,
         meta: Arc<MetaStore>,
         store: Arc<Store>,
+        acks: Arc<ShadowAcks>,
     ) -> std::io::Result<ShadowService> {
         let mut link = broker.open_link("shadows");
         for f in REQUEST_FILTERS {
@@ -126,7 +129,7 @@ impl ShadowService {
         };
         let thread = std::thread::Builder::new()
             .name("shadows".into())
-            .spawn(move || Worker::new(link, meta, store, rx).run(&flag))?;
+            .spawn(move || Worker::new(link, meta, store, acks, rx).run(&flag))?;
         Ok(ShadowService {
             stop,
             thread: Some(thread),
@@ -160,6 +163,8 @@ impl Drop for ShadowService {
 
 /// Replies waiting for a commit.
 struct Pending {
+    /// The connection whose request this answers (its PUBACK waits for it).
+    ack: Option<ConnRef>,
     seq: Option<Seq>,
     /// The history batch its row went into (every reply also waits for the batches before).
     batch: u64,
@@ -213,6 +218,8 @@ struct Worker {
     wake: Arc<WakeLink>,
     /// The time of the last history row (ns).
     last_ns: i64,
+    /// Where a request's acknowledgement learns that it is answered.
+    acks: Arc<ShadowAcks>,
 }
 
 /// Wakes the service's thread when a history batch is durable.
@@ -236,9 +243,11 @@ impl Worker {
         link: Link,
         meta: Arc<MetaStore>,
         store: Arc<Store>,
+        acks: Arc<ShadowAcks>,
         commands: Receiver<Command>,
     ) -> Worker {
         Worker {
+            acks,
             commands,
             store,
             history: WriteBatch::new(),
@@ -324,6 +333,9 @@ impl Worker {
                     self.in_flight.remove(&c);
                 }
             }
+            if let Some(c) = p.ack {
+                self.acks.answered(c);
+            }
             if let Some((to, answer)) = p.answer {
                 let _ = to.send(answer);
             }
@@ -354,7 +366,7 @@ impl Worker {
             if let Some(from) = r.from.clone() {
                 let doc = Rejected::of(ShadowError::forbidden(), payload).document(now);
                 let m = reply(&req, req.op, "rejected", &doc);
-                self.queue(None, vec![Out::Reply(from, m)], None);
+                self.queue(None, conn, vec![Out::Reply(from, m)], None);
             }
             return;
         }
@@ -364,6 +376,7 @@ impl Worker {
             let doc = Rejected::of(ShadowError::too_many_requests(), payload).document(now);
             self.queue(
                 None,
+                conn,
                 vec![Out::Publish(reply(&req, req.op, "rejected", &doc))],
                 None,
             );
@@ -381,7 +394,7 @@ impl Worker {
         if let Some(c) = conn {
             *self.in_flight.entry(c).or_default() += 1;
         }
-        self.queue(conn, out, None);
+        self.queue(conn, conn, out, None);
     }
 
     /// A request of the API: the same rules; the answer goes back to the caller, and what an
@@ -393,7 +406,7 @@ impl Worker {
             op: c.op,
         };
         let (out, answer) = self.apply(&req, &c.payload, c.source, now_secs());
-        self.queue(None, out, Some((c.answer, answer)));
+        self.queue(None, None, out, Some((c.answer, answer)));
     }
 
     /// Runs one request: the store write is submitted; what to publish once it is durable, and
@@ -513,8 +526,17 @@ impl Worker {
     }
 
     /// Replies (and an API answer) that wait for the commits submitted so far.
-    fn queue(&mut self, conn: Option<ConnRef>, out: Vec<Out>, answer: Option<Answer>) {
+    /// `conn`: the connection whose in-flight count it takes; `ack`: whose acknowledgement
+    /// waits for it (every request over MQTT).
+    fn queue(
+        &mut self,
+        conn: Option<ConnRef>,
+        ack: Option<ConnRef>,
+        out: Vec<Out>,
+        answer: Option<Answer>,
+    ) {
         self.pending.push_back(Pending {
+            ack,
             seq: self.last,
             batch: self.batch,
             conn,

@@ -15,6 +15,7 @@ use hook::Telemetry;
 
 use crate::ingest::TelemetryPath;
 use crate::presence::Presence;
+use crate::shadow_acks::{Claimed, ShadowAcks};
 use mast_broker::hooks::{
     Accept, ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, Inspect, PublishHook,
     Publisher, ReactorWake, ReadControl, Services,
@@ -29,13 +30,19 @@ const RETRY: Duration = Duration::from_millis(1);
 pub(crate) struct EngineServices {
     path: Arc<TelemetryPath>,
     gateways: Arc<Gateways>,
+    shadow_acks: Arc<ShadowAcks>,
 }
 
 impl EngineServices {
-    pub(crate) fn new(path: Arc<TelemetryPath>, gateways: Gateways) -> EngineServices {
+    pub(crate) fn new(
+        path: Arc<TelemetryPath>,
+        gateways: Gateways,
+        shadow_acks: Arc<ShadowAcks>,
+    ) -> EngineServices {
         EngineServices {
             path,
             gateways: Arc::new(gateways),
+            shadow_acks,
         }
     }
 }
@@ -43,8 +50,11 @@ impl EngineServices {
 impl Services for EngineServices {
     type Reactor = EngineReactor;
 
-    fn reactor(&self, _id: usize, wake: ReactorWake) -> EngineReactor {
+    fn reactor(&self, id: usize, wake: ReactorWake) -> EngineReactor {
+        self.shadow_acks.register(id, wake.clone());
         EngineReactor {
+            id,
+            shadow_acks: Arc::clone(&self.shadow_acks),
             batches: Batches::new(
                 Arc::clone(&self.path.store),
                 Arc::new(TicketWake::new(wake)),
@@ -55,9 +65,18 @@ impl Services for EngineServices {
     }
 }
 
+/// A request the shadow service answers (its acknowledgement waits for the answer).
+#[inline]
+fn is_shadow_request(msg: &Message) -> bool {
+    let t = msg.topic.as_str();
+    t.starts_with("$aws/things/") && mast_devices::shadow::topic::Request::parse(t).is_some()
+}
+
 /// One reactor's services.
 #[derive(Debug)]
 pub(crate) struct EngineReactor {
+    id: usize,
+    shadow_acks: Arc<ShadowAcks>,
     batches: Batches,
     telemetry: Telemetry,
     presence: Presence,
@@ -66,6 +85,9 @@ pub(crate) struct EngineReactor {
 impl PublishHook for EngineReactor {
     #[inline]
     fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect {
+        if is_shadow_request(msg) {
+            return Inspect::Claim;
+        }
         self.telemetry.inspect(cx, p, msg)
     }
 
@@ -77,6 +99,12 @@ impl PublishHook for EngineReactor {
         msg: &Arc<Message>,
         hold: Hold,
     ) -> Accept {
+        if is_shadow_request(msg) {
+            return match self.shadow_acks.accept(p.conn, hold) {
+                Claimed::Answered => Accept::Ack,
+                Claimed::Held => Accept::Held { pause: false },
+            };
+        }
         self.telemetry.accept(&mut self.batches, cx, p, msg, hold)
     }
 
@@ -86,6 +114,7 @@ impl PublishHook for EngineReactor {
 
     fn poll(&mut self, cx: &mut HookCx<'_>, done: &mut Vec<(Hold, HoldOutcome)>) {
         self.telemetry.poll(&mut self.batches, cx, done);
+        self.shadow_acks.poll(self.id, done);
     }
 
     fn retry_in(&self) -> Option<Duration> {

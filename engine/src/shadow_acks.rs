@@ -1,0 +1,114 @@
+//! The acknowledgement of a shadow request waits until the shadow service has answered it, so
+//! a PUBACK (PUBREC) means the request is durably handled: its change committed, or its refusal
+//! decided. The engine's publish hook claims every shadow request topic and holds it here; the
+//! service reports each request it has answered for the connection that sent it.
+//!
+//! Holds are numbered per connection, in the order the reactor accepted them, and answers are
+//! counted per connection, in the order the service answered them; both orders are the
+//! connection's publish order (a link receives one connection's messages in routing order).
+//! Numbers rather than a queue of holds, because the service can answer a request before the
+//! reactor's `accept` for it has run (the message is routed first).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use mast_broker::hooks::{Hold, HoldOutcome, ReactorWake};
+use mast_broker::ids::ConnRef;
+
+#[derive(Debug, Default)]
+struct Conn {
+    /// Holds accepted so far, and answers reported so far.
+    claimed: u64,
+    answered: u64,
+    waiting: VecDeque<(u64, Hold)>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    conns: HashMap<ConnRef, Conn>,
+    wakes: HashMap<usize, ReactorWake>,
+}
+
+/// Shared by the reactors' hooks and the shadow service.
+#[derive(Debug, Default)]
+pub struct ShadowAcks {
+    state: Mutex<State>,
+}
+
+/// Whether the hook must hold the acknowledgement.
+#[derive(Debug)]
+pub(crate) enum Claimed {
+    /// Already answered: acknowledge it now.
+    Answered,
+    /// Held until the service answers.
+    Held,
+}
+
+impl ShadowAcks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reactor `id` is woken with `wake` when one of its holds is answered.
+    pub(crate) fn register(&self, id: usize, wake: ReactorWake) {
+        self.lock().wakes.insert(id, wake);
+    }
+
+    /// A claimed shadow request of `conn` (after routing).
+    pub(crate) fn accept(&self, conn: ConnRef, hold: Hold) -> Claimed {
+        let mut s = self.lock();
+        let c = s.conns.entry(conn).or_default();
+        let n = c.claimed;
+        c.claimed += 1;
+        if n < c.answered {
+            forget_if_settled(&mut s.conns, conn);
+            return Claimed::Answered;
+        }
+        c.waiting.push_back((n, hold));
+        Claimed::Held
+    }
+
+    /// The service answered a request of `conn` (its replies are durable and sent).
+    pub fn answered(&self, conn: ConnRef) {
+        let mut s = self.lock();
+        let c = s.conns.entry(conn).or_default();
+        c.answered += 1;
+        let ready = c.waiting.front().is_some_and(|(n, _)| *n < c.answered);
+        if ready
+            && let Some(w) = s.wakes.get(&conn.reactor())
+            && let Err(e) = w.wake()
+        {
+            tracing::error!(error = %e, "waking a reactor failed");
+        }
+    }
+
+    /// The holds of reactor `id` that are answered.
+    pub(crate) fn poll(&self, id: usize, out: &mut Vec<(Hold, HoldOutcome)>) {
+        let mut s = self.lock();
+        let mut settled = Vec::new();
+        for (conn, c) in s.conns.iter_mut().filter(|(k, _)| k.reactor() == id) {
+            while c.waiting.front().is_some_and(|(n, _)| *n < c.answered) {
+                if let Some((_, hold)) = c.waiting.pop_front() {
+                    out.push((hold, HoldOutcome::Done));
+                }
+            }
+            if c.claimed == c.answered {
+                settled.push(*conn);
+            }
+        }
+        for conn in settled {
+            forget_if_settled(&mut s.conns, conn);
+        }
+    }
+}
+
+/// Every request claimed is answered: nothing is left to count (a new request starts both
+/// counts again from zero).
+fn forget_if_settled(conns: &mut HashMap<ConnRef, Conn>, conn: ConnRef) {
+    if conns
+        .get(&conn)
+        .is_some_and(|c| c.claimed == c.answered && c.waiting.is_empty())
+    {
+        conns.remove(&conn);
+    }
+}
