@@ -20,12 +20,15 @@ pub type Object = Map<String, Value>;
 /// The metadata of `v` set at `now` (epoch seconds).
 pub fn stamp(v: &Value, now: u64) -> Value {
     match v {
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), stamp(v, now))).collect())
-        }
+        Value::Object(m) => Value::Object(stamp_object(m, now)),
         Value::Array(a) => Value::Array(a.iter().map(|v| stamp(v, now)).collect()),
         _ => json!({ "timestamp": now }),
     }
+}
+
+/// The metadata of an object set at `now`.
+pub fn stamp_object(m: &Object, now: u64) -> Object {
+    m.iter().map(|(k, v)| (k.clone(), stamp(v, now))).collect()
 }
 
 /// Merges `patch` into `state`, keeping `meta` (the metadata of `state`) in step.
@@ -40,8 +43,8 @@ pub fn merge(state: &mut Object, meta: &mut Object, patch: &Object, now: u64) {
                 let (mut s, mut m) = match (state.remove(k), meta.remove(k)) {
                     (Some(Value::Object(s)), Some(Value::Object(m))) => (s, m),
                     (Some(Value::Object(s)), _) => {
-                        let m = stamp(&Value::Object(s.clone()), now);
-                        (s, m.as_object().cloned().unwrap_or_default())
+                        let m = stamp_object(&s, now);
+                        (s, m)
                     }
                     _ => (Object::new(), Object::new()),
                 };

@@ -154,10 +154,20 @@ impl Shadow {
     /// `{"state": {desired, reported}, "metadata": {desired, reported}, "version"}`.
     pub fn snapshot(&self) -> Value {
         json!({
-            "state": sections(&self.desired, &self.reported),
-            "metadata": sections(&self.desired_metadata, &self.reported_metadata),
+            "state": self.state(),
+            "metadata": self.metadata(),
             "version": self.version,
         })
+    }
+
+    /// `{desired, reported}`, each only when present.
+    pub fn state(&self) -> Value {
+        sections(&self.desired, &self.reported)
+    }
+
+    /// The metadata of [`Shadow::state`].
+    pub fn metadata(&self) -> Value {
+        sections(&self.desired_metadata, &self.reported_metadata)
     }
 
     /// The stored form: versioned JSON.
@@ -226,10 +236,10 @@ pub struct Updated {
 }
 
 /// A section of an update request.
-enum Patch {
+enum Patch<'a> {
     Absent,
     Clear,
-    Merge(Object),
+    Merge(&'a Object),
 }
 
 /// Applies an update request to `current` (the stored shadow or tombstone, if any).
@@ -423,7 +433,7 @@ fn request_token(payload: &[u8]) -> Result<Option<String>, Rejected> {
     token(&o).map_err(|error| Rejected { error, token: None })
 }
 
-fn patches(request: &Object) -> Result<(Patch, Patch), ShadowError> {
+fn patches(request: &Object) -> Result<(Patch<'_>, Patch<'_>), ShadowError> {
     let state = match request.get("state") {
         None => return Err(ShadowError::bad("Missing required node: state")),
         Some(Value::Null) => return Ok((Patch::Clear, Patch::Clear)),
@@ -439,7 +449,7 @@ fn patches(request: &Object) -> Result<(Patch, Patch), ShadowError> {
     let section = |key: &str, what: &str| match state.get(key) {
         None => Ok(Patch::Absent),
         Some(Value::Null) => Ok(Patch::Clear),
-        Some(Value::Object(o)) => Ok(Patch::Merge(o.clone())),
+        Some(Value::Object(o)) => Ok(Patch::Merge(o)),
         Some(_) => Err(ShadowError::bad(&format!("{what} node must be an object"))),
     };
     Ok((
@@ -448,7 +458,7 @@ fn patches(request: &Object) -> Result<(Patch, Patch), ShadowError> {
     ))
 }
 
-fn apply(section: &mut Option<Object>, meta: &mut Option<Object>, patch: &Patch, now: u64) {
+fn apply(section: &mut Option<Object>, meta: &mut Option<Object>, patch: &Patch<'_>, now: u64) {
     match patch {
         Patch::Absent => {}
         Patch::Clear => {
@@ -468,7 +478,7 @@ fn apply(section: &mut Option<Object>, meta: &mut Option<Object>, patch: &Patch,
 }
 
 /// The metadata of what the request set: its sections stamped now (a `null` too).
-fn echo_metadata(desired: &Patch, reported: &Patch, now: u64) -> Value {
+fn echo_metadata(desired: &Patch<'_>, reported: &Patch<'_>, now: u64) -> Value {
     let mut m = Object::new();
     for (key, p) in [("desired", desired), ("reported", reported)] {
         match p {
@@ -477,7 +487,7 @@ fn echo_metadata(desired: &Patch, reported: &Patch, now: u64) -> Value {
                 m.insert(key.into(), json!({"timestamp": now}));
             }
             Patch::Merge(o) => {
-                m.insert(key.into(), merge::stamp(&Value::Object(o.clone()), now));
+                m.insert(key.into(), Value::Object(merge::stamp_object(o, now)));
             }
         }
     }
