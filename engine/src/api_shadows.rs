@@ -11,12 +11,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use mast_devices::shadow::topic::Op as ShadowOp;
 use mast_devices::shadow::{Rejected, Source};
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
 use crate::http::Api;
-use crate::shadows::ShadowOp;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct ShadowParams {

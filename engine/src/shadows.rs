@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mast_broker::Broker;
 use mast_broker::ids::ConnRef;
@@ -43,8 +43,6 @@ pub const MAX_IN_FLIGHT: usize = 10;
 
 /// The telemetry table every accepted change is appended to.
 pub const HISTORY_TABLE: &str = "iot.shadow_history";
-
-pub use mast_devices::shadow::topic::Op as ShadowOp;
 
 /// A running shadow service.
 #[derive(Debug)]
@@ -233,9 +231,7 @@ impl Notify for WakeLink {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    mast_broker::message::now_ms() / 1000
 }
 
 impl Worker {
@@ -353,8 +349,7 @@ impl Worker {
     }
 
     fn handle(&mut self, r: Received) {
-        let topic = r.message.topic.as_str().to_owned();
-        let Some(req) = Request::parse(&topic) else {
+        let Some(req) = Request::parse(r.message.topic.as_str()) else {
             return;
         };
         let payload = &r.message.payload[..];
@@ -422,7 +417,8 @@ impl Worker {
             return (Vec::new(), Err(Rejected::of(e, payload)));
         }
         let key = req.key();
-        let current = match self.load(&key) {
+        // Taken out of the cache (not cloned), and put back below: the new shadow, or this one.
+        let current = match self.take(&key) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, thing = req.thing, "reading a shadow failed");
@@ -484,7 +480,7 @@ impl Worker {
             // client token for none.
             let state = |s: Option<&Shadow>| {
                 s.filter(|s| s.exists())
-                    .map_or_else(|| "{}".to_owned(), |s| s.snapshot()["state"].to_string())
+                    .map_or_else(|| "{}".to_owned(), |s| s.state().to_string())
             };
             let token = answer
                 .as_ref()
@@ -514,6 +510,7 @@ impl Worker {
             }]);
             if seq.is_none() {
                 // The writer is closed (shutting down): nothing is stored, nothing accepted.
+                self.shadows.insert(key, current);
                 return (
                     Vec::new(),
                     Err(Rejected::of(ShadowError::internal(), payload)),
@@ -521,6 +518,8 @@ impl Worker {
             }
             self.last = seq;
             self.shadows.insert(key, Some(s));
+        } else {
+            self.shadows.insert(key, current);
         }
         (out, answer)
     }
@@ -545,24 +544,28 @@ impl Worker {
         });
     }
 
-    /// The stored shadow. A record this version cannot read is reported and refuses every
-    /// request (500), rather than being overwritten.
-    fn load(&mut self, key: &[u8]) -> Result<Option<Shadow>, String> {
-        if let Some(s) = self.shadows.get(key) {
-            return Ok(s.clone());
+    /// The stored shadow, taken out of the cache (the caller puts it back). A record this
+    /// version cannot read is reported and refuses every request (500), rather than being
+    /// overwritten.
+    fn take(&mut self, key: &[u8]) -> Result<Option<Shadow>, String> {
+        if let Some(s) = self.shadows.remove(key) {
+            return Ok(s);
         }
-        let s = match self.meta.get(SHADOWS, key).map_err(|e| e.to_string())? {
-            None => None,
-            Some(bytes) => match Shadow::decode(&bytes) {
-                Some(s) => Some(s),
-                None => {
-                    self.meta
-                        .report_unreadable(SHADOWS, key, "not a shadow record of version 1");
-                    return Err("unreadable shadow record".into());
-                }
+        match self.meta.get(SHADOWS, key).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(bytes) => match decode_or_report(&self.meta, key, &bytes) {
+                Some(s) => Ok(Some(s)),
+                None => Err("unreadable shadow record".into()),
             },
-        };
-        self.shadows.insert(key.to_vec(), s.clone());
-        Ok(s)
+        }
     }
+}
+
+/// The shadow record `value` stored under `key`, or `None` after reporting it unreadable.
+pub(crate) fn decode_or_report(meta: &MetaStore, key: &[u8], value: &[u8]) -> Option<Shadow> {
+    let s = Shadow::decode(value);
+    if s.is_none() {
+        meta.report_unreadable(SHADOWS, key, "not a shadow record of version 1");
+    }
+    s
 }

@@ -198,7 +198,7 @@ impl SpecialTable for Shadows {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        use mast_devices::shadow::{Shadow, topic};
+        use mast_devices::shadow::topic;
         use mast_meta::tables::SHADOWS;
         let entries = match scan.values_of("device_id") {
             Some(mut ids) => {
@@ -214,8 +214,7 @@ impl SpecialTable for Shadows {
             None => self.meta.scan_prefix(SHADOWS, b"").map_err(external)?,
         };
         let json = |o: &Option<serde_json::Map<String, serde_json::Value>>| {
-            o.as_ref()
-                .map(|o| serde_json::Value::Object(o.clone()).to_string())
+            o.as_ref().and_then(|o| serde_json::to_string(o).ok())
         };
         let mut rows = scan.rows(&self.schema);
         for (k, v) in &entries {
@@ -223,16 +222,15 @@ impl SpecialTable for Shadows {
                 self.meta.report_unreadable(SHADOWS, k, "not a shadow key");
                 continue;
             };
-            let Some(s) = Shadow::decode(v) else {
-                self.meta
-                    .report_unreadable(SHADOWS, k, "not a shadow record of version 1");
+            let Some(s) = crate::shadows::decode_or_report(&self.meta, k, v) else {
                 continue;
             };
             if !s.exists() {
                 continue;
             }
             let delta = s.delta();
-            let metadata = s.snapshot()["metadata"].to_string();
+            let in_sync = delta.is_empty();
+            let delta = (!in_sync).then(|| serde_json::Value::Object(delta).to_string());
             let secs = i64::try_from(s.updated_at).unwrap_or(i64::MAX / 1_000_000_000);
             rows.row()
                 .str(device)
@@ -240,14 +238,10 @@ impl SpecialTable for Shadows {
                 .u64(s.version)
                 .opt_str(json(&s.desired).as_deref())
                 .opt_str(json(&s.reported).as_deref())
-                .opt_str(
-                    (!delta.is_empty())
-                        .then(|| serde_json::Value::Object(delta.clone()).to_string())
-                        .as_deref(),
-                )
-                .str(&metadata)
+                .opt_str(delta.as_deref())
+                .str(&s.metadata().to_string())
                 .ts(secs.saturating_mul(1_000_000_000))
-                .bool(delta.is_empty());
+                .bool(in_sync);
         }
         rows.finish()
     }
