@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mast_broker::hooks::{Hold, HoldOutcome, ReactorWake};
 use mast_broker::ids::ConnRef;
@@ -33,6 +34,9 @@ struct State {
 #[derive(Debug, Default)]
 pub struct ShadowAcks {
     state: Mutex<State>,
+    /// Answers reported so far, so that a reactor's `poll` takes the lock only when there are
+    /// new ones (it runs every turn).
+    answers: AtomicU64,
 }
 
 /// Whether the hook must hold the acknowledgement.
@@ -73,6 +77,7 @@ impl ShadowAcks {
         let mut s = self.lock();
         let c = s.conns.entry(conn).or_default();
         c.answered += 1;
+        self.answers.fetch_add(1, Ordering::Release);
         let ready = c.waiting.front().is_some_and(|(n, _)| *n < c.answered);
         if ready
             && let Some(w) = s.wakes.get(&conn.reactor())
@@ -82,8 +87,14 @@ impl ShadowAcks {
         }
     }
 
-    /// The holds of reactor `id` that are answered.
-    pub(crate) fn poll(&self, id: usize, out: &mut Vec<(Hold, HoldOutcome)>) {
+    /// The holds of reactor `id` that are answered; `seen` is the reactor's count of answers
+    /// looked at so far.
+    pub(crate) fn poll(&self, id: usize, seen: &mut u64, out: &mut Vec<(Hold, HoldOutcome)>) {
+        let answers = self.answers.load(Ordering::Acquire);
+        if answers == *seen {
+            return;
+        }
+        *seen = answers;
         let mut s = self.lock();
         let mut settled = Vec::new();
         for (conn, c) in s.conns.iter_mut().filter(|(k, _)| k.reactor() == id) {

@@ -55,6 +55,7 @@ impl Services for EngineServices {
         EngineReactor {
             id,
             shadow_acks: Arc::clone(&self.shadow_acks),
+            shadow_answers_seen: 0,
             batches: Batches::new(
                 Arc::clone(&self.path.store),
                 Arc::new(TicketWake::new(wake)),
@@ -77,6 +78,7 @@ fn is_shadow_request(msg: &Message) -> bool {
 pub(crate) struct EngineReactor {
     id: usize,
     shadow_acks: Arc<ShadowAcks>,
+    shadow_answers_seen: u64,
     batches: Batches,
     telemetry: Telemetry,
     presence: Presence,
@@ -114,7 +116,8 @@ impl PublishHook for EngineReactor {
 
     fn poll(&mut self, cx: &mut HookCx<'_>, done: &mut Vec<(Hold, HoldOutcome)>) {
         self.telemetry.poll(&mut self.batches, cx, done);
-        self.shadow_acks.poll(self.id, done);
+        self.shadow_acks
+            .poll(self.id, &mut self.shadow_answers_seen, done);
     }
 
     fn retry_in(&self) -> Option<Duration> {
