@@ -342,7 +342,7 @@ mod tests {
         let id = creds.authenticate(&sdk).unwrap();
         assert_eq!(id.client_id.as_deref(), Some("dev-42"));
         let wrong = ConnectRequest {
-            username: Some("dev"),
+            username: Some("fleet"),
             password: Some(b"wrong"),
             ..request("dev-42", Some(cert))
         };
