@@ -7,9 +7,12 @@
 //!
 //! - [`registry`]: the device record (`devices` table, `iot.devices`) and presence events
 //!   (`iot.device_events`).
+//! - [`profile`]: what operators say about a device (type, hardware revision, tags, static
+//!   groups) and device groups, static or dynamic.
 //! - [`shadow`]: device shadows (the AWS IoT Device Shadow contract): merge, delta, metadata,
 //!   versions, limits and error documents.
 
+pub mod profile;
 pub mod registry;
 pub mod shadow;
 

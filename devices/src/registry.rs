@@ -202,6 +202,10 @@ impl Presence {
                 disconnect_reason: reason.map(str::to_owned),
             };
             out.writes.push(rec.put());
+            if connected {
+                out.writes
+                    .push(crate::profile::DeviceProfile::first_seen(c.device_id, now));
+            }
         }
         out
     }
@@ -315,6 +319,11 @@ mod tests {
         let r = decoded(&on.writes[0]);
         assert!(r.connected && r.disconnected_at.is_none());
         assert_eq!(r.connected_at, 100);
+        assert_eq!(
+            on.writes[1],
+            crate::profile::DeviceProfile::first_seen("d1", 100),
+            "a device seen for the first time is created"
+        );
 
         // The clock did not move: the next event still gets a later time.
         let off = p.change(
@@ -330,6 +339,7 @@ mod tests {
             off.rows[0].fields.last(),
             Some(&("reason", Value::Str("keep alive timeout".into())))
         );
+        assert_eq!(off.writes.len(), 1, "a disconnect creates nothing");
         let r = decoded(&off.writes[0]);
         assert!(!r.connected);
         assert_eq!(r.disconnected_at, Some(101));

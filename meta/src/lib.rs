@@ -221,6 +221,33 @@ impl MetaStore {
         }
         Ok(out)
     }
+
+    /// Up to `limit` (key, value) pairs in key order, starting after `after` (from the first
+    /// key when `None`): a page of a table.
+    pub fn scan_after(
+        &self,
+        table: Table,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, MetaError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(err)?;
+        let t = match txn.open_table(def(table)) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(err(e)),
+        };
+        let range: (Bound<&[u8]>, Bound<&[u8]>) = match after {
+            Some(a) => (Bound::Excluded(a), Bound::Unbounded),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut out = Vec::new();
+        for item in t.range::<&[u8]>(range).map_err(err)?.take(limit) {
+            let (k, v) = item.map_err(err)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -279,5 +306,30 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(left, [b"a\x01".to_vec(), b"ab".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn scan_after_pages_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = MetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        m.write(|t| {
+            for k in ["d3", "d1", "d5", "d2", "d4"] {
+                t.put(Q, k.as_bytes(), b"v")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let keys = |after: Option<&[u8]>, n| -> Vec<String> {
+            m.scan_after(Q, after, n)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect()
+        };
+        assert_eq!(keys(None, 2), ["d1", "d2"]);
+        assert_eq!(keys(Some(b"d2"), 2), ["d3", "d4"]);
+        assert_eq!(keys(Some(b"d25"), 10), ["d3", "d4", "d5"]);
+        assert!(keys(Some(b"d5"), 10).is_empty());
+        assert!(m.scan_after(NOTHING, None, 10).unwrap().is_empty());
     }
 }

@@ -43,8 +43,24 @@ pub const DEVICES: Table = Table::new("devices", "devices: device record");
 /// value: a shadow record (live, or the tombstone of a deleted one).
 pub const SHADOWS: Table = Table::new("shadows", "devices: shadow record");
 
+/// What operators say about a device (type, hardware revision, tags, static groups) and when
+/// it was created; key: the device id, value: a device profile record.
+pub const DEVICE_PROFILES: Table = Table::new("device_profiles", "devices: device profile");
+
+/// Device groups (static, or dynamic by a SQL predicate); key: the group name, value: a group
+/// record.
+pub const DEVICE_GROUPS: Table = Table::new("device_groups", "devices: device group");
+
 /// All of them.
-pub const ALL: [Table; 5] = [MQTT_RETAINED, MQTT_SESSIONS, MQTT_QUEUE, DEVICES, SHADOWS];
+pub const ALL: [Table; 7] = [
+    MQTT_RETAINED,
+    MQTT_SESSIONS,
+    MQTT_QUEUE,
+    DEVICES,
+    SHADOWS,
+    DEVICE_PROFILES,
+    DEVICE_GROUPS,
+];
 
 /// The table of this name, if there is one.
 pub fn by_name(name: &str) -> Option<Table> {

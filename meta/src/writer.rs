@@ -54,6 +54,12 @@ pub enum Op {
         key: Vec<u8>,
         value: Vec<u8>,
     },
+    /// Puts only when the key holds nothing (a record created once, never overwritten).
+    PutIfAbsent {
+        table: Table,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
     Del {
         table: Table,
         key: Vec<u8>,
@@ -234,6 +240,11 @@ fn write_loop(
                 for op in ops {
                     match op {
                         Op::Put { table, key, value } => t.put(*table, key, value)?,
+                        Op::PutIfAbsent { table, key, value } => {
+                            if t.get(*table, key)?.is_none() {
+                                t.put(*table, key, value)?;
+                            }
+                        }
                         Op::Del { table, key } => {
                             t.remove(*table, key)?;
                         }
@@ -299,8 +310,19 @@ mod tests {
                 key: b"a".to_vec(),
             },
         ]);
-        assert!(a < b);
-        assert!(w.wait(b, Duration::from_secs(10)));
+        let once = |v: &[u8]| Op::PutIfAbsent {
+            table: tables::DEVICES,
+            key: b"p".to_vec(),
+            value: v.to_vec(),
+        };
+        let p = w.submit(vec![once(b"first"), once(b"second")]);
+        assert!(a < b && b < p);
+        assert!(w.wait(p, Duration::from_secs(10)));
+        assert_eq!(
+            meta.get(tables::DEVICES, b"p").unwrap().as_deref(),
+            Some(&b"first"[..]),
+            "a put-if-absent never overwrites"
+        );
         assert!(
             w.committed().covers(a),
             "a later number covers every earlier one"
