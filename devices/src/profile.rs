@@ -61,6 +61,14 @@ impl RegistryError {
         }
     }
 
+    pub fn internal(message: impl Into<String>) -> RegistryError {
+        RegistryError {
+            status: 500,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+
     pub fn conflict(message: impl Into<String>) -> RegistryError {
         RegistryError {
             status: 409,

@@ -150,6 +150,7 @@ impl Config {
         self.ingest.check()?;
         if !self.http.listen.ip().is_loopback()
             && self.http.tokens.is_empty()
+            && self.http.read_tokens.is_empty()
             && self.mqtt.allow_anonymous != Some(true)
         {
             return Err(Invalid {
@@ -256,6 +257,8 @@ pub struct HttpConfig {
     /// Bearer tokens accepted by `/api/*` and `/metrics` (`Authorization: Bearer <token>`);
     /// empty = no authentication (allowed only on loopback unless anonymous access is allowed).
     pub tokens: Vec<String>,
+    /// Read-only bearer tokens: `GET` requests and SQL; every other request is refused (403).
+    pub read_tokens: Vec<String>,
     /// Largest request body (a POSTed query), bytes.
     pub max_body_bytes: usize,
 }
@@ -265,6 +268,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: Vec::new(),
+            read_tokens: Vec::new(),
             max_body_bytes: 1 << 20,
         }
     }
@@ -281,6 +285,7 @@ impl HttpConfig {
         if let Some(t) = self
             .tokens
             .iter()
+            .chain(&self.read_tokens)
             .find(|t| t.len() < 16 || t.contains(char::is_whitespace))
         {
             let shown: String = t.chars().take(4).collect();

@@ -26,7 +26,9 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
+
+use crate::api_devices;
 use axum::serve::ListenerExt;
 use futures::StreamExt;
 use mast_query::{Encoder, Format, QueryEngine, QueryError};
@@ -49,7 +51,10 @@ pub struct Api {
     pub store: Arc<mast_storage::Store>,
     /// The shadow service, for `/api/v1/devices/{id}/shadow`.
     pub shadows: Option<crate::shadows::ShadowHandle>,
+    /// The device registry, for `/api/v1/devices` and `/api/v1/groups`.
+    pub registry: Option<Arc<crate::registry::Registry>>,
     tokens: Vec<String>,
+    read_tokens: Vec<String>,
     max_body: usize,
 }
 
@@ -68,7 +73,9 @@ impl Api {
             ingest,
             store,
             shadows: None,
+            registry: None,
             tokens: cfg.tokens.clone(),
+            read_tokens: cfg.read_tokens.clone(),
             max_body: cfg.max_body_bytes,
         }
     }
@@ -163,6 +170,26 @@ fn router(api: Arc<Api>) -> Router {
     let guarded = Router::new()
         .route("/api/v1/sql", get(sql_get).post(sql_post))
         .route("/metrics", get(metrics))
+        .route("/api/v1/devices", get(api_devices::list_devices))
+        .route(
+            "/api/v1/devices/{id}",
+            get(api_devices::get_device)
+                .put(api_devices::put_device)
+                .patch(api_devices::patch_device)
+                .delete(api_devices::delete_device),
+        )
+        .route("/api/v1/groups", get(api_devices::list_groups))
+        .route(
+            "/api/v1/groups/{name}",
+            get(api_devices::get_group)
+                .put(api_devices::put_group)
+                .delete(api_devices::delete_group),
+        )
+        .route(
+            "/api/v1/groups/{name}/devices/{id}",
+            put(api_devices::add_member).delete(api_devices::remove_member),
+        )
+        .route("/api/v1/shadows/desired", post(api_devices::fleet_desired))
         .route(
             "/api/v1/devices/{id}/shadow",
             get(crate::api_shadows::get_shadow)
@@ -222,9 +249,11 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     r
 }
 
-/// Checks `Authorization: Bearer <token>` when tokens are configured.
+/// Checks `Authorization: Bearer <token>` when tokens are configured: an admin token
+/// (`http.tokens`) may do everything; a read-only one (`http.read_tokens`) may read — `GET`,
+/// and SQL, which never writes — and gets 403 on anything else.
 async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
-    if api.tokens.is_empty() {
+    if api.tokens.is_empty() && api.read_tokens.is_empty() {
         return next.run(req).await;
     }
     let given = req
@@ -235,14 +264,27 @@ async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> 
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
+    let known = |list: &[String], t: &str| list.iter().any(|k| same(k.as_bytes(), t.as_bytes()));
     let verdict = match given {
-        None => Some("a bearer token is required (Authorization: Bearer <token>)"),
-        Some(t) if api.tokens.iter().any(|k| same(k.as_bytes(), t.as_bytes())) => None,
-        Some(_) => Some("the bearer token is not valid"),
+        None => Err("a bearer token is required (Authorization: Bearer <token>)"),
+        Some(t) if known(&api.tokens, t) => Ok(true),
+        Some(t) if known(&api.read_tokens, t) => Ok(false),
+        Some(_) => Err("the bearer token is not valid"),
     };
     match verdict {
-        None => next.run(req).await,
-        Some(msg) => {
+        Ok(true) => next.run(req).await,
+        Ok(false) if reads_only(req.method(), req.uri().path()) => next.run(req).await,
+        Ok(false) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token is read-only: {} {} needs an admin token (http.tokens)",
+                req.method(),
+                req.uri().path()
+            ),
+        )
+        .into_response(),
+        Err(msg) => {
             let mut r = ApiError::unauthorized(msg).into_response();
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -251,6 +293,11 @@ async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> 
             r
         }
     }
+}
+
+/// What a read-only token may do.
+fn reads_only(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) || path == "/api/v1/sql"
 }
 
 /// Compares without an early exit on the first differing byte.

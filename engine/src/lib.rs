@@ -1,8 +1,10 @@
 //! The Mast server: configuration, the MQTT broker, and (as later issues land) ingest, the device
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
+mod api_devices;
 mod api_error;
 mod api_shadows;
+pub mod cli_devices;
 pub mod config;
 pub mod export;
 pub mod http;
@@ -11,6 +13,7 @@ pub mod metrics;
 pub mod mqtt;
 pub(crate) mod presence;
 pub mod priority;
+pub mod registry;
 pub mod shadow_acks;
 pub mod shadows;
 pub mod sql_tables;

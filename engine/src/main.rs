@@ -102,6 +102,60 @@ enum Command {
         #[arg(long)]
         count: bool,
     },
+    /// The device registry of a running server, over its REST API.
+    Devices {
+        /// The server's HTTP API.
+        #[arg(
+            long,
+            global = true,
+            env = "MAST_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+        /// A bearer token (http.tokens; http.read_tokens for list and show).
+        #[arg(long, global = true, env = "MAST_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// Devices in id order, page after page.
+    List {
+        /// Members of this group (static or dynamic).
+        #[arg(long)]
+        group: Option<String>,
+        /// Of this device type.
+        #[arg(long = "type")]
+        device_type: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device, as JSON.
+    Show { id: String },
+    /// Set tags (key=value; a JSON value or text; a dotted key nests) and remove others.
+    Tag {
+        id: String,
+        /// key=value pairs.
+        tags: Vec<String>,
+        /// Tags to remove.
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+    },
+    /// Add the device to static groups, or take it out.
+    Group {
+        id: String,
+        #[arg(long, value_name = "GROUP")]
+        add: Vec<String>,
+        #[arg(long, value_name = "GROUP")]
+        remove: Vec<String>,
+    },
 }
 
 fn main() {
@@ -176,6 +230,39 @@ fn run() -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             mast_engine::export::export(&data_dir, table.as_deref(), count, &mut out)?;
             Ok(())
+        }
+        Command::Devices {
+            server,
+            token,
+            command,
+        } => {
+            use mast_engine::cli_devices as cli;
+            let r = cli::Remote::new(&server, token)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match command {
+                DevicesCommand::List {
+                    group,
+                    device_type,
+                    limit,
+                    json,
+                } => {
+                    let a = cli::ListArgs {
+                        group,
+                        device_type,
+                        limit,
+                        json,
+                    };
+                    cli::list(&r, &a, &mut out)
+                }
+                DevicesCommand::Show { id } => cli::show(&r, &id, &mut out),
+                DevicesCommand::Tag { id, tags, remove } => {
+                    cli::tag(&r, &id, &tags, &remove, &mut out)
+                }
+                DevicesCommand::Group { id, add, remove } => {
+                    cli::group(&r, &id, &add, &remove, &mut out)
+                }
+            }
         }
         Command::Passwd => {
             let mut line = String::new();
@@ -266,6 +353,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
     );
     api.shadows = Some(mqtt.shadows());
+    api.registry = Some(Arc::new(mast_engine::registry::Registry::new(
+        Arc::clone(&meta),
+        Some(Arc::clone(mqtt.meta_writer())),
+    )));
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {

@@ -25,6 +25,7 @@ pub struct MqttServer {
     server: mast_broker::Server,
     shadows: ShadowService,
     telemetry: Arc<TelemetryPath>,
+    writer: Arc<Writer>,
 }
 
 impl MqttServer {
@@ -60,18 +61,24 @@ impl MqttServer {
             Arc::clone(&shadow_acks),
         );
         let credentials = Arc::new(ConfigCredentials::new(&cfg));
-        let server = mast_broker::Server::start(cfg, credentials, writer, &services)?;
+        let server = mast_broker::Server::start(cfg, credentials, Arc::clone(&writer), &services)?;
         let shadows = ShadowService::start(server.broker(), meta, store, shadow_acks)?;
         Ok(MqttServer {
             server,
             shadows,
             telemetry,
+            writer,
         })
     }
 
     /// Sends REST requests to the shadow service.
     pub fn shadows(&self) -> crate::shadows::ShadowHandle {
         self.shadows.handle()
+    }
+
+    /// The metadata writer (for the device registry's writes).
+    pub fn meta_writer(&self) -> &Arc<Writer> {
+        &self.writer
     }
 
     /// The plain listener's address.

@@ -17,7 +17,7 @@ use mast_query::system::ts_type;
 use mast_query::{SpecialTable, async_trait};
 
 use crate::mqtt::Broker;
-use crate::presence::DeviceRecord;
+use crate::registry::{Device, Registry};
 
 /// Registers the engine's special tables.
 pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore>) {
@@ -96,34 +96,48 @@ impl SpecialTable for Connections {
     }
 }
 
-/// `iot.devices`: every device (MQTT client) Mast has seen, with its presence. A condition on
-/// `device_id` (`=`, `IN`) reads only those records.
+/// `iot.devices`: every device Mast knows — seen on MQTT or created through the API — with
+/// its presence, its profile (type, hardware revision, tags as JSON text, static groups) and
+/// the firmware version its classic shadow reports. A condition on `device_id` (`=`, `IN`)
+/// reads only those devices; the shadows are read only when `firmware_version` is.
 #[derive(Debug)]
 pub struct Devices {
-    meta: Arc<MetaStore>,
+    registry: Registry,
     schema: SchemaRef,
-    /// Records decoded so far (for tests: a lookup by id must not read every device).
+    /// Devices read so far (for tests: a lookup by id must not read every device).
     read: Arc<AtomicU64>,
 }
 
 impl Devices {
     fn new(meta: Arc<MetaStore>) -> Devices {
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
         let schema = Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, false),
             Field::new("connected", DataType::Boolean, false),
-            Field::new("address", DataType::Utf8, false),
-            Field::new("protocol", DataType::Utf8, false),
+            Field::new("address", DataType::Utf8, true),
+            Field::new("protocol", DataType::Utf8, true),
             Field::new("username", DataType::Utf8, true),
-            Field::new("connected_at", ts_type(), false),
+            Field::new("connected_at", ts_type(), true),
             Field::new("disconnected_at", ts_type(), true),
             Field::new("disconnect_reason", DataType::Utf8, true),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("hardware_revision", DataType::Utf8, true),
+            Field::new("firmware_version", DataType::Utf8, true),
+            Field::new("tags", DataType::Utf8, false),
+            Field::new("groups", DataType::List(item), false),
+            Field::new("created_at", ts_type(), true),
+            Field::new("last_seen", ts_type(), true),
         ]));
         Devices {
-            meta,
+            registry: Registry::new(meta, None),
             schema,
             read: Arc::new(AtomicU64::new(0)),
         }
     }
+}
+
+fn registry_error(e: mast_devices::profile::RegistryError) -> DataFusionError {
+    DataFusionError::Execution(e.message)
 }
 
 #[async_trait]
@@ -133,37 +147,57 @@ impl SpecialTable for Devices {
     }
 
     async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
-        let mut recs = match scan.values_of("device_id") {
-            Some(ids) => {
+        let firmware = scan.reads(&self.schema, "firmware_version");
+        let devices = match scan.values_of("device_id") {
+            Some(mut ids) => {
+                ids.sort();
+                ids.dedup();
                 let mut out = Vec::new();
                 for id in ids {
-                    out.extend(crate::presence::record(&self.meta, &id).map_err(external)?);
+                    out.extend(
+                        self.registry
+                            .device(&id, firmware)
+                            .map_err(registry_error)?,
+                    );
                 }
                 out
             }
-            None => crate::presence::records(&self.meta).map_err(external)?,
+            None => self.registry.all(firmware).map_err(registry_error)?,
         };
-        self.read.fetch_add(recs.len() as u64, Ordering::Relaxed);
-        recs.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        recs.dedup_by(|a, b| a.device_id == b.device_id);
+        self.read.fetch_add(devices.len() as u64, Ordering::Relaxed);
+        let tags = scan.reads(&self.schema, "tags");
         let mut rows = scan.rows(&self.schema);
-        for r in &recs {
-            device_row(&mut rows, r);
+        for d in &devices {
+            device_row(&mut rows, d, tags);
         }
         rows.finish()
     }
 }
 
-fn device_row(rows: &mut mast_query::special::Rows, r: &DeviceRecord) {
+fn device_row(rows: &mut mast_query::special::Rows, d: &Device, tags: bool) {
+    let r = d.record.as_ref();
+    let p = d.profile.as_ref();
+    let tags = if tags {
+        d.tags().to_string()
+    } else {
+        String::new()
+    };
     rows.row()
-        .str(&r.device_id)
-        .bool(r.connected)
-        .str(&r.address)
-        .str(&r.protocol)
-        .opt_str(r.username.as_deref())
-        .ts(r.connected_at)
-        .opt_ts(r.disconnected_at)
-        .opt_str(r.disconnect_reason.as_deref());
+        .str(&d.id)
+        .bool(d.connected())
+        .opt_str(r.map(|r| r.address.as_str()))
+        .opt_str(r.map(|r| r.protocol.as_str()))
+        .opt_str(r.and_then(|r| r.username.as_deref()))
+        .opt_ts(r.map(|r| r.connected_at))
+        .opt_ts(r.and_then(|r| r.disconnected_at))
+        .opt_str(r.and_then(|r| r.disconnect_reason.as_deref()))
+        .opt_str(d.device_type())
+        .opt_str(p.and_then(|p| p.hardware_revision.as_deref()))
+        .opt_str(d.firmware.as_deref())
+        .str(&tags)
+        .str_list(d.groups())
+        .opt_ts(d.created_at())
+        .opt_ts(d.last_seen());
 }
 
 /// `iot.shadows`: one row per live device shadow, as durable in the metadata store; the
@@ -294,6 +328,7 @@ impl SpecialTable for Unreadable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::presence::DeviceRecord;
     use futures::StreamExt;
     use mast_meta::{Op, Writer, tables};
     use mast_query::QueryLimits;

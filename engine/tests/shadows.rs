@@ -393,55 +393,6 @@ fn an_operator_sets_desired_over_rest_and_the_device_gets_its_delta() {
 }
 
 #[test]
-fn shadows_join_telemetry_in_one_query() {
-    let server = Server::start();
-    for (id, fw, site, temps) in [
-        ("t-1", "2.1", "plant-7", [20.0, 22.0]),
-        ("t-2", "2.1", "plant-7", [30.0, 32.0]),
-        ("t-3", "2.0", "plant-7", [90.0, 90.0]),
-        ("t-4", "2.1", "plant-9", [10.0, 12.0]),
-    ] {
-        let (mut c, p) = device(Version::V5, server.port, id, None);
-        send(
-            &mut c,
-            &p,
-            "update",
-            &json!({"state": {"reported": {"fw": {"version": fw}, "site": site}}}),
-        );
-        replies(&mut c, &p, 2);
-        for t in temps {
-            c.publish(
-                &format!("devices/{id}/telemetry"),
-                1,
-                false,
-                json!({"temp": t}).to_string().as_bytes(),
-            );
-        }
-    }
-    let sql = "SELECT json_get(s.reported, 'site') AS site, avg(t.temp) AS avg_temp, \
-               count(DISTINCT t.device_id) AS devices \
-               FROM telemetry t JOIN iot.shadows s ON s.device_id = t.device_id \
-               WHERE json_get(s.reported, 'fw.version') = '2.1' \
-               GROUP BY 1 ORDER BY 1";
-    let rows = query(server.http_port, sql);
-    assert_eq!(
-        rows,
-        json!([
-            {"site": "plant-7", "avg_temp": 26.0, "devices": 2},
-            {"site": "plant-9", "avg_temp": 11.0, "devices": 1}
-        ])
-    );
-    let sql = "SELECT device_id, json_get_int(current, 'reported', 'fw') AS none, \
-               json_contains(current, 'reported.site') AS has_site \
-               FROM iot.shadow_history WHERE device_id = 't-3'";
-    let rows = query(server.http_port, sql);
-    assert_eq!(
-        rows,
-        json!([{"device_id": "t-3", "none": null, "has_site": true}])
-    );
-}
-
-#[test]
 fn a_device_that_was_offline_converges_with_the_reconnect_protocol() {
     let server = Server::start();
     let rest_desired = |v: u32| {

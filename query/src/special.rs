@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampNanosecondBuilder, UInt32Builder, UInt64Builder, make_builder,
 };
 use datafusion::arrow::datatypes::SchemaRef;
@@ -43,6 +43,15 @@ impl Scan {
     /// or an `OR` of those, in any one condition — or `None` when they do not.
     pub fn values_of(&self, column: &str) -> Option<Vec<String>> {
         self.filters.iter().find_map(|f| pinned(f, column))
+    }
+
+    /// Whether the query reads `column` of a table with `schema` (a table may skip computing
+    /// a costly column nobody reads).
+    pub fn reads(&self, schema: &SchemaRef, column: &str) -> bool {
+        let Ok(i) = schema.index_of(column) else {
+            return false;
+        };
+        self.projection.as_ref().is_none_or(|p| p.contains(&i))
     }
 
     /// A builder for this scan's rows of a table with `schema`.
@@ -210,6 +219,18 @@ impl Row<'_> {
         self.put(|b: &mut Float64Builder| b.append_value(v))
     }
 
+    /// A list of strings (a `List(Utf8)` column).
+    pub fn str_list<S: AsRef<str>>(self, v: &[S]) -> Self {
+        self.put(|b: &mut ListBuilder<Box<dyn ArrayBuilder>>| {
+            if let Some(s) = b.values().as_any_mut().downcast_mut::<StringBuilder>() {
+                for x in v {
+                    s.append_value(x.as_ref());
+                }
+            }
+            b.append(true);
+        })
+    }
+
     /// A timestamp, ns since the epoch.
     pub fn ts(self, v: i64) -> Self {
         self.put(|b: &mut TimestampNanosecondBuilder| b.append_value(v))
@@ -309,6 +330,31 @@ mod tests {
             Field::new("n", DataType::UInt64, false),
             Field::new("note", DataType::Utf8, true),
         ]))
+    }
+
+    #[test]
+    fn list_columns_and_what_a_scan_reads() {
+        use datafusion::arrow::array::ListArray;
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let s: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("groups", DataType::List(item), false),
+        ]));
+        let mut r = Rows::new(&s, None);
+        r.row().str("a").str_list(&["x", "y"]);
+        r.row().str("b").str_list::<&str>(&[]);
+        let b = r.finish().unwrap();
+        let l = b.column(1).as_any().downcast_ref::<ListArray>().unwrap();
+        let first = l.value(0);
+        let first = first.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((first.value(0), first.value(1)), ("x", "y"));
+        assert_eq!(l.value(1).len(), 0);
+        let scan = Scan {
+            projection: Some(vec![0]),
+            ..Scan::default()
+        };
+        assert!(scan.reads(&s, "id") && !scan.reads(&s, "groups") && !scan.reads(&s, "no"));
+        assert!(Scan::default().reads(&s, "groups"));
     }
 
     #[test]

@@ -45,6 +45,11 @@ impl Server {
     /// any further TOML in `tail` (e.g. `[mqtt.tls]`, `[[mqtt.users]]`). `{tls_port}` and
     /// `{dir}` in them are replaced.
     pub fn start_with(mqtt_extra: &str, tail: &str) -> Server {
+        Server::start_full("", mqtt_extra, tail)
+    }
+
+    /// As [`Server::start_with`], with `http_extra` TOML lines inside the `[http]` table.
+    pub fn start_full(http_extra: &str, mqtt_extra: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let http_port = free_port();
@@ -57,8 +62,9 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
+                "data_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n{}\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\nreactors = 2\n{}\n{}\n",
                 dir.path().join("data").display(),
+                fill(http_extra),
                 fill(mqtt_extra),
                 fill(tail)
             ),
