@@ -9,7 +9,7 @@
 //! Numbers rather than a queue of holds, because the service can answer a request before the
 //! reactor's `accept` for it has run (the message is routed first).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +28,9 @@ struct Conn {
 struct State {
     conns: HashMap<ConnRef, Conn>,
     wakes: HashMap<usize, ReactorWake>,
+    /// Connections with gateway rights that have sent a shadow request: they may act for
+    /// other things (marked before the request is routed, so before the service sees it).
+    gateways: HashSet<ConnRef>,
 }
 
 /// Shared by the reactors' hooks and the shadow service.
@@ -56,6 +59,25 @@ impl ShadowAcks {
     /// Reactor `id` is woken with `wake` when one of its holds is answered.
     pub(crate) fn register(&self, id: usize, wake: ReactorWake) {
         self.lock().wakes.insert(id, wake);
+    }
+
+    /// `conn` has gateway rights (an ACL rule with `gateway = true`): it may read and update
+    /// the shadows of other things.
+    pub(crate) fn mark_gateway(&self, conn: ConnRef) {
+        self.lock().gateways.insert(conn);
+    }
+
+    /// Whether `conn` may act for things other than its own client id.
+    pub fn is_gateway(&self, conn: ConnRef) -> bool {
+        self.lock().gateways.contains(&conn)
+    }
+
+    /// `conn` has ended.
+    pub(crate) fn forget_gateway(&self, conn: ConnRef) {
+        let mut s = self.lock();
+        if !s.gateways.is_empty() {
+            s.gateways.remove(&conn);
+        }
     }
 
     /// A claimed shadow request of `conn` (after routing).

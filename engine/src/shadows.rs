@@ -355,8 +355,11 @@ impl Worker {
         let payload = &r.message.payload[..];
         let now = now_secs();
         let conn = r.from.as_ref().map(|f| f.conn);
-        // Only the thing itself: another client hears the refusal alone.
-        let allowed = r.from.as_ref().is_some_and(|f| &*f.client_id == req.thing);
+        // Only the thing itself, or a gateway: another client hears the refusal alone.
+        let allowed = r
+            .from
+            .as_ref()
+            .is_some_and(|f| &*f.client_id == req.thing || self.acks.is_gateway(f.conn));
         if !allowed {
             if let Some(from) = r.from.clone() {
                 let doc = Rejected::of(ShadowError::forbidden(), payload).document(now);

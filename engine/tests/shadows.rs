@@ -439,3 +439,52 @@ fn a_device_that_was_offline_converges_with_the_reconnect_protocol() {
     assert!(!r.contains_key("update/delta"));
     c.assert_silent(QUIET);
 }
+
+/// A gateway (an ACL rule with `gateway = true`) reads and updates the shadows of the devices
+/// behind it; a client without the right is refused even where the ACL lets it publish.
+#[test]
+fn a_gateway_updates_the_shadows_of_its_devices_and_others_may_not() {
+    // `#` does not reach topics that begin with `$`.
+    const ACL: &str = "[[mqtt.acl]]\nuser = \"*\"\npublish = [\"#\", \"$aws/things/#\"]\n\
+                       subscribe = [\"#\", \"$aws/things/#\"]\n";
+    for gateway in [true, false] {
+        let server = Server::start_with("", &format!("{ACL}gateway = {gateway}\n"));
+        let mut gw = any::Client::connect(Version::V5, server.port, "gw-1");
+        let p = "$aws/things/child-1/shadow";
+        for r in REPLIES {
+            assert_eq!(gw.subscribe(&format!("{p}/{r}"), 1), Some(1));
+        }
+        send(
+            &mut gw,
+            p,
+            "update",
+            &json!({"state": {"reported": {"temp": 21}}, "clientToken": "gw"}),
+        );
+        if !gateway {
+            let r = replies(&mut gw, p, 1);
+            assert_eq!(r["update/rejected"]["code"], json!(403), "{r:?}");
+            let (status, _, _) = common::http(
+                server.http_port,
+                "GET",
+                "/api/v1/devices/child-1/shadow",
+                &[],
+                b"",
+            );
+            assert_eq!(status, 404, "nothing was written");
+            continue;
+        }
+        let r = replies(&mut gw, p, 2);
+        assert_eq!(r["update/accepted"]["clientToken"], json!("gw"));
+        send(&mut gw, p, "get", &json!({}));
+        let r = replies(&mut gw, p, 1);
+        assert_eq!(r["get/accepted"]["state"]["reported"], json!({"temp": 21}));
+        let rows = query(
+            server.http_port,
+            "SELECT device_id, version, reported FROM iot.shadows",
+        );
+        assert_eq!(
+            rows,
+            json!([{"device_id": "child-1", "version": 1, "reported": "{\"temp\":21}"}])
+        );
+    }
+}

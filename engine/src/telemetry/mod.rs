@@ -61,6 +61,7 @@ impl Services for EngineServices {
                 Arc::new(TicketWake::new(wake)),
             ),
             telemetry: Telemetry::new(Arc::clone(&self.path), Arc::clone(&self.gateways)),
+            gateways: Arc::clone(&self.gateways),
             presence: Presence::default(),
         }
     }
@@ -81,6 +82,7 @@ pub(crate) struct EngineReactor {
     shadow_answers_seen: u64,
     batches: Batches,
     telemetry: Telemetry,
+    gateways: Arc<Gateways>,
     presence: Presence,
 }
 
@@ -88,6 +90,9 @@ impl PublishHook for EngineReactor {
     #[inline]
     fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect {
         if is_shadow_request(msg) {
+            if self.gateways.allows(p.username) {
+                self.shadow_acks.mark_gateway(p.conn);
+            }
             return Inspect::Claim;
         }
         self.telemetry.inspect(cx, p, msg)
@@ -133,6 +138,9 @@ impl PublishHook for EngineReactor {
 
 impl ClientEvents for EngineReactor {
     fn on_client(&mut self, cx: &mut HookCx<'_>, c: &ClientInfo<'_>, ev: ClientEvent<'_>) {
+        if let ClientEvent::Disconnected { .. } = ev {
+            self.shadow_acks.forget_gateway(c.conn);
+        }
         self.presence.on_client(&mut self.batches, cx, c, ev);
     }
 }
