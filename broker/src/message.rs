@@ -47,6 +47,10 @@ pub struct Message {
     pub origin_conn: Option<ConnRef>,
     /// Unix ms after which the message is not delivered.
     pub expires_at: Option<u64>,
+    /// A later message of this topic makes this one obsolete (a shadow's delta: only the latest
+    /// state matters): a session that is offline keeps only the newest such message per topic
+    /// in its queue. Not persisted: after a restart the restored ones are each delivered.
+    pub supersedes: bool,
 }
 
 impl Message {
@@ -60,6 +64,7 @@ impl Message {
             properties: Properties::default(),
             origin: None,
             origin_conn: None,
+            supersedes: false,
             expires_at: None,
         }
     }
@@ -93,6 +98,7 @@ impl Message {
             properties,
             origin,
             origin_conn: None,
+            supersedes: false,
             expires_at: src
                 .message_expiry_interval
                 .map(|s| now_ms() + u64::from(s) * 1000),
@@ -174,6 +180,7 @@ impl Message {
             properties: p.properties,
             origin: (!origin.as_str().is_empty()).then(|| Arc::from(origin.as_str())),
             origin_conn: None,
+            supersedes: false,
             expires_at: (expires_at != 0).then_some(expires_at),
         })
     }
@@ -206,6 +213,7 @@ pub(crate) mod tests {
             .into(),
             origin: Some(Arc::from("dev-1")),
             origin_conn: None,
+            supersedes: false,
             expires_at: Some(1_700_000_000_123),
         };
         let mut b = Vec::new();
@@ -229,6 +237,7 @@ pub(crate) mod tests {
             .into(),
             origin: Some(Arc::from("d")),
             origin_conn: None,
+            supersedes: false,
             expires_at: Some(0x0102_0304_0506),
         };
         // version 1; QoS 1 | retain; expiry (u64 BE); origin "d"; then a v5 PUBLISH body:
@@ -264,6 +273,7 @@ pub(crate) mod tests {
             properties: Properties::default(),
             origin: None,
             origin_conn: None,
+            supersedes: false,
             expires_at: Some(10_000),
         };
         assert_eq!(m.remaining_secs(8_500), Some(Some(2)));

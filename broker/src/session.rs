@@ -231,6 +231,7 @@ mod tests {
                 properties: Default::default(),
                 origin: None,
                 origin_conn: None,
+                supersedes: false,
                 expires_at: None,
             }),
             qos: QoS::AtLeastOnce,

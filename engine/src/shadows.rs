@@ -458,7 +458,9 @@ impl Worker {
                         &u.accepted,
                     ))];
                     if let Some(d) = &u.delta {
-                        out.push(Out::Publish(reply(req, Op::Update, "delta", d)));
+                        let mut m = reply(req, Op::Update, "delta", d);
+                        m.supersedes = true;
+                        out.push(Out::Publish(m));
                     }
                     out.push(Out::Publish(reply(
                         req,

@@ -216,6 +216,9 @@ impl Broker {
         {
             return;
         }
+        if q.msg.supersedes && !inner.online() {
+            supersede(&mut inner, &session.client_id, &q.msg.topic, ops);
+        }
         let link = inner.link.is_some();
         // A link's queue is never dropped from: its publishers waited for room, and what cannot
         // wait (a will, a service's own publish) goes over the bound.
@@ -330,4 +333,28 @@ impl Broker {
         self.persist.submit(ops);
         true
     }
+}
+
+/// Drops the queued messages `topic`'s newest one makes obsolete (and their persisted copies).
+fn supersede(
+    inner: &mut crate::session::SessionInner,
+    client_id: &str,
+    topic: &mast_protocol::primitives::Utf8,
+    ops: &mut Vec<Op>,
+) {
+    let mut freed = 0;
+    inner.queue.retain(|old| {
+        let obsolete = old.msg.supersedes && old.msg.topic == *topic;
+        if obsolete {
+            freed += old.msg.size();
+            if let Some(k) = old.key {
+                ops.push(Op::Del {
+                    table: persist::QUEUE,
+                    key: persist::queue_key(client_id, k),
+                });
+            }
+        }
+        !obsolete
+    });
+    inner.queued_bytes -= freed;
 }

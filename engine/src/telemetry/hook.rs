@@ -182,6 +182,7 @@ impl Telemetry {
             .into(),
             origin: None,
             origin_conn: None,
+            supersedes: false,
             expires_at: None,
         });
     }
