@@ -12,6 +12,7 @@ mod client;
 mod fleet;
 mod opts;
 mod query;
+mod shadow;
 mod sql;
 mod stats;
 mod traffic;
@@ -52,6 +53,9 @@ enum Verb {
     /// A TSBS-IoT-like truck fleet: each truck a connection (client id = device id truck_N)
     /// publishing readings and diagnostics, in real time or fast-forward.
     Iot(fleet::IotArgs),
+    /// Devices updating their shadows over the AWS IoT shadow topics: the accepted rate and
+    /// the update → accepted latency (durable replies), with telemetry beside it if asked.
+    Shadow(shadow::ShadowArgs),
     /// The TSBS IoT queries over Mast's SQL API, closed or open loop, with latency percentiles.
     Query(query::QueryArgs),
 }
@@ -256,6 +260,7 @@ fn run() -> anyhow::Result<()> {
         Verb::Conn(a) => run_conn(a),
         Verb::Bench(a) => run_bench(a),
         Verb::Iot(a) => fleet::run_iot(a),
+        Verb::Shadow(a) => shadow::run_shadow(a),
         Verb::Query(a) => query::run_query(a),
     }
 }

@@ -1,0 +1,437 @@
+//! `mast-loadgen shadow`: devices updating their shadows the way the AWS IoT Device SDKs do.
+//! Each device is one connection (client id `{prefix}_{i}`, the thing name) subscribed at QoS
+//! 1 to its `$aws/things/{id}/shadow/update/accepted` and `/rejected`, publishing QoS 1
+//! updates `{"state": {"reported": {...}}, "clientToken": "..."}` to `.../shadow/update`.
+//!
+//! The measured latency is publish → the `/accepted` reply, which Mast sends only once the
+//! change is durable. Two modes: `--rate R` updates per device per second (the fleet's sends
+//! spread over the second: a steady load, for latency), or `--rate 0`: as fast as replies come,
+//! each device keeping `--inflight` updates unanswered (the highest accepted rate).
+//! `--telemetry R` adds each device's telemetry (`devices/{id}/telemetry`, JSON, QoS 1) beside
+//! it at R messages per second.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use mast_protocol::connect::QoS;
+use mast_protocol::primitives::Utf8;
+use mio::{Events, Poll};
+use serde_json::json;
+
+use crate::client::{Conn, Event, Phase, connect_all, pump};
+use crate::opts::ConnOpts;
+use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ShadowArgs {
+    #[command(flatten)]
+    conn: ConnOpts,
+    /// Devices (one connection each).
+    #[arg(
+        short = 'c',
+        long = "devices",
+        visible_alias = "count",
+        default_value_t = 100
+    )]
+    devices: usize,
+    /// Client id (= thing name) prefix: ids are PREFIX_0 ... PREFIX_{N-1}.
+    #[arg(long, default_value = "shadow")]
+    prefix: String,
+    /// Shadow updates per device per second; 0 = as fast as the replies come (closed loop).
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Closed loop: updates a device keeps unanswered (AWS answers more than 10 with 429).
+    #[arg(short = 'F', long, default_value_t = 1)]
+    inflight: usize,
+    /// Telemetry messages per device per second beside the updates (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    telemetry: f64,
+    /// How long to send, seconds (after every device is connected and subscribed).
+    #[arg(short = 'd', long, default_value_t = 10)]
+    duration: u64,
+    /// Reported keys per update (`k0` ... numbers), besides a sequence number.
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    updates: u64,
+    accepted: u64,
+    rejected: u64,
+    telemetry: u64,
+    telemetry_acked: u64,
+    /// publish → `/accepted`, µs.
+    latency: Hist,
+    errors: Errors,
+}
+
+impl Totals {
+    fn add(&mut self, o: Totals) {
+        self.updates += o.updates;
+        self.accepted += o.accepted;
+        self.rejected += o.rejected;
+        self.telemetry += o.telemetry;
+        self.telemetry_acked += o.telemetry_acked;
+        self.latency.merge(&o.latency);
+        self.errors.merge(o.errors);
+    }
+}
+
+/// One device's state in the run.
+struct Device {
+    update: Utf8,
+    telemetry: Utf8,
+    /// Updates sent and not yet answered.
+    open: usize,
+    next_update: Instant,
+    next_telemetry: Instant,
+    seq: u64,
+    /// Packet ids of its telemetry in flight (to tell their PUBACKs from the updates').
+    telemetry_ids: std::collections::HashSet<u16>,
+}
+
+/// The client token of an update sent at `sent` µs after `t0`: the reply carries it back.
+fn token(us: u64) -> String {
+    format!("t{us}")
+}
+
+/// From a reply: whether it is an `/accepted` one, and the µs its token was stamped with.
+fn read_reply(payload: &[u8]) -> Option<(bool, u64)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let at = text.find("\"clientToken\":\"t")? + "\"clientToken\":\"t".len();
+    let end = text[at..].find('"')? + at;
+    let us = text[at..end].parse().ok()?;
+    // An error document has no state.
+    Some((text.contains("\"state\":"), us))
+}
+
+pub(crate) fn run_shadow(a: ShadowArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.devices > 0, "--devices must be at least 1");
+    anyhow::ensure!(
+        a.rate >= 0.0 && a.telemetry >= 0.0,
+        "rates are not negative"
+    );
+    anyhow::ensure!(a.inflight > 0, "--inflight must be at least 1");
+    let dial = a.conn.dial()?;
+    let groups = crate::opts::split(a.devices, a.conn.threads);
+    let counters = Arc::new(Counters::default());
+    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
+    let start = Arc::new(std::sync::Barrier::new(groups.len() + 1));
+    let mut handles = Vec::new();
+    for ids in groups {
+        let (a, dial, counters, ready, start) = (
+            a.clone(),
+            dial.clone(),
+            Arc::clone(&counters),
+            Arc::clone(&ready),
+            Arc::clone(&start),
+        );
+        handles.push(std::thread::spawn(
+            move || -> anyhow::Result<(Totals, Duration)> {
+                let mut poll = Poll::new()?;
+                let names: Vec<(usize, String)> = ids
+                    .iter()
+                    .map(|&i| (i, format!("{}_{i}", a.prefix)))
+                    .collect();
+                let opened = connect_all(&mut poll, &dial, &names);
+                let subscribed = opened.and_then(|o| {
+                    anyhow::ensure!(
+                        o.conns.len() == ids.len(),
+                        "{} of {} devices could not connect: {}",
+                        ids.len() - o.conns.len(),
+                        ids.len(),
+                        o.errors.text()
+                    );
+                    let mut conns = o.conns;
+                    subscribe_all(&mut poll, &mut conns, &names)?;
+                    Ok(conns)
+                });
+                ready.wait();
+                start.wait();
+                let mut conns = subscribed?;
+                let t0 = Instant::now();
+                let period = |r: f64| (r > 0.0).then(|| Duration::from_secs_f64(1.0 / r));
+                let mut devices: Vec<Device> = names
+                    .iter()
+                    .map(|(i, id)| {
+                        // Spread the fleet's sends over one period.
+                        let frac = *i as f64 / a.devices as f64;
+                        let off =
+                            |p: Option<Duration>| p.map_or(Duration::ZERO, |p| p.mul_f64(frac));
+                        Device {
+                            update: Utf8::new(&format!("$aws/things/{id}/shadow/update")),
+                            telemetry: Utf8::new(&format!("devices/{id}/telemetry")),
+                            open: 0,
+                            next_update: t0 + off(period(a.rate)),
+                            next_telemetry: t0 + off(period(a.telemetry)),
+                            seq: 0,
+                            telemetry_ids: std::collections::HashSet::new(),
+                        }
+                    })
+                    .collect();
+                let totals = drive(&a, t0, &mut poll, &mut conns, &mut devices, &counters)?;
+                Ok((totals, t0.elapsed()))
+            },
+        ));
+    }
+    ready.wait();
+    let shown: Shown = [Some("updates"), Some("accepted"), None];
+    let meter = Meter::start(
+        "shadow",
+        Arc::clone(&counters),
+        shown,
+        Some(Duration::from_secs(a.duration)),
+    );
+    start.wait();
+    let mut total = Totals::default();
+    let mut elapsed = Duration::ZERO;
+    let mut failure = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok((t, e))) => {
+                total.add(t);
+                elapsed = elapsed.max(e);
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(anyhow::anyhow!("device thread panicked")),
+        }
+    }
+    let timeline = meter.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    report(&a, &total, elapsed, &timeline, &shown);
+    Ok(())
+}
+
+/// Subscribes every device to its two reply topics and waits for the SUBACKs.
+fn subscribe_all(
+    poll: &mut Poll,
+    conns: &mut [Conn],
+    names: &[(usize, String)],
+) -> anyhow::Result<()> {
+    for (c, (_, id)) in conns.iter_mut().zip(names) {
+        for r in ["accepted", "rejected"] {
+            c.subscribe(
+                &format!("$aws/things/{id}/shadow/update/{r}"),
+                QoS::AtLeastOnce,
+            );
+        }
+        c.flush()?;
+    }
+    let mut waiting = conns.len() * 2;
+    let mut errors = Errors::default();
+    let mut events = Events::with_capacity(1024);
+    let until = Instant::now() + Duration::from_secs(120);
+    while waiting > 0 {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{waiting} SUBACKs did not come in 120 s"
+        );
+        pump(
+            poll,
+            &mut events,
+            conns,
+            Duration::from_millis(5),
+            &mut |_, e| match e {
+                Event::Subscribed => waiting -= 1,
+                Event::Error(r) | Event::Refused(r) => errors.add(r),
+                _ => {}
+            },
+        )?;
+        anyhow::ensure!(errors.total() == 0, "subscribing failed: {}", errors.text());
+    }
+    Ok(())
+}
+
+fn drive(
+    a: &ShadowArgs,
+    t0: Instant,
+    poll: &mut Poll,
+    conns: &mut [Conn],
+    devices: &mut [Device],
+    counters: &Counters,
+) -> anyhow::Result<Totals> {
+    let mut t = Totals::default();
+    let mut events = Events::with_capacity(1024);
+    let end = t0 + Duration::from_secs(a.duration);
+    let update_every = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
+    let telemetry_every = (a.telemetry > 0.0).then(|| Duration::from_secs_f64(1.0 / a.telemetry));
+    let mut reported = [0u64; 2];
+    let mut body = String::new();
+    loop {
+        let now = Instant::now();
+        let sending = now < end;
+        let mut open = 0;
+        for (c, d) in conns.iter_mut().zip(devices.iter_mut()) {
+            anyhow::ensure!(
+                c.phase == Phase::Connected,
+                "the broker closed a device's connection"
+            );
+            while sending && c.pending() < 64 * 1024 {
+                let due = match update_every {
+                    Some(_) => d.next_update <= now,
+                    None => d.open < a.inflight,
+                };
+                if !due || c.inflight() >= c.receive_maximum {
+                    break;
+                }
+                d.seq += 1;
+                body.clear();
+                let us = now.duration_since(t0).as_micros() as u64;
+                let mut reported = serde_json::Map::new();
+                reported.insert("seq".into(), json!(d.seq));
+                for k in 0..a.keys {
+                    reported.insert(format!("k{k}"), json!((d.seq + k as u64) % 100));
+                }
+                let doc = json!({"state": {"reported": reported}, "clientToken": token(us)});
+                body.push_str(&doc.to_string());
+                c.publish(&d.update, Bytes::copy_from_slice(body.as_bytes()), 1, false);
+                d.open += 1;
+                t.updates += 1;
+                if let Some(p) = update_every {
+                    d.next_update += p;
+                }
+            }
+            if let Some(p) = telemetry_every {
+                while sending && d.next_telemetry <= now && c.inflight() < c.receive_maximum {
+                    let payload = format!("{{\"temp\": {}.5, \"seq\": {}}}", d.seq % 40, d.seq);
+                    if let Some(id) = c.publish(&d.telemetry, Bytes::from(payload), 1, false) {
+                        d.telemetry_ids.insert(id);
+                    }
+                    t.telemetry += 1;
+                    d.next_telemetry += p;
+                }
+            }
+            if !c.write_blocked {
+                c.flush()?;
+            }
+            open += d.open + d.telemetry_ids.len();
+        }
+        if !sending && open == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            now < end + Duration::from_secs(60),
+            "{open} updates or telemetry messages unanswered 60 s after the end"
+        );
+        pump(
+            poll,
+            &mut events,
+            conns,
+            Duration::from_millis(1),
+            &mut |k, e| match e {
+                Event::Message(p) => match read_reply(&p) {
+                    Some((accepted, us)) => {
+                        let d = &mut devices[k];
+                        d.open = d.open.saturating_sub(1);
+                        if accepted {
+                            t.accepted += 1;
+                            let now_us = t0.elapsed().as_micros() as u64;
+                            t.latency.record(now_us.saturating_sub(us));
+                        } else {
+                            t.rejected += 1;
+                            let code = std::str::from_utf8(&p)
+                                .ok()
+                                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                                .and_then(|v| v["code"].as_u64())
+                                .unwrap_or(0);
+                            t.errors.add(format!("shadow rejected {code}"));
+                        }
+                    }
+                    None => t.errors.add("a reply without this run's clientToken"),
+                },
+                Event::Acked { id, .. } => {
+                    if devices[k].telemetry_ids.remove(&id) {
+                        t.telemetry_acked += 1;
+                    }
+                }
+                Event::Error(r) | Event::Refused(r) => t.errors.add(r),
+                _ => {}
+            },
+        )?;
+        let now = [t.updates, t.accepted];
+        counters
+            .sent
+            .fetch_add(now[0] - reported[0], Ordering::Relaxed);
+        counters
+            .acked
+            .fetch_add(now[1] - reported[1], Ordering::Relaxed);
+        reported = now;
+    }
+    Ok(t)
+}
+
+fn report(
+    a: &ShadowArgs,
+    t: &Totals,
+    elapsed: Duration,
+    timeline: &[(f64, [u64; 3])],
+    shown: &Shown,
+) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mode = if a.rate > 0.0 {
+        format!("{} updates/device/s", a.rate)
+    } else {
+        format!("closed loop, {} in flight per device", a.inflight)
+    };
+    if a.json {
+        let v = json!({
+            "verb": "shadow",
+            "mode": mode,
+            "devices": a.devices,
+            "rate": a.rate,
+            "inflight": a.inflight,
+            "keys": a.keys,
+            "updates": t.updates,
+            "accepted": t.accepted,
+            "rejected": t.rejected,
+            "seconds": (secs * 1000.0).round() / 1000.0,
+            "accepted_per_sec": (t.accepted as f64 / secs).round(),
+            "telemetry": t.telemetry,
+            "telemetry_acked": t.telemetry_acked,
+            "telemetry_per_sec": (t.telemetry_acked as f64 / secs).round(),
+            "reply_latency_us": t.latency.json(),
+            "errors": t.errors.json(),
+            "timeline": timeline_json(timeline, shown),
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "shadow: {} devices, {mode}: {} updates, {} accepted, {} rejected in {secs:.2}s ({:.0} accepted/s); telemetry {} sent, {} acked ({:.0}/s)",
+            a.devices,
+            t.updates,
+            t.accepted,
+            t.rejected,
+            t.accepted as f64 / secs,
+            t.telemetry,
+            t.telemetry_acked,
+            t.telemetry_acked as f64 / secs,
+        );
+        println!("shadow: update→accepted latency {}", t.latency.text());
+        println!("shadow: errors: {}", t.errors.text());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_told_apart_by_their_state_and_timed_by_their_token() {
+        let ok = br#"{"clientToken":"t1234","metadata":{},"state":{"reported":{"a":1}},"timestamp":1,"version":2}"#;
+        assert_eq!(read_reply(ok), Some((true, 1234)));
+        let no = br#"{"clientToken":"t99","code":409,"message":"Version conflict","timestamp":1}"#;
+        assert_eq!(read_reply(no), Some((false, 99)));
+        assert_eq!(read_reply(br#"{"clientToken":"other","state":{}}"#), None);
+        assert_eq!(read_reply(b"\xff"), None);
+        assert_eq!(token(5), "t5");
+    }
+}
