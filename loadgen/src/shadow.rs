@@ -348,10 +348,8 @@ fn drive(
                     }
                     None => t.errors.add("a reply without this run's clientToken"),
                 },
-                Event::Acked { id, .. } => {
-                    if devices[k].telemetry_ids.remove(&id) {
-                        t.telemetry_acked += 1;
-                    }
+                Event::Acked { id, .. } if devices[k].telemetry_ids.remove(&id) => {
+                    t.telemetry_acked += 1;
                 }
                 Event::Error(r) | Event::Refused(r) => t.errors.add(r),
                 _ => {}
