@@ -246,25 +246,41 @@ impl Link {
 
     /// Publishes `msg` to every matching subscriber, as the server (like a will, it never
     /// waits for room). The metadata commit to wait for if it was retained, if any.
-    pub fn publish(&mut self, mut msg: Message) -> Option<Seq> {
+    pub fn publish(&mut self, msg: Message) -> Option<Seq> {
+        let seq = self.publish_deferred(msg);
+        self.wake();
+        seq
+    }
+
+    /// As [`Link::publish`], but the connections it reaches are woken by the next
+    /// [`Link::wake`]: a service sending many messages in a row wakes each reactor once.
+    pub fn publish_deferred(&mut self, mut msg: Message) -> Option<Seq> {
         msg.origin = Some(Arc::clone(&self.session.client_id));
         msg.origin_conn = None;
-        let routed = self
-            .broker
-            .publish(Arc::new(msg), &mut self.notifier, false);
-        self.broker.wakers().wake(&mut self.notifier);
-        routed.seq
+        self.broker
+            .publish(Arc::new(msg), &mut self.notifier, false)
+            .seq
     }
 
     /// Delivers `msg` to the one connection `to`, if it is still connected and subscribed to
     /// the topic (at the QoS of its best matching subscription); nobody else sees it, whatever
     /// they subscribed to. True if it was queued.
-    pub fn reply(&mut self, to: &Requester, mut msg: Message) -> bool {
+    pub fn reply(&mut self, to: &Requester, msg: Message) -> bool {
+        let queued = self.reply_deferred(to, msg);
+        self.wake();
+        queued
+    }
+
+    /// As [`Link::reply`], woken by the next [`Link::wake`].
+    pub fn reply_deferred(&mut self, to: &Requester, mut msg: Message) -> bool {
         msg.origin = Some(Arc::clone(&self.session.client_id));
         msg.origin_conn = None;
-        let queued = self.broker.reply(to, Arc::new(msg), &mut self.notifier);
+        self.broker.reply(to, Arc::new(msg), &mut self.notifier)
+    }
+
+    /// Wakes the connections the deferred publishes and replies since the last wake reached.
+    pub fn wake(&mut self) {
         self.broker.wakers().wake(&mut self.notifier);
-        queued
     }
 
     /// Queues metadata-store changes behind the broker's own, in one order; the commit to wait

@@ -96,16 +96,31 @@ impl ShadowAcks {
 
     /// The service answered a request of `conn` (its replies are durable and sent).
     pub fn answered(&self, conn: ConnRef) {
+        self.answered_all([conn]);
+    }
+
+    /// The service answered one request of each of `conns` (a connection appears once per
+    /// request): one lock, and each reactor with a hold ready is woken once.
+    pub fn answered_all(&self, conns: impl IntoIterator<Item = ConnRef>) {
         let mut s = self.lock();
-        let c = s.conns.entry(conn).or_default();
-        c.answered += 1;
-        self.answers.fetch_add(1, Ordering::Release);
-        let ready = c.waiting.front().is_some_and(|(n, _)| *n < c.answered);
-        if ready
-            && let Some(w) = s.wakes.get(&conn.reactor())
-            && let Err(e) = w.wake()
-        {
-            tracing::error!(error = %e, "waking a reactor failed");
+        let mut wake: Vec<usize> = Vec::new();
+        let mut n = 0;
+        for conn in conns {
+            n += 1;
+            let c = s.conns.entry(conn).or_default();
+            c.answered += 1;
+            let ready = c.waiting.front().is_some_and(|(k, _)| *k < c.answered);
+            if ready && !wake.contains(&conn.reactor()) {
+                wake.push(conn.reactor());
+            }
+        }
+        self.answers.fetch_add(n, Ordering::Release);
+        for r in wake {
+            if let Some(w) = s.wakes.get(&r)
+                && let Err(e) = w.wake()
+            {
+                tracing::error!(error = %e, "waking a reactor failed");
+            }
         }
     }
 

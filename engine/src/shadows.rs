@@ -188,7 +188,9 @@ struct Command {
 }
 
 fn reply(req: &Request<'_>, op: Op, suffix: &str, doc: &Value) -> Message {
-    Message::new(&req.reply(op, suffix), doc.to_string(), QoS::AtLeastOnce)
+    // `to_vec` writes straight into the buffer; `Value`'s `Display` goes through a formatter.
+    let body = serde_json::to_vec(doc).unwrap_or_default();
+    Message::new(&req.reply(op, suffix), body, QoS::AtLeastOnce)
 }
 
 enum Out {
@@ -314,6 +316,8 @@ impl Worker {
         }
         // Batches below this are durable (or were never submitted).
         let done_below = self.tickets.front().map_or(self.batch, |(n, _)| *n);
+        // The replies go out first, then the holds are released, each reactor woken once.
+        let mut answered = Vec::new();
         while let Some(p) = self.pending.front() {
             if !self.link.durable(p.seq) || p.batch >= done_below {
                 break;
@@ -330,7 +334,7 @@ impl Worker {
                 }
             }
             if let Some(c) = p.ack {
-                self.acks.answered(c);
+                answered.push(c);
             }
             if let Some((to, answer)) = p.answer {
                 let _ = to.send(answer);
@@ -338,13 +342,17 @@ impl Worker {
             for o in p.out {
                 match o {
                     Out::Publish(m) => {
-                        self.link.publish(m);
+                        self.link.publish_deferred(m);
                     }
                     Out::Reply(to, m) => {
-                        self.link.reply(&to, m);
+                        self.link.reply_deferred(&to, m);
                     }
                 }
             }
+        }
+        self.link.wake();
+        if !answered.is_empty() {
+            self.acks.answered_all(answered);
         }
     }
 
@@ -485,7 +493,7 @@ impl Worker {
             // client token for none.
             let state = |s: Option<&Shadow>| {
                 s.filter(|s| s.exists())
-                    .map_or_else(|| "{}".to_owned(), |s| s.state().to_string())
+                    .map_or_else(|| "{}".to_owned(), Shadow::state_json)
             };
             let token = answer
                 .as_ref()

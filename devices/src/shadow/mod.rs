@@ -170,13 +170,31 @@ impl Shadow {
         sections(&self.desired_metadata, &self.reported_metadata)
     }
 
-    /// The stored form: versioned JSON.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.insert("v".into(), json!(1));
+    /// [`Shadow::state`] as JSON text, written from the shadow without copying it.
+    pub fn state_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Sections<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            desired: Option<&'a Object>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reported: Option<&'a Object>,
         }
-        serde_json::to_vec(&v).unwrap_or_default()
+        let s = Sections {
+            desired: self.desired.as_ref(),
+            reported: self.reported.as_ref(),
+        };
+        serde_json::to_string(&s).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The stored form: versioned JSON, written from the shadow without copying it.
+    pub fn encode(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Stored<'a> {
+            v: u8,
+            #[serde(flatten)]
+            shadow: &'a Shadow,
+        }
+        serde_json::to_vec(&Stored { v: 1, shadow: self }).unwrap_or_default()
     }
 
     /// Reads the stored form; `None` if it is not one this version can read.

@@ -403,6 +403,11 @@ fn the_stored_form_round_trips_and_is_versioned() {
     );
     let bytes = a.shadow.encode();
     assert_eq!(Shadow::decode(&bytes), Some(a.shadow.clone()));
+    assert_eq!(
+        a.shadow.state_json(),
+        a.shadow.state().to_string(),
+        "the state as text is the state"
+    );
     assert!(String::from_utf8_lossy(&bytes).contains(r#""v":1"#));
     assert_eq!(
         Shadow::decode(br#"{"v":2,"version":1,"updated_at":0}"#),
