@@ -470,11 +470,10 @@ impl Worker {
                         m.supersedes = true;
                         out.push(Out::Publish(m));
                     }
-                    out.push(Out::Publish(reply(
-                        req,
-                        Op::Update,
-                        "documents",
-                        &u.documents,
+                    out.push(Out::Publish(Message::new(
+                        &req.reply(Op::Update, "documents"),
+                        u.documents,
+                        QoS::AtLeastOnce,
                     )));
                     (Some(u.shadow), out, Ok(u.accepted))
                 }

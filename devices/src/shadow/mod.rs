@@ -172,14 +172,7 @@ impl Shadow {
 
     /// [`Shadow::state`] as JSON text, written from the shadow without copying it.
     pub fn state_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Sections<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            desired: Option<&'a Object>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            reported: Option<&'a Object>,
-        }
-        let s = Sections {
+        let s = SectionsRef {
             desired: self.desired.as_ref(),
             reported: self.reported.as_ref(),
         };
@@ -248,9 +241,61 @@ pub struct Updated {
     pub accepted: Value,
     /// For `/update/delta`, when desired and reported differ after the change.
     pub delta: Option<Value>,
-    /// For `/update/documents`.
-    pub documents: Value,
+    /// For `/update/documents`: its JSON text, written from the shadows without copying them
+    /// (it is the largest reply: both whole documents).
+    pub documents: Vec<u8>,
     pub token: Option<String>,
+}
+
+impl Updated {
+    /// `/update/documents` as a value.
+    pub fn documents_value(&self) -> Value {
+        serde_json::from_slice(&self.documents).unwrap_or(Value::Null)
+    }
+}
+
+/// `{desired, reported}` of borrowed sections, each only when present.
+#[derive(Serialize)]
+struct SectionsRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    desired: Option<&'a Object>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported: Option<&'a Object>,
+}
+
+/// [`Shadow::snapshot`], borrowed (fields in the order of the map the value would be).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    metadata: SectionsRef<'a>,
+    state: SectionsRef<'a>,
+    version: u64,
+}
+
+impl<'a> SnapshotRef<'a> {
+    fn of(s: &'a Shadow) -> SnapshotRef<'a> {
+        SnapshotRef {
+            metadata: SectionsRef {
+                desired: s.desired_metadata.as_ref(),
+                reported: s.reported_metadata.as_ref(),
+            },
+            state: SectionsRef {
+                desired: s.desired.as_ref(),
+                reported: s.reported.as_ref(),
+            },
+            version: s.version,
+        }
+    }
+}
+
+/// The `/update/documents` reply, borrowed.
+#[derive(Serialize)]
+struct DocumentsRef<'a> {
+    #[serde(rename = "clientToken", skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    current: SnapshotRef<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<SnapshotRef<'a>>,
+    timestamp: u64,
 }
 
 /// A section of an update request.
@@ -348,11 +393,13 @@ pub fn update(
         with_token(&mut v, token.as_deref());
         v
     });
-    let mut documents = json!({"current": shadow.snapshot(), "timestamp": now});
-    if let Some(prev) = live {
-        documents["previous"] = prev.snapshot();
-    }
-    with_token(&mut documents, token.as_deref());
+    let documents = serde_json::to_vec(&DocumentsRef {
+        client_token: token.as_deref(),
+        current: SnapshotRef::of(&shadow),
+        previous: live.map(SnapshotRef::of),
+        timestamp: now,
+    })
+    .unwrap_or_default();
     Ok(Updated {
         shadow,
         accepted,

@@ -28,7 +28,7 @@ fn the_first_update_creates_the_shadow_at_version_1_and_echoes_only_what_it_set(
     );
     assert_eq!(u.delta, None, "no desired, no delta");
     assert_eq!(
-        u.documents,
+        u.documents_value(),
         json!({
             "current": {
                 "state": {"reported": {"color": "green"}},
@@ -78,7 +78,7 @@ fn get_returns_the_documented_delta_example() {
         })
     );
     assert_eq!(
-        b.documents["previous"],
+        b.documents_value()["previous"],
         a.shadow.snapshot(),
         "previous is the shadow before"
     );
@@ -239,7 +239,7 @@ fn a_deleted_shadow_is_gone_but_its_version_continues_for_48_hours() {
         T0 + 3600,
     );
     assert_eq!(again.shadow.version, 3);
-    assert!(again.documents.get("previous").is_none());
+    assert!(again.documents_value().get("previous").is_none());
     let later = ok(
         Some(&tomb),
         json!({"state": {"reported": {"x": 3}}}),
