@@ -278,6 +278,11 @@ impl Link {
         self.broker.reply(to, Arc::new(msg), &mut self.notifier)
     }
 
+    /// Whether a publish on `topic` would reach anyone.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        self.broker.has_subscribers(topic)
+    }
+
     /// Wakes the connections the deferred publishes and replies since the last wake reached.
     pub fn wake(&mut self) {
         self.broker.wakers().wake(&mut self.notifier);

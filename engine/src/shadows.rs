@@ -457,7 +457,14 @@ impl Worker {
                     Err(r) => (None, Vec::new(), Err(r)),
                 }
             }
-            Op::Update => match shadow::update(current.as_ref(), payload, source, now) {
+            Op::Update => match shadow::update_with(
+                current.as_ref(),
+                payload,
+                source,
+                now,
+                self.link
+                    .has_subscribers(&req.reply(Op::Update, "documents")),
+            ) {
                 Ok(u) => {
                     let mut out = vec![Out::Publish(reply(
                         req,
@@ -470,11 +477,13 @@ impl Worker {
                         m.supersedes = true;
                         out.push(Out::Publish(m));
                     }
-                    out.push(Out::Publish(Message::new(
-                        &req.reply(Op::Update, "documents"),
-                        u.documents,
-                        QoS::AtLeastOnce,
-                    )));
+                    if let Some(d) = u.documents {
+                        out.push(Out::Publish(Message::new(
+                            &req.reply(Op::Update, "documents"),
+                            d,
+                            QoS::AtLeastOnce,
+                        )));
+                    }
                     (Some(u.shadow), out, Ok(u.accepted))
                 }
                 Err(r) => (None, Vec::new(), Err(r)),

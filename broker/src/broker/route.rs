@@ -52,6 +52,15 @@ impl Broker {
     /// subscriber matched.
     /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
     /// wills cannot.
+    /// Whether any subscription (of a connected or an offline session, or of a link) matches
+    /// `topic`: a service may skip building a message nobody would get.
+    pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
+        let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        subs.for_each_match(topic, |_, _| any = true);
+        any
+    }
+
     pub(crate) fn publish(
         &self,
         msg: Arc<Message>,

@@ -242,15 +242,18 @@ pub struct Updated {
     /// For `/update/delta`, when desired and reported differ after the change.
     pub delta: Option<Value>,
     /// For `/update/documents`: its JSON text, written from the shadows without copying them
-    /// (it is the largest reply: both whole documents).
-    pub documents: Vec<u8>,
+    /// (it is the largest reply: both whole documents); `None` when not asked for.
+    pub documents: Option<Vec<u8>>,
     pub token: Option<String>,
 }
 
 impl Updated {
     /// `/update/documents` as a value.
     pub fn documents_value(&self) -> Value {
-        serde_json::from_slice(&self.documents).unwrap_or(Value::Null)
+        self.documents
+            .as_deref()
+            .and_then(|d| serde_json::from_slice(d).ok())
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -311,6 +314,18 @@ pub fn update(
     payload: &[u8],
     source: Source,
     now: u64,
+) -> Result<Updated, Rejected> {
+    update_with(current, payload, source, now, true)
+}
+
+/// [`update`], writing the `/update/documents` reply only if `documents` (nobody may be
+/// subscribed to it, and it is the costliest reply to make).
+pub fn update_with(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    source: Source,
+    now: u64,
+    documents: bool,
 ) -> Result<Updated, Rejected> {
     let request = parse(payload).map_err(|error| Rejected { error, token: None })?;
     let token = token(&request).map_err(|error| Rejected { error, token: None })?;
@@ -393,13 +408,15 @@ pub fn update(
         with_token(&mut v, token.as_deref());
         v
     });
-    let documents = serde_json::to_vec(&DocumentsRef {
-        client_token: token.as_deref(),
-        current: SnapshotRef::of(&shadow),
-        previous: live.map(SnapshotRef::of),
-        timestamp: now,
-    })
-    .unwrap_or_default();
+    let documents = documents.then(|| {
+        serde_json::to_vec(&DocumentsRef {
+            client_token: token.as_deref(),
+            current: SnapshotRef::of(&shadow),
+            previous: live.map(SnapshotRef::of),
+            timestamp: now,
+        })
+        .unwrap_or_default()
+    });
     Ok(Updated {
         shadow,
         accepted,

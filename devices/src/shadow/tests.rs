@@ -424,3 +424,17 @@ fn a_record_as_docs_formats_meta_shows_it_is_read() {
     assert!(s.exists());
     assert_eq!(Value::Object(s.delta()), json!({"led": "on"}));
 }
+
+#[test]
+fn documents_are_written_only_when_asked_for() {
+    let p = json!({"state": {"reported": {"x": 1}}}).to_string();
+    let without = update_with(None, p.as_bytes(), Source::Device, T0, false).unwrap();
+    assert_eq!(without.documents, None);
+    let with = update_with(None, p.as_bytes(), Source::Device, T0, true).unwrap();
+    assert_eq!(
+        (without.shadow, without.accepted),
+        (with.shadow.clone(), with.accepted),
+        "the rest is the same"
+    );
+    assert_eq!(with.documents_value()["current"], with.shadow.snapshot());
+}
