@@ -433,7 +433,7 @@ fn documents_are_written_only_when_asked_for() {
     let with = update_with(None, p.as_bytes(), Source::Device, T0, true).unwrap();
     assert_eq!(
         (without.shadow, without.accepted),
-        (with.shadow.clone(), with.accepted),
+        (with.shadow.clone(), with.accepted.clone()),
         "the rest is the same"
     );
     assert_eq!(with.documents_value()["current"], with.shadow.snapshot());
