@@ -9,7 +9,8 @@
 #    durable (metadata commit and history row).
 # 2. Steady load: the same devices at 1 update per device per second, with 1 telemetry message
 #    per device per second beside it (QoS 1, JSON): update→accepted latency p50/p99.
-# 3. SHADOWS devices with a shadow each (default 100,000, made 10,000 at a time): server RSS,
+# 3. SHADOWS devices with a shadow each (default 100,000, made 10,000 at a time): server RSS
+#    (beside a baseline of the same devices connecting once, without shadows),
 #    restart time with them in the store, `SELECT * FROM iot.shadows WHERE device_id = ...`
 #    over HTTP (median and p99 of 200), and a full scan (count, and every column as Arrow).
 # Update shape: {"state": {"reported": {"seq": n, "k0".."k3": numbers}}, "clientToken": "t…"},
@@ -44,13 +45,25 @@ log "steady: $N devices, 1 update/s and 1 telemetry message/s each, ${DUR}s"
 echo "{\"case\":\"steady\",\"result\":$(cat "$WORK/steady.json")}"
 stop_broker
 
+# Baseline: the same number of devices connecting once each, no shadows (what the registry and
+# the presence history cost by themselves).
+start_broker mast
+for b in $(seq 0 $(( (M + 9999) / 10000 - 1 ))); do
+    n=$(( M - b * 10000 < 10000 ? M - b * 10000 : 10000 ))
+    "$LG" conn -p "$PORT" -c "$n" --prefix "s$b" -d 1 --json >/dev/null 2>"$WORK/conn.err"
+done
+stop_broker
+KEEP_DATA=1 start_broker mast
+rss_base=$(rss_kb "$PID")
+stop_broker
+
 start_broker mast
 made=0
 b=0
 while [ "$made" -lt "$M" ]; do
     n=$(( M - made < 10000 ? M - made : 10000 ))
-    # One update per device: the first one falls in the first second, the next after the end.
-    "$LG" shadow -p "$PORT" -c "$n" --prefix "s$b" --rate 0.5 -d 1 --json >"$WORK/make.json" \
+    # One update per device, the fleet's spread over the first second.
+    "$LG" shadow -p "$PORT" -c "$n" --prefix "s$b" --rate 1 -d 1 --json >"$WORK/make.json" \
         2>"$WORK/make.err"
     made=$(( made + $(jget "$WORK/make.json" "d['accepted']") ))
     b=$(( b + 1 ))
@@ -73,14 +86,15 @@ scan_count=$(sql_time 'SELECT count(*) FROM iot.shadows' json)
 scan_all=$(sql_time 'SELECT * FROM iot.shadows' arrow)
 scan_all2=$(sql_time 'SELECT * FROM iot.shadows' arrow)
 rss_end=$(rss_kb "$PID")
-python3 - "$WORK/by-id.txt" "$count" "$rss_made" "$rss_start" "$rss_end" "$t0" "$t1" "$first" \
-    "$scan_count" "$scan_all" "$scan_all2" <<'EOF'
+python3 - "$WORK/by-id.txt" "$count" "$rss_made" "$rss_start" "$rss_end" "$rss_base" "$t0" "$t1" \
+    "$first" "$scan_count" "$scan_all" "$scan_all2" <<'EOF'
 import json, sys
 ts = [float(x) for x in open(sys.argv[1]) if x.strip()]
-count, rss_made, rss_start, rss_end = (int(x) for x in sys.argv[2:6])
-t0, t1, first, scan_count, scan_all, scan_all2 = (float(x) for x in sys.argv[6:12])
+count, rss_made, rss_start, rss_end, rss_base = (int(x) for x in sys.argv[2:7])
+t0, t1, first, scan_count, scan_all, scan_all2 = (float(x) for x in sys.argv[7:13])
 print(json.dumps({
     "case": "100k-shadows", "shadows": count,
+    "rss_mib_after_restart_devices_only": round(rss_base / 1024, 1),
     "rss_mib_after_making": round(rss_made / 1024, 1),
     "rss_mib_after_restart": round(rss_start / 1024, 1),
     "rss_mib_after_scans": round(rss_end / 1024, 1),
