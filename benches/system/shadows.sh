@@ -7,8 +7,9 @@
 #    thing name) in a closed loop, each keeping 1, then 4, updates unanswered. An update is
 #    counted when its /update/accepted reply arrives, which Mast sends only once the change is
 #    durable (metadata commit and history row).
-# 2. Steady load: the same devices at 1 update per device per second, with 1 telemetry message
-#    per device per second beside it (QoS 1, JSON): update→accepted latency p50/p99.
+# 2. Steady load (run first, on a fresh server): the same devices at 1 update per device per
+#    second, with 1 telemetry message per device per second beside it (QoS 1, JSON), then
+#    without: update→accepted latency p50/p99.
 # 3. SHADOWS devices with a shadow each (default 100,000, made 10,000 at a time): server RSS
 #    (beside a baseline of the same devices connecting once, without shadows),
 #    restart time with them in the store, `SELECT * FROM iot.shadows WHERE device_id = ...`
@@ -33,16 +34,20 @@ sql_time() { # SQL FORMAT -> seconds
 
 log "machine: $(machine)"
 start_broker mast
+for tel in 1 0; do
+    log "steady: $N devices, 1 update/s and $tel telemetry messages/s each, ${DUR}s"
+    "$LG" shadow -p "$PORT" -c "$N" --prefix "steady$tel" --rate 1 --telemetry "$tel" -d "$DUR" \
+        --json >"$WORK/steady.json" 2>"$WORK/steady.err"
+    echo "{\"case\":\"steady\",\"telemetry\":$tel,\"result\":$(cat "$WORK/steady.json")}"
+done
+stop_broker
+start_broker mast
 for f in 1 4; do
     log "closed loop: $N devices, $f in flight each, ${DUR}s"
     "$LG" shadow -p "$PORT" -c "$N" --prefix "cl$f" --rate 0 -F "$f" -d "$DUR" --json \
         >"$WORK/closed-$f.json" 2>"$WORK/closed-$f.err"
     echo "{\"case\":\"closed-loop\",\"inflight\":$f,\"result\":$(cat "$WORK/closed-$f.json")}"
 done
-log "steady: $N devices, 1 update/s and 1 telemetry message/s each, ${DUR}s"
-"$LG" shadow -p "$PORT" -c "$N" --prefix steady --rate 1 --telemetry 1 -d "$DUR" --json \
-    >"$WORK/steady.json" 2>"$WORK/steady.err"
-echo "{\"case\":\"steady\",\"result\":$(cat "$WORK/steady.json")}"
 stop_broker
 
 # Baseline: the same number of devices connecting once each, no shadows (what the registry and
