@@ -31,6 +31,9 @@ struct State {
     /// Connections with gateway rights that have sent a shadow request: they may act for
     /// other things (marked before the request is routed, so before the service sees it).
     gateways: HashSet<ConnRef>,
+    /// Per reactor: connections with a hold answered since its last poll (so a poll looks at
+    /// those, not at every connection with a request outstanding).
+    ready: HashMap<usize, Vec<ConnRef>>,
 }
 
 /// Shared by the reactors' hooks and the shadow service.
@@ -110,8 +113,11 @@ impl ShadowAcks {
             let c = s.conns.entry(conn).or_default();
             c.answered += 1;
             let ready = c.waiting.front().is_some_and(|(k, _)| *k < c.answered);
-            if ready && !wake.contains(&conn.reactor()) {
-                wake.push(conn.reactor());
+            if ready {
+                s.ready.entry(conn.reactor()).or_default().push(conn);
+                if !wake.contains(&conn.reactor()) {
+                    wake.push(conn.reactor());
+                }
             }
         }
         self.answers.fetch_add(n, Ordering::Release);
@@ -133,18 +139,19 @@ impl ShadowAcks {
         }
         *seen = answers;
         let mut s = self.lock();
-        let mut settled = Vec::new();
-        for (conn, c) in s.conns.iter_mut().filter(|(k, _)| k.reactor() == id) {
+        let Some(ready) = s.ready.remove(&id) else {
+            return;
+        };
+        // A connection answered twice is listed twice; its second visit finds nothing ready.
+        for conn in ready {
+            let Some(c) = s.conns.get_mut(&conn) else {
+                continue;
+            };
             while c.waiting.front().is_some_and(|(n, _)| *n < c.answered) {
                 if let Some((_, hold)) = c.waiting.pop_front() {
                     out.push((hold, HoldOutcome::Done));
                 }
             }
-            if c.claimed == c.answered {
-                settled.push(*conn);
-            }
-        }
-        for conn in settled {
             forget_if_settled(&mut s.conns, conn);
         }
     }
