@@ -272,6 +272,30 @@ fn send_telemetry(c: &mut Conn, d: &mut Device) {
     }
 }
 
+/// At a rate: from device `*cursor` on, in index order, lets `step` send for each device while
+/// it says the device was due (at most one round); how many it sent.
+fn paced(
+    cursor: &mut usize,
+    conns: &mut [Conn],
+    devices: &mut [Device],
+    dirty: &mut Vec<usize>,
+    mut step: impl FnMut(&mut Conn, &mut Device) -> bool,
+) -> u64 {
+    let n = devices.len();
+    let mut sent = 0;
+    for _ in 0..n {
+        let k = *cursor;
+        let c = &mut conns[k];
+        if c.inflight() >= c.receive_maximum || !step(c, &mut devices[k]) {
+            break;
+        }
+        sent += 1;
+        dirty.push(k);
+        *cursor = (k + 1) % n;
+    }
+    sent
+}
+
 /// Sends and receives until the end, then waits for every answer. Each turn visits only the
 /// devices with something to send: in the closed loop those a reply made room for, at a rate
 /// the next ones due (a device's sends are spread over the period in index order, so the due
@@ -306,21 +330,16 @@ fn drive(
         let us = now.duration_since(t0).as_micros() as u64;
         if sending {
             if let Some(p) = update_every {
-                // At most one full round per turn.
-                for _ in 0..n {
-                    let k = next_u;
-                    if devices[k].next_update > now
-                        || conns[k].inflight() >= conns[k].receive_maximum
-                    {
-                        break;
+                let sent = paced(&mut next_u, conns, devices, &mut dirty, |c, d| {
+                    if d.next_update > now {
+                        return false;
                     }
-                    send_update(&mut conns[k], &mut devices[k], a.keys, us);
-                    devices[k].next_update += p;
-                    t.updates += 1;
-                    open += 1;
-                    dirty.push(k);
-                    next_u = (next_u + 1) % n;
-                }
+                    send_update(c, d, a.keys, us);
+                    d.next_update += p;
+                    true
+                });
+                t.updates += sent;
+                open += sent as usize;
             } else {
                 let mut later = Vec::new();
                 while let Some(k) = ready.pop_front() {
@@ -336,20 +355,16 @@ fn drive(
                 ready.extend(later);
             }
             if let Some(p) = telemetry_every {
-                for _ in 0..n {
-                    let k = next_t;
-                    if devices[k].next_telemetry > now
-                        || conns[k].inflight() >= conns[k].receive_maximum
-                    {
-                        break;
+                let sent = paced(&mut next_t, conns, devices, &mut dirty, |c, d| {
+                    if d.next_telemetry > now {
+                        return false;
                     }
-                    send_telemetry(&mut conns[k], &mut devices[k]);
-                    devices[k].next_telemetry += p;
-                    t.telemetry += 1;
-                    open += 1;
-                    dirty.push(k);
-                    next_t = (next_t + 1) % n;
-                }
+                    send_telemetry(c, d);
+                    d.next_telemetry += p;
+                    true
+                });
+                t.telemetry += sent;
+                open += sent as usize;
             }
         }
         dirty.sort_unstable();
