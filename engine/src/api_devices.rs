@@ -77,8 +77,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn body_json<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
+    let bad = |e: String| ApiError::bad_request(format!("the body must be {shape}: {e}"));
+    // An object only: serde would also read a struct from an array of its fields.
+    let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    if !v.is_object() {
+        return Err(bad("not a JSON object".into()));
+    }
+    serde_json::from_value(v).map_err(|e| bad(e.to_string()))
 }
 
 fn into_response(r: Result<Response, ApiError>) -> Response {

@@ -133,6 +133,27 @@ fn devices_from_mqtt_and_rest_with_profiles_pages_and_groups() {
         (
             "PATCH",
             "/api/v1/devices/pump-1",
+            json!(["pump", null]),
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/new-one",
+            json!([]),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/api/v1/shadows/desired",
+            json!([["x"], null, null]),
+            400,
+            "bad_request",
+        ),
+        (
+            "PATCH",
+            "/api/v1/devices/pump-1",
             json!({"groups": ["no such"]}),
             400,
             "bad_request",
