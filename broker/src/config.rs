@@ -40,6 +40,9 @@ pub struct MqttConfig {
     pub max_queued_messages: usize,
     /// Bytes waiting for one subscriber.
     pub max_queued_bytes: usize,
+    /// Messages waiting for one service's link (the shadow service takes every device's
+    /// requests): above half of it publishers are read more slowly, when full they wait.
+    pub max_service_queued_messages: usize,
     /// Encoded bytes not yet written to one socket; above it the broker stops feeding that
     /// connection and stops reading from it.
     pub max_output_bytes: usize,
@@ -81,6 +84,7 @@ impl Default for MqttConfig {
             max_subscriptions_per_client: 10_000,
             max_queued_messages: 10_000,
             max_queued_bytes: 64 * 1024 * 1024,
+            max_service_queued_messages: 100_000,
             max_output_bytes: 1024 * 1024,
             slow_subscriber: SlowSubscriber::Drop,
             queue_qos0_offline: false,

@@ -11,8 +11,8 @@
 //!   may block only where it says so (`recv`, `wait_durable`).
 //! - **Ordering.** Messages arrive in the order the broker routed them to the link; a
 //!   publisher's messages keep their order.
-//! - **Backpressure, never loss.** The link's queue is bounded like a client's
-//!   (`max_queued_messages`, `max_queued_bytes`), but it is never dropped from and the link is
+//! - **Backpressure, never loss.** The link's queue is bounded (`max_service_queued_messages`,
+//!   `max_queued_bytes`), but it is never dropped from and the link is
 //!   never a "slow subscriber": a publisher whose message finds it full waits (its connection
 //!   rests and retries, at any QoS) until the service has taken messages out. Only what cannot
 //!   wait (a will, another service's publish) goes over the bound.

@@ -121,8 +121,10 @@ fn a_reply_to_a_connection_that_is_gone_is_not_delivered_to_its_successor() {
 fn a_full_link_holds_its_publishers_back_and_drops_nothing() {
     const N: usize = 300;
     const BOUND: usize = 8;
+    // A link has its own bound; a client's stays as it was.
     let b = Broker1::start(MqttConfig {
-        max_queued_messages: BOUND,
+        max_service_queued_messages: BOUND,
+        max_queued_messages: 10_000,
         ..MqttConfig::default()
     });
     let mut link = b.broker().open_link("slow");

@@ -138,6 +138,18 @@ impl Broker {
         }
     }
 
+    /// Messages a session's queue holds before its publishers are slowed and then held: a
+    /// link serves every device, so it gets its own, larger bound (a link bound like one client
+    /// held the shadow service's requesters back at 40,000 outstanding, and the pausing and
+    /// resuming of their reads cost more than the queue).
+    fn max_messages(&self, inner: &crate::session::SessionInner) -> usize {
+        if inner.link.is_some() {
+            self.cfg.max_service_queued_messages
+        } else {
+            self.cfg.max_queued_messages
+        }
+    }
+
     /// True when a QoS 1/2 message for a connected subscriber, or any message for a link, has
     /// no room in its queue: the publisher waits instead of the message being dropped. A
     /// subscriber that keeps its publishers waiting for BLOCK_LIMIT counts as slow and stops
@@ -148,7 +160,7 @@ impl Broker {
         if q.qos == QoS::AtMostOnce && inner.link.is_none() {
             return false;
         }
-        let full = inner.queue.len() >= self.cfg.max_queued_messages
+        let full = inner.queue.len() >= self.max_messages(&inner)
             || inner.queued_bytes + inner.inflight_bytes + q.msg.size() > self.cfg.max_queued_bytes;
         if !full || !inner.online() || inner.ended {
             return false;
@@ -260,7 +272,7 @@ impl Broker {
         }
         let qos = q.qos;
         inner.push(q);
-        let half_full = inner.queue.len() * 2 >= self.cfg.max_queued_messages
+        let half_full = inner.queue.len() * 2 >= self.max_messages(&inner)
             || inner.queued_bytes * 2 >= self.cfg.max_queued_bytes;
         if (inner.owner.is_some() && half_full && qos > QoS::AtMostOnce) || (link && half_full) {
             // At least once: a connected subscriber's QoS 1/2 messages are not dropped while
