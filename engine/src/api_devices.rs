@@ -25,8 +25,8 @@ use mast_devices::profile::{
     self, DeviceProfile, Group, GroupBody, Patch, RegistryError, Replace, check_device_id,
     check_group_name,
 };
+use mast_devices::shadow::Source;
 use mast_devices::shadow::topic::{self, Op as ShadowOp};
-use mast_devices::shadow::{Shadow, Source};
 use mast_meta::Op;
 use mast_meta::tables::{DEVICE_PROFILES, DEVICES, SHADOWS};
 use serde::Deserialize;
@@ -316,7 +316,7 @@ pub(crate) async fn delete_device(State(api): State<Arc<Api>>, Path(id): Path<St
                     .into_iter()
                     .filter_map(|(k, v)| {
                         let (_, name) = topic::split_key(&k)?;
-                        Shadow::decode(&v)
+                        crate::shadows::decode_or_report(reg.meta(), &k, &v)
                             .is_some_and(|s| s.exists())
                             .then(|| name.to_owned())
                     })
@@ -524,9 +524,7 @@ fn set_members(reg: &Registry, name: &str, list: &[String]) -> Result<Vec<Op>, R
         if member {
             seen.insert(d.id.clone());
         }
-        let mut p = d.profile.clone().unwrap_or_else(|| {
-            DeviceProfile::created(d.record.as_ref().map_or(now, |r| r.connected_at))
-        });
+        let mut p = d.profile_or_created(now);
         if profile::set_member(&mut p, name, member)? {
             ops.push(p.put(&d.id));
         }
@@ -574,9 +572,7 @@ async fn membership(api: &Api, name: String, id: String, member: bool) -> Result
             let d = reg
                 .device(&id, false)?
                 .ok_or_else(|| RegistryError::not_found(format!("no device {id:?}")))?;
-            let mut p = d.profile.unwrap_or_else(|| {
-                DeviceProfile::created(d.record.as_ref().map_or(0, |r| r.connected_at))
-            });
+            let mut p = d.profile_or_created(mast_broker::message::now_ns());
             let changed = profile::set_member(&mut p, &name, member)?;
             Ok((
                 if changed {

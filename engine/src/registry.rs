@@ -52,6 +52,13 @@ impl Device {
         })
     }
 
+    /// Its profile to change: the stored one, or an empty one created when the device was.
+    pub fn profile_or_created(&self, now_ns: i64) -> DeviceProfile {
+        self.profile
+            .clone()
+            .unwrap_or_else(|| DeviceProfile::created(self.created_at().unwrap_or(now_ns)))
+    }
+
     pub fn connected(&self) -> bool {
         self.record.as_ref().is_some_and(|r| r.connected)
     }
@@ -172,10 +179,7 @@ impl Registry {
     /// The device `id`, if any table knows it; `firmware`: read its classic shadow too.
     pub fn device(&self, id: &str, firmware: bool) -> Result<Option<Device>, RegistryError> {
         let k = id.as_bytes();
-        let record = match self.meta.get(DEVICES, k).map_err(internal)? {
-            Some(v) => self.decode(DEVICES, k, &v, DeviceRecord::decode),
-            None => None,
-        };
+        let record = crate::presence::record(&self.meta, id).map_err(internal)?;
         let profile = match self.meta.get(DEVICE_PROFILES, k).map_err(internal)? {
             Some(v) => self.decode(DEVICE_PROFILES, k, &v, DeviceProfile::decode),
             None => None,
@@ -199,21 +203,15 @@ impl Registry {
     /// Every device, in id order (`firmware`: with what their classic shadows report).
     pub fn all(&self, firmware: bool) -> Result<Vec<Device>, RegistryError> {
         let mut by_id: BTreeMap<String, Device> = BTreeMap::new();
-        let entry = |m: &mut BTreeMap<String, Device>, k: &[u8]| -> Option<String> {
-            let id = std::str::from_utf8(k).ok()?.to_owned();
+        fn slot(m: &mut BTreeMap<String, Device>, id: String) -> &mut Device {
             m.entry(id.clone()).or_insert_with(|| Device {
-                id: id.clone(),
+                id,
                 ..Device::default()
-            });
-            Some(id)
-        };
-        for (k, v) in self.meta.scan_prefix(DEVICES, b"").map_err(internal)? {
-            if let Some(rec) = self.decode(DEVICES, &k, &v, DeviceRecord::decode)
-                && let Some(id) = entry(&mut by_id, &k)
-                && let Some(d) = by_id.get_mut(&id)
-            {
-                d.record = Some(rec);
-            }
+            })
+        }
+        for rec in crate::presence::records(&self.meta).map_err(internal)? {
+            let id = rec.device_id.clone();
+            slot(&mut by_id, id).record = Some(rec);
         }
         for (k, v) in self
             .meta
@@ -221,10 +219,9 @@ impl Registry {
             .map_err(internal)?
         {
             if let Some(p) = self.decode(DEVICE_PROFILES, &k, &v, DeviceProfile::decode)
-                && let Some(id) = entry(&mut by_id, &k)
-                && let Some(d) = by_id.get_mut(&id)
+                && let Ok(id) = String::from_utf8(k)
             {
-                d.profile = Some(p);
+                slot(&mut by_id, id).profile = Some(p);
             }
         }
         if firmware {
@@ -274,9 +271,11 @@ impl Registry {
                 let Ok(id) = std::str::from_utf8(k) else {
                     continue;
                 };
-                if let Some(d) = self.device(id, true)?
+                // The shadow is read only for the devices kept.
+                if let Some(mut d) = self.device(id, false)?
                     && keep(&d)
                 {
+                    d.firmware = self.classic_firmware(id).map_err(internal)?;
                     out.push(d);
                     if out.len() == limit {
                         return Ok((out, Some(id.to_owned())));
@@ -293,27 +292,31 @@ impl Registry {
         }
     }
 
-    /// The profile of `id` as stored (for a write to start from).
-    pub fn profile(&self, id: &str) -> Result<Option<DeviceProfile>, RegistryError> {
-        let k = id.as_bytes();
-        match self.meta.get(DEVICE_PROFILES, k).map_err(internal)? {
+    /// The record under `key`, for a write to start from: an unreadable one is reported and
+    /// refuses the write (it is not overwritten).
+    fn read_for_write<T>(
+        &self,
+        table: Table,
+        key: &str,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, RegistryError> {
+        let k = key.as_bytes();
+        match self.meta.get(table, k).map_err(internal)? {
             None => Ok(None),
-            Some(v) => DeviceProfile::decode(&v).map(Some).map_err(|e| {
-                self.meta.report_unreadable(DEVICE_PROFILES, k, e.clone());
-                RegistryError::internal(format!("the profile of {id:?} is unreadable: {e}"))
+            Some(v) => decode(&v).map(Some).map_err(|e| {
+                self.meta.report_unreadable(table, k, e.clone());
+                RegistryError::internal(format!("{} {key:?} is unreadable: {e}", table.about()))
             }),
         }
     }
 
+    /// The profile of `id` as stored (for a write to start from).
+    pub fn profile(&self, id: &str) -> Result<Option<DeviceProfile>, RegistryError> {
+        self.read_for_write(DEVICE_PROFILES, id, DeviceProfile::decode)
+    }
+
     pub fn group(&self, name: &str) -> Result<Option<Group>, RegistryError> {
-        let k = name.as_bytes();
-        match self.meta.get(DEVICE_GROUPS, k).map_err(internal)? {
-            None => Ok(None),
-            Some(v) => Group::decode(&v).map(Some).map_err(|e| {
-                self.meta.report_unreadable(DEVICE_GROUPS, k, e.clone());
-                RegistryError::internal(format!("group {name:?} is unreadable: {e}"))
-            }),
-        }
+        self.read_for_write(DEVICE_GROUPS, name, Group::decode)
     }
 
     /// Every readable group, by name.

@@ -97,12 +97,8 @@ impl ShadowAcks {
         Claimed::Held
     }
 
-    /// The service answered a request of `conn` (its replies are durable and sent).
-    pub fn answered(&self, conn: ConnRef) {
-        self.answered_all([conn]);
-    }
-
-    /// The service answered one request of each of `conns` (a connection appears once per
+    /// The service answered one request of each of `conns` (their replies are durable and
+    /// sent) (a connection appears once per
     /// request): one lock, and each reactor with a hold ready is woken once.
     pub fn answered_all(&self, conns: impl IntoIterator<Item = ConnRef>) {
         let mut s = self.lock();
