@@ -493,28 +493,16 @@ fn a_gateway_updates_the_shadows_of_its_devices_and_others_may_not() {
 /// with the latest state when it comes back; the documents stream keeps every change.
 #[test]
 fn an_offline_persistent_session_gets_one_delta_with_the_latest_state() {
-    use mqtt_support::{v5, v311};
     let server = Server::start();
     for (n, v) in Version::ALL.into_iter().enumerate() {
         let thing = format!("heater-{n}");
         let p = format!("$aws/things/{thing}/shadow/update");
         let topics = [format!("{p}/delta"), format!("{p}/documents")];
-        match v {
-            Version::V311 => {
-                let mut c = v311::Client::connect_with(v311::persistent(server.port, &thing));
-                for t in &topics {
-                    c.subscribe(t, v311::QoS::AtLeastOnce);
-                }
-                c.disconnect();
-            }
-            Version::V5 => {
-                let mut c = v5::Client::connect_with(v5::persistent(server.port, &thing, 600));
-                for t in &topics {
-                    c.subscribe(t, v5::QoS::AtLeastOnce);
-                }
-                c.disconnect();
-            }
+        let (mut c, _) = any::Client::connect_persistent(v, server.port, &thing);
+        for t in &topics {
+            assert_eq!(c.subscribe(t, 1), Some(1));
         }
+        c.disconnect();
         for (level, mode) in [(1, "eco"), (2, "eco"), (3, "boost")] {
             let body = json!({"state": {"desired": {"level": level, "mode": mode}}});
             let (status, _, b) = common::http(
@@ -526,30 +514,15 @@ fn an_offline_persistent_session_gets_one_delta_with_the_latest_state() {
             );
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&b));
         }
-        let mut got: Vec<(String, Value)> = Vec::new();
-        let mut take = |topic: String, payload: &[u8]| {
-            got.push((topic, serde_json::from_slice(payload).unwrap()));
-        };
-        match v {
-            Version::V311 => {
-                let mut c = v311::Client::connect_with(v311::persistent(server.port, &thing));
-                assert!(c.connack.session_present);
-                for _ in 0..4 {
-                    let m = c.recv();
-                    take(m.topic.clone(), &m.payload);
-                }
-                c.assert_silent(QUIET);
-            }
-            Version::V5 => {
-                let mut c = v5::Client::connect_with(v5::persistent(server.port, &thing, 600));
-                assert!(c.connack.session_present);
-                for _ in 0..4 {
-                    let m = c.recv();
-                    take(v5::topic(&m), &m.payload);
-                }
-                c.assert_silent(QUIET);
-            }
-        }
+        let (mut c, present) = any::Client::connect_persistent(v, server.port, &thing);
+        assert!(present);
+        let got: Vec<(String, Value)> = (0..4)
+            .map(|_| {
+                let m = c.recv();
+                (m.topic, serde_json::from_slice(&m.payload).unwrap())
+            })
+            .collect();
+        c.assert_silent(QUIET);
         let deltas: Vec<&Value> = got
             .iter()
             .filter(|(t, _)| t == &topics[0])

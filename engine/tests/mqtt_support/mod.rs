@@ -773,6 +773,23 @@ pub mod any {
             }
         }
 
+        /// Connects with a persistent session (3.1.1: clean session off; 5.0: expiry 600 s);
+        /// whether the server had one for it.
+        pub fn connect_persistent(v: Version, port: u16, id: &str) -> (Client, bool) {
+            match v {
+                Version::V311 => {
+                    let c = v311::Client::connect_with(v311::persistent(port, id));
+                    let present = c.connack.session_present;
+                    (Client::V311(c), present)
+                }
+                Version::V5 => {
+                    let c = v5::Client::connect_with(v5::persistent(port, id, 600));
+                    let present = c.connack.session_present;
+                    (Client::V5(c), present)
+                }
+            }
+        }
+
         /// Connects with a last will.
         pub fn connect_with_will(v: Version, port: u16, id: &str, will: &Will) -> Client {
             match v {
