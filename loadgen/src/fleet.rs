@@ -321,24 +321,15 @@ pub(crate) fn run_iot(a: IotArgs) -> anyhow::Result<()> {
         duration.map(Duration::from_nanos)
     };
     let meter = Meter::start("iot", Arc::clone(&counters), shown, planned);
+    let worked = crate::opts::join_workers(handles, "truck");
+    let timeline = meter.finish();
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
     let mut sent = Vec::new();
-    let mut failure = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok((t, e, s))) => {
-                total.add(t);
-                elapsed = elapsed.max(e);
-                sent.extend(s);
-            }
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("truck thread panicked")),
-        }
-    }
-    let timeline = meter.finish();
-    if let Some(e) = failure {
-        return Err(e);
+    for (t, e, s) in worked? {
+        total.add(t);
+        elapsed = elapsed.max(e);
+        sent.extend(s);
     }
     report(&a, &plan, total, elapsed, &timeline, &shown);
     if a.check.verify {

@@ -126,6 +126,24 @@ pub(crate) fn parse_ifaddr(s: &str) -> Result<Vec<IpAddr>, String> {
     Ok(out)
 }
 
+/// What the worker threads of a run returned, in order, or the error of one that failed (the
+/// last one seen; a panic is reported as `what` panicking). Every thread is joined first.
+pub(crate) fn join_workers<T>(
+    handles: Vec<std::thread::JoinHandle<anyhow::Result<T>>>,
+    what: &str,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::with_capacity(handles.len());
+    let mut failure = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(t)) => out.push(t),
+            Ok(Err(e)) => failure = Some(e),
+            Err(_) => failure = Some(anyhow::anyhow!("{what} thread panicked")),
+        }
+    }
+    failure.map_or(Ok(out), Err)
+}
+
 /// `count` items dealt round-robin to at most `threads` threads (none empty).
 pub(crate) fn split(count: usize, threads: usize) -> Vec<Vec<usize>> {
     let threads = threads.clamp(1, count.max(1));

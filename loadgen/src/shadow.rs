@@ -190,22 +190,13 @@ pub(crate) fn run_shadow(a: ShadowArgs) -> anyhow::Result<()> {
         Some(Duration::from_secs(a.duration)),
     );
     start.wait();
+    let worked = crate::opts::join_workers(handles, "device");
+    let timeline = meter.finish();
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
-    let mut failure = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok((t, e))) => {
-                total.add(t);
-                elapsed = elapsed.max(e);
-            }
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("device thread panicked")),
-        }
-    }
-    let timeline = meter.finish();
-    if let Some(e) = failure {
-        return Err(e);
+    for (t, e) in worked? {
+        total.add(t);
+        elapsed = elapsed.max(e);
     }
     report(&a, &total, elapsed, &timeline, &shown);
     Ok(())

@@ -242,34 +242,25 @@ pub(crate) fn run(
         ..Outcome::default()
     };
     let (mut pub_end, mut first, mut last) = (None::<Instant>, None::<Instant>, None::<Instant>);
-    let mut failure = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(p)) => {
-                out.sent += p.sent;
-                out.acked += p.acked;
-                out.received += p.received;
-                out.ack.merge(&p.ack);
-                out.e2e.merge(&p.e2e);
-                out.connect.merge(&p.connect);
-                out.errors.merge(p.errors);
-                out.connected += p.connected;
-                out.alive += p.alive;
-                out.accepted.extend(p.accepted);
-                pub_end = pub_end.max(p.pub_end);
-                first = match (first, p.first_msg) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                last = last.max(p.last_msg);
-            }
-            Ok(Err(e)) => failure = Some(e),
-            Err(_) => failure = Some(anyhow::anyhow!("a worker thread panicked")),
-        }
-    }
+    let worked = crate::opts::join_workers(handles, "a worker");
     out.timeline = meter.finish();
-    if let Some(e) = failure {
-        return Err(e);
+    for p in worked? {
+        out.sent += p.sent;
+        out.acked += p.acked;
+        out.received += p.received;
+        out.ack.merge(&p.ack);
+        out.e2e.merge(&p.e2e);
+        out.connect.merge(&p.connect);
+        out.errors.merge(p.errors);
+        out.connected += p.connected;
+        out.alive += p.alive;
+        out.accepted.extend(p.accepted);
+        pub_end = pub_end.max(p.pub_end);
+        first = match (first, p.first_msg) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = last.max(p.last_msg);
     }
     out.pub_seconds = pub_end.map_or(0.0, |e| (e - start).as_secs_f64());
     out.recv_seconds = match (first, last) {
