@@ -35,6 +35,10 @@ pub(super) struct Client {
     pub(super) connected_at: i64,
     /// CONNACK is among `pending`: send nothing else yet.
     pub(super) connack_pending: bool,
+    /// In the reactor's `waiting` list (its first acknowledgement waits for a commit alone).
+    pub(super) listed: bool,
+    /// The last `release_acks` round that visited it.
+    pub(super) round: u64,
     /// DISCONNECT with reason 0x00 (or 3.1.1 DISCONNECT) arrived.
     pub(super) normal_disconnect: bool,
 }

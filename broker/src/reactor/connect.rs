@@ -168,6 +168,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             pending: VecDeque::new(),
             connected_at: now_ns(),
             connack_pending: true,
+            listed: false,
+            round: 0,
             normal_disconnect: false,
         });
         self.client_event(

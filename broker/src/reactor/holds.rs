@@ -31,20 +31,18 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         self.reads = reads;
     }
 
-    /// Completes the holds the hook reports done; true if there were any.
-    pub(super) fn collect_holds(&mut self) -> bool {
+    /// Completes the holds the hook reports done.
+    pub(super) fn collect_holds(&mut self) {
         let mut done = std::mem::take(&mut self.holds_done);
         let mut cx = HookCx {
             broker: &self.broker,
             notifier: &mut self.notifier,
         };
         self.hook.poll(&mut cx, &mut done);
-        let any = !done.is_empty();
         for (hold, outcome) in done.drain(..) {
             self.complete_hold(hold, outcome);
         }
         self.holds_done = done;
-        any
     }
 
     /// A held message's outcome: its acknowledgement (released in order by `release_acks`).
@@ -72,6 +70,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let Some(token) = hold.ack else {
             return;
         };
+        self.touched.push(hold.conn);
         let idx = hold.conn.slot();
         let Some(conn) = self.live(hold.conn) else {
             return;
@@ -149,7 +148,9 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             packet::encode(&packet, conn.version, &mut conn.wbuf);
             return;
         }
-        if client.pending.is_empty() {
+        // Behind others it is reached when they are released; a hold's completion touches it.
+        if client.pending.is_empty() && hold.is_none() && !client.listed {
+            client.listed = true;
             waiting.push(conn.id);
         }
         client.pending.push_back(PendingAck {
@@ -159,44 +160,66 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         });
     }
 
-    pub(super) fn release_acks(&mut self, committed: Committed) {
-        let mut still = Vec::new();
-        for id in std::mem::take(&mut self.waiting) {
+    /// Sends the acknowledgements that may go: visits the connections whose holds completed
+    /// and, if the commit `moved`, those waiting for a commit alone; each keeps its place in
+    /// `waiting` only while its first acknowledgement waits for a commit alone.
+    pub(super) fn release_acks(&mut self, committed: Committed, moved: bool) {
+        self.round += 1;
+        let round = self.round;
+        let mut visit = std::mem::take(&mut self.touched);
+        if moved {
+            visit.append(&mut self.waiting);
+        }
+        for id in visit.drain(..) {
             let idx = id.slot();
             let Some(conn) = self.live(id) else {
                 continue;
             };
             let version = conn.version;
             let mut released_connack = false;
-            if let Some(client) = &mut conn.client {
-                while client
-                    .pending
-                    .front()
-                    .is_some_and(|a| a.hold.is_none() && committed.covers(a.commit))
-                {
-                    let Some(PendingAck { packet: p, .. }) = client.pending.pop_front() else {
-                        break;
-                    };
-                    match &p {
-                        Packet::PubAck(_) => client.session.lock().inbound.puback_sent(),
-                        Packet::ConnAck(_) => {
-                            client.connack_pending = false;
-                            released_connack = true;
-                        }
-                        _ => {}
+            let Some(client) = &mut conn.client else {
+                continue;
+            };
+            if client.round == round {
+                continue;
+            }
+            client.round = round;
+            if moved {
+                // Every listed connection is in `visit`.
+                client.listed = false;
+            }
+            while client
+                .pending
+                .front()
+                .is_some_and(|a| a.hold.is_none() && committed.covers(a.commit))
+            {
+                let Some(PendingAck { packet: p, .. }) = client.pending.pop_front() else {
+                    break;
+                };
+                match &p {
+                    Packet::PubAck(_) => client.session.lock().inbound.puback_sent(),
+                    Packet::ConnAck(_) => {
+                        client.connack_pending = false;
+                        released_connack = true;
                     }
-                    packet::encode(&p, version, &mut conn.wbuf);
+                    _ => {}
                 }
-                if !client.pending.is_empty() {
-                    still.push(id);
-                }
+                packet::encode(&p, version, &mut conn.wbuf);
+            }
+            let relist = client.pending.front().is_some_and(|a| a.hold.is_none()) && !client.listed;
+            client.listed |= relist;
+            if relist {
+                self.waiting.push(id);
             }
             if released_connack {
                 self.after_connack(idx);
             }
             self.flush(idx);
         }
-        self.waiting.extend(still);
+        // The allocation is kept for the next round.
+        if self.touched.is_empty() {
+            self.touched = visit;
+        }
     }
 
     pub(super) fn ack_publish(

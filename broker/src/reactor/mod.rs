@@ -92,8 +92,14 @@ pub(crate) struct Reactor<H> {
     /// Connections whose session queue to drain.
     ready: Vec<ConnRef>,
     notifier: Notifier,
-    /// Connections with acknowledgements waiting for persistence.
+    /// Connections whose first acknowledgement waits for a commit alone (visited when the
+    /// commit moves).
     waiting: Vec<ConnRef>,
+    /// Connections a hold of which completed (visited in this turn). A connection whose first
+    /// acknowledgement waits for a hold is in neither list: its completion puts it here.
+    touched: Vec<ConnRef>,
+    /// Numbers `release_acks` rounds, so a connection in both lists is visited once.
+    round: u64,
     /// Publishers resting because a subscriber they feed is congested, until when.
     snoozed: Vec<(ConnRef, Instant)>,
     wheel: Vec<Vec<ConnRef>>,
@@ -148,6 +154,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             ready: Vec::new(),
             notifier: Notifier::default(),
             waiting: Vec::new(),
+            touched: Vec::new(),
+            round: 0,
             snoozed: Vec::new(),
             wheel: vec![Vec::new(); WHEEL_SLOTS],
             wheel_at: Instant::now(),
@@ -216,7 +224,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 self.service();
             }
             self.end_turn();
-            let held_done = self.collect_holds();
+            self.collect_holds();
             // Deliveries on this reactor are handled in this turn; a bounded number of rounds
             // keeps one busy session from starving the poll.
             for _ in 0..4 {
@@ -229,9 +237,10 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 }
             }
             let committed = self.broker.persist.committed();
-            if committed != last_committed || held_done {
+            let moved = committed != last_committed;
+            if moved || !self.touched.is_empty() {
                 last_committed = committed;
-                self.release_acks(committed);
+                self.release_acks(committed, moved);
             }
             if self.wheel_at.elapsed() >= Duration::from_secs(1) {
                 self.tick();
