@@ -34,6 +34,7 @@ use mast_protocol::connect::QoS;
 use mast_storage::batch::DEVICE_TAG;
 
 use crate::shadow_acks::ShadowAcks;
+use bytes::Bytes;
 use mast_storage::{Durability, Notify, Store, Ticket, WriteBatch};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -204,7 +205,7 @@ struct Worker {
     link: Link,
     meta: Arc<MetaStore>,
     /// Shadows read or written so far (`None`: none stored).
-    shadows: HashMap<Vec<u8>, Option<Shadow>>,
+    shadows: HashMap<Vec<u8>, Cached>,
     pending: VecDeque<Pending>,
     in_flight: HashMap<ConnRef, usize>,
     /// The last commit submitted: every reply waits for it.
@@ -412,25 +413,27 @@ impl Worker {
             op: c.op,
         };
         let (out, answer) = self.apply(&req, &c.payload, c.source, now_secs());
+        let answer = answer.map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null));
         self.queue(None, None, out, Some((c.answer, answer)));
     }
 
     /// Runs one request: the store write is submitted; what to publish once it is durable, and
-    /// the answer (the accepted document, or the refusal).
+    /// the answer: the accepted document's JSON text for an API caller (empty for a device,
+    /// which hears it published), or the refusal.
     fn apply(
         &mut self,
         req: &Request<'_>,
         payload: &[u8],
         source: Source,
         now: u64,
-    ) -> (Vec<Out>, Result<Value, Rejected>) {
+    ) -> (Vec<Out>, Result<Bytes, Rejected>) {
         if let Err(e) = shadow::check_names(req.thing, req.shadow) {
             return (Vec::new(), Err(Rejected::of(e, payload)));
         }
         let key = req.key();
-        // Taken out of the cache (not cloned), and put back below: the new shadow, or this one.
-        let current = match self.take(&key) {
-            Ok(s) => s,
+        // Taken out of the cache (not copied), and put back below.
+        let mut entry = match self.take(&key) {
+            Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, thing = req.thing, "reading a shadow failed");
                 return (
@@ -439,109 +442,123 @@ impl Worker {
                 );
             }
         };
-        let (write, out, answer) = match req.op {
-            Op::Get => match shadow::get(current.as_ref(), payload, req.display_name(), now) {
-                Ok(doc) => (
-                    None,
-                    vec![Out::Publish(reply(req, Op::Get, "accepted", &doc))],
-                    Ok(doc),
-                ),
-                Err(r) => (None, Vec::new(), Err(r)),
+        let api = source != Source::Device;
+        // The accepted reply, and the answer an API caller gets: the same text.
+        let accepted = |op: Op, body: Vec<u8>| {
+            let body = Bytes::from(body);
+            let answer = if api { body.clone() } else { Bytes::new() };
+            (
+                Out::Publish(Message::new(
+                    &req.reply(op, "accepted"),
+                    body,
+                    QoS::AtLeastOnce,
+                )),
+                answer,
+            )
+        };
+        // What a change stores: the history's previous and current state, the token.
+        let mut write = None;
+        let (out, answer) = match req.op {
+            Op::Get => match shadow::get(entry.shadow.as_ref(), payload, req.display_name(), now) {
+                Ok(doc) => {
+                    let (o, answer) =
+                        accepted(Op::Get, serde_json::to_vec(&doc).unwrap_or_default());
+                    // A get is answered only to the API caller, not published, when the API asked.
+                    (if api { Vec::new() } else { vec![o] }, Ok(answer))
+                }
+                Err(r) => (Vec::new(), Err(r)),
             },
             Op::Delete => {
-                match shadow::delete(current.as_ref(), payload, req.display_name(), now) {
+                match shadow::delete(entry.shadow.as_ref(), payload, req.display_name(), now) {
                     Ok((tomb, doc)) => {
-                        let out = vec![Out::Publish(reply(req, Op::Delete, "accepted", &doc))];
-                        (Some(tomb), out, Ok(doc))
+                        let token = doc
+                            .get("clientToken")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        let previous = entry.history_state();
+                        entry.shadow = Some(tomb);
+                        write = Some((previous, "{}".to_owned(), token));
+                        let (o, answer) =
+                            accepted(Op::Delete, serde_json::to_vec(&doc).unwrap_or_default());
+                        (vec![o], Ok(answer))
                     }
-                    Err(r) => (None, Vec::new(), Err(r)),
+                    Err(r) => (Vec::new(), Err(r)),
                 }
             }
-            Op::Update => match shadow::update_with(
-                current.as_ref(),
-                payload,
-                source,
-                now,
-                self.link
-                    .has_subscribers(&req.reply(Op::Update, "documents")),
-            ) {
-                Ok(u) => {
-                    let mut out = vec![Out::Publish(reply(
-                        req,
-                        Op::Update,
-                        "accepted",
-                        &u.accepted,
-                    ))];
-                    if let Some(d) = &u.delta {
-                        let mut m = reply(req, Op::Update, "delta", d);
-                        m.supersedes = true;
-                        out.push(Out::Publish(m));
+            Op::Update => {
+                let documents = self
+                    .link
+                    .has_subscribers(&req.reply(Op::Update, "documents"));
+                let previous = entry.history_state();
+                match shadow::update_in(&mut entry.shadow, payload, source, now, documents) {
+                    Ok(u) => {
+                        let (o, answer) = accepted(Op::Update, u.accepted);
+                        let mut out = vec![o];
+                        if let Some(d) = u.delta {
+                            let mut m =
+                                Message::new(&req.reply(Op::Update, "delta"), d, QoS::AtLeastOnce);
+                            m.supersedes = true;
+                            out.push(Out::Publish(m));
+                        }
+                        if let Some(d) = u.documents {
+                            out.push(Out::Publish(Message::new(
+                                &req.reply(Op::Update, "documents"),
+                                d,
+                                QoS::AtLeastOnce,
+                            )));
+                        }
+                        write = Some((previous, u.state_json, u.token));
+                        (out, Ok(answer))
                     }
-                    if let Some(d) = u.documents {
-                        out.push(Out::Publish(Message::new(
-                            &req.reply(Op::Update, "documents"),
-                            d,
-                            QoS::AtLeastOnce,
-                        )));
+                    Err(r) => {
+                        entry.state = Some(previous);
+                        (Vec::new(), Err(r))
                     }
-                    (Some(u.shadow), out, Ok(u.accepted))
                 }
-                Err(r) => (None, Vec::new(), Err(r)),
-            },
-        };
-        // A get is answered only to the API caller, not published, when the API asked.
-        let out = if source == Source::Device || req.op != Op::Get {
-            out
-        } else {
-            Vec::new()
-        };
-        if let Some(s) = write {
-            // Every row has every column (a telemetry table's columns are made by the rows
-            // written): `{}` stands for no state (before a create, after a delete) and an empty
-            // client token for none.
-            let state = |s: Option<&Shadow>| {
-                s.filter(|s| s.exists())
-                    .map_or_else(|| "{}".to_owned(), Shadow::state_json)
-            };
-            let token = answer
-                .as_ref()
-                .ok()
-                .and_then(|d| d.get("clientToken"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            // Strictly increasing: rows of one series at the same time would be one point.
-            let now_ns = mast_broker::message::now_ns().max(self.last_ns + 1);
-            self.last_ns = now_ns;
-            let series = self
-                .history
-                .series(HISTORY_TABLE, &[(DEVICE_TAG, req.thing)]);
-            self.history
-                .row(series, now_ns)
-                .str("shadow_name", req.shadow.unwrap_or(""))
-                .str("operation", req.op.as_str())
-                .i64("version", i64::try_from(s.version).unwrap_or(i64::MAX))
-                .str("source", source.as_str())
-                .str("client_token", token)
-                .str("previous", &state(current.as_ref()))
-                .str("current", &state(Some(&s)));
-            let seq = self.link.persist(vec![mast_meta::Op::Put {
-                table: SHADOWS,
-                key: key.clone(),
-                value: s.encode(),
-            }]);
-            if seq.is_none() {
-                // The writer is closed (shutting down): nothing is stored, nothing accepted.
-                self.shadows.insert(key, current);
-                return (
-                    Vec::new(),
-                    Err(Rejected::of(ShadowError::internal(), payload)),
-                );
             }
-            self.last = seq;
-            self.shadows.insert(key, Some(s));
-        } else {
-            self.shadows.insert(key, current);
+        };
+        let Some((previous, current, token)) = write else {
+            self.shadows.insert(key, entry);
+            return (out, answer);
+        };
+        let Some(s) = entry.shadow.as_ref() else {
+            return (out, answer);
+        };
+        // Every row has every column (a telemetry table's columns are made by the rows
+        // written): `{}` stands for no state (before a create, after a delete) and an empty
+        // client token for none.
+        // Strictly increasing: rows of one series at the same time would be one point.
+        let now_ns = mast_broker::message::now_ns().max(self.last_ns + 1);
+        self.last_ns = now_ns;
+        let series = self
+            .history
+            .series(HISTORY_TABLE, &[(DEVICE_TAG, req.thing)]);
+        self.history
+            .row(series, now_ns)
+            .str("shadow_name", req.shadow.unwrap_or(""))
+            .str("operation", req.op.as_str())
+            .i64("version", i64::try_from(s.version).unwrap_or(i64::MAX))
+            .str("source", source.as_str())
+            .str("client_token", token.as_deref().unwrap_or(""))
+            .str("previous", &previous)
+            .str("current", &current);
+        let value = s.encode();
+        let seq = self.link.persist(vec![mast_meta::Op::Put {
+            table: SHADOWS,
+            key: key.clone(),
+            value,
+        }]);
+        if seq.is_none() {
+            // The writer is closed (shutting down): nothing is stored, nothing accepted; the
+            // shadow is read again from the store if asked for.
+            return (
+                Vec::new(),
+                Err(Rejected::of(ShadowError::internal(), payload)),
+            );
         }
+        self.last = seq;
+        entry.state = Some(current);
+        self.shadows.insert(key, entry);
         (out, answer)
     }
 
@@ -568,17 +585,41 @@ impl Worker {
     /// The stored shadow, taken out of the cache (the caller puts it back). A record this
     /// version cannot read is reported and refuses every request (500), rather than being
     /// overwritten.
-    fn take(&mut self, key: &[u8]) -> Result<Option<Shadow>, String> {
+    fn take(&mut self, key: &[u8]) -> Result<Cached, String> {
         if let Some(s) = self.shadows.remove(key) {
             return Ok(s);
         }
-        match self.meta.get(SHADOWS, key).map_err(|e| e.to_string())? {
-            None => Ok(None),
+        let shadow = match self.meta.get(SHADOWS, key).map_err(|e| e.to_string())? {
+            None => None,
             Some(bytes) => match decode_or_report(&self.meta, key, &bytes) {
-                Some(s) => Ok(Some(s)),
-                None => Err("unreadable shadow record".into()),
+                Some(s) => Some(s),
+                None => return Err("unreadable shadow record".into()),
             },
-        }
+        };
+        Ok(Cached {
+            shadow,
+            state: None,
+        })
+    }
+}
+
+/// A shadow read or written (`None`: none stored), with its state text once known.
+struct Cached {
+    shadow: Option<Shadow>,
+    /// [`Cached::history_state`] of `shadow`: the `current` of its last history row is the
+    /// `previous` of the next, written once.
+    state: Option<String>,
+}
+
+impl Cached {
+    /// The state as history rows hold it (`{}`: none), taken.
+    fn history_state(&mut self) -> String {
+        self.state.take().unwrap_or_else(|| {
+            self.shadow
+                .as_ref()
+                .filter(|s| s.exists())
+                .map_or_else(|| "{}".to_owned(), Shadow::state_json)
+        })
     }
 }
 

@@ -148,7 +148,7 @@ pub fn state_size(desired: Option<&Object>, reported: Option<&Object>) -> usize 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -298,7 +298,7 @@ mod tests {
         ]
     }
 
-    fn value() -> impl Strategy<Value = Value> {
+    pub(crate) fn value() -> impl Strategy<Value = Value> {
         leaf().prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
@@ -308,7 +308,7 @@ mod tests {
         })
     }
 
-    fn section() -> impl Strategy<Value = Object> {
+    pub(crate) fn section() -> impl Strategy<Value = Object> {
         prop::collection::btree_map("[abc]", value(), 0..4).prop_map(|m| {
             // A stored section is what merging produced: no nulls, no empty objects.
             let mut s = Object::new();

@@ -327,6 +327,43 @@ pub fn update_with(
     now: u64,
     documents: bool,
 ) -> Result<Updated, Rejected> {
+    let mut shadow = current.cloned();
+    let a = update_in(&mut shadow, payload, source, now, documents)?;
+    let value = |b: &[u8]| serde_json::from_slice(b).unwrap_or(Value::Null);
+    Ok(Updated {
+        shadow: shadow.unwrap_or_default(),
+        accepted: value(&a.accepted),
+        delta: a.delta.as_deref().map(value),
+        documents: a.documents,
+        token: a.token,
+    })
+}
+
+/// An update applied in place: the replies as JSON text, written from borrowed state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// For `/update/accepted`.
+    pub accepted: Vec<u8>,
+    /// For `/update/delta`, when desired and reported differ after the change.
+    pub delta: Option<Vec<u8>>,
+    /// For `/update/documents`, when asked for.
+    pub documents: Option<Vec<u8>>,
+    pub token: Option<String>,
+    /// [`Shadow::state_json`] of the new shadow (the size limit is measured on it).
+    pub state_json: String,
+}
+
+/// [`update_with`] on the shadow itself: on success `shadow` is the new shadow, on a refusal it
+/// is as it was. The previous shadow is not copied (only the top-level keys the request
+/// changes are kept, to put back if the merged document is too large), so an update costs
+/// what it changes, not what the shadow holds.
+pub fn update_in(
+    shadow: &mut Option<Shadow>,
+    payload: &[u8],
+    source: Source,
+    now: u64,
+    documents: bool,
+) -> Result<Applied, Rejected> {
     let request = parse(payload).map_err(|error| Rejected { error, token: None })?;
     let token = token(&request).map_err(|error| Rejected { error, token: None })?;
     let reject = |error| Rejected {
@@ -353,77 +390,207 @@ pub fn update_with(
     if source != Source::Device && !matches!(reported, Patch::Absent) {
         return Err(reject(ShadowError::forbidden()));
     }
-    let live = current.filter(|s| s.exists());
+    let live = shadow.as_ref().is_some_and(Shadow::exists);
     if let Some(v) = version
-        && live.is_none_or(|s| s.version != v)
+        && !(live && shadow.as_ref().is_some_and(|s| s.version == v))
     {
         return Err(reject(ShadowError::new(409, "Version conflict")));
     }
-    let mut shadow = match (live, current) {
-        (Some(s), _) => s.clone(),
-        (None, Some(t)) if now.saturating_sub(t.updated_at) <= VERSION_MEMORY_SECS => Shadow {
-            version: t.version,
-            ..Shadow::default()
-        },
-        _ => Shadow::default(),
+    // `/update/documents` speaks of the previous document: copied only when asked for.
+    let previous = if documents && live {
+        shadow.clone()
+    } else {
+        None
     };
-    apply(
-        &mut shadow.desired,
-        &mut shadow.desired_metadata,
-        &desired,
-        now,
-    );
-    apply(
-        &mut shadow.reported,
-        &mut shadow.reported_metadata,
-        &reported,
-        now,
-    );
-    if merge::state_size(shadow.desired.as_ref(), shadow.reported.as_ref()) > MAX_STATE_BYTES {
+    // A tombstone (or nothing) is kept as it is, to put back on a refusal.
+    let (mut new, dead) = match shadow.take() {
+        Some(s) if live => (s, None),
+        dead => {
+            let version = dead
+                .as_ref()
+                .filter(|t| now.saturating_sub(t.updated_at) <= VERSION_MEMORY_SECS)
+                .map_or(0, |t| t.version);
+            let fresh = Shadow {
+                version,
+                ..Shadow::default()
+            };
+            (fresh, dead)
+        }
+    };
+    let undo = [
+        apply(&mut new.desired, &mut new.desired_metadata, &desired, now),
+        apply(
+            &mut new.reported,
+            &mut new.reported_metadata,
+            &reported,
+            now,
+        ),
+    ];
+    let state_json = new.state_json();
+    if state_size_of(&state_json, &new) > MAX_STATE_BYTES {
+        // Back to what it was: a refusal changes nothing.
+        if live {
+            let [d, r] = undo;
+            d.undo(&mut new.desired, &mut new.desired_metadata);
+            r.undo(&mut new.reported, &mut new.reported_metadata);
+            *shadow = Some(new);
+        } else {
+            *shadow = dead;
+        }
         return Err(reject(ShadowError::new(
             413,
             "The payload exceeds the maximum size allowed",
         )));
     }
-    shadow.version += 1;
-    shadow.updated_at = now;
-    shadow.deleted_at = None;
+    drop(undo);
+    new.version += 1;
+    new.updated_at = now;
+    new.deleted_at = None;
 
-    let mut accepted = json!({
-        "state": request.get("state").cloned().unwrap_or(Value::Null),
-        "metadata": echo_metadata(&desired, &reported, now),
-        "version": shadow.version,
-        "timestamp": now,
-    });
-    with_token(&mut accepted, token.as_deref());
-    let d = shadow.delta();
+    let accepted = serde_json::to_vec(&AcceptedRef {
+        client_token: token.as_deref(),
+        metadata: EchoRef {
+            desired: &desired,
+            reported: &reported,
+            now,
+        },
+        state: request.get("state").unwrap_or(&Value::Null),
+        timestamp: now,
+        version: new.version,
+    })
+    .unwrap_or_default();
+    let d = new.delta();
     let delta = (!d.is_empty()).then(|| {
-        let meta = shadow
+        let meta = new
             .desired_metadata
             .as_ref()
             .map(|m| merge::restrict(m, &d))
             .unwrap_or_default();
-        let mut v =
-            json!({"state": d, "metadata": meta, "version": shadow.version, "timestamp": now});
-        with_token(&mut v, token.as_deref());
-        v
+        serde_json::to_vec(&DeltaRef {
+            client_token: token.as_deref(),
+            metadata: &meta,
+            state: &d,
+            timestamp: now,
+            version: new.version,
+        })
+        .unwrap_or_default()
     });
     let documents = documents.then(|| {
         serde_json::to_vec(&DocumentsRef {
             client_token: token.as_deref(),
-            current: SnapshotRef::of(&shadow),
-            previous: live.map(SnapshotRef::of),
+            current: SnapshotRef::of(&new),
+            previous: previous.as_ref().map(SnapshotRef::of),
             timestamp: now,
         })
         .unwrap_or_default()
     });
-    Ok(Updated {
-        shadow,
+    *shadow = Some(new);
+    Ok(Applied {
         accepted,
         delta,
         documents,
         token,
+        state_json,
     })
+}
+
+/// The state bytes [`MAX_STATE_BYTES`] limits (desired and reported as JSON, each without the
+/// other), from the shadow's [`Shadow::state_json`]: that text less its braces, names and comma.
+fn state_size_of(state_json: &str, s: &Shadow) -> usize {
+    let mut wrap = 2;
+    if s.desired.is_some() {
+        wrap += r#""desired":"#.len();
+    }
+    if s.reported.is_some() {
+        wrap += r#""reported":"#.len();
+    }
+    if s.desired.is_some() && s.reported.is_some() {
+        wrap += 1;
+    }
+    state_json.len().saturating_sub(wrap)
+}
+
+/// `/update/accepted`, borrowed; fields in the order the map of a `Value` would have them.
+#[derive(Serialize)]
+struct AcceptedRef<'a> {
+    #[serde(rename = "clientToken", skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    metadata: EchoRef<'a>,
+    state: &'a Value,
+    timestamp: u64,
+    version: u64,
+}
+
+/// `/update/delta`, borrowed.
+#[derive(Serialize)]
+struct DeltaRef<'a> {
+    #[serde(rename = "clientToken", skip_serializing_if = "Option::is_none")]
+    client_token: Option<&'a str>,
+    metadata: &'a Object,
+    state: &'a Object,
+    timestamp: u64,
+    version: u64,
+}
+
+/// The metadata of what an update set: its sections stamped `now` (a `null` too), written
+/// from the request without building it.
+struct EchoRef<'a> {
+    desired: &'a Patch<'a>,
+    reported: &'a Patch<'a>,
+    now: u64,
+}
+
+impl Serialize for EchoRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        for (key, p) in [("desired", self.desired), ("reported", self.reported)] {
+            match p {
+                Patch::Absent => {}
+                Patch::Clear => m.serialize_entry(key, &Stamp(&Value::Null, self.now))?,
+                Patch::Merge(o) => m.serialize_entry(key, &StampObject(o, self.now))?,
+            }
+        }
+        m.end()
+    }
+}
+
+/// [`merge::stamp`] of a value, written as it is made.
+struct Stamp<'a>(&'a Value, u64);
+
+/// [`merge::stamp_object`], written as it is made.
+struct StampObject<'a>(&'a Object, u64);
+
+impl Serialize for Stamp<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(o) => StampObject(o, self.1).serialize(ser),
+            Value::Array(a) => {
+                let mut s = ser.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    s.serialize_element(&Stamp(v, self.1))?;
+                }
+                s.end()
+            }
+            _ => {
+                let mut m = ser.serialize_map(Some(1))?;
+                m.serialize_entry("timestamp", &self.1)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl Serialize for StampObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, &Stamp(v, self.1))?;
+        }
+        m.end()
+    }
 }
 
 /// Answers a get request: the whole document with its delta.
@@ -540,40 +707,71 @@ fn patches(request: &Object) -> Result<(Patch<'_>, Patch<'_>), ShadowError> {
     ))
 }
 
-fn apply(section: &mut Option<Object>, meta: &mut Option<Object>, patch: &Patch<'_>, now: u64) {
-    match patch {
-        Patch::Absent => {}
-        Patch::Clear => {
-            *section = None;
-            *meta = None;
-        }
-        Patch::Merge(p) => {
-            let mut s = section.take().unwrap_or_default();
-            let mut m = meta.take().unwrap_or_default();
-            merge::merge(&mut s, &mut m, p, now);
-            if !s.is_empty() {
-                *section = Some(s);
-                *meta = Some(m);
+/// How to put a section back as it was before [`apply`].
+enum Undo {
+    /// Nothing changed.
+    None,
+    /// The section and its metadata, as they were (a `null` cleared them).
+    Whole(Option<Object>, Option<Object>),
+    /// The top-level keys the merge touched, with their values and metadata before (`None`:
+    /// absent). A merge changes nothing else.
+    Keys(Vec<(String, Option<Value>, Option<Value>)>),
+}
+
+impl Undo {
+    fn undo(self, section: &mut Option<Object>, meta: &mut Option<Object>) {
+        match self {
+            Undo::None => {}
+            Undo::Whole(s, m) => {
+                *section = s;
+                *meta = m;
+            }
+            Undo::Keys(keys) => {
+                let mut s = section.take().unwrap_or_default();
+                let mut m = meta.take().unwrap_or_default();
+                for (k, v, vm) in keys {
+                    match v {
+                        Some(v) => s.insert(k.clone(), v),
+                        None => s.remove(&k),
+                    };
+                    match vm {
+                        Some(vm) => m.insert(k, vm),
+                        None => m.remove(&k),
+                    };
+                }
+                if !s.is_empty() {
+                    *section = Some(s);
+                    *meta = Some(m);
+                }
             }
         }
     }
 }
 
-/// The metadata of what the request set: its sections stamped now (a `null` too).
-fn echo_metadata(desired: &Patch<'_>, reported: &Patch<'_>, now: u64) -> Value {
-    let mut m = Object::new();
-    for (key, p) in [("desired", desired), ("reported", reported)] {
-        match p {
-            Patch::Absent => {}
-            Patch::Clear => {
-                m.insert(key.into(), json!({"timestamp": now}));
+fn apply(
+    section: &mut Option<Object>,
+    meta: &mut Option<Object>,
+    patch: &Patch<'_>,
+    now: u64,
+) -> Undo {
+    match patch {
+        Patch::Absent => Undo::None,
+        Patch::Clear => Undo::Whole(section.take(), meta.take()),
+        Patch::Merge(p) => {
+            let mut s = section.take().unwrap_or_default();
+            let mut m = meta.take().unwrap_or_default();
+            let keys = p
+                .keys()
+                .map(|k| (k.clone(), s.get(k).cloned(), m.get(k).cloned()))
+                .collect();
+            merge::merge(&mut s, &mut m, p, now);
+            if !s.is_empty() {
+                *section = Some(s);
+                *meta = Some(m);
             }
-            Patch::Merge(o) => {
-                m.insert(key.into(), Value::Object(merge::stamp_object(o, now)));
-            }
+            Undo::Keys(keys)
         }
     }
-    Value::Object(m)
 }
 
 fn with_token(doc: &mut Value, token: Option<&str>) {

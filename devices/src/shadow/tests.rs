@@ -438,3 +438,104 @@ fn documents_are_written_only_when_asked_for() {
     );
     assert_eq!(with.documents_value()["current"], with.shadow.snapshot());
 }
+
+mod in_place {
+    use super::*;
+    use crate::shadow::merge::tests::{section, value};
+    use proptest::prelude::*;
+
+    fn patch() -> impl Strategy<Value = Object> {
+        prop::collection::btree_map("[abcd]", value(), 0..4).prop_map(|m| m.into_iter().collect())
+    }
+
+    fn shadow(d: Object, r: Object) -> Shadow {
+        let mut s = Shadow {
+            version: 4,
+            updated_at: T0,
+            ..Shadow::default()
+        };
+        let meta = |o: &Object| (!o.is_empty()).then(|| merge::stamp_object(o, T0));
+        s.desired_metadata = meta(&d);
+        s.reported_metadata = meta(&r);
+        s.desired = (!d.is_empty()).then_some(d);
+        s.reported = (!r.is_empty()).then_some(r);
+        s
+    }
+
+    proptest! {
+        /// What a refused update must rely on: undoing a section's merge gives it back whole.
+        #[test]
+        fn undoing_a_merge_gives_the_section_back(d in section(), p in patch(), clear in any::<bool>()) {
+            let before = shadow(d, Object::new());
+            let mut s = before.clone();
+            let p = if clear { Patch::Clear } else { Patch::Merge(&p) };
+            let undo = apply(&mut s.desired, &mut s.desired_metadata, &p, T0 + 9);
+            undo.undo(&mut s.desired, &mut s.desired_metadata);
+            prop_assert_eq!(s, before);
+        }
+
+        /// The limit measured on the state text is the limit measured on the sections.
+        #[test]
+        fn the_state_size_read_off_the_state_text_is_the_sections_size(d in section(), r in section()) {
+            let s = shadow(d, r);
+            prop_assert_eq!(
+                state_size_of(&s.state_json(), &s),
+                merge::state_size(s.desired.as_ref(), s.reported.as_ref())
+            );
+        }
+
+        /// The accepted reply, written from the request, is the document AWS describes: the
+        /// request's state and each leaf it set stamped now.
+        #[test]
+        fn the_written_accepted_reply_is_the_documented_one(d in section(), r in section(), pd in patch(), pr in patch()) {
+            let current = shadow(d, r);
+            let state = json!({"desired": pd, "reported": pr});
+            let payload = json!({"state": state, "clientToken": "c"}).to_string();
+            let mut s = Some(current);
+            let a = update_in(&mut s, payload.as_bytes(), Source::Device, T0 + 9, false).unwrap();
+            let expected = json!({
+                "state": state,
+                "metadata": {
+                    "desired": merge::stamp_object(&pd, T0 + 9),
+                    "reported": merge::stamp_object(&pr, T0 + 9),
+                },
+                "version": 5, "timestamp": T0 + 9, "clientToken": "c",
+            });
+            let got: Value = serde_json::from_slice(&a.accepted).unwrap();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(s.map(|s| s.state_json()), Some(a.state_json));
+        }
+    }
+
+    #[test]
+    fn a_refused_update_leaves_the_shadow_as_it_was() {
+        let before = ok(
+            None,
+            json!({"state": {"desired": {"a": 1}, "reported": {"b": [1, 2]}}}),
+            T0,
+        )
+        .shadow;
+        let big = "x".repeat(MAX_STATE_BYTES);
+        for doc in [
+            json!({"state": {"reported": {"b": big, "c": 1}}}),
+            json!({"state": {"desired": null, "reported": {"b": big}}}),
+        ] {
+            let mut s = Some(before.clone());
+            let r = update_in(
+                &mut s,
+                doc.to_string().as_bytes(),
+                Source::Device,
+                T0 + 1,
+                true,
+            );
+            assert_eq!(r.map(|_| ()).unwrap_err().error.code, 413);
+            assert_eq!(s.as_ref(), Some(&before));
+        }
+        // A tombstone stays a tombstone.
+        let (tomb, _) = delete(Some(&before), b"", "Classic", T0 + 2).unwrap();
+        let mut s = Some(tomb.clone());
+        let doc = json!({"state": {"reported": {"b": big}}}).to_string();
+        assert!(update_in(&mut s, doc.as_bytes(), Source::Device, T0 + 3, false).is_err());
+        assert_eq!(s, Some(tomb));
+    }
+}
