@@ -17,8 +17,8 @@ struct Node<K, V> {
     exact: HashMap<K, V>,
     /// Subscriptions of `<this node>/#`.
     multi: HashMap<K, V>,
-    /// Literal child levels.
-    children: HashMap<Box<str>, Node<K, V>>,
+    /// Literal child levels (a fast seeded hash: every routed message looks up each level).
+    children: HashMap<Box<str>, Node<K, V>, foldhash::fast::RandomState>,
     /// The `+` child.
     plus: Option<Box<Node<K, V>>>,
 }
@@ -28,7 +28,7 @@ impl<K, V> Default for Node<K, V> {
         Node {
             exact: HashMap::new(),
             multi: HashMap::new(),
-            children: HashMap::new(),
+            children: HashMap::default(),
             plus: None,
         }
     }
@@ -125,9 +125,8 @@ impl<K: Eq + Hash + Clone, V> TopicTrie<K, V> {
     /// through several matching filters is reported once per filter (the broker merges them:
     /// MQTT 5.0 §3.3.4 overlapping subscriptions).
     pub fn for_each_match(&self, name: &str, mut f: impl FnMut(&K, &V)) {
-        let levels: Vec<&str> = name.split('/').collect();
         let dollar = name.starts_with('$');
-        walk(&self.root, &levels, 0, dollar, &mut f);
+        walk(&self.root, name.split('/'), 0, dollar, &mut f);
     }
 
     /// Every entry as (filter, key, value), for listing and inspection (the broker persists
@@ -141,7 +140,7 @@ impl<K: Eq + Hash + Clone, V> TopicTrie<K, V> {
 
 fn walk<K, V>(
     node: &Node<K, V>,
-    levels: &[&str],
+    mut levels: std::str::Split<'_, char>,
     depth: usize,
     dollar: bool,
     f: &mut impl FnMut(&K, &V),
@@ -152,17 +151,17 @@ fn walk<K, V>(
             f(k, v);
         }
     }
-    let Some((level, rest)) = levels.split_first() else {
+    let Some(level) = levels.next() else {
         for (k, v) in &node.exact {
             f(k, v);
         }
         return;
     };
-    if let Some(child) = node.children.get(*level) {
-        walk(child, rest, depth + 1, dollar, f);
+    if let Some(child) = node.children.get(level) {
+        walk(child, levels.clone(), depth + 1, dollar, f);
     }
     if wildcard_ok && let Some(plus) = &node.plus {
-        walk(plus, rest, depth + 1, dollar, f);
+        walk(plus, levels, depth + 1, dollar, f);
     }
 }
 
