@@ -139,11 +139,7 @@ pub fn depth(section: &Object) -> usize {
 /// Bytes of state that count against the size limit: desired and reported as compact JSON
 /// (metadata does not count).
 pub fn state_size(desired: Option<&Object>, reported: Option<&Object>) -> usize {
-    let len = |o: Option<&Object>| {
-        o.map_or(0, |o| {
-            serde_json::to_vec(o).map_or(usize::MAX / 4, |v| v.len())
-        })
-    };
+    let len = |o: Option<&Object>| o.map_or(0, super::json_len);
     len(desired) + len(reported)
 }
 
@@ -335,6 +331,17 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// What lets an update skip keeping what it replaces: merging adds at most the patch's
+        /// own text to a section.
+        #[test]
+        fn a_merge_adds_at_most_the_patch_text(s in section(), p in prop::collection::btree_map("[abcd]", value(), 0..4)) {
+            let p: Object = p.into_iter().collect();
+            let mut merged = s.clone();
+            merge(&mut merged, &mut Object::new(), &p, 0);
+            let len = |o: &Object| if o.is_empty() { 0 } else { state_size(Some(o), None) };
+            prop_assert!(len(&merged) <= len(&s) + state_size(Some(&p), None));
+        }
+
         #[test]
         fn delta_is_empty_exactly_when_reported_contains_desired(d in section(), r in section()) {
             prop_assert_eq!(delta(&d, Some(&r)).is_empty(), contains(&r, &d));

@@ -179,15 +179,45 @@ impl Shadow {
         serde_json::to_string(&s).unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// The stored form: versioned JSON, written from the shadow without copying it.
+    /// The stored form: versioned JSON, written from the shadow without copying it (`v`, then
+    /// the shadow's fields in their order).
     pub fn encode(&self) -> Vec<u8> {
         #[derive(Serialize)]
         struct Stored<'a> {
             v: u8,
-            #[serde(flatten)]
-            shadow: &'a Shadow,
+            version: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            desired: Option<&'a Object>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reported: Option<&'a Object>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            desired_metadata: Option<&'a Object>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reported_metadata: Option<&'a Object>,
+            updated_at: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            deleted_at: Option<u64>,
         }
-        serde_json::to_vec(&Stored { v: 1, shadow: self }).unwrap_or_default()
+        let Shadow {
+            version,
+            desired,
+            reported,
+            desired_metadata,
+            reported_metadata,
+            updated_at,
+            deleted_at,
+        } = self;
+        let stored = Stored {
+            v: 1,
+            version: *version,
+            desired: desired.as_ref(),
+            reported: reported.as_ref(),
+            desired_metadata: desired_metadata.as_ref(),
+            reported_metadata: reported_metadata.as_ref(),
+            updated_at: *updated_at,
+            deleted_at: *deleted_at,
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
     }
 
     /// Reads the stored form; `None` if it is not one this version can read.
@@ -417,18 +447,36 @@ pub fn update_in(
             (fresh, dead)
         }
     };
+    // What the merge replaces is kept, to put back on a 413, only when the merged state could
+    // exceed the limit: a merge adds at most the patch's own text to the state.
+    let bound = [&desired, &reported]
+        .into_iter()
+        .map(|p| match p {
+            Patch::Merge(o) => json_len(o),
+            Patch::Absent | Patch::Clear => 0,
+        })
+        .sum::<usize>()
+        + merge::state_size(new.desired.as_ref(), new.reported.as_ref());
+    let keep = bound > MAX_STATE_BYTES;
     let undo = [
-        apply(&mut new.desired, &mut new.desired_metadata, &desired, now),
+        apply(
+            &mut new.desired,
+            &mut new.desired_metadata,
+            &desired,
+            now,
+            keep,
+        ),
         apply(
             &mut new.reported,
             &mut new.reported_metadata,
             &reported,
             now,
+            keep,
         ),
     ];
     let state_json = new.state_json();
     if state_size_of(&state_json, &new) > MAX_STATE_BYTES {
-        // Back to what it was: a refusal changes nothing.
+        // Back to what it was: a refusal changes nothing (`keep` was set: see `bound`).
         if live {
             let [d, r] = undo;
             d.undo(&mut new.desired, &mut new.desired_metadata);
@@ -508,6 +556,25 @@ fn state_size_of(state_json: &str, s: &Shadow) -> usize {
         wrap += 1;
     }
     state_json.len().saturating_sub(wrap)
+}
+
+/// Bytes of a value's JSON text, counted as it is written.
+fn json_len(v: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, v) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX / 4,
+    }
 }
 
 /// `/update/accepted`, borrowed; fields in the order the map of a `Value` would have them.
@@ -748,11 +815,13 @@ impl Undo {
     }
 }
 
+/// Applies a section's patch; keeps what it replaces if `keep`.
 fn apply(
     section: &mut Option<Object>,
     meta: &mut Option<Object>,
     patch: &Patch<'_>,
     now: u64,
+    keep: bool,
 ) -> Undo {
     match patch {
         Patch::Absent => Undo::None,
@@ -760,16 +829,21 @@ fn apply(
         Patch::Merge(p) => {
             let mut s = section.take().unwrap_or_default();
             let mut m = meta.take().unwrap_or_default();
-            let keys = p
-                .keys()
-                .map(|k| (k.clone(), s.get(k).cloned(), m.get(k).cloned()))
-                .collect();
+            let undo = if keep {
+                let keys = p.keys();
+                Undo::Keys(
+                    keys.map(|k| (k.clone(), s.get(k).cloned(), m.get(k).cloned()))
+                        .collect(),
+                )
+            } else {
+                Undo::None
+            };
             merge::merge(&mut s, &mut m, p, now);
             if !s.is_empty() {
                 *section = Some(s);
                 *meta = Some(m);
             }
-            Undo::Keys(keys)
+            undo
         }
     }
 }

@@ -420,6 +420,11 @@ fn the_stored_form_round_trips_and_is_versioned() {
 fn a_record_as_docs_formats_meta_shows_it_is_read() {
     let doc = r#"{"v":1,"version":3,"desired":{"led":"on"},"reported":{"led":"off"},"desired_metadata":{"led":{"timestamp":1730000005}},"reported_metadata":{"led":{"timestamp":1730000000}},"updated_at":1730000005}"#;
     let s = Shadow::decode(doc.as_bytes()).expect("readable");
+    assert_eq!(
+        String::from_utf8_lossy(&s.encode()),
+        doc,
+        "written as documented"
+    );
     assert_eq!(s.version, 3);
     assert!(s.exists());
     assert_eq!(Value::Object(s.delta()), json!({"led": "on"}));
@@ -469,7 +474,7 @@ mod in_place {
             let before = shadow(d, Object::new());
             let mut s = before.clone();
             let p = if clear { Patch::Clear } else { Patch::Merge(&p) };
-            let undo = apply(&mut s.desired, &mut s.desired_metadata, &p, T0 + 9);
+            let undo = apply(&mut s.desired, &mut s.desired_metadata, &p, T0 + 9, true);
             undo.undo(&mut s.desired, &mut s.desired_metadata);
             prop_assert_eq!(s, before);
         }
