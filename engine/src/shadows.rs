@@ -210,6 +210,8 @@ struct Worker {
     in_flight: HashMap<ConnRef, usize>,
     /// The last commit submitted: every reply waits for it.
     last: Option<Seq>,
+    /// This turn's shadow records, submitted as one commit at its end.
+    ops: Vec<mast_meta::Op>,
     commands: Receiver<Command>,
     store: Arc<Store>,
     /// History rows of this turn, and its number; the submitted batches not yet durable.
@@ -260,6 +262,7 @@ impl Worker {
             pending: VecDeque::new(),
             in_flight: HashMap::new(),
             last: None,
+            ops: Vec::new(),
         }
     }
 
@@ -293,8 +296,39 @@ impl Worker {
         self.flush();
     }
 
-    /// Submits this turn's history rows (durable; the thread is woken when they are).
+    /// Submits this turn's shadow records, one commit for the turn, and its history rows
+    /// (durable; the thread is woken when they are).
     fn end_turn(&mut self) {
+        if !self.ops.is_empty() {
+            let ops = std::mem::take(&mut self.ops);
+            let seq = self.link.persist(ops);
+            if seq.is_none() {
+                // The writer is closed (shutting down): nothing of this turn is stored, so
+                // nothing of it is answered, and the shadows are read again if asked for.
+                tracing::error!("shadow changes not stored: the metadata writer is closed");
+                self.shadows.clear();
+            }
+            for p in self.pending.iter_mut().rev() {
+                if p.batch != self.batch {
+                    break;
+                }
+                match seq {
+                    Some(_) => p.seq = seq,
+                    None => {
+                        p.out.clear();
+                        if let Some((_, answer)) = &mut p.answer {
+                            *answer = Err(Rejected {
+                                error: ShadowError::internal(),
+                                token: None,
+                            });
+                        }
+                    }
+                }
+            }
+            if seq.is_some() {
+                self.last = seq;
+            }
+        }
         let batch = std::mem::take(&mut self.history);
         if !batch.is_empty() {
             let notify: Arc<dyn Notify> = Arc::<WakeLink>::clone(&self.wake);
@@ -542,21 +576,12 @@ impl Worker {
             .str("client_token", token.as_deref().unwrap_or(""))
             .str("previous", &previous)
             .str("current", &current);
-        let value = s.encode();
-        let seq = self.link.persist(vec![mast_meta::Op::Put {
+        // Submitted with the turn's others, in one commit (`end_turn`).
+        self.ops.push(mast_meta::Op::Put {
             table: SHADOWS,
             key: key.clone(),
-            value,
-        }]);
-        if seq.is_none() {
-            // The writer is closed (shutting down): nothing is stored, nothing accepted; the
-            // shadow is read again from the store if asked for.
-            return (
-                Vec::new(),
-                Err(Rejected::of(ShadowError::internal(), payload)),
-            );
-        }
-        self.last = seq;
+            value: s.encode(),
+        });
         entry.state = Some(current);
         self.shadows.insert(key, entry);
         (out, answer)
