@@ -283,6 +283,12 @@ impl Link {
         self.broker.has_subscribers(topic)
     }
 
+    /// Counts the broker's subscription changes: an answer of [`Link::has_subscribers`]
+    /// given after reading it stays true while it stays the same.
+    pub fn subscriptions_epoch(&self) -> u64 {
+        self.broker.subs_epoch()
+    }
+
     /// Wakes the connections the deferred publishes and replies since the last wake reached.
     pub fn wake(&mut self) {
         self.broker.wakers().wake(&mut self.notifier);

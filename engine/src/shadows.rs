@@ -520,9 +520,18 @@ impl Worker {
                 }
             }
             Op::Update => {
-                let documents = self
-                    .link
-                    .has_subscribers(&req.reply(Op::Update, "documents"));
+                // Asked of the broker again only when its subscriptions changed.
+                let epoch = self.link.subscriptions_epoch();
+                let documents = match entry.documents {
+                    Some((e, any)) if e == epoch => any,
+                    _ => {
+                        let any = self
+                            .link
+                            .has_subscribers(&req.reply(Op::Update, "documents"));
+                        entry.documents = Some((epoch, any));
+                        any
+                    }
+                };
                 let previous = entry.history_state();
                 match shadow::update_in(&mut entry.shadow, payload, source, now, documents) {
                     Ok(u) => {
@@ -624,6 +633,7 @@ impl Worker {
         Ok(Cached {
             shadow,
             state: None,
+            documents: None,
         })
     }
 }
@@ -634,6 +644,9 @@ struct Cached {
     /// [`Cached::history_state`] of `shadow`: the `current` of its last history row is the
     /// `previous` of the next, written once.
     state: Option<String>,
+    /// Whether anyone is subscribed to its `/update/documents`, and the broker's subscription
+    /// epoch when that was asked.
+    documents: Option<(u64, bool)>,
 }
 
 impl Cached {

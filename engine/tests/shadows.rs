@@ -539,3 +539,42 @@ fn an_offline_persistent_session_gets_one_delta_with_the_latest_state() {
         assert_eq!(versions, [&json!(1), &json!(2), &json!(3)], "{v:?}");
     }
 }
+
+/// `/update/documents` is made only while someone listens: a client that subscribes between two
+/// updates of the same shadow gets the second one's documents.
+#[test]
+fn documents_follow_subscriptions_made_between_updates() {
+    let server = Server::start();
+    let thing = "meter-1";
+    let p = format!("$aws/things/{thing}/shadow");
+    let mut c = any::Client::connect(Version::V5, server.port, thing);
+    assert_eq!(c.subscribe(&format!("{p}/update/accepted"), 1), Some(1));
+    let update = |c: &mut any::Client, n: u64| {
+        send(c, &p, "update", &json!({"state": {"reported": {"n": n}}}));
+    };
+    update(&mut c, 1);
+    assert_eq!(
+        replies(&mut c, &p, 1)["update/accepted"]["version"],
+        json!(1)
+    );
+    // A watcher subscribes to the documents of every thing (an operator's dashboard).
+    let mut watch = any::Client::connect(Version::V5, server.port, "dashboard");
+    assert_eq!(
+        watch.subscribe("$aws/things/+/shadow/update/documents", 1),
+        Some(1)
+    );
+    update(&mut c, 2);
+    assert_eq!(
+        replies(&mut c, &p, 1)["update/accepted"]["version"],
+        json!(2)
+    );
+    let d: Value = serde_json::from_slice(&watch.recv().payload).unwrap();
+    assert_eq!(
+        (
+            &d["previous"]["version"],
+            &d["current"]["state"]["reported"]["n"]
+        ),
+        (&json!(1), &json!(2))
+    );
+    watch.assert_silent(QUIET);
+}

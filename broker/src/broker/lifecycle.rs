@@ -139,7 +139,7 @@ impl Broker {
                 .collect()
         };
         {
-            let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
+            let mut subs = self.subs_mut();
             for f in &filters {
                 if let Ok(spec) = parse_filter(f) {
                     remove_from_trie(&mut subs, &session.client_id, spec);

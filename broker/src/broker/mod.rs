@@ -40,6 +40,9 @@ pub struct Broker {
     pub(crate) acl: Acl,
     pub(crate) credentials: Arc<dyn Credentials>,
     subs: RwLock<TopicTrie<SubKey, SubVal>>,
+    /// Counts changes of `subs` (bumped under its write lock), so an answer of
+    /// [`Broker::has_subscribers`] can be kept until it moves.
+    subs_epoch: AtomicU64,
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     retained: RwLock<HashMap<Utf8, Arc<Message>>>,
     wills: Mutex<Vec<DelayedWill>>,
@@ -76,6 +79,7 @@ impl Broker {
             acl: Acl::new(&cfg.acl),
             credentials,
             subs: RwLock::new(TopicTrie::new()),
+            subs_epoch: AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             retained: RwLock::new(HashMap::new()),
             wills: Mutex::new(Vec::new()),

@@ -9,7 +9,7 @@ use mast_protocol::reason::ReasonCode;
 use mast_protocol::topic;
 
 use super::subs::parse_filter;
-use super::subs::{Sub, SubVal};
+use super::subs::{Sub, SubKey, SubVal};
 use super::{Broker, lock};
 use crate::config::SlowSubscriber;
 use crate::ids::{ConnRef, Seq};
@@ -17,6 +17,7 @@ use crate::link::{LinkWake, Requester};
 use crate::message::Message;
 use crate::persist::{self, Op};
 use crate::session::{Queued, Session};
+use mast_protocol::trie::TopicTrie;
 
 /// How long a congested subscriber may slow its publishers down before it counts as slow.
 const CONGESTION_LIMIT: Duration = Duration::from_millis(500);
@@ -54,6 +55,20 @@ impl Broker {
     /// wills cannot.
     /// Whether any subscription (of a connected or an offline session, or of a link) matches
     /// `topic`: a service may skip building a message nobody would get.
+    /// The subscriptions, to change: the epoch moves (while the lock is held, so a reader that
+    /// read the epoch before its walk sees it move after any change it missed).
+    pub(super) fn subs_mut(&self) -> std::sync::RwLockWriteGuard<'_, TopicTrie<SubKey, SubVal>> {
+        let g = self.subs.write().unwrap_or_else(|e| e.into_inner());
+        self.subs_epoch.fetch_add(1, Ordering::AcqRel);
+        g
+    }
+
+    /// Changes of the subscriptions so far: an answer of `has_subscribers` given after reading
+    /// it holds while it stays the same.
+    pub(crate) fn subs_epoch(&self) -> u64 {
+        self.subs_epoch.load(Ordering::Acquire)
+    }
+
     pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
         let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
         let mut any = false;

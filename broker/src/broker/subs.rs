@@ -79,7 +79,7 @@ impl Broker {
             options: record.options,
             id: record.id,
         };
-        let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
+        let mut subs = self.subs_mut();
         match spec.group {
             None => subs
                 .insert(
@@ -171,7 +171,7 @@ impl Broker {
             return ReasonCode::TOPIC_FILTER_INVALID;
         };
         let had = session.lock().subscriptions.remove(raw).is_some();
-        let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
+        let mut subs = self.subs_mut();
         remove_from_trie(&mut subs, &session.client_id, spec);
         if had {
             ReasonCode::SUCCESS
