@@ -3,10 +3,12 @@
 //! `mast_devices::shadow` on its own thread and answers on the reply topics.
 //!
 //! Contract:
-//! - **Durable before replied.** An accepted change is submitted to the metadata writer, and its
-//!   `/accepted`, `/delta` and `/documents` replies are published only once that commit is
-//!   durable. Every reply, rejections included, waits for the commits submitted before it, so
-//!   replies go out in request order and never speak of a state that is not on disk.
+//! - **Durable before replied.** The changes accepted in one turn of the thread (up to 1,025
+//!   requests) are submitted to the metadata writer as one commit, and their `/accepted`,
+//!   `/delta` and `/documents` replies are published only once that commit, and the turn's
+//!   history rows, are durable. Every reply, rejections included, waits for the commits of its
+//!   turn and the turns before, so replies go out in request order and never speak of a state
+//!   that is not on disk.
 //! - **One writer.** This thread is the only writer of the `shadows` table, so it keeps the
 //!   shadows it has read in memory and reads the store once per shadow.
 //! - **Who may ask.** A client may touch only the shadows of the thing named by its client id
