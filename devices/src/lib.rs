@@ -11,7 +11,10 @@
 //!   groups) and device groups, static or dynamic.
 //! - [`shadow`]: device shadows (the AWS IoT Device Shadow contract): merge, delta, metadata,
 //!   versions, limits and error documents.
+//! - [`certs`]: the fleet CA: issuing device, claim and server certificates, signing CSRs,
+//!   reading certificates.
 
+pub mod certs;
 pub mod profile;
 pub mod registry;
 pub mod shadow;
