@@ -97,9 +97,9 @@ impl ShadowAcks {
         Claimed::Held
     }
 
-    /// The service answered one request of each of `conns` (their replies are durable and
-    /// sent) (a connection appears once per
-    /// request): one lock, and each reactor with a hold ready is woken once.
+    /// The service answered one request of each of `conns` (a connection appears once per
+    /// request; their replies are durable and sent): one lock, and each reactor with a hold
+    /// ready is woken once.
     pub fn answered_all(&self, conns: impl IntoIterator<Item = ConnRef>) {
         let mut s = self.lock();
         let mut wake: Vec<usize> = Vec::new();

@@ -48,13 +48,6 @@ pub(crate) struct Notifier {
 }
 
 impl Broker {
-    /// Routes a message to every matching session and updates the retained store. Returns the
-    /// persistence sequence number its acknowledgement must wait for and whether any
-    /// subscriber matched.
-    /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
-    /// wills cannot.
-    /// Whether any subscription (of a connected or an offline session, or of a link) matches
-    /// `topic`: a service may skip building a message nobody would get.
     /// The subscriptions, to change: the epoch moves (while the lock is held, so a reader that
     /// read the epoch before its walk sees it move after any change it missed).
     pub(super) fn subs_mut(&self) -> std::sync::RwLockWriteGuard<'_, TopicTrie<SubKey, SubVal>> {
@@ -69,6 +62,8 @@ impl Broker {
         self.subs_epoch.load(Ordering::Acquire)
     }
 
+    /// Whether any subscription (of a connected or an offline session, or of a link) matches
+    /// `topic`: a service may skip building a message nobody would get.
     pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
         let subs = self.subs.read().unwrap_or_else(|e| e.into_inner());
         let mut any = false;
@@ -76,6 +71,11 @@ impl Broker {
         any
     }
 
+    /// Routes a message to every matching session and updates the retained store. Returns the
+    /// persistence sequence number its acknowledgement must wait for and whether any
+    /// subscriber matched.
+    /// `may_wait`: the caller can hold the message back and retry (a publisher's connection);
+    /// wills cannot.
     pub(crate) fn publish(
         &self,
         msg: Arc<Message>,

@@ -98,7 +98,8 @@ impl fmt::Debug for Ca {
     }
 }
 
-/// 128 random bits, the top bit clear (a positive INTEGER of 16 bytes).
+/// 128 random bits, the top bit clear and the first byte not zero (a positive INTEGER of
+/// exactly 16 bytes).
 fn serial() -> Result<SerialNumber, CaError> {
     let mut b = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
