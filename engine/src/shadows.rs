@@ -190,10 +190,14 @@ struct Command {
     answer: oneshot::Sender<Result<Value, Rejected>>,
 }
 
+/// A reply to `req` on its `{op}/{suffix}` topic.
+fn message(req: &Request<'_>, op: Op, suffix: &str, body: impl Into<Bytes>) -> Message {
+    Message::new(&req.reply(op, suffix), body, QoS::AtLeastOnce)
+}
+
 fn reply(req: &Request<'_>, op: Op, suffix: &str, doc: &Value) -> Message {
     // `to_vec` writes straight into the buffer; `Value`'s `Display` goes through a formatter.
-    let body = serde_json::to_vec(doc).unwrap_or_default();
-    Message::new(&req.reply(op, suffix), body, QoS::AtLeastOnce)
+    message(req, op, suffix, serde_json::to_vec(doc).unwrap_or_default())
 }
 
 enum Out {
@@ -483,14 +487,7 @@ impl Worker {
         let accepted = |op: Op, body: Vec<u8>| {
             let body = Bytes::from(body);
             let answer = if api { body.clone() } else { Bytes::new() };
-            (
-                Out::Publish(Message::new(
-                    &req.reply(op, "accepted"),
-                    body,
-                    QoS::AtLeastOnce,
-                )),
-                answer,
-            )
+            (Out::Publish(message(req, op, "accepted", body)), answer)
         };
         // What a change stores: the history's previous and current state, the token.
         let mut write = None;
@@ -535,22 +532,24 @@ impl Worker {
                     }
                 };
                 let previous = entry.history_state();
-                match shadow::update_in(&mut entry.shadow, payload, source, now, documents) {
+                match shadow::update_in(
+                    &mut entry.shadow,
+                    payload,
+                    source,
+                    now,
+                    documents,
+                    Some(&previous),
+                ) {
                     Ok(u) => {
                         let (o, answer) = accepted(Op::Update, u.accepted);
                         let mut out = vec![o];
                         if let Some(d) = u.delta {
-                            let mut m =
-                                Message::new(&req.reply(Op::Update, "delta"), d, QoS::AtLeastOnce);
+                            let mut m = message(req, Op::Update, "delta", d);
                             m.supersedes = true;
                             out.push(Out::Publish(m));
                         }
                         if let Some(d) = u.documents {
-                            out.push(Out::Publish(Message::new(
-                                &req.reply(Op::Update, "documents"),
-                                d,
-                                QoS::AtLeastOnce,
-                            )));
+                            out.push(Out::Publish(message(req, Op::Update, "documents", d)));
                         }
                         write = Some((previous, u.state_json, u.token));
                         (out, Ok(answer))

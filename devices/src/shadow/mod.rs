@@ -1,8 +1,8 @@
 //! Device shadows, sans IO: the AWS IoT Device Shadow contract (classic and named shadows) as
 //! functions from the stored shadow and a request payload to the new shadow and the reply
 //! documents. One implementation for every transport: the MQTT service (`$aws/things/…/shadow/…`)
-//! and the REST API call the same [`update`], [`get`] and [`delete`]; the caller stores
-//! [`Updated::shadow`] and publishes the replies only once that write is durable.
+//! and the REST API call the same [`update_in`], [`get`] and [`delete`]; the caller stores the
+//! new shadow and publishes the replies only once that write is durable.
 //!
 //! The rules are in [`merge`]; the contract, with AWS's sources, in
 //! `docs/plans/aws-shadow-contract.md`. Where AWS leaves a choice open, Mast decides as follows:
@@ -263,30 +263,6 @@ pub fn check_names(thing: &str, shadow: Option<&str>) -> Result<(), ShadowError>
     Ok(())
 }
 
-/// The accepted update: the shadow to store and the replies to publish once it is durable.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Updated {
-    pub shadow: Shadow,
-    /// For `/update/accepted`.
-    pub accepted: Value,
-    /// For `/update/delta`, when desired and reported differ after the change.
-    pub delta: Option<Value>,
-    /// For `/update/documents`: its JSON text, written from the shadows without copying them
-    /// (it is the largest reply: both whole documents); `None` when not asked for.
-    pub documents: Option<Vec<u8>>,
-    pub token: Option<String>,
-}
-
-impl Updated {
-    /// `/update/documents` as a value.
-    pub fn documents_value(&self) -> Value {
-        self.documents
-            .as_deref()
-            .and_then(|d| serde_json::from_slice(d).ok())
-            .unwrap_or(Value::Null)
-    }
-}
-
 /// `{desired, reported}` of borrowed sections, each only when present.
 #[derive(Serialize)]
 struct SectionsRef<'a> {
@@ -338,37 +314,6 @@ enum Patch<'a> {
     Merge(&'a Object),
 }
 
-/// Applies an update request to `current` (the stored shadow or tombstone, if any).
-pub fn update(
-    current: Option<&Shadow>,
-    payload: &[u8],
-    source: Source,
-    now: u64,
-) -> Result<Updated, Rejected> {
-    update_with(current, payload, source, now, true)
-}
-
-/// [`update`], writing the `/update/documents` reply only if `documents` (nobody may be
-/// subscribed to it, and it is the costliest reply to make).
-pub fn update_with(
-    current: Option<&Shadow>,
-    payload: &[u8],
-    source: Source,
-    now: u64,
-    documents: bool,
-) -> Result<Updated, Rejected> {
-    let mut shadow = current.cloned();
-    let a = update_in(&mut shadow, payload, source, now, documents)?;
-    let value = |b: &[u8]| serde_json::from_slice(b).unwrap_or(Value::Null);
-    Ok(Updated {
-        shadow: shadow.unwrap_or_default(),
-        accepted: value(&a.accepted),
-        delta: a.delta.as_deref().map(value),
-        documents: a.documents,
-        token: a.token,
-    })
-}
-
 /// An update applied in place: the replies as JSON text, written from borrowed state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
@@ -383,8 +328,12 @@ pub struct Applied {
     pub state_json: String,
 }
 
-/// [`update_with`] on the shadow itself: on success `shadow` is the new shadow, on a refusal it
-/// is as it was. The previous shadow is not copied (only the top-level keys the request
+/// Applies an update request to `shadow` (the stored shadow or tombstone, if any): on success
+/// `shadow` is the new shadow, on a refusal it is as it was. `documents`: write the
+/// `/update/documents` reply too (nobody may be subscribed to it, and it is the costliest
+/// reply to make). `state`: the caller's copy of the shadow's state text as
+/// [`Shadow::state_json`] writes it (`{}` for none), if it keeps one, so its size is not measured
+/// again. The previous shadow is not copied (only the top-level keys the request
 /// changes are kept, to put back if the merged document is too large), so an update costs
 /// what it changes, not what the shadow holds.
 pub fn update_in(
@@ -393,6 +342,7 @@ pub fn update_in(
     source: Source,
     now: u64,
     documents: bool,
+    state: Option<&str>,
 ) -> Result<Applied, Rejected> {
     let request = parse(payload).map_err(|error| Rejected { error, token: None })?;
     let token = token(&request).map_err(|error| Rejected { error, token: None })?;
@@ -456,7 +406,10 @@ pub fn update_in(
             Patch::Absent | Patch::Clear => 0,
         })
         .sum::<usize>()
-        + merge::state_size(new.desired.as_ref(), new.reported.as_ref());
+        + state.map_or_else(
+            || merge::state_size(new.desired.as_ref(), new.reported.as_ref()),
+            |t| state_size_of(t, &new),
+        );
     let keep = bound > MAX_STATE_BYTES;
     let undo = [
         apply(

@@ -1,5 +1,52 @@
 use super::*;
 
+/// An accepted update with its replies as values: what the tests compare.
+#[derive(Debug, Clone, PartialEq)]
+struct Updated {
+    shadow: Shadow,
+    accepted: Value,
+    delta: Option<Value>,
+    documents: Option<Vec<u8>>,
+}
+
+impl Updated {
+    /// `/update/documents` as a value.
+    fn documents_value(&self) -> Value {
+        self.documents
+            .as_deref()
+            .and_then(|d| serde_json::from_slice(d).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// [`update_in`] on a copy of `current`.
+fn update_with(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    source: Source,
+    now: u64,
+    documents: bool,
+) -> Result<Updated, Rejected> {
+    let mut shadow = current.cloned();
+    let a = update_in(&mut shadow, payload, source, now, documents, None)?;
+    let value = |b: &[u8]| serde_json::from_slice(b).unwrap_or(Value::Null);
+    Ok(Updated {
+        shadow: shadow.unwrap_or_default(),
+        accepted: value(&a.accepted),
+        delta: a.delta.as_deref().map(value),
+        documents: a.documents,
+    })
+}
+
+fn update(
+    current: Option<&Shadow>,
+    payload: &[u8],
+    source: Source,
+    now: u64,
+) -> Result<Updated, Rejected> {
+    update_with(current, payload, source, now, true)
+}
+
 const T0: u64 = 1_730_000_000;
 
 fn up(current: Option<&Shadow>, doc: Value, now: u64) -> Result<Updated, Rejected> {
@@ -497,7 +544,7 @@ mod in_place {
             let state = json!({"desired": pd, "reported": pr});
             let payload = json!({"state": state, "clientToken": "c"}).to_string();
             let mut s = Some(current);
-            let a = update_in(&mut s, payload.as_bytes(), Source::Device, T0 + 9, false).unwrap();
+            let a = update_in(&mut s, payload.as_bytes(), Source::Device, T0 + 9, false, None).unwrap();
             let expected = json!({
                 "state": state,
                 "metadata": {
@@ -532,6 +579,7 @@ mod in_place {
                 Source::Device,
                 T0 + 1,
                 true,
+                Some(&before.state_json()),
             );
             assert_eq!(r.map(|_| ()).unwrap_err().error.code, 413);
             assert_eq!(s.as_ref(), Some(&before));
@@ -540,7 +588,17 @@ mod in_place {
         let (tomb, _) = delete(Some(&before), b"", "Classic", T0 + 2).unwrap();
         let mut s = Some(tomb.clone());
         let doc = json!({"state": {"reported": {"b": big}}}).to_string();
-        assert!(update_in(&mut s, doc.as_bytes(), Source::Device, T0 + 3, false).is_err());
+        assert!(
+            update_in(
+                &mut s,
+                doc.as_bytes(),
+                Source::Device,
+                T0 + 3,
+                false,
+                Some("{}")
+            )
+            .is_err()
+        );
         assert_eq!(s, Some(tomb));
     }
 }
