@@ -27,7 +27,6 @@ MAST_PORT=18881
 MAST_HTTP_PORT=18882
 MOSQ_PORT=0
 HTTP="http://127.0.0.1:$MAST_HTTP_PORT"
-log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 sql_time() { # SQL FORMAT -> seconds
     curl -s -o /dev/null -w '%{time_total}' -X POST "$HTTP/api/v1/sql?format=$2" --data-binary "$1"
 }
