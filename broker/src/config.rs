@@ -159,20 +159,22 @@ pub struct TlsConfig {
     /// Certificate revocation lists, PEM.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
-    /// With `client_ca`: refuse connections without a client certificate.
-    #[serde(default = "yes")]
-    pub require_client_cert: bool,
+    /// Refuse connections without a client certificate. Unset: required when `client_ca` is
+    /// set; optional (the CONNECT's credentials decide) when only the fleet CA is trusted.
+    #[serde(default)]
+    pub require_client_cert: Option<bool>,
     /// Seconds between checks for changed certificate, key or CRL files.
     #[serde(default = "default_reload")]
     pub reload_interval_secs: u64,
+    /// The fleet CA's certificate (`DATA/ca/ca.crt`, set by the server, not the file): trusted
+    /// for client certificates beside `client_ca` whenever the file exists; a CA made while
+    /// the server runs is picked up at the next reload check.
+    #[serde(skip)]
+    pub fleet_ca: Option<PathBuf>,
 }
 
 fn default_tls_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8883))
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_reload() -> u64 {

@@ -35,10 +35,13 @@ pub(crate) fn build(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = match &cfg.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
+    let fleet_ca = cfg.fleet_ca.as_ref().filter(|p| p.exists());
+    let trusted: Vec<&PathBuf> = cfg.client_ca.iter().chain(fleet_ca).collect();
+    let builder = if trusted.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        for ca in trusted {
             for c in CertificateDer::pem_file_iter(ca)
                 .with_context(|| format!("reading client CA {}", ca.display()))?
             {
@@ -46,21 +49,21 @@ pub(crate) fn build(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
                     .add(c.with_context(|| format!("parsing client CA {}", ca.display()))?)
                     .with_context(|| format!("client CA {}", ca.display()))?;
             }
-            let mut crls = Vec::new();
-            for path in &cfg.crl {
-                for c in CertificateRevocationListDer::pem_file_iter(path)
-                    .with_context(|| format!("reading CRL {}", path.display()))?
-                {
-                    crls.push(c.with_context(|| format!("parsing CRL {}", path.display()))?);
-                }
-            }
-            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .with_crls(crls);
-            if !cfg.require_client_cert {
-                v = v.allow_unauthenticated();
-            }
-            builder.with_client_cert_verifier(v.build().context("client certificate verifier")?)
         }
+        let mut crls = Vec::new();
+        for path in &cfg.crl {
+            for c in CertificateRevocationListDer::pem_file_iter(path)
+                .with_context(|| format!("reading CRL {}", path.display()))?
+            {
+                crls.push(c.with_context(|| format!("parsing CRL {}", path.display()))?);
+            }
+        }
+        let mut v =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).with_crls(crls);
+        if !cfg.require_client_cert.unwrap_or(cfg.client_ca.is_some()) {
+            v = v.allow_unauthenticated();
+        }
+        builder.with_client_cert_verifier(v.build().context("client certificate verifier")?)
     };
     let mut sc = builder
         .with_single_cert(certs, key)
@@ -77,6 +80,7 @@ pub(crate) fn watch(cfg: TlsConfig, shared: Shared, stop: Arc<AtomicBool>) {
     let files: Vec<PathBuf> = [cfg.cert.clone(), cfg.key.clone()]
         .into_iter()
         .chain(cfg.client_ca.clone())
+        .chain(cfg.fleet_ca.clone())
         .chain(cfg.crl.iter().cloned())
         .collect();
     let stamp = move || -> Vec<Option<SystemTime>> {

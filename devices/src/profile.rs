@@ -44,6 +44,14 @@ pub struct RegistryError {
     pub message: String,
 }
 
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
 impl RegistryError {
     pub fn bad(message: impl Into<String>) -> RegistryError {
         RegistryError {

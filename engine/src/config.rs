@@ -118,27 +118,32 @@ impl Config {
                     || key.starts_with(&format!("{}.", o.key))
             })
         };
-        let cfg: Config = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                let (msg, key) = flatten(&e);
-                // Parsing the file alone gives its errors a line and column.
-                let in_file = toml::from_str::<Config>(text).err();
-                match (in_file, key.as_deref().and_then(blame)) {
-                    (Some(f), _) if f.message() == e.message() => at_file(&at(text, &f)),
-                    (_, Some(o)) => anyhow::anyhow!("{}: {msg}", o.origin),
-                    (Some(f), None) => at_file(&at(text, &f)),
-                    (None, None) => match key {
-                        Some(key) => at_file(&format!("{msg} (in `{key}`)")),
-                        None => at_file(&msg),
-                    },
-                }
-            })?;
+        let mut cfg: Config =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let (msg, key) = flatten(&e);
+                    // Parsing the file alone gives its errors a line and column.
+                    let in_file = toml::from_str::<Config>(text).err();
+                    match (in_file, key.as_deref().and_then(blame)) {
+                        (Some(f), _) if f.message() == e.message() => at_file(&at(text, &f)),
+                        (_, Some(o)) => anyhow::anyhow!("{}: {msg}", o.origin),
+                        (Some(f), None) => at_file(&at(text, &f)),
+                        (None, None) => match key {
+                            Some(key) => at_file(&format!("{msg} (in `{key}`)")),
+                            None => at_file(&msg),
+                        },
+                    }
+                })?;
         cfg.check()
             .map_err(|e| match e.keys.iter().find_map(|k| blame(k)) {
                 Some(o) => anyhow::anyhow!("{}: {}", o.origin, e.msg),
                 None => at_file(&e.msg),
             })?;
+        let fleet_ca = crate::ca::CaDir::new(&cfg.data_dir).cert_path();
+        if let Some(t) = &mut cfg.mqtt.tls {
+            t.fleet_ca = Some(fleet_ca);
+        }
         Ok(cfg)
     }
 
@@ -205,8 +210,9 @@ impl Config {
             key: PathBuf::new(),
             client_ca: Some(PathBuf::new()),
             crl: Vec::new(),
-            require_client_cert: true,
+            require_client_cert: Some(true),
             reload_interval_secs: 5,
+            fleet_ca: None,
         });
         sample.ingest.tag_keys = vec![String::new()];
         sample.ingest.tables.insert(
@@ -539,7 +545,11 @@ mod tests {
         let tls = c.mqtt.tls.unwrap();
         assert_eq!(tls.cert, Path::new("/etc/mast/c.pem"));
         assert_eq!(tls.key, Path::new("/etc/mast/k.pem"));
-        assert!(!tls.require_client_cert);
+        assert_eq!(tls.require_client_cert, Some(false));
+        assert_eq!(
+            tls.fleet_ca.as_deref(),
+            Some(Path::new("./mast-data/ca/ca.crt"))
+        );
         assert_eq!(tls.listen.port(), 8883);
         assert_eq!(c.mqtt.allow_anonymous, Some(true));
         let e = Config::load(None, &env(&[("MAST_MQTT_TLS_CERT", "c.pem")]))

@@ -4,6 +4,7 @@
 mod api_devices;
 mod api_error;
 mod api_shadows;
+pub mod ca;
 pub mod cli_devices;
 pub mod config;
 pub mod export;

@@ -102,6 +102,17 @@ enum Command {
         #[arg(long)]
         count: bool,
     },
+    /// The fleet certificate authority under the data directory (server running or not).
+    Ca {
+        /// Config file, for its data_dir (as `mast serve` reads it).
+        #[arg(long, global = true, env = "MAST_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The data directory [key: data_dir] [env: MAST_DATA_DIR] [default: ./mast-data]
+        #[arg(long, global = true, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// The device registry of a running server, over its REST API.
     Devices {
         /// The server's HTTP API.
@@ -155,6 +166,59 @@ enum DevicesCommand {
         add: Vec<String>,
         #[arg(long, value_name = "GROUP")]
         remove: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Make the fleet CA (P-256), or import an existing one: DATA/ca/ca.crt, and ca.key
+    /// readable by its owner only.
+    Init {
+        /// The CA's common name.
+        #[arg(long, default_value = "Mast fleet CA")]
+        name: String,
+        /// Validity of a new CA, in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Import this CA certificate and key (PEM) instead of making one.
+        #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+        import: Vec<PathBuf>,
+    },
+    /// Issue a device certificate and key: writes ID.crt and ID.key into --out.
+    Issue {
+        /// The device id (the certificate's CN, the client id it connects as).
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Issue a claim certificate for a provisioning template: writes claim-NAME.crt and
+    /// claim-NAME.key into --out.
+    Claim {
+        #[arg(long, value_name = "NAME")]
+        template: String,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Issue the server's TLS certificate: writes server.crt and server.key into --out.
+    Server {
+        /// A DNS name it serves (repeatable).
+        #[arg(long, value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address it serves (repeatable).
+        #[arg(long, value_name = "ADDR")]
+        ip: Vec<std::net::IpAddr>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
 }
 
@@ -264,6 +328,11 @@ fn run() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Ca {
+            config,
+            data_dir,
+            command,
+        } => ca(config, data_dir, command),
         Command::Passwd => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
@@ -302,6 +371,61 @@ fn run() -> anyhow::Result<()> {
             serve(cfg)
         }
     }
+}
+
+/// `mast ca ...`: prints what it wrote, one line each.
+fn ca(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    command: CaCommand,
+) -> anyhow::Result<()> {
+    use mast_devices::certs::ca::Leaf;
+    let mut layers = env_overrides(std::env::vars_os())?;
+    if let Some(d) = &data_dir {
+        layers.push(Override::flag("--data-dir", "data_dir", d)?);
+    }
+    let cfg = Config::load(config.as_deref(), &layers)?;
+    let dir = mast_engine::ca::CaDir::new(&cfg.data_dir);
+    let (leaf, stem, out, days) = match command {
+        CaCommand::Init { name, days, import } => {
+            let import = match import.as_slice() {
+                [cert, key] => Some((cert.as_path(), key.as_path())),
+                _ => None,
+            };
+            let info = dir.init(&name, days, import)?;
+            println!("{}", dir.cert_path().display());
+            println!("{}", dir.key_path().display());
+            println!("fingerprint {}", info.fingerprint);
+            return Ok(());
+        }
+        CaCommand::Issue { device, out, days } => {
+            mast_devices::profile::check_device_id(&device)?;
+            anyhow::ensure!(
+                device != "." && device != "..",
+                "device id {device:?} cannot name a file"
+            );
+            let stem = device.clone();
+            (Leaf::Device(device), stem, out, days)
+        }
+        CaCommand::Claim {
+            template,
+            out,
+            days,
+        } => {
+            mast_devices::certs::check_template_name(&template)?;
+            let stem = format!("claim-{template}");
+            (Leaf::Claim(template), stem, out, days)
+        }
+        CaCommand::Server { dns, ip, out, days } => {
+            (Leaf::Server { dns, ips: ip }, "server".into(), out, days)
+        }
+    };
+    let issued = dir.issue(&leaf, days)?;
+    for p in mast_engine::ca::write_pair(&out, &stem, &issued)? {
+        println!("{}", p.display());
+    }
+    println!("fingerprint {}", issued.info.fingerprint);
+    Ok(())
 }
 
 fn init_logs(format: LogFormat) {
