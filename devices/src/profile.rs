@@ -106,7 +106,7 @@ pub struct DeviceProfile {
 const PROFILE_VERSION: u64 = 1;
 const GROUP_VERSION: u64 = 1;
 
-fn encode_versioned<T: Serialize>(t: &T, version: u64) -> Vec<u8> {
+pub(crate) fn encode_versioned<T: Serialize>(t: &T, version: u64) -> Vec<u8> {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert("v".into(), Value::from(version));
@@ -114,7 +114,7 @@ fn encode_versioned<T: Serialize>(t: &T, version: u64) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-fn decode_versioned<T: for<'de> Deserialize<'de>>(
+pub(crate) fn decode_versioned<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     version: u64,
     what: &str,

@@ -51,8 +51,12 @@ pub const DEVICE_PROFILES: Table = Table::new("device_profiles", "devices: devic
 /// record.
 pub const DEVICE_GROUPS: Table = Table::new("device_groups", "devices: device group");
 
+/// Client certificates Mast knows (issued, provisioned, registered on first use, or seen);
+/// key: the SHA-256 fingerprint, 64 lower-case hex digits; value: a certificate record.
+pub const CERTIFICATES: Table = Table::new("certificates", "devices: certificate record");
+
 /// All of them.
-pub const ALL: [Table; 7] = [
+pub const ALL: [Table; 8] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -60,6 +64,7 @@ pub const ALL: [Table; 7] = [
     SHADOWS,
     DEVICE_PROFILES,
     DEVICE_GROUPS,
+    CERTIFICATES,
 ];
 
 /// The table of this name, if there is one.

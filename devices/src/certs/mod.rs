@@ -1,7 +1,8 @@
-//! Certificates, sans IO: the fleet CA (issuing and reading certificates). The registry of
-//! certificates and fleet provisioning follow (docs/plans/issue-15.md).
+//! Certificates, sans IO: the fleet CA (issuing and reading certificates) and the registry of
+//! certificates with its status rules. Fleet provisioning follows (docs/plans/issue-15.md).
 
 pub mod ca;
+pub mod registry;
 
 /// The longest provisioning template name (AWS's limit).
 pub const MAX_TEMPLATE_NAME: usize = 36;
