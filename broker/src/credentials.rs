@@ -34,16 +34,40 @@ impl<'a> PeerCert<'a> {
 
     /// SHA-256 of the DER: the certificate's id.
     pub fn fingerprint(&self) -> Fingerprint {
-        let d = ring::digest::digest(&ring::digest::SHA256, self.der);
-        let mut out = [0; 32];
-        out.copy_from_slice(d.as_ref());
-        Fingerprint(out)
+        Fingerprint::of(self.der)
+    }
+
+    /// The certificate itself (DER).
+    pub fn der(&self) -> &'a [u8] {
+        self.der
     }
 }
 
 /// A certificate's SHA-256 fingerprint; shown as 64 lower-case hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The SHA-256 of `der`.
+    pub fn of(der: &[u8]) -> Fingerprint {
+        let d = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut out = [0; 32];
+        out.copy_from_slice(d.as_ref());
+        Fingerprint(out)
+    }
+
+    /// From 64 hex digits.
+    pub fn parse(hex: &str) -> Option<Fingerprint> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut out = [0; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+}
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -106,6 +130,23 @@ pub trait Credentials: Send + Sync + fmt::Debug {
 
     /// Whether a client without any credentials gets in (logged at startup).
     fn allows_anonymous(&self) -> bool;
+
+    /// Asked in the TLS handshake, once the client certificate's chain verified against the
+    /// trusted CAs and CRLs: whether to refuse it anyway (revoked in a registry). Called on the
+    /// reactor thread doing the handshake; must be a lookup in memory.
+    fn refuses_certificate(&self, _fingerprint: &Fingerprint) -> Option<CertRefusal> {
+        None
+    }
+}
+
+/// Why the TLS handshake refuses a client certificate whose chain verified; the client sees
+/// the matching TLS alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// "certificate revoked".
+    Revoked,
+    /// "unknown CA": its issuer is no longer accepted.
+    UnknownIssuer,
 }
 
 /// The configured credentials: users with argon2 hashes, the client CA's certificates (whose

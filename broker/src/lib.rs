@@ -73,7 +73,7 @@ impl Server {
         let listen = listener.local_addr()?;
         let tls = match &cfg.tls {
             Some(t) => {
-                let built = tls::build(t).context("TLS configuration")?;
+                let built = tls::build(t, &credentials).context("TLS configuration")?;
                 let l = TcpListener::bind(t.listen)
                     .with_context(|| format!("cannot listen for MQTT over TLS on {}", t.listen))?;
                 Some((l, Arc::new(ArcSwap::new(built)), t.clone()))
@@ -94,7 +94,12 @@ impl Server {
         }
         let all = Arc::new(shared);
         let wakers = Arc::new(link::Wakers::new(Arc::clone(&all)));
-        let broker = Arc::new(Broker::new(Arc::clone(&cfg), credentials, persist, wakers)?);
+        let broker = Arc::new(Broker::new(
+            Arc::clone(&cfg),
+            Arc::clone(&credentials),
+            persist,
+            wakers,
+        )?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (i, poll) in polls.into_iter().enumerate() {
@@ -124,7 +129,12 @@ impl Server {
         let mut tls_listen = None;
         if let Some((l, shared_cfg, t)) = tls {
             tls_listen = Some(l.local_addr()?);
-            tls::watch(t, Arc::clone(&shared_cfg), Arc::clone(&stop));
+            tls::watch(
+                t,
+                Arc::clone(&credentials),
+                Arc::clone(&shared_cfg),
+                Arc::clone(&stop),
+            );
             threads.push(spawn_acceptor(
                 l,
                 Some(shared_cfg),

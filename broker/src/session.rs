@@ -104,6 +104,9 @@ pub(crate) struct SessionInner {
     pub(crate) version: ProtocolVersion,
     /// Set to end the owning connection with this reason (slow-subscriber policy).
     pub(crate) kick: Option<ReasonCode>,
+    /// The client certificate of the owning connection (to end it when the certificate is
+    /// revoked).
+    pub(crate) cert: Option<crate::credentials::Fingerprint>,
     pub(crate) disconnected_at: Option<Instant>,
     /// The session was discarded; deliveries are ignored.
     pub(crate) ended: bool,
@@ -138,6 +141,7 @@ impl Session {
                 expiry_secs,
                 version,
                 kick: None,
+                cert: None,
                 disconnected_at: None,
                 ended: false,
                 next_key: 1,

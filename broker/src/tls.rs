@@ -11,15 +11,92 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 
 use crate::config::TlsConfig;
+use crate::credentials::{CertRefusal, Credentials, Fingerprint};
 
-/// Builds a server configuration from the files `cfg` names.
-pub(crate) fn build(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
+/// The client verifier: the chain by webpki (trusted CAs, CRLs), then the credentials' word on
+/// the certificate itself (a registry's revocations).
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<dyn ClientCertVerifier>,
+    credentials: Arc<dyn Credentials>,
+}
+
+impl ClientCertVerifier for Gated {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match self
+            .credentials
+            .refuses_certificate(&Fingerprint::of(end_entity))
+        {
+            None => Ok(ok),
+            Some(CertRefusal::Revoked) => {
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            }
+            Some(CertRefusal::UnknownIssuer) => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Builds a server configuration from the files `cfg` names; `credentials` may refuse a client
+/// certificate whose chain verified.
+pub(crate) fn build(
+    cfg: &TlsConfig,
+    credentials: &Arc<dyn Credentials>,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.cert)
         .with_context(|| format!("reading certificate {}", cfg.cert.display()))?
@@ -63,7 +140,11 @@ pub(crate) fn build(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
         if !cfg.require_client_cert.unwrap_or(cfg.client_ca.is_some()) {
             v = v.allow_unauthenticated();
         }
-        builder.with_client_cert_verifier(v.build().context("client certificate verifier")?)
+        let inner = v.build().context("client certificate verifier")?;
+        builder.with_client_cert_verifier(Arc::new(Gated {
+            inner,
+            credentials: Arc::clone(credentials),
+        }))
     };
     let mut sc = builder
         .with_single_cert(certs, key)
@@ -76,7 +157,12 @@ pub(crate) fn build(cfg: &TlsConfig) -> anyhow::Result<Arc<ServerConfig>> {
 pub(crate) type Shared = Arc<ArcSwap<ServerConfig>>;
 
 /// Starts watching the files; stops when `stop` is set.
-pub(crate) fn watch(cfg: TlsConfig, shared: Shared, stop: Arc<AtomicBool>) {
+pub(crate) fn watch(
+    cfg: TlsConfig,
+    credentials: Arc<dyn Credentials>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+) {
     let files: Vec<PathBuf> = [cfg.cert.clone(), cfg.key.clone()]
         .into_iter()
         .chain(cfg.client_ca.clone())
@@ -108,7 +194,7 @@ pub(crate) fn watch(cfg: TlsConfig, shared: Shared, stop: Arc<AtomicBool>) {
                     continue;
                 }
                 last = now;
-                match build(&cfg) {
+                match build(&cfg, &credentials) {
                     Ok(new) => {
                         shared.store(new);
                         tracing::info!("TLS certificates reloaded");

@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
+use mast_protocol::reason::ReasonCode;
+
 use super::{Broker, lock};
+use crate::broker::route::Notifier;
+use crate::credentials::Fingerprint;
 use crate::session::Session;
 
 /// A connected client, as `system.connections` shows it.
@@ -46,6 +50,27 @@ impl Broker {
         }
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         out
+    }
+
+    /// Ends every live connection established with the certificate `fingerprint` (revoked):
+    /// MQTT 5 clients get DISCONNECT with `reason`, 3.1.1 clients are closed. Their reactors
+    /// act on it at once (woken here). Returns how many were told.
+    pub fn disconnect_certificate(&self, fingerprint: &Fingerprint, reason: ReasonCode) -> usize {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        let mut notifier = Notifier::default();
+        for s in sessions {
+            let mut inner = s.lock();
+            if inner.cert.as_ref() != Some(fingerprint) || inner.ended {
+                continue;
+            }
+            if let Some(owner) = inner.owner {
+                inner.kick = Some(reason);
+                notifier.owners.push(owner);
+            }
+        }
+        let n = notifier.owners.len();
+        self.wakers().wake(&mut notifier);
+        n
     }
 
     /// Number of sessions (connected or not).

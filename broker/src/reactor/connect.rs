@@ -130,6 +130,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                     .min(cfg.max_inflight_messages),
             );
             inner.inbound.reconnect(cfg.receive_maximum);
+            inner.cert = identity.cert.as_ref().map(|c| c.fingerprint);
         }
         let seq = broker.save_session(&attached.session);
         conn.keep_alive = mast_protocol::session::keep_alive_deadline(keep_alive);
