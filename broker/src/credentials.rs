@@ -36,11 +36,6 @@ impl<'a> PeerCert<'a> {
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(self.der)
     }
-
-    /// The certificate itself (DER).
-    pub fn der(&self) -> &'a [u8] {
-        self.der
-    }
 }
 
 /// A certificate's SHA-256 fingerprint; shown as 64 lower-case hex digits.
@@ -54,18 +49,6 @@ impl Fingerprint {
         let mut out = [0; 32];
         out.copy_from_slice(d.as_ref());
         Fingerprint(out)
-    }
-
-    /// From 64 hex digits.
-    pub fn parse(hex: &str) -> Option<Fingerprint> {
-        if hex.len() != 64 || !hex.is_ascii() {
-            return None;
-        }
-        let mut out = [0; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Fingerprint(out))
     }
 }
 

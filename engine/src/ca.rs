@@ -78,7 +78,6 @@ impl CaDir {
             }
         };
         private_dir(&self.dir)?;
-        private_dir(&self.issued_dir())?;
         // The key first: a certificate without its key would look like a CA that cannot sign.
         write_file(&self.key_path(), ca.key_pem().as_bytes(), 0o600)?;
         write_file(&self.cert_path(), ca.cert_pem().as_bytes(), 0o644)?;

@@ -349,10 +349,7 @@ fn run() -> anyhow::Result<()> {
             allow_anonymous,
             log_format,
         } => {
-            let mut layers = env_overrides(std::env::vars_os())?;
-            if let Some(d) = &data_dir {
-                layers.push(Override::flag("--data-dir", "data_dir", d)?);
-            }
+            let mut layers = layers(data_dir.as_deref())?;
             if let Some(l) = &mqtt_listen {
                 layers.push(Override::flag("--mqtt-listen", "mqtt.listen", l)?);
             }
@@ -373,6 +370,15 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
+/// The config layers over the file: `MAST_*` variables, then `--data-dir`.
+fn layers(data_dir: Option<&std::path::Path>) -> anyhow::Result<Vec<Override>> {
+    let mut layers = env_overrides(std::env::vars_os())?;
+    if let Some(d) = data_dir {
+        layers.push(Override::flag("--data-dir", "data_dir", &d)?);
+    }
+    Ok(layers)
+}
+
 /// `mast ca ...`: prints what it wrote, one line each.
 fn ca(
     config: Option<PathBuf>,
@@ -380,11 +386,7 @@ fn ca(
     command: CaCommand,
 ) -> anyhow::Result<()> {
     use mast_devices::certs::ca::Leaf;
-    let mut layers = env_overrides(std::env::vars_os())?;
-    if let Some(d) = &data_dir {
-        layers.push(Override::flag("--data-dir", "data_dir", d)?);
-    }
-    let cfg = Config::load(config.as_deref(), &layers)?;
+    let cfg = Config::load(config.as_deref(), &layers(data_dir.as_deref())?)?;
     let dir = mast_engine::ca::CaDir::new(&cfg.data_dir);
     let (leaf, stem, out, days) = match command {
         CaCommand::Init { name, days, import } => {
