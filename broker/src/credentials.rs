@@ -32,6 +32,11 @@ impl<'a> PeerCert<'a> {
         super::tls::common_name(self.der)
     }
 
+    /// The certificate, DER.
+    pub fn der(&self) -> &'a [u8] {
+        self.der
+    }
+
     /// SHA-256 of the DER: the certificate's id.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(self.der)
@@ -156,6 +161,60 @@ impl ConfigCredentials {
         }
     }
 
+    /// As [`Credentials::authenticate`], for a verified client certificate that does not name
+    /// its client: one a production run shares (a claim certificate). The client id is the
+    /// one sent; the certificate stands for a password.
+    pub fn authenticate_shared_cert(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied> {
+        self.identify(req, false)
+    }
+
+    /// `names_client`: a certificate's CN is the client id.
+    fn identify(&self, req: &ConnectRequest<'_>, names_client: bool) -> Result<Identity, Denied> {
+        let cert = req.cert.map(|c| CertIdentity {
+            common_name: c.common_name(),
+            fingerprint: c.fingerprint(),
+        });
+        let cert_id = match names_client {
+            true => cert.as_ref().and_then(|c| c.common_name.as_deref()),
+            false => None,
+        };
+        let certified = cert_id.is_some() || (!names_client && cert.is_some());
+        let client_id = if req.client_id.is_empty() {
+            match cert_id {
+                // A certificate names its device: that is the client id.
+                Some(cn) => Some(cn.to_owned()),
+                None if req.version != ProtocolVersion::V5 && !req.clean_start => {
+                    return Err(Denied {
+                        code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                        why: "empty client id with a persistent session",
+                        auth_failure: false,
+                    });
+                }
+                None => None,
+            }
+        } else {
+            if cert_id.is_some_and(|cn| cn != req.client_id) {
+                return Err(Denied {
+                    code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                    why: "client id differs from the certificate's identity",
+                    auth_failure: false,
+                });
+            }
+            Some(req.client_id.to_owned())
+        };
+        self.check_password(req.username, req.password, certified)
+            .map_err(|code| Denied {
+                code,
+                why: "authentication failed",
+                auth_failure: true,
+            })?;
+        Ok(Identity {
+            client_id,
+            username: req.username.map(str::to_owned),
+            cert,
+        })
+    }
+
     /// Checks a user name and password. `certified` = the TLS layer verified a client
     /// certificate: then a user name without a password is not a credential but a label (the
     /// AWS IoT Device SDKs put `?SDK=…&Version=…` metrics there), and the certificate is the
@@ -200,45 +259,7 @@ impl ConfigCredentials {
 
 impl Credentials for ConfigCredentials {
     fn authenticate(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied> {
-        let cert = req.cert.map(|c| CertIdentity {
-            common_name: c.common_name(),
-            fingerprint: c.fingerprint(),
-        });
-        let cert_id = cert.as_ref().and_then(|c| c.common_name.as_deref());
-        let client_id = if req.client_id.is_empty() {
-            match cert_id {
-                // A certificate names its device: that is the client id.
-                Some(cn) => Some(cn.to_owned()),
-                None if req.version != ProtocolVersion::V5 && !req.clean_start => {
-                    return Err(Denied {
-                        code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                        why: "empty client id with a persistent session",
-                        auth_failure: false,
-                    });
-                }
-                None => None,
-            }
-        } else {
-            if cert_id.is_some_and(|cn| cn != req.client_id) {
-                return Err(Denied {
-                    code: ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
-                    why: "client id differs from the certificate's identity",
-                    auth_failure: false,
-                });
-            }
-            Some(req.client_id.to_owned())
-        };
-        self.check_password(req.username, req.password, cert_id.is_some())
-            .map_err(|code| Denied {
-                code,
-                why: "authentication failed",
-                auth_failure: true,
-            })?;
-        Ok(Identity {
-            client_id,
-            username: req.username.map(str::to_owned),
-            cert,
-        })
+        self.identify(req, true)
     }
 
     fn allows_anonymous(&self) -> bool {

@@ -74,7 +74,12 @@ impl Remote {
     }
 
     /// A request that must succeed: its body, or the server's error as the error.
-    fn expect(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub(crate) fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let (status, v) = self.call(method, path, body)?;
         if (200..300).contains(&status) {
             return Ok(v);
@@ -129,7 +134,7 @@ fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
 }
 
 /// Percent-encodes one path segment or query value.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {

@@ -53,6 +53,8 @@ pub struct Api {
     pub shadows: Option<crate::shadows::ShadowHandle>,
     /// The device registry, for `/api/v1/devices` and `/api/v1/groups`.
     pub registry: Option<Arc<crate::registry::Registry>>,
+    /// The certificate registry, for `/api/v1/certificates`.
+    pub certs: Option<Arc<crate::certs::Certificates>>,
     tokens: Vec<String>,
     read_tokens: Vec<String>,
     max_body: usize,
@@ -74,6 +76,7 @@ impl Api {
             store,
             shadows: None,
             registry: None,
+            certs: None,
             tokens: cfg.tokens.clone(),
             read_tokens: cfg.read_tokens.clone(),
             max_body: cfg.max_body_bytes,
@@ -190,6 +193,12 @@ fn router(api: Arc<Api>) -> Router {
             put(api_devices::add_member).delete(api_devices::remove_member),
         )
         .route("/api/v1/shadows/desired", post(api_devices::fleet_desired))
+        .route("/api/v1/certificates", get(crate::api_certs::list))
+        .route("/api/v1/certificates/{id}", get(crate::api_certs::get))
+        .route(
+            "/api/v1/certificates/{id}/revoke",
+            post(crate::api_certs::revoke),
+        )
         .route(
             "/api/v1/devices/{id}/shadow",
             get(crate::api_shadows::get_shadow)

@@ -1,10 +1,13 @@
 //! The Mast server: configuration, the MQTT broker, and (as later issues land) ingest, the device
 //! domain and HTTP. The `mast` binary (`src/main.rs`) is a thin command line over this library.
 
+mod api_certs;
 mod api_devices;
 mod api_error;
 mod api_shadows;
 pub mod ca;
+pub mod certs;
+pub mod cli_certs;
 pub mod cli_devices;
 pub mod config;
 pub mod export;

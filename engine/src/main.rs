@@ -115,20 +115,60 @@ enum Command {
     },
     /// The device registry of a running server, over its REST API.
     Devices {
-        /// The server's HTTP API.
-        #[arg(
-            long,
-            global = true,
-            env = "MAST_SERVER",
-            default_value = "http://127.0.0.1:8080"
-        )]
-        server: String,
-        /// A bearer token (http.tokens; http.read_tokens for list and show).
-        #[arg(long, global = true, env = "MAST_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// The certificate registry of a running server, over its REST API.
+    Certs {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+/// A running server's REST API, for `mast devices` and `mast certs`.
+#[derive(Debug, clap::Args)]
+struct RemoteArgs {
+    /// The server's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "MAST_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// A bearer token (http.tokens; http.read_tokens for list and show).
+    #[arg(long, global = true, env = "MAST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl RemoteArgs {
+    fn remote(self) -> anyhow::Result<mast_engine::cli_devices::Remote> {
+        mast_engine::cli_devices::Remote::new(&self.server, self.token)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Client certificates, newest first.
+    List {
+        /// Those acting for this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Those with this status (PENDING_ACTIVATION, ACTIVE, INACTIVE, REVOKED).
+        #[arg(long)]
+        status: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One certificate, as JSON (by its fingerprint or a unique prefix of it).
+    Show { id: String },
+    /// Refuse a certificate from now on and end its live connections.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,13 +335,9 @@ fn run() -> anyhow::Result<()> {
             mast_engine::export::export(&data_dir, table.as_deref(), count, &mut out)?;
             Ok(())
         }
-        Command::Devices {
-            server,
-            token,
-            command,
-        } => {
+        Command::Devices { remote, command } => {
             use mast_engine::cli_devices as cli;
-            let r = cli::Remote::new(&server, token)?;
+            let r = remote.remote()?;
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             match command {
@@ -326,6 +362,21 @@ fn run() -> anyhow::Result<()> {
                 DevicesCommand::Group { id, add, remove } => {
                     cli::group(&r, &id, &add, &remove, &mut out)
                 }
+            }
+        }
+        Command::Certs { remote, command } => {
+            use mast_engine::cli_certs as cli;
+            let r = remote.remote()?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match command {
+                CertsCommand::List {
+                    device,
+                    status,
+                    json,
+                } => cli::list(&r, device.as_deref(), status.as_deref(), json, &mut out),
+                CertsCommand::Show { id } => cli::show(&r, &id, &mut out),
+                CertsCommand::Revoke { id } => cli::revoke(&r, &id, &mut out),
             }
         }
         Command::Ca {
@@ -462,6 +513,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.ingest.tag_keys(),
         Arc::clone(&store),
         Arc::clone(&meta),
+        &cfg.data_dir,
     )?;
     let engine = match mast_query::QueryEngine::new(Arc::clone(&store), cfg.query.limits()) {
         Ok(e) => e,
@@ -479,6 +531,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
     );
     api.shadows = Some(mqtt.shadows());
+    api.certs = Some(Arc::clone(mqtt.certificates()));
     api.registry = Some(Arc::new(mast_engine::registry::Registry::new(
         Arc::clone(&meta),
         Some(Arc::clone(mqtt.meta_writer())),

@@ -2,6 +2,7 @@
 //! (telemetry and presence) plugged into its seams, and the shadow service on a link.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use mast_broker::credentials::ConfigCredentials;
@@ -12,6 +13,8 @@ use mast_storage::Store;
 pub use mast_broker::credentials::hash_password;
 pub use mast_broker::{Broker, ConnectionInfo, Counters};
 
+use crate::ca::CaDir;
+use crate::certs::{Certificates, EngineCredentials};
 use crate::config::MqttConfig;
 use crate::ingest::{IngestCounters, TagKeys, TelemetryPath};
 use crate::shadow_acks::ShadowAcks;
@@ -26,16 +29,19 @@ pub struct MqttServer {
     shadows: ShadowService,
     telemetry: Arc<TelemetryPath>,
     writer: Arc<Writer>,
+    certs: Arc<Certificates>,
 }
 
 impl MqttServer {
     /// Binds the listeners, restores the persisted broker state from `meta` and starts the
-    /// threads; telemetry is decoded with `tag_keys` and written to `store`.
+    /// threads; telemetry is decoded with `tag_keys` and written to `store`. The fleet CA and
+    /// the certificates it issued are under `data_dir`.
     pub fn start(
         cfg: MqttConfig,
         tag_keys: TagKeys,
         store: Arc<Store>,
         meta: Arc<MetaStore>,
+        data_dir: &Path,
     ) -> anyhow::Result<MqttServer> {
         let cfg = Arc::new(cfg);
         let writer = Arc::new(Writer::start(Arc::clone(&meta)));
@@ -60,14 +66,24 @@ impl MqttServer {
             Gateways::new(&cfg.acl),
             Arc::clone(&shadow_acks),
         );
-        let credentials = Arc::new(ConfigCredentials::new(&cfg));
+        let certs = Arc::new(Certificates::load(
+            &meta,
+            Arc::clone(&writer),
+            CaDir::new(data_dir),
+        )?);
+        let credentials = Arc::new(EngineCredentials::new(
+            ConfigCredentials::new(&cfg),
+            Arc::clone(&certs),
+        ));
         let server = mast_broker::Server::start(cfg, credentials, Arc::clone(&writer), &services)?;
+        certs.set_broker(Arc::clone(server.broker()));
         let shadows = ShadowService::start(server.broker(), meta, store, shadow_acks)?;
         Ok(MqttServer {
             server,
             shadows,
             telemetry,
             writer,
+            certs,
         })
     }
 
@@ -79,6 +95,11 @@ impl MqttServer {
     /// The metadata writer (for the device registry's writes).
     pub fn meta_writer(&self) -> &Arc<Writer> {
         &self.writer
+    }
+
+    /// The certificate registry.
+    pub fn certificates(&self) -> &Arc<Certificates> {
+        &self.certs
     }
 
     /// The plain listener's address.

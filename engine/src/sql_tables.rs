@@ -1,6 +1,6 @@
 //! The special tables the engine crate supplies to SQL: `system.connections` (from the broker),
 //! `iot.devices` (from the metadata store's device records), `iot.shadows` (its shadow
-//! records) and `system.unreadable_records`
+//! records), `iot.certificates` (its certificate records) and `system.unreadable_records`
 //! (metadata records that did not decode). `iot.device_events` is a telemetry table and needs
 //! nothing here.
 
@@ -27,6 +27,7 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
     );
     engine.add_iot_table("devices", Devices::new(Arc::clone(meta)));
     engine.add_iot_table("shadows", Shadows::new(Arc::clone(meta)));
+    engine.add_iot_table("certificates", Certificates::new(Arc::clone(meta)));
     engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
@@ -276,6 +277,91 @@ impl SpecialTable for Shadows {
                 .str(&s.metadata().to_string())
                 .ts(secs.saturating_mul(1_000_000_000))
                 .bool(in_sync);
+        }
+        rows.finish()
+    }
+}
+
+/// `iot.certificates`: one row per client certificate Mast knows, as durable in the metadata
+/// store. A condition on `id` reads only those records.
+#[derive(Debug)]
+pub struct Certificates {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl Certificates {
+    fn new(meta: Arc<MetaStore>) -> Certificates {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("template", DataType::Utf8, true),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("made", DataType::Utf8, false),
+            Field::new("serial", DataType::Utf8, false),
+            Field::new("common_name", DataType::Utf8, true),
+            Field::new("issuer", DataType::Utf8, true),
+            Field::new("not_before", ts_type(), false),
+            Field::new("not_after", ts_type(), false),
+            Field::new("created_at", ts_type(), false),
+            Field::new("last_used_at", ts_type(), true),
+            Field::new("revoked_at", ts_type(), true),
+            Field::new("replaces", DataType::Utf8, true),
+            Field::new("replaced_by", DataType::Utf8, true),
+        ]));
+        Certificates { meta, schema }
+    }
+}
+
+#[async_trait]
+impl SpecialTable for Certificates {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        use mast_devices::certs::registry::CertRecord;
+        use mast_meta::tables::CERTIFICATES;
+        let entries = match scan.values_of("id") {
+            Some(mut ids) => {
+                ids.sort();
+                ids.dedup();
+                let mut out = Vec::new();
+                for id in ids {
+                    let key = id.to_ascii_lowercase().into_bytes();
+                    if let Some(v) = self.meta.get(CERTIFICATES, &key).map_err(external)? {
+                        out.push((key, v));
+                    }
+                }
+                out
+            }
+            None => self.meta.scan_prefix(CERTIFICATES, b"").map_err(external)?,
+        };
+        let mut rows = scan.rows(&self.schema);
+        for (k, v) in &entries {
+            let r = match CertRecord::decode(v) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.meta.report_unreadable(CERTIFICATES, k, e);
+                    continue;
+                }
+            };
+            rows.row()
+                .str(&r.id)
+                .opt_str(r.device_id.as_deref())
+                .opt_str(r.template.as_deref())
+                .str(r.status.as_str())
+                .str(r.made.as_str())
+                .str(&r.serial)
+                .opt_str(r.common_name.as_deref())
+                .opt_str(r.issuer.as_deref())
+                .ts(r.not_before)
+                .ts(r.not_after)
+                .ts(r.created_at)
+                .opt_ts(r.last_used_at)
+                .opt_ts(r.revoked_at)
+                .opt_str(r.replaces.as_deref())
+                .opt_str(r.replaced_by.as_deref());
         }
         rows.finish()
     }

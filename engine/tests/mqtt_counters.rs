@@ -48,8 +48,14 @@ fn counters_follow_connections_messages_and_errors() {
         ..MqttConfig::default()
     };
     let meta = mast_meta::MetaStore::open(&dir.path().join(mast_meta::FILE)).unwrap();
-    let server =
-        MqttServer::start(cfg, Default::default(), Arc::clone(&store), Arc::new(meta)).unwrap();
+    let server = MqttServer::start(
+        cfg,
+        Default::default(),
+        Arc::clone(&store),
+        Arc::new(meta),
+        dir.path(),
+    )
+    .unwrap();
     let port = server.local_addr().port();
     let c = Arc::clone(&server.broker().counters);
 

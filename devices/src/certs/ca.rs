@@ -81,6 +81,9 @@ pub struct CertInfo {
     /// The template of a claim certificate.
     pub claim_template: Option<String>,
     pub is_ca: bool,
+    /// May authenticate a TLS client: no extended key usage, or one that allows client
+    /// authentication (a server certificate does not).
+    pub client_auth: bool,
 }
 
 /// A certificate authority: its certificate and the key that signs.
@@ -321,6 +324,11 @@ pub fn info_der(der: &[u8]) -> Result<CertInfo, CaError> {
         not_after: c.validity().not_after.timestamp(),
         claim_template,
         is_ca: c.is_ca(),
+        client_auth: match c.extended_key_usage() {
+            Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+            Ok(None) => true,
+            Err(_) => false,
+        },
     })
 }
 

@@ -57,6 +57,7 @@ fn a_device_certificate_names_the_device_and_authenticates_clients_only() {
     assert_eq!(i.common_name.as_deref(), Some("sensor-0042"));
     assert_eq!(i.issuer.as_deref(), Some("Mast fleet CA"));
     assert!(!i.is_ca);
+    assert!(i.client_auth);
     assert_eq!(i.claim_template, None);
     assert_eq!(
         i.not_before,
@@ -119,6 +120,10 @@ fn a_server_certificate_carries_its_names_and_addresses() {
     assert!(names.iter().any(|n| n.contains("mast.example")));
     let eku = c.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.server_auth && !eku.client_auth);
+    assert!(
+        !s.info.client_auth,
+        "a server certificate is not a client's"
+    );
     let none = Leaf::Server {
         dns: vec![],
         ips: vec![],

@@ -12,6 +12,7 @@ fn info(claim: Option<&str>) -> CertInfo {
         not_after: 20,
         claim_template: claim.map(str::to_owned),
         is_ca: false,
+        client_auth: true,
     }
 }
 

@@ -1,0 +1,293 @@
+//! The certificate registry of a running server: every client certificate Mast accepts, with
+//! its status (`certificates` in the metadata store, `iot.certificates` in SQL, REST
+//! `/api/v1/certificates`), and the credentials seam that consults it.
+//!
+//! The records are held in memory and that copy is the truth: the TLS handshake asks it
+//! whether a certificate is refused (a lookup, on the reactor thread), CONNECT asks it again
+//! and records a certificate seen for the first time. Every change is made under one lock and
+//! submitted to the metadata writer in that order, so a change is never lost to another made
+//! from an older read (a `last_used_at` update cannot undo a revocation that is not durable
+//! yet). An operator's change (revoke) waits for its commit before it answers.
+//!
+//! At start the records come from the store, and the certificates `mast ca issue` and
+//! `mast ca claim` left in `DATA/ca/issued/` (the command line cannot open the store while the
+//! server runs) are added as ACTIVE.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use mast_broker::credentials::{
+    CertRefusal, ConfigCredentials, ConnectRequest, Credentials, Denied, Fingerprint, Identity,
+    PeerCert,
+};
+use mast_broker::message::now_ns;
+use mast_devices::certs::ca::{CertInfo, info_der};
+use mast_devices::certs::registry::{CertRecord, Made, Status};
+use mast_devices::profile::RegistryError;
+use mast_meta::tables::CERTIFICATES;
+use mast_meta::{MetaStore, Writer};
+use mast_protocol::reason::ReasonCode;
+
+use crate::ca::CaDir;
+use crate::mqtt::Broker;
+
+/// How long an operator's change waits for its commit before answering 500.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The registry of client certificates.
+#[derive(Debug)]
+pub struct Certificates {
+    records: RwLock<HashMap<String, CertRecord>>,
+    writer: Arc<Writer>,
+    ca: CaDir,
+    /// Set once the broker runs: live connections of a revoked certificate are ended.
+    broker: OnceLock<Arc<Broker>>,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub device: Option<String>,
+    pub status: Option<Status>,
+}
+
+impl Certificates {
+    /// The registry as stored in `meta`, with the certificates of `ca`'s `issued/` it does not
+    /// know yet added (and submitted to `writer`).
+    pub fn load(meta: &MetaStore, writer: Arc<Writer>, ca: CaDir) -> anyhow::Result<Certificates> {
+        let mut records = HashMap::new();
+        for (k, v) in meta.scan_prefix(CERTIFICATES, b"")? {
+            match CertRecord::decode(&v) {
+                Ok(r) if r.id.as_bytes() == k.as_slice() => {
+                    records.insert(r.id.clone(), r);
+                }
+                Ok(_) => meta.report_unreadable(CERTIFICATES, &k, "key is not the record's id"),
+                Err(e) => meta.report_unreadable(CERTIFICATES, &k, e),
+            }
+        }
+        let now = now_ns();
+        let mut ops = Vec::new();
+        for (info, _) in ca.issued()? {
+            if !info.client_auth || info.is_ca || records.contains_key(&info.fingerprint) {
+                continue;
+            }
+            let r = CertRecord::new(&info, Made::Issued, Status::Active, now);
+            ops.push(r.put());
+            records.insert(r.id.clone(), r);
+        }
+        if !ops.is_empty() {
+            tracing::info!(
+                certificates = ops.len(),
+                "recorded certificates the fleet CA issued"
+            );
+            writer.submit(ops);
+        }
+        Ok(Certificates {
+            records: RwLock::new(records),
+            writer,
+            ca,
+            broker: OnceLock::new(),
+        })
+    }
+
+    /// The broker whose connections a revocation ends.
+    pub fn set_broker(&self, broker: Arc<Broker>) {
+        let _ = self.broker.set(broker);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, CertRecord>> {
+        self.records.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, CertRecord>> {
+        self.records.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the TLS handshake refuses the certificate: known and not ACTIVE. An unknown one
+    /// (its chain verified) is let through, to be recorded at CONNECT.
+    pub fn refuses(&self, fingerprint: &Fingerprint) -> Option<CertRefusal> {
+        let records = self.read();
+        let r = records.get(&fingerprint.to_string())?;
+        (!r.status.connects()).then_some(CertRefusal::Revoked)
+    }
+
+    /// A CONNECT with the certificate `cert`: its record, recorded now if it is new (ACTIVE:
+    /// its chain verified), `last_used_at` brought up to date. Refused when not ACTIVE (it
+    /// may have been revoked since the handshake). The writes are submitted, not waited for.
+    pub fn connected(&self, cert: &PeerCert<'_>) -> Result<CertRecord, Denied> {
+        let id = cert.fingerprint().to_string();
+        let now = now_ns();
+        let refused = |r: &CertRecord| Denied {
+            code: ReasonCode::NOT_AUTHORIZED,
+            why: match r.status {
+                Status::Revoked => "certificate revoked",
+                Status::Inactive => "certificate replaced by its renewal",
+                _ => "certificate not yet registered",
+            },
+            auth_failure: true,
+        };
+        if let Some(r) = self.read().get(&id) {
+            if !r.status.connects() {
+                return Err(refused(r));
+            }
+            if r.used(now).is_none() {
+                return Ok(r.clone());
+            }
+        }
+        // New, or its last use is due to be written: decided again under the write lock.
+        let mut records = self.write();
+        let next = match records.get(&id) {
+            Some(r) if !r.status.connects() => return Err(refused(r)),
+            Some(r) => match r.used(now) {
+                Some(n) => n,
+                None => return Ok(r.clone()),
+            },
+            None => {
+                let info = info_der(cert.der()).map_err(|e| {
+                    tracing::warn!(fingerprint = %id, error = %e, "client certificate not readable");
+                    Denied {
+                        code: ReasonCode::NOT_AUTHORIZED,
+                        why: "client certificate not readable",
+                        auth_failure: true,
+                    }
+                })?;
+                let r = self.first_seen(&info, now);
+                tracing::info!(
+                    fingerprint = %id,
+                    made = r.made.as_str(),
+                    device = r.device_id.as_deref().unwrap_or(""),
+                    "client certificate recorded"
+                );
+                r.used(now).unwrap_or(r)
+            }
+        };
+        self.writer.submit(vec![next.put()]);
+        records.insert(id, next.clone());
+        Ok(next)
+    }
+
+    /// The record of a certificate seen for the first time on a connection.
+    fn first_seen(&self, info: &CertInfo, now: i64) -> CertRecord {
+        let ours = self
+            .ca
+            .issued_dir()
+            .join(format!("{}.crt", info.fingerprint))
+            .exists();
+        let made = if ours { Made::Issued } else { Made::Seen };
+        CertRecord::new(info, made, Status::Active, now)
+    }
+
+    /// One certificate's record.
+    pub fn get(&self, id: &str) -> Option<CertRecord> {
+        self.read().get(&id.to_ascii_lowercase()).cloned()
+    }
+
+    /// The records `filter` selects, newest first (then by id).
+    pub fn list(&self, filter: &Filter) -> Vec<CertRecord> {
+        let mut out: Vec<CertRecord> = self
+            .read()
+            .values()
+            .filter(|r| {
+                filter
+                    .device
+                    .as_deref()
+                    .is_none_or(|d| r.device_id.as_deref() == Some(d))
+                    && filter.status.is_none_or(|s| r.status == s)
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Revokes a certificate: refused from now on, the revocation durable when this returns,
+    /// and every live connection using it ended (MQTT 5: DISCONNECT 0x98). Revoking a revoked
+    /// certificate changes nothing. Blocks until the commit.
+    pub fn revoke(&self, id: &str) -> Result<CertRecord, RegistryError> {
+        let id = id.to_ascii_lowercase();
+        let (rec, seq) = {
+            let mut records = self.write();
+            let Some(r) = records.get(&id) else {
+                return Err(RegistryError::not_found(format!("no certificate {id}")));
+            };
+            let next = r.revoke(now_ns());
+            let seq = match next != *r {
+                false => None,
+                true => Some(
+                    self.writer
+                        .submit(vec![next.put()])
+                        .ok_or_else(|| RegistryError::internal("the metadata store is closed"))?,
+                ),
+            };
+            records.insert(id.clone(), next.clone());
+            (next, seq)
+        };
+        if let Some(seq) = seq
+            && !self.writer.wait(Some(seq), COMMIT_TIMEOUT)
+        {
+            return Err(RegistryError::internal(
+                "the revocation was not committed in time",
+            ));
+        }
+        if let Some(b) = self.broker.get()
+            && let Some(fp) = parse_fingerprint(&id)
+        {
+            let n = b.disconnect_certificate(&fp, ReasonCode::ADMINISTRATIVE_ACTION);
+            tracing::info!(fingerprint = %id, connections = n, "certificate revoked");
+        }
+        Ok(rec)
+    }
+}
+
+/// 64 hex digits → a fingerprint.
+fn parse_fingerprint(hex: &str) -> Option<Fingerprint> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(Fingerprint(out))
+}
+
+/// The engine's credentials: the configured ones (passwords, anonymous access), with client
+/// certificates checked against and recorded in the certificate registry.
+#[derive(Debug)]
+pub struct EngineCredentials {
+    config: ConfigCredentials,
+    certs: Arc<Certificates>,
+}
+
+impl EngineCredentials {
+    pub fn new(config: ConfigCredentials, certs: Arc<Certificates>) -> EngineCredentials {
+        EngineCredentials { config, certs }
+    }
+}
+
+impl Credentials for EngineCredentials {
+    fn authenticate(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied> {
+        let Some(cert) = req.cert else {
+            return self.config.authenticate(req);
+        };
+        let rec = self.certs.connected(&cert)?;
+        if !rec.is_claim() {
+            return self.config.authenticate(req);
+        }
+        // A claim certificate is shared by a whole production run: the client id is the
+        // device's own, not the certificate's.
+        self.config.authenticate_shared_cert(req)
+    }
+
+    fn allows_anonymous(&self) -> bool {
+        self.config.allows_anonymous()
+    }
+
+    fn refuses_certificate(&self, fingerprint: &Fingerprint) -> Option<CertRefusal> {
+        self.certs.refuses(fingerprint)
+    }
+}
+
+#[cfg(test)]
+mod tests;
