@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use mast_protocol::ProtocolVersion;
@@ -95,6 +95,31 @@ pub struct Identity {
     pub client_id: Option<String>,
     pub username: Option<String>,
     pub cert: Option<CertIdentity>,
+    /// Topics it is confined to, instead of the topic rules (a claim certificate may only
+    /// provision, whatever the rules say); `None`: the topic rules decide.
+    pub confined: Option<Arc<Confined>>,
+}
+
+/// Topic filters a connection may publish to and subscribe within, and nothing else, whatever
+/// the topic rules say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confined {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl Confined {
+    /// May it publish to `topic`?
+    pub fn can_publish(&self, topic: &str) -> bool {
+        self.publish
+            .iter()
+            .any(|f| mast_protocol::topic::matches(f, topic))
+    }
+
+    /// May it subscribe to `filter` (without a `$share/group/` prefix)?
+    pub fn can_subscribe(&self, filter: &str) -> bool {
+        self.subscribe.iter().any(|p| crate::acl::covers(p, filter))
+    }
 }
 
 /// A refused CONNECT: the CONNACK reason code and why (for the log).
@@ -161,24 +186,30 @@ impl ConfigCredentials {
         }
     }
 
-    /// As [`Credentials::authenticate`], for a verified client certificate that does not name
-    /// its client: one a production run shares (a claim certificate). The client id is the
-    /// one sent; the certificate stands for a password.
-    pub fn authenticate_shared_cert(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied> {
-        self.identify(req, false)
+    /// As [`Credentials::authenticate`], for a connection whose verified client certificate
+    /// the caller looked up in a registry: it acts for `client_id` (the device the certificate
+    /// is registered to), or for whatever client id it sends (`None`: a certificate a
+    /// production run shares, a claim certificate). The certificate stands for a password.
+    pub fn authenticate_certified(
+        &self,
+        req: &ConnectRequest<'_>,
+        client_id: Option<&str>,
+    ) -> Result<Identity, Denied> {
+        self.identify(req, client_id, true)
     }
 
-    /// `names_client`: a certificate's CN is the client id.
-    fn identify(&self, req: &ConnectRequest<'_>, names_client: bool) -> Result<Identity, Denied> {
+    /// `cert_id`: the client id the certificate names; `certified`: a certificate stands for
+    /// a password.
+    fn identify(
+        &self,
+        req: &ConnectRequest<'_>,
+        cert_id: Option<&str>,
+        certified: bool,
+    ) -> Result<Identity, Denied> {
         let cert = req.cert.map(|c| CertIdentity {
             common_name: c.common_name(),
             fingerprint: c.fingerprint(),
         });
-        let cert_id = match names_client {
-            true => cert.as_ref().and_then(|c| c.common_name.as_deref()),
-            false => None,
-        };
-        let certified = cert_id.is_some() || (!names_client && cert.is_some());
         let client_id = if req.client_id.is_empty() {
             match cert_id {
                 // A certificate names its device: that is the client id.
@@ -212,6 +243,7 @@ impl ConfigCredentials {
             client_id,
             username: req.username.map(str::to_owned),
             cert,
+            confined: None,
         })
     }
 
@@ -259,7 +291,8 @@ impl ConfigCredentials {
 
 impl Credentials for ConfigCredentials {
     fn authenticate(&self, req: &ConnectRequest<'_>) -> Result<Identity, Denied> {
-        self.identify(req, true)
+        let cn = req.cert.and_then(|c| c.common_name());
+        self.identify(req, cn.as_deref(), cn.is_some())
     }
 
     fn allows_anonymous(&self) -> bool {

@@ -52,6 +52,16 @@ impl Broker {
         out
     }
 
+    /// The client certificate the connection `to` was established with, while it is connected.
+    pub fn certificate_of(&self, to: &crate::link::Requester) -> Option<Fingerprint> {
+        let s = lock(&self.sessions).get(&to.client_id).cloned()?;
+        let inner = s.lock();
+        if inner.owner != Some(to.conn) || inner.ended {
+            return None;
+        }
+        inner.cert
+    }
+
     /// Ends every live connection established with the certificate `fingerprint` (revoked):
     /// MQTT 5 clients get DISCONNECT with `reason`, 3.1.1 clients are closed. Their reactors
     /// act on it at once (woken here). Returns how many were told.

@@ -23,6 +23,8 @@ use crate::transport::Transport;
 pub(super) struct Client {
     pub(super) client_id: Arc<str>,
     pub(super) username: Option<String>,
+    /// Topics the connection is confined to (a claim certificate's), beside the ACL.
+    pub(super) confined: Option<Arc<crate::credentials::Confined>>,
     pub(super) session: Arc<Session>,
     pub(super) will: Option<(Arc<Message>, u32)>,
     pub(super) aliases_in: AliasesIn,

@@ -74,6 +74,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             }
         };
         let username = identity.username;
+        let confined = identity.confined;
         if let Some(cert) = &identity.cert {
             tracing::debug!(client_id = %client_id, fingerprint = %cert.fingerprint, "client certificate");
         }
@@ -96,7 +97,11 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         }
         let client_id: Arc<str> = Arc::from(client_id);
         let will = c.will.as_ref().and_then(|w| {
-            if !broker.acl.can_publish(&client_id, username.as_deref(), w.topic.as_str()) {
+            let allowed = match &confined {
+                Some(c) => c.can_publish(w.topic.as_str()),
+                None => broker.acl.can_publish(&client_id, username.as_deref(), w.topic.as_str()),
+            };
+            if !allowed {
                 tracing::warn!(client_id = %client_id, topic = w.topic.as_str(), "will topic not allowed; will dropped");
                 return None;
             }
@@ -161,6 +166,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         conn.client = Some(Client {
             client_id,
             username,
+            confined,
             session: attached.session,
             will,
             aliases_in: AliasesIn::new(cfg.topic_alias_maximum),

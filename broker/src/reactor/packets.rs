@@ -139,11 +139,14 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 return Flow::Close { normal: false };
             }
         };
-        let allowed = self.broker.acl.can_publish(
-            &client.client_id,
-            client.username.as_deref(),
-            topic.as_str(),
-        );
+        let allowed = match &client.confined {
+            Some(c) => c.can_publish(topic.as_str()),
+            None => self.broker.acl.can_publish(
+                &client.client_id,
+                client.username.as_deref(),
+                topic.as_str(),
+            ),
+        };
         if action == InAction::DuplicateQos2 {
             Self::ack_publish(
                 conn,
@@ -320,11 +323,14 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         for sub in &s.subscriptions {
             let raw = sub.filter.as_str();
             let allowed = match parse_filter(raw) {
-                Ok(spec) => self.broker.acl.can_subscribe(
-                    &client.client_id,
-                    client.username.as_deref(),
-                    spec.filter,
-                ),
+                Ok(spec) => match &client.confined {
+                    Some(c) => c.can_subscribe(spec.filter),
+                    None => self.broker.acl.can_subscribe(
+                        &client.client_id,
+                        client.username.as_deref(),
+                        spec.filter,
+                    ),
+                },
                 Err(_) => true,
             };
             let r = if allowed {
