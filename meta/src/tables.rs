@@ -55,8 +55,16 @@ pub const DEVICE_GROUPS: Table = Table::new("device_groups", "devices: device gr
 /// key: the SHA-256 fingerprint, 64 lower-case hex digits; value: a certificate record.
 pub const CERTIFICATES: Table = Table::new("certificates", "devices: certificate record");
 
+/// Fleet provisioning templates; key: the template name; value: a template record.
+pub const PROVISIONING_TEMPLATES: Table =
+    Table::new("provisioning_templates", "devices: provisioning template");
+
+/// Ownership tokens of certificates made by fleet provisioning and not yet registered; key:
+/// the SHA-256 of the token, 64 lower-case hex digits; value: a token record.
+pub const OWNERSHIP_TOKENS: Table = Table::new("ownership_tokens", "devices: ownership token");
+
 /// All of them.
-pub const ALL: [Table; 8] = [
+pub const ALL: [Table; 10] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -65,6 +73,8 @@ pub const ALL: [Table; 8] = [
     DEVICE_PROFILES,
     DEVICE_GROUPS,
     CERTIFICATES,
+    PROVISIONING_TEMPLATES,
+    OWNERSHIP_TOKENS,
 ];
 
 /// The table of this name, if there is one.

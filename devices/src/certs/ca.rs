@@ -269,6 +269,23 @@ impl Ca {
     }
 }
 
+/// The subject CN a CSR (PEM) asks for, if it has one; an error for text that is not a CSR
+/// with a valid signature.
+pub fn csr_common_name(csr_pem: &str) -> Result<Option<String>, CaError> {
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| CaError(format!("invalid CSR: {e}")))?;
+    Ok(csr
+        .params
+        .distinguished_name
+        .get(&DnType::CommonName)
+        .and_then(|v| match v {
+            rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_owned()),
+            rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+            rcgen::DnValue::Ia5String(s) => Some(s.as_str().to_owned()),
+            _ => None,
+        }))
+}
+
 /// The DER of the first PEM block labelled `label`.
 fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, CaError> {
     let blocks = pem::parse_many(text).map_err(|e| CaError(format!("reading PEM: {e}")))?;

@@ -1,7 +1,8 @@
-//! Certificates, sans IO: the fleet CA (issuing and reading certificates) and the registry of
-//! certificates with its status rules. Fleet provisioning follows (docs/plans/issue-15.md).
+//! Certificates, sans IO: the fleet CA (issuing and reading certificates), the registry of
+//! certificates with its status rules, and fleet provisioning by claim (docs/plans/issue-15.md).
 
 pub mod ca;
+pub mod provision;
 pub mod registry;
 
 /// The longest provisioning template name (AWS's limit).
