@@ -4,9 +4,12 @@
 //! - `GET /api/v1/certificates/{id}`: one, by its SHA-256 fingerprint (64 hex digits).
 //! - `POST /api/v1/certificates/{id}/revoke`: refused from then on, live connections with it
 //!   ended; answered once the revocation is durable.
+//! - `GET /api/v1/provisioning/templates`, `GET/PUT/DELETE /api/v1/provisioning/templates/{name}`:
+//!   fleet provisioning templates (those of the config file are shown, not changed).
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +20,9 @@ use serde_json::{Value, json};
 use crate::api_error::ApiError;
 use crate::certs::{Certificates, Filter};
 use crate::http::{Api, json_response};
+use crate::provisioning::{Origin, Templates};
 use crate::registry::rfc3339;
+use mast_devices::certs::provision::Template;
 
 /// A record as the API shows it (times RFC 3339).
 pub(crate) fn record_json(r: &CertRecord) -> Value {
@@ -116,6 +121,104 @@ pub(crate) async fn revoke(State(api): State<Arc<Api>>, Path(id): Path<String>) 
             Err(e) => return Err(ApiError::internal(format!("revocation failed: {e}"))),
         };
         Ok(json_response(StatusCode::OK, record_json(&rec).to_string()))
+    }
+    .await;
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+fn templates(api: &Api) -> Result<Arc<Templates>, ApiError> {
+    api.templates.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "fleet provisioning is not running",
+        )
+    })
+}
+
+fn template_json(name: &str, t: &Template, origin: Origin) -> Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    v["name"] = Value::from(name);
+    v["origin"] = Value::from(origin.as_str());
+    v["updated_at"] = match origin {
+        Origin::Api => Value::from(rfc3339(t.updated_at)),
+        Origin::Config => Value::Null,
+    };
+    v
+}
+
+pub(crate) async fn list_templates(State(api): State<Arc<Api>>) -> Response {
+    let r = (|| {
+        let list: Vec<Value> = templates(&api)?
+            .list()
+            .iter()
+            .map(|(n, t, o)| template_json(n, t, *o))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "templates": list }).to_string(),
+        ))
+    })();
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn get_template(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+) -> Response {
+    let r = (|| {
+        let (t, o) = templates(&api)?
+            .get(&name)
+            .ok_or_else(|| ApiError::not_found(format!("no provisioning template {name:?}")))?;
+        Ok(json_response(
+            StatusCode::OK,
+            template_json(&name, &t, o).to_string(),
+        ))
+    })();
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn put_template(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        let t = Template::parse(&body)?;
+        let ts = templates(&api)?;
+        let n = name.clone();
+        let created = match tokio::task::spawn_blocking(move || ts.put(&n, t)).await {
+            Ok(r) => r?,
+            Err(e) => return Err(ApiError::internal(format!("storing the template: {e}"))),
+        };
+        let (t, o) = templates(&api)?
+            .get(&name)
+            .ok_or_else(|| ApiError::internal("the template vanished"))?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(
+            status,
+            template_json(&name, &t, o).to_string(),
+        ))
+    }
+    .await;
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn delete_template(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+) -> Response {
+    let r = async {
+        let ts = templates(&api)?;
+        match tokio::task::spawn_blocking(move || ts.delete(&name)).await {
+            Ok(r) => r?,
+            Err(e) => return Err(ApiError::internal(format!("removing the template: {e}"))),
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
     r.unwrap_or_else(|e: ApiError| e.into_response())

@@ -18,15 +18,16 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use mast_broker::credentials::{
-    CertRefusal, ConfigCredentials, ConnectRequest, Credentials, Denied, Fingerprint, Identity,
-    PeerCert,
+    CertRefusal, ConfigCredentials, Confined, ConnectRequest, Credentials, Denied, Fingerprint,
+    Identity, PeerCert,
 };
 use mast_broker::message::now_ns;
 use mast_devices::certs::ca::{CertInfo, info_der};
+use mast_devices::certs::provision::claim_topics;
 use mast_devices::certs::registry::{CertRecord, Made, Status};
 use mast_devices::profile::RegistryError;
 use mast_meta::tables::CERTIFICATES;
-use mast_meta::{MetaStore, Writer};
+use mast_meta::{MetaStore, Op, Seq, Writer};
 use mast_protocol::reason::ReasonCode;
 
 use crate::ca::CaDir;
@@ -137,6 +138,7 @@ impl Certificates {
         }
         // New, or its last use is due to be written: decided again under the write lock.
         let mut records = self.write();
+        let first_use = records.get(&id).is_none_or(|r| r.last_used_at.is_none());
         let next = match records.get(&id) {
             Some(r) if !r.status.connects() => return Err(refused(r)),
             Some(r) => match r.used(now) {
@@ -162,7 +164,20 @@ impl Certificates {
                 r.used(now).unwrap_or(r)
             }
         };
-        self.writer.submit(vec![next.put()]);
+        let mut ops = vec![next.put()];
+        // A renewal's first use retires the certificate it renews.
+        if first_use
+            && let Some(old) = next.replaces.as_deref()
+            && let Some(o) = records.get(old)
+        {
+            let retired = o.replaced(&next.id);
+            if retired != *o {
+                tracing::info!(fingerprint = %old, by = %next.id, "certificate replaced by its renewal");
+                ops.push(retired.put());
+                records.insert(old.to_owned(), retired);
+            }
+        }
+        self.writer.submit(ops);
         records.insert(id, next.clone());
         Ok(next)
     }
@@ -240,6 +255,71 @@ impl Certificates {
     }
 }
 
+impl Certificates {
+    fn submit(&self, ops: Vec<Op>) -> Result<Seq, RegistryError> {
+        self.writer
+            .submit(ops)
+            .ok_or_else(|| RegistryError::internal("the metadata store is closed"))
+    }
+
+    /// Records a certificate fleet provisioning made (PENDING_ACTIVATION, or ACTIVE for a
+    /// renewal), with `extra` writes in the same commit; the commit to wait for.
+    pub fn add(&self, rec: CertRecord, mut extra: Vec<Op>) -> Result<Seq, RegistryError> {
+        let mut records = self.write();
+        if records.contains_key(&rec.id) {
+            return Err(RegistryError::conflict(format!(
+                "certificate {} exists",
+                rec.id
+            )));
+        }
+        extra.insert(0, rec.put());
+        let seq = self.submit(extra)?;
+        records.insert(rec.id.clone(), rec);
+        Ok(seq)
+    }
+
+    /// Registers the pending certificate `id` to `device` (ACTIVE), with `extra` writes in the
+    /// same commit; the commit to wait for.
+    pub fn activate(
+        &self,
+        id: &str,
+        device: &str,
+        mut extra: Vec<Op>,
+    ) -> Result<Seq, RegistryError> {
+        let mut records = self.write();
+        let r = records
+            .get(id)
+            .ok_or_else(|| RegistryError::not_found(format!("no certificate {id}")))?;
+        let next = r.activate(device)?;
+        extra.insert(0, next.put());
+        let seq = self.submit(extra)?;
+        records.insert(id.to_owned(), next);
+        Ok(seq)
+    }
+
+    /// Removes the certificate `id` if it is still PENDING_ACTIVATION (never registered), with
+    /// `extra` writes in the same commit. Whether it was removed.
+    pub fn remove_pending(&self, id: &str, mut extra: Vec<Op>) -> bool {
+        let mut records = self.write();
+        let pending = records
+            .get(id)
+            .is_some_and(|r| r.status == Status::PendingActivation);
+        if pending {
+            extra.push(Op::Del {
+                table: CERTIFICATES,
+                key: id.as_bytes().to_vec(),
+            });
+        }
+        if self.writer.submit(extra).is_none() && pending {
+            return false;
+        }
+        if pending {
+            records.remove(id);
+        }
+        pending
+    }
+}
+
 /// 64 hex digits → a fingerprint.
 fn parse_fingerprint(hex: &str) -> Option<Fingerprint> {
     if hex.len() != 64 {
@@ -272,12 +352,21 @@ impl Credentials for EngineCredentials {
             return self.config.authenticate(req);
         };
         let rec = self.certs.connected(&cert)?;
-        if !rec.is_claim() {
-            return self.config.authenticate(req);
-        }
+        let Some(template) = &rec.template else {
+            // Registered to its device (by the CN for one Mast issued or saw; by RegisterThing
+            // for one made by provisioning). One that names no device is no credential: the
+            // CONNECT's password decides.
+            return match rec.device_id.as_deref() {
+                Some(device) => self.config.authenticate_certified(req, Some(device)),
+                None => self.config.authenticate(req),
+            };
+        };
         // A claim certificate is shared by a whole production run: the client id is the
-        // device's own, not the certificate's.
-        self.config.authenticate_shared_cert(req)
+        // device's own, and it may only provision.
+        let mut id = self.config.authenticate_certified(req, None)?;
+        let (publish, subscribe) = claim_topics(template);
+        id.confined = Some(Arc::new(Confined { publish, subscribe }));
+        Ok(id)
     }
 
     fn allows_anonymous(&self) -> bool {

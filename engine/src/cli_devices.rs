@@ -91,7 +91,7 @@ impl Remote {
 }
 
 /// Status and (de-chunked) body of a raw HTTP/1.1 response.
-fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+pub(crate) fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

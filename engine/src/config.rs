@@ -20,6 +20,7 @@
 mod ingest;
 mod layers;
 mod mqtt;
+mod provisioning;
 mod query;
 mod storage;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use ingest::{IngestConfig, TableIngest};
 pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
 pub use mast_broker::config::{AclRule, MqttConfig, SlowSubscriber, TlsConfig, UserConfig};
+pub use provisioning::ProvisioningConfig;
 pub use query::QueryConfig;
 pub use storage::{FsyncMode, StorageConfig};
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Telemetry decoding (which JSON keys are tags).
     pub ingest: IngestConfig,
+    /// Fleet provisioning by claim.
+    pub provisioning: ProvisioningConfig,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             query: QueryConfig::default(),
             ingest: IngestConfig::default(),
+            provisioning: ProvisioningConfig::default(),
         }
     }
 }
@@ -153,6 +158,7 @@ impl Config {
         self.query.check()?;
         self.http.check()?;
         self.ingest.check()?;
+        self.provisioning.check()?;
         if !self.http.listen.ip().is_loopback()
             && self.http.tokens.is_empty()
             && self.http.read_tokens.is_empty()
@@ -219,6 +225,22 @@ impl Config {
             "readings".into(),
             TableIngest {
                 tag_keys: vec![String::new()],
+            },
+        );
+        sample.provisioning.templates.insert(
+            "factory".into(),
+            mast_devices::certs::provision::Template {
+                device_id: String::new(),
+                description: Some(String::new()),
+                device_type: Some(String::new()),
+                tags: Default::default(),
+                groups: vec![String::new()],
+                desired: None,
+                device_configuration: Default::default(),
+                hook_url: Some(String::new()),
+                enabled: true,
+                certificate_days: Some(1),
+                updated_at: 0,
             },
         );
         match toml::Value::try_from(&sample)? {
@@ -438,6 +460,31 @@ mod tests {
         // Port 0 (any free port) never clashes.
         Config::parse("[mqtt]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"")
             .unwrap();
+    }
+
+    #[test]
+    fn provisioning_templates_in_the_file_are_checked() {
+        let cfg = Config::parse(
+            "[provisioning]\ncertificate_days = 30\n\
+             [provisioning.templates.factory]\ndevice_id = \"sensor-{SerialNumber}\"\n\
+             tags = { site = \"{Site}\" }\ndesired = { interval = 60 }\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.provisioning.certificate_days, 30);
+        let t = &cfg.provisioning.templates["factory"];
+        assert_eq!(t.device_id, "sensor-{SerialNumber}");
+        assert!(t.enabled);
+        assert_eq!(t.tags["site"], "{Site}");
+        let e = |text: &str| Config::parse(text).unwrap_err().to_string();
+        assert!(
+            e("[provisioning.templates.\"a b\"]\ndevice_id = \"x\"").contains("template name"),
+            "a name AWS would refuse"
+        );
+        assert!(e("[provisioning.templates.f]\ndevice_id = \"x-{\"").contains("without"));
+        assert_eq!(
+            e("[provisioning]\ntoken_lifetime_secs = 0"),
+            "config: provisioning.token_lifetime_secs must be at least 1"
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Api {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// The certificate registry, for `/api/v1/certificates`.
     pub certs: Option<Arc<crate::certs::Certificates>>,
+    /// Fleet provisioning templates, for `/api/v1/provisioning/templates`.
+    pub templates: Option<Arc<crate::provisioning::Templates>>,
     tokens: Vec<String>,
     read_tokens: Vec<String>,
     max_body: usize,
@@ -77,6 +79,7 @@ impl Api {
             shadows: None,
             registry: None,
             certs: None,
+            templates: None,
             tokens: cfg.tokens.clone(),
             read_tokens: cfg.read_tokens.clone(),
             max_body: cfg.max_body_bytes,
@@ -198,6 +201,16 @@ fn router(api: Arc<Api>) -> Router {
         .route(
             "/api/v1/certificates/{id}/revoke",
             post(crate::api_certs::revoke),
+        )
+        .route(
+            "/api/v1/provisioning/templates",
+            get(crate::api_certs::list_templates),
+        )
+        .route(
+            "/api/v1/provisioning/templates/{name}",
+            get(crate::api_certs::get_template)
+                .put(crate::api_certs::put_template)
+                .delete(crate::api_certs::delete_template),
         )
         .route(
             "/api/v1/devices/{id}/shadow",

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mqtt;
 pub(crate) mod presence;
 pub mod priority;
+pub mod provisioning;
 pub mod registry;
 pub mod shadow_acks;
 pub mod shadows;

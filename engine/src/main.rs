@@ -494,6 +494,37 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// The fleet provisioning service and its templates.
+fn start_provisioning(
+    cfg: &Config,
+    mqtt: &MqttServer,
+    meta: &Arc<mast_meta::MetaStore>,
+    registry: &Arc<mast_engine::registry::Registry>,
+) -> anyhow::Result<(
+    mast_engine::provisioning::Provisioning,
+    Arc<mast_engine::provisioning::Templates>,
+)> {
+    use mast_engine::provisioning::{Parts, Provisioning, Templates};
+    let templates = Arc::new(Templates::load(
+        meta,
+        Arc::clone(mqtt.meta_writer()),
+        &cfg.provisioning,
+    )?);
+    let service = Provisioning::start(Parts {
+        broker: Arc::clone(mqtt.broker()),
+        meta: Arc::clone(meta),
+        writer: Arc::clone(mqtt.meta_writer()),
+        certs: Arc::clone(mqtt.certificates()),
+        registry: Arc::clone(registry),
+        shadows: mqtt.shadows(),
+        templates: Arc::clone(&templates),
+        ca: mast_engine::ca::CaDir::new(&cfg.data_dir),
+        certificate_days: cfg.provisioning.certificate_days,
+        token_lifetime: Duration::from_secs(cfg.provisioning.token_lifetime_secs.into()),
+    })?;
+    Ok((service, templates))
+}
+
 fn serve(cfg: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -530,15 +561,25 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         Arc::clone(mqtt.ingest_counters()),
         Arc::clone(&store),
     );
-    api.shadows = Some(mqtt.shadows());
-    api.certs = Some(Arc::clone(mqtt.certificates()));
-    api.registry = Some(Arc::new(mast_engine::registry::Registry::new(
+    let registry = Arc::new(mast_engine::registry::Registry::new(
         Arc::clone(&meta),
         Some(Arc::clone(mqtt.meta_writer())),
-    )));
+    ));
+    let provisioning = match start_provisioning(&cfg, &mqtt, &meta, &registry) {
+        Ok(p) => p,
+        Err(e) => {
+            mqtt.shutdown();
+            return Err(e);
+        }
+    };
+    api.shadows = Some(mqtt.shadows());
+    api.certs = Some(Arc::clone(mqtt.certificates()));
+    api.templates = Some(Arc::clone(&provisioning.1));
+    api.registry = Some(registry);
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {
+            provisioning.0.shutdown();
             mqtt.shutdown();
             return Err(e);
         }
@@ -555,6 +596,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     http.shutdown();
+    provisioning.0.shutdown();
     mqtt.shutdown();
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),

@@ -16,7 +16,7 @@ use mast_devices::profile::{DeviceProfile, Group, RegistryError, firmware_versio
 use mast_devices::registry::DeviceRecord;
 use mast_devices::shadow::{Shadow, topic};
 use mast_meta::tables::{DEVICE_GROUPS, DEVICE_PROFILES, DEVICES, SHADOWS};
-use mast_meta::{MetaError, MetaStore, Op, Table, Writer};
+use mast_meta::{MetaError, MetaStore, Op, Seq, Table, Writer};
 use serde_json::{Value, json};
 
 /// How long a write waits for its commit before answering 500.
@@ -341,6 +341,19 @@ impl Registry {
         &self,
         decide: impl FnOnce(&Registry) -> Result<(Vec<Op>, T), RegistryError>,
     ) -> Result<T, RegistryError> {
+        let Some(writer) = self.writer.clone() else {
+            return Err(RegistryError::internal("the registry is read-only here"));
+        };
+        self.change_via(decide, |ops| Ok(writer.submit(ops)))
+    }
+
+    /// As [`Registry::change`], with the writes submitted by `submit` (another service that
+    /// adds its own to the same commit); it returns the commit to wait for.
+    pub fn change_via<T>(
+        &self,
+        decide: impl FnOnce(&Registry) -> Result<(Vec<Op>, T), RegistryError>,
+        submit: impl FnOnce(Vec<Op>) -> Result<Option<Seq>, RegistryError>,
+    ) -> Result<T, RegistryError> {
         let Some(writer) = &self.writer else {
             return Err(RegistryError::internal("the registry is read-only here"));
         };
@@ -349,7 +362,7 @@ impl Registry {
         if ops.is_empty() {
             return Ok(answer);
         }
-        let seq = writer.submit(ops);
+        let seq = submit(ops)?;
         if seq.is_none() || !writer.wait(seq, COMMIT_TIMEOUT) {
             return Err(RegistryError::internal(
                 "the change was not committed (the metadata store is stopping or failing)",

@@ -1,0 +1,358 @@
+"""Fleet provisioning by claim with the real AWS IoT Device SDK for Python v2 (PyPI `awsiotsdk`,
+its V2 `iotidentity` client) as the device, against `mast serve` with its own fleet CA: a claim
+certificate from `mast ca claim` → CreateCertificateFromCsr (or CreateKeysAndCertificate) →
+RegisterThing with a template → reconnect with the new certificate → telemetry and the shadow.
+MQTT 3.1.1 (`mqtt_connection_builder`) and 5 (`mqtt5_client_builder`), SNI `localhost`, the SDK's
+metrics in the user name."""
+
+import json
+import threading
+import time
+
+import pytest
+from awscrt import mqtt_request_response
+from awscrt.mqtt import QoS
+from awsiot import V2ServiceException, iotidentity, iotshadow
+from awsiot import mqtt5_client_builder, mqtt_connection_builder
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from paho.mqtt.client import MQTTv5, MQTTv311
+
+from conftest import MastServer
+from mqttc import Peer
+from sqlc import Sql
+from test_fleet_ca import mast_ca
+
+TIMEOUT = 20
+NOT_AUTHORIZED = 0x87
+
+TEMPLATE = {
+    "device_id": "sensor-{SerialNumber}",
+    "device_type": "sensor",
+    "tags": {"site": "{Site}", "claimed_by": "{ClientId}"},
+    "groups": ["factory-a"],
+    "desired": {"interval": 30},
+    "device_configuration": {"telemetry_topic": "devices/{ThingName}/telemetry"},
+}
+
+
+@pytest.fixture
+def fleet(tmp_path, password_hash):
+    """A server with a fleet CA and its server certificate from `mast ca`, no topic rules but
+    users (so nothing is anonymous), a claim certificate for template `factory`, and the
+    template stored over REST."""
+    made = []
+
+    def start(env=None, template=TEMPLATE):
+        s = MastServer(tmp_path / "mast", tls=None)
+        mast_ca(s.data_dir, "init", "--name", "Provisioning fleet")
+        mast_ca(s.data_dir, "server", "--dns", "localhost", "--ip", "127.0.0.1", "--out", str(tmp_path / "tls"))
+        mast_ca(s.data_dir, "claim", "--template", "factory", "--out", str(tmp_path / "claim"))
+        s = MastServer(tmp_path / "mast", users={"ops": password_hash("ops-pw")},
+                       tls={"cert": tmp_path / "tls" / "server.crt", "key": tmp_path / "tls" / "server.key"},
+                       env=env)
+        made.append(s)
+        s.start()
+        s.ca = s.data_dir / "ca" / "ca.crt"
+        s.claim = (tmp_path / "claim" / "claim-factory.crt", tmp_path / "claim" / "claim-factory.key")
+        s.api = Sql(s.http_port)
+        if template is not None:
+            r = s.api.request("PUT", "/api/v1/provisioning/templates/factory", body=json.dumps(template))
+            assert r.status == 201, r.body
+        return s
+
+    yield start
+    for s in made:
+        s.kill()
+
+
+class Device:
+    """One SDK connection (3.1.1 or 5) with V2 identity and shadow clients."""
+
+    def __init__(self, version, server, cert, key, client_id):
+        common = dict(endpoint="localhost", port=server.tls_port, cert_filepath=str(cert),
+                      pri_key_filepath=str(key), ca_filepath=str(server.ca), client_id=client_id)
+        self.version = version
+        if version == "v311":
+            self.conn = mqtt_connection_builder.mtls_from_path(clean_session=True, keep_alive_secs=30, **common)
+            self.conn.connect().result(TIMEOUT)
+        else:
+            up = threading.Event()
+            self.conn = mqtt5_client_builder.mtls_from_path(
+                on_lifecycle_connection_success=lambda _e: up.set(), **common)
+            self.conn.start()
+            assert up.wait(TIMEOUT), "MQTT 5 connection"
+        options = mqtt_request_response.ClientOptions(
+            max_request_response_subscriptions=2, max_streaming_subscriptions=2,
+            operation_timeout_in_seconds=TIMEOUT)
+        self.identity = iotidentity.IotIdentityClientV2(self.conn, options)
+        self.shadow = iotshadow.IotShadowClientV2(self.conn, options)
+
+    def publish(self, topic, payload):
+        if self.version == "v311":
+            fut, _ = self.conn.publish(topic, payload, QoS.AT_LEAST_ONCE)
+            fut.result(TIMEOUT)
+        else:
+            from awscrt import mqtt5
+            self.conn.publish(mqtt5.PublishPacket(topic=topic, payload=payload,
+                                                  qos=mqtt5.QoS.AT_LEAST_ONCE)).result(TIMEOUT)
+
+    def close(self):
+        if self.version == "v311":
+            self.conn.disconnect().result(TIMEOUT)
+        else:
+            self.conn.stop()
+
+
+def csr_pem(cn="ignored-by-mast"):
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+           .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def refused(future):
+    with pytest.raises(V2ServiceException) as e:
+        future.result(TIMEOUT)
+    assert e.value.modeled_error is not None, e.value.message
+    return e.value.modeled_error
+
+
+def write(tmp_path, name, cert_pem, key_pem):
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert.write_text(cert_pem)
+    key.write_text(key_pem)
+    key.chmod(0o600)
+    return cert, key
+
+
+@pytest.mark.parametrize("version", ["v311", "v5"])
+@pytest.mark.parametrize("flow", ["csr", "keys"])
+def test_the_aws_sdk_provisions_a_device_that_then_publishes_and_syncs_its_shadow(fleet, tmp_path, version, flow):
+    s = fleet()
+    serial = f"{flow}-{version}"
+    claim = Device(version, s, *s.claim, client_id=f"boot-{serial}")
+    try:
+        if flow == "csr":
+            csr, key_pem = csr_pem()
+            created = claim.identity.create_certificate_from_csr(
+                iotidentity.CreateCertificateFromCsrRequest(certificate_signing_request=csr)).result(TIMEOUT)
+        else:
+            created = claim.identity.create_keys_and_certificate(
+                iotidentity.CreateKeysAndCertificateRequest()).result(TIMEOUT)
+            key_pem = created.private_key
+            assert key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+        assert len(created.certificate_id) == 64 and created.certificate_ownership_token
+        cert = x509.load_pem_x509_certificate(created.certificate_pem.encode())
+        assert cert.fingerprint(hashes.SHA256()).hex() == created.certificate_id
+        assert cert.issuer.rfc4514_string() == "CN=Provisioning fleet"
+        days = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
+        assert 364 <= days <= 366, "short-lived by default: a year"
+        rows = s.api.query(f"SELECT status, made, device_id FROM iot.certificates WHERE id = '{created.certificate_id}'")
+        assert rows == [{"status": "PENDING_ACTIVATION", "made": flow if flow == "csr" else "create", "device_id": None}]
+
+        registered = claim.identity.register_thing(iotidentity.RegisterThingRequest(
+            template_name="factory", certificate_ownership_token=created.certificate_ownership_token,
+            parameters={"SerialNumber": serial, "Site": "north"})).result(TIMEOUT)
+        thing = f"sensor-{serial}"
+        assert registered.thing_name == thing
+        assert registered.device_configuration == {"telemetry_topic": f"devices/{thing}/telemetry"}
+
+        # One use.
+        again = refused(claim.identity.register_thing(iotidentity.RegisterThingRequest(
+            template_name="factory", certificate_ownership_token=created.certificate_ownership_token,
+            parameters={"SerialNumber": serial, "Site": "north"})))
+        assert (again.status_code, again.error_code) == (400, "InvalidCertificateOwnershipToken")
+    finally:
+        claim.close()
+
+    # The device reconnects with its own certificate, as its thing name.
+    cert_path, key_path = write(tmp_path, thing, created.certificate_pem, key_pem)
+    dev = Device(version, s, cert_path, key_path, client_id=thing)
+    try:
+        got = dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)).result(TIMEOUT)
+        assert got.state.desired == {"interval": 30}, "the template's initial desired state"
+        r = dev.shadow.update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"interval": 30, "fw": "1.0"}))).result(TIMEOUT)
+        assert r.state.reported == {"interval": 30, "fw": "1.0"}
+        dev.publish(f"devices/{thing}/telemetry", json.dumps({"temp": 22.5}))
+    finally:
+        dev.close()
+
+    rows = s.api.query(f"SELECT device_id, temp FROM telemetry WHERE device_id = '{thing}'")
+    assert rows == [{"device_id": thing, "temp": 22.5}]
+    d = s.api.request("GET", f"/api/v1/devices/{thing}").json()
+    assert (d["device_type"], d["tags"], d["groups"]) == (
+        "sensor", {"site": "north", "claimed_by": f"boot-{serial}"}, ["factory-a"])
+    members = s.api.request("GET", "/api/v1/devices?group=factory-a").json()["devices"]
+    assert [m["device_id"] for m in members] == [thing]
+    assert s.api.request("GET", "/api/v1/groups/factory-a").json()["description"] == "made by provisioning template factory"
+    rows = s.api.query(f"SELECT status, device_id, last_used_at IS NOT NULL AS used FROM iot.certificates WHERE id = '{created.certificate_id}'")
+    assert rows == [{"status": "ACTIVE", "device_id": thing, "used": True}]
+
+
+def test_a_claim_certificate_may_only_provision(fleet):
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    p = Peer(s.tls_port, MQTTv5, "claimer-1", host="localhost", tls=tls)
+    p.connect()
+    try:
+        assert p.publish("devices/claimer-1/telemetry", b'{"temp": 1}', qos=1) == NOT_AUTHORIZED
+        assert p.publish("$aws/things/claimer-1/shadow/update", b'{"state": {}}', qos=1) == NOT_AUTHORIZED
+        # A forged reply to other provisioning devices.
+        assert p.publish("$aws/certificates/create/json/accepted", b"{}", qos=1) == NOT_AUTHORIZED
+        assert p.subscribe("#") == [NOT_AUTHORIZED]
+        assert p.subscribe("$aws/provisioning-templates/other/provision/json/accepted") == [NOT_AUTHORIZED]
+        assert p.subscribe("$aws/certificates/create/json/accepted") == [1]
+    finally:
+        p.disconnect()
+
+
+def test_a_provisioning_reply_reaches_only_the_device_that_asked(fleet):
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    a = Peer(s.tls_port, MQTTv311, "claimer-a", host="localhost", tls=tls)
+    b = Peer(s.tls_port, MQTTv311, "claimer-b", host="localhost", tls=tls)
+    a.connect()
+    b.connect()
+    try:
+        for p in (a, b):
+            assert p.subscribe("$aws/certificates/create/json/+") == [1]
+        assert a.publish("$aws/certificates/create/json", b"{}", qos=1) == 0
+        (m,) = a.expect(1)
+        assert m.topic == "$aws/certificates/create/json/accepted"
+        body = json.loads(m.payload)
+        assert set(body) == {"certificateId", "certificatePem", "privateKey", "certificateOwnershipToken"}
+        assert b.drain(1.0) == [], "the other device saw someone else's key"
+    finally:
+        a.disconnect()
+        b.disconnect()
+
+
+def test_refusals_carry_aws_error_documents(fleet):
+    s = fleet(env={"MAST_PROVISIONING_TOKEN_LIFETIME_SECS": "2"})
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    p = Peer(s.tls_port, MQTTv5, "claimer-r", host="localhost", tls=tls)
+    p.connect()
+
+    def ask(topic, payload):
+        p.publish(topic, payload, qos=1)
+        (m,) = p.expect(1)
+        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+
+    try:
+        assert p.subscribe("$aws/certificates/create-from-csr/json/+") == [1]
+        assert p.subscribe("$aws/certificates/create/json/+") == [1]
+        assert p.subscribe("$aws/provisioning-templates/factory/provision/json/+") == [1]
+        kind, doc = ask("$aws/certificates/create-from-csr/json", b'{"certificateSigningRequest": "not a CSR"}')
+        assert (kind, doc["statusCode"], doc["errorCode"]) == ("rejected", 400, "InvalidCsr"), doc
+        kind, doc = ask("$aws/certificates/create/json", b"[1, 2]")
+        assert (kind, doc["errorCode"]) == ("rejected", "InvalidPayload")
+        kind, doc = ask("$aws/provisioning-templates/factory/provision/json", b"{}")
+        assert (kind, doc) == ("rejected", {"statusCode": 400, "errorCode": "InvalidCertificateOwnershipToken",
+                                            "errorMessage": "Certificate ownership token cannot be empty."})
+        kind, doc = ask("$aws/provisioning-templates/factory/provision/json",
+                        b'{"certificateOwnershipToken": "made-up"}')
+        assert (kind, doc["errorCode"]) == ("rejected", "InvalidCertificateOwnershipToken")
+
+        # A parameter the template needs and nobody gave.
+        kind, created = ask("$aws/certificates/create/json", b"")
+        assert kind == "accepted"
+        kind, doc = ask("$aws/provisioning-templates/factory/provision/json",
+                        json.dumps({"certificateOwnershipToken": created["certificateOwnershipToken"],
+                                    "parameters": {"SerialNumber": "9"}}).encode())
+        assert (kind, doc["statusCode"], doc["errorCode"]) == ("rejected", 400, "InvalidParameters")
+        assert "Site" in doc["errorMessage"]
+
+        # An expired token is refused, and the certificate it would have registered is gone.
+        time.sleep(2.5)
+        kind, doc = ask("$aws/provisioning-templates/factory/provision/json",
+                        json.dumps({"certificateOwnershipToken": created["certificateOwnershipToken"],
+                                    "parameters": {"SerialNumber": "9", "Site": "x"}}).encode())
+        assert (kind, doc["errorCode"]) == ("rejected", "InvalidCertificateOwnershipToken"), doc
+        deadline = time.monotonic() + 5
+        while s.api.query(f"SELECT id FROM iot.certificates WHERE id = '{created['certificateId']}'"):
+            assert time.monotonic() < deadline, "a never-registered certificate outlived its token"
+            time.sleep(0.2)
+    finally:
+        p.disconnect()
+
+    # A template that does not exist, or is disabled: 404.
+    r = s.api.request("PUT", "/api/v1/provisioning/templates/factory",
+                      body=json.dumps({**TEMPLATE, "enabled": False}))
+    assert r.status == 200
+    p = Peer(s.tls_port, MQTTv5, "claimer-s", host="localhost", tls=tls)
+    p.connect()
+    try:
+        assert p.subscribe("$aws/certificates/create/json/+") == [1]
+        assert p.subscribe("$aws/provisioning-templates/factory/provision/json/+") == [1]
+        kind, created = ask("$aws/certificates/create/json", b"{}")
+        kind, doc = ask("$aws/provisioning-templates/factory/provision/json",
+                        json.dumps({"certificateOwnershipToken": created["certificateOwnershipToken"]}).encode())
+        assert (kind, doc["statusCode"], doc["errorCode"]) == ("rejected", 404, "ResourceNotFound")
+    finally:
+        p.disconnect()
+
+
+def test_templates_over_rest(fleet):
+    s = fleet(template=None)
+    api = s.api
+    assert api.request("GET", "/api/v1/provisioning/templates").json() == {"templates": []}
+    assert api.request("GET", "/api/v1/provisioning/templates/factory").status == 404
+    r = api.request("PUT", "/api/v1/provisioning/templates/factory", body=json.dumps(TEMPLATE))
+    assert r.status == 201
+    t = r.json()
+    assert t["name"] == "factory" and t["origin"] == "api" and t["enabled"] is True
+    assert t["device_id"] == TEMPLATE["device_id"] and t["updated_at"].endswith("Z")
+    assert api.request("PUT", "/api/v1/provisioning/templates/factory", body=json.dumps(TEMPLATE)).status == 200
+    assert [x["name"] for x in api.request("GET", "/api/v1/provisioning/templates").json()["templates"]] == ["factory"]
+    for name, body in [("bad/name", TEMPLATE), ("x" * 37, TEMPLATE), ("ok", {"device_id": "a-{"}),
+                       ("ok", {"device_id": "x", "hook_url": "https://h"}), ("ok", {"nope": 1})]:
+        r = api.request("PUT", f"/api/v1/provisioning/templates/{name}", body=json.dumps(body))
+        assert r.status in (400, 404), (name, body, r.status)
+    s.restart(hard=True)
+    assert api.request("GET", "/api/v1/provisioning/templates/factory").json()["device_id"] == TEMPLATE["device_id"]
+    assert api.request("DELETE", "/api/v1/provisioning/templates/factory").status == 204
+    assert api.request("DELETE", "/api/v1/provisioning/templates/factory").status == 404
+
+
+def test_kill_9_during_provisioning_leaves_no_unknown_certificate(fleet, tmp_path):
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    p = Peer(s.tls_port, MQTTv311, "claimer-k", host="localhost", tls=tls)
+    p.connect()
+    assert p.subscribe("$aws/certificates/create/json/+") == [1]
+    assert p.publish("$aws/certificates/create/json", b"{}", qos=1) == 0
+    (m,) = p.expect(1)
+    created = json.loads(m.payload)
+    p.close()
+    # The answer was sent: what it names is durable.
+    s.restart(hard=True)
+    rows = s.api.query(f"SELECT status FROM iot.certificates WHERE id = '{created['certificateId']}'")
+    assert rows == [{"status": "PENDING_ACTIVATION"}]
+    # The token outlived the crash: the device goes on where it was.
+    p = Peer(s.tls_port, MQTTv311, "claimer-k", host="localhost", tls=tls)
+    p.connect()
+    try:
+        assert p.subscribe("$aws/provisioning-templates/factory/provision/json/+") == [1]
+        p.publish("$aws/provisioning-templates/factory/provision/json", json.dumps(
+            {"certificateOwnershipToken": created["certificateOwnershipToken"],
+             "parameters": {"SerialNumber": "k9", "Site": "x"}}).encode(), qos=1)
+        (m,) = p.expect(1)
+        assert m.topic.endswith("/accepted"), m.payload
+        assert json.loads(m.payload)["thingName"] == "sensor-k9"
+    finally:
+        p.disconnect()
+    s.restart(hard=True)
+    rows = s.api.query(f"SELECT status, device_id FROM iot.certificates WHERE id = '{created['certificateId']}'")
+    assert rows == [{"status": "ACTIVE", "device_id": "sensor-k9"}]
+    cert, key = write(tmp_path, "sensor-k9", created["certificatePem"], created["privateKey"])
+    d = Peer(s.tls_port, MQTTv5, "sensor-k9", host="localhost",
+             tls={"ca_certs": str(s.ca), "certfile": str(cert), "keyfile": str(key)})
+    d.connect()
+    d.disconnect()
