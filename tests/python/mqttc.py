@@ -59,6 +59,9 @@ class Peer:
             self.client.tls_set(**tls)
         self.messages: "queue.Queue[Msg]" = queue.Queue()
         self._cond = threading.Condition()
+        # One thread at a time in paho's socket calls: an OpenSSL connection must not be read
+        # by the loop thread while the test thread writes to it (TLS records get corrupted).
+        self._io = threading.Lock()
         self._connack = None
         self._suback = {}
         self._pub = {}
@@ -104,7 +107,8 @@ class Peer:
 
     def _loop(self):
         while not self._stop.is_set():
-            rc = self.client.loop(timeout=0.05)
+            with self._io:
+                rc = self.client.loop(timeout=0.05)
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 with self._cond:
                     if self.disconnected is None:
@@ -148,12 +152,13 @@ class Peer:
     def subscribe(self, topic, qos=1, *, options=None, properties=None):
         """Subscribes (one filter, or a list of (filter, qos|SubscribeOptions)); returns the SUBACK
         codes."""
-        if options is not None:
-            rc, mid = self.client.subscribe((topic, options), properties=properties)
-        elif isinstance(topic, list):
-            rc, mid = self.client.subscribe(topic, properties=properties)
-        else:
-            rc, mid = self.client.subscribe(topic, qos, properties=properties)
+        with self._io:
+            if options is not None:
+                rc, mid = self.client.subscribe((topic, options), properties=properties)
+            elif isinstance(topic, list):
+                rc, mid = self.client.subscribe(topic, properties=properties)
+            else:
+                rc, mid = self.client.subscribe(topic, qos, properties=properties)
         assert rc == mqtt.MQTT_ERR_SUCCESS, rc
         self._wait(lambda: mid in self._suback, "SUBACK")
         return self._suback.pop(mid)
@@ -161,7 +166,8 @@ class Peer:
     def publish(self, topic, payload, qos=0, retain=False, properties=None):
         """Publishes and waits for the flow to finish; returns the PUBACK / PUBCOMP reason code
         (0 for QoS 0 once written)."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        with self._io:
+            info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
         if qos == 0:
             info.wait_for_publish(TIMEOUT)
@@ -199,7 +205,8 @@ class Peer:
         """DISCONNECT (by default a normal one: no will)."""
         if self._thread is None:
             return
-        self.client.disconnect(reasoncode=reason, properties=properties)
+        with self._io:
+            self.client.disconnect(reasoncode=reason, properties=properties)
         self._wait(lambda: self.disconnected is not None, "disconnect")
         self._stop_loop()
 

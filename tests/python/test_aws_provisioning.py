@@ -6,26 +6,22 @@ MQTT 3.1.1 (`mqtt_connection_builder`) and 5 (`mqtt5_client_builder`), SNI `loca
 metrics in the user name."""
 
 import json
-import threading
 import time
 
 import pytest
-from awscrt import mqtt_request_response
-from awscrt.mqtt import QoS
-from awsiot import V2ServiceException, iotidentity, iotshadow
-from awsiot import mqtt5_client_builder, mqtt_connection_builder
+from awsiot import iotidentity, iotshadow
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from paho.mqtt.client import MQTTv5, MQTTv311
 
+from awsdev import TIMEOUT, Device, refused
 from conftest import MastServer
 from mqttc import Peer
 from sqlc import Sql
 from test_fleet_ca import mast_ca
 
-TIMEOUT = 20
 NOT_AUTHORIZED = 0x87
 
 TEMPLATE = {
@@ -68,42 +64,8 @@ def fleet(tmp_path, password_hash):
         s.kill()
 
 
-class Device:
-    """One SDK connection (3.1.1 or 5) with V2 identity and shadow clients."""
-
-    def __init__(self, version, server, cert, key, client_id):
-        common = dict(endpoint="localhost", port=server.tls_port, cert_filepath=str(cert),
-                      pri_key_filepath=str(key), ca_filepath=str(server.ca), client_id=client_id)
-        self.version = version
-        if version == "v311":
-            self.conn = mqtt_connection_builder.mtls_from_path(clean_session=True, keep_alive_secs=30, **common)
-            self.conn.connect().result(TIMEOUT)
-        else:
-            up = threading.Event()
-            self.conn = mqtt5_client_builder.mtls_from_path(
-                on_lifecycle_connection_success=lambda _e: up.set(), **common)
-            self.conn.start()
-            assert up.wait(TIMEOUT), "MQTT 5 connection"
-        options = mqtt_request_response.ClientOptions(
-            max_request_response_subscriptions=2, max_streaming_subscriptions=2,
-            operation_timeout_in_seconds=TIMEOUT)
-        self.identity = iotidentity.IotIdentityClientV2(self.conn, options)
-        self.shadow = iotshadow.IotShadowClientV2(self.conn, options)
-
-    def publish(self, topic, payload):
-        if self.version == "v311":
-            fut, _ = self.conn.publish(topic, payload, QoS.AT_LEAST_ONCE)
-            fut.result(TIMEOUT)
-        else:
-            from awscrt import mqtt5
-            self.conn.publish(mqtt5.PublishPacket(topic=topic, payload=payload,
-                                                  qos=mqtt5.QoS.AT_LEAST_ONCE)).result(TIMEOUT)
-
-    def close(self):
-        if self.version == "v311":
-            self.conn.disconnect().result(TIMEOUT)
-        else:
-            self.conn.stop()
+def device(version, server, cert, key, client_id):
+    return Device(version, server.tls_port, cert, key, server.ca, client_id)
 
 
 def csr_pem(cn="ignored-by-mast"):
@@ -114,13 +76,6 @@ def csr_pem(cn="ignored-by-mast"):
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
     return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
-
-
-def refused(future):
-    with pytest.raises(V2ServiceException) as e:
-        future.result(TIMEOUT)
-    assert e.value.modeled_error is not None, e.value.message
-    return e.value.modeled_error
 
 
 def write(tmp_path, name, cert_pem, key_pem):
@@ -136,7 +91,7 @@ def write(tmp_path, name, cert_pem, key_pem):
 def test_the_aws_sdk_provisions_a_device_that_then_publishes_and_syncs_its_shadow(fleet, tmp_path, version, flow):
     s = fleet()
     serial = f"{flow}-{version}"
-    claim = Device(version, s, *s.claim, client_id=f"boot-{serial}")
+    claim = device(version, s, *s.claim, client_id=f"boot-{serial}")
     try:
         if flow == "csr":
             csr, key_pem = csr_pem()
@@ -173,7 +128,7 @@ def test_the_aws_sdk_provisions_a_device_that_then_publishes_and_syncs_its_shado
 
     # The device reconnects with its own certificate, as its thing name.
     cert_path, key_path = write(tmp_path, thing, created.certificate_pem, key_pem)
-    dev = Device(version, s, cert_path, key_path, client_id=thing)
+    dev = device(version, s, cert_path, key_path, client_id=thing)
     try:
         got = dev.shadow.get_shadow(iotshadow.GetShadowRequest(thing_name=thing)).result(TIMEOUT)
         assert got.state.desired == {"interval": 30}, "the template's initial desired state"

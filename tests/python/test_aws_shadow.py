@@ -11,12 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 from awscrt import mqtt_request_response
-from awsiot import ServiceStreamOptions, V2ServiceException, iotshadow
-from awsiot import mqtt5_client_builder, mqtt_connection_builder
+from awsiot import ServiceStreamOptions, iotshadow
 
 import pki
-
-TIMEOUT = 20
+from awsdev import TIMEOUT, Device, refused
 
 
 @pytest.fixture
@@ -37,48 +35,15 @@ def aws_mast(mast_factory, fleet):
                              "client_ca": fleet.ca.cert_path, "require_client_cert": True})
 
 
-class Device:
-    """An SDK connection (3.1.1 or 5) with a V2 shadow client."""
-
-    def __init__(self, version, server, fleet, thing):
-        cert = fleet.devices[thing]
-        common = dict(endpoint="localhost", port=server.tls_port, cert_filepath=str(cert.cert_path),
-                      pri_key_filepath=str(cert.key_path), ca_filepath=str(fleet.ca.cert_path),
-                      client_id=thing)
-        self.version = version
-        if version == "v311":
-            self.conn = mqtt_connection_builder.mtls_from_path(clean_session=True, keep_alive_secs=30, **common)
-            self.conn.connect().result(TIMEOUT)
-        else:
-            up = threading.Event()
-            self.conn = mqtt5_client_builder.mtls_from_path(
-                on_lifecycle_connection_success=lambda _e: up.set(), **common)
-            self.conn.start()
-            assert up.wait(TIMEOUT), "MQTT 5 connection"
-        self.shadow = iotshadow.IotShadowClientV2(
-            self.conn, mqtt_request_response.ClientOptions(
-                max_request_response_subscriptions=2, max_streaming_subscriptions=2,
-                operation_timeout_in_seconds=TIMEOUT))
-
-    def close(self):
-        if self.version == "v311":
-            self.conn.disconnect().result(TIMEOUT)
-        else:
-            self.conn.stop()
-
-
-def refused(future):
-    """The error document of a rejected request."""
-    with pytest.raises(V2ServiceException) as e:
-        future.result(TIMEOUT)
-    assert e.value.modeled_error is not None, e.value.message
-    return e.value.modeled_error
+def device(version, server, fleet, thing):
+    cert = fleet.devices[thing]
+    return Device(version, server.tls_port, cert.cert_path, cert.key_path, fleet.ca.cert_path, thing)
 
 
 @pytest.mark.parametrize("version", ["v311", "v5"])
 def test_the_aws_sdk_reports_gets_its_delta_and_converges(aws_mast, fleet, version):
     thing = f"lamp-{version}"
-    dev = Device(version, aws_mast, fleet, thing)
+    dev = device(version, aws_mast, fleet, thing)
     try:
         deltas, up = queue.Queue(), threading.Event()
 
