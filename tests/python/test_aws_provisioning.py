@@ -6,6 +6,7 @@ MQTT 3.1.1 (`mqtt_connection_builder`) and 5 (`mqtt5_client_builder`), SNI `loca
 metrics in the user name."""
 
 import json
+import threading
 import time
 
 import pytest
@@ -311,3 +312,141 @@ def test_kill_9_during_provisioning_leaves_no_unknown_certificate(fleet, tmp_pat
              tls={"ca_certs": str(s.ca), "certfile": str(cert), "keyfile": str(key)})
     d.connect()
     d.disconnect()
+
+
+class Hook:
+    """A pre-provisioning webhook: allows with an override, denies, or never answers in time,
+    by the device's SerialNumber; keeps what it was sent."""
+
+    def __init__(self):
+        import http.server
+        import socketserver
+        hook = self
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                hook.seen.append(body)
+                serial = body["parameters"].get("SerialNumber")
+                if serial == "slow":
+                    time.sleep(6)
+                answer = {"allowProvisioning": serial != "deny",
+                          "parameterOverrides": {"Site": "hooked"}}
+                data = json.dumps(answer).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/provision"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_the_pre_provisioning_hook_allows_overrides_and_denies(fleet):
+    hook = Hook()
+    s = fleet(template={**TEMPLATE, "hook_url": hook.url})
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    p = Peer(s.tls_port, MQTTv5, "claimer-h", host="localhost", tls=tls)
+    p.connect()
+    def create():
+        p.publish("$aws/certificates/create/json", b"{}", qos=1)
+        (m,) = p.expect(1)
+        assert m.topic.endswith("/accepted")
+        return json.loads(m.payload)
+
+    def register(token, serial):
+        p.publish("$aws/provisioning-templates/factory/provision/json", json.dumps(
+            {"certificateOwnershipToken": token, "parameters": {"SerialNumber": serial, "Site": "north"}}).encode(), qos=1)
+
+    def answer():
+        (m,) = p.expect(1, timeout=15)
+        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+
+    try:
+        assert p.subscribe("$aws/certificates/create/json/+") == [1]
+        assert p.subscribe("$aws/provisioning-templates/factory/provision/json/+") == [1]
+        ok = create()
+        register(ok["certificateOwnershipToken"], "h1")
+        kind, doc = answer()
+        assert (kind, doc["thingName"]) == ("accepted", "sensor-h1"), doc
+        sent = hook.seen[-1]
+        assert sent["certificateId"] == ok["certificateId"] and sent["clientId"] == "claimer-h"
+        assert sent["certificatePem"] == ok["certificatePem"]
+        assert sent["parameters"]["SerialNumber"] == "h1" and sent["templateName"] == "factory"
+        assert len(sent["claimCertificateId"]) == 64
+        d = s.api.request("GET", "/api/v1/devices/sensor-h1").json()
+        assert d["tags"]["site"] == "hooked", "the hook's override wins over the device's parameter"
+
+        denied = create()
+        register(denied["certificateOwnershipToken"], "deny")
+        kind, doc = answer()
+        assert (kind, doc["statusCode"], doc["errorCode"]) == ("rejected", 403, "AccessDenied")
+        assert s.api.request("GET", "/api/v1/devices/sensor-deny").status == 404
+
+        # A hook that takes longer than 5 s is a denial; other devices are answered meanwhile.
+        slow = create()
+        t0 = time.monotonic()
+        register(slow["certificateOwnershipToken"], "slow")
+        meanwhile = create()
+        assert time.monotonic() - t0 < 4, "the service waited for the hook"
+        kind, doc = answer()
+        assert (kind, doc["errorCode"]) == ("rejected", "AccessDenied") and "5 s" in doc["errorMessage"], doc
+        assert meanwhile["certificateId"]
+    finally:
+        p.disconnect()
+        hook.close()
+
+
+@pytest.mark.parametrize("version", ["v311", "v5"])
+def test_renewal_replaces_a_certificate_with_no_gap_in_service(fleet, tmp_path, version):
+    s = fleet()
+    thing = f"renew-{version}"
+    mast_ca(s.data_dir, "issue", "--device", thing, "--out", str(tmp_path / "old"))
+    old_cert, old_key = tmp_path / "old" / f"{thing}.crt", tmp_path / "old" / f"{thing}.key"
+    old = device(version, s, old_cert, old_key, client_id=thing)
+    try:
+        # Only a claim certificate makes keys; a device renews by CSR.
+        err = refused(old.identity.create_keys_and_certificate(iotidentity.CreateKeysAndCertificateRequest()))
+        assert (err.status_code, err.error_code) == (403, "AccessDenied")
+        csr, key_pem = csr_pem(cn="whatever-the-device-asks")
+        renewed = old.identity.create_certificate_from_csr(
+            iotidentity.CreateCertificateFromCsrRequest(certificate_signing_request=csr)).result(TIMEOUT)
+        new_cert = x509.load_pem_x509_certificate(renewed.certificate_pem.encode())
+        assert new_cert.subject.rfc4514_string() == f"CN={thing}", "the device's id, not the CSR's wish"
+        # The old certificate goes on working until the new one is used.
+        old.publish(f"devices/{thing}/telemetry", json.dumps({"seq": 1}))
+    finally:
+        old.close()
+    old_id = s.api.query(f"SELECT id FROM iot.certificates WHERE device_id = '{thing}' AND made = 'issued'")[0]["id"]
+    rows = s.api.query(f"SELECT status, made, replaces FROM iot.certificates WHERE id = '{renewed.certificate_id}'")
+    assert rows == [{"status": "ACTIVE", "made": "renewal", "replaces": old_id}]
+
+    cert, key = write(tmp_path, thing, renewed.certificate_pem, key_pem)
+    new = device(version, s, cert, key, client_id=thing)
+    try:
+        new.publish(f"devices/{thing}/telemetry", json.dumps({"seq": 2}))
+    finally:
+        new.close()
+    rows = s.api.query(f"SELECT status, replaced_by FROM iot.certificates WHERE id = '{old_id}'")
+    assert rows == [{"status": "INACTIVE", "replaced_by": renewed.certificate_id}]
+    assert s.api.query(f"SELECT seq FROM telemetry WHERE device_id = '{thing}' ORDER BY seq") == [{"seq": 1}, {"seq": 2}]
+    # The retired certificate no longer connects.
+    p = Peer(s.tls_port, MQTTv311, thing, host="localhost",
+             tls={"ca_certs": str(s.ca), "certfile": str(old_cert), "keyfile": str(old_key)})
+    with pytest.raises((ConnectionError, OSError, TimeoutError)):
+        p.connect()
