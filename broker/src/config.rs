@@ -166,11 +166,13 @@ pub struct TlsConfig {
     /// Seconds between checks for changed certificate, key or CRL files.
     #[serde(default = "default_reload")]
     pub reload_interval_secs: u64,
-    /// The fleet CA's certificate (`DATA/ca/ca.crt`, set by the server, not the file): trusted
-    /// for client certificates beside `client_ca` whenever the file exists; a CA made while
-    /// the server runs is picked up at the next reload check.
+    /// CA certificate files the server keeps itself (set by the server, not the file: the
+    /// fleet CA `DATA/ca/ca.crt`, the CAs enrolled for just-in-time registration
+    /// `DATA/ca/enrolled.pem`): trusted for client certificates beside `client_ca` whenever
+    /// they exist; one made or changed while the server runs is picked up at the next reload
+    /// check.
     #[serde(skip)]
-    pub fleet_ca: Option<PathBuf>,
+    pub managed_cas: Vec<PathBuf>,
 }
 
 fn default_tls_listen() -> SocketAddr {

@@ -145,9 +145,10 @@ pub trait Credentials: Send + Sync + fmt::Debug {
     fn allows_anonymous(&self) -> bool;
 
     /// Asked in the TLS handshake, once the client certificate's chain verified against the
-    /// trusted CAs and CRLs: whether to refuse it anyway (revoked in a registry). Called on the
-    /// reactor thread doing the handshake; must be a lookup in memory.
-    fn refuses_certificate(&self, _fingerprint: &Fingerprint) -> Option<CertRefusal> {
+    /// trusted CAs and CRLs: whether to refuse it anyway (revoked in a registry, or issued by a
+    /// CA whose devices are refused). Called on the reactor thread doing the handshake; must
+    /// not wait on I/O.
+    fn refuses_certificate(&self, _cert: &PeerCert<'_>) -> Option<CertRefusal> {
         None
     }
 }

@@ -22,7 +22,7 @@ use rustls::{
 };
 
 use crate::config::TlsConfig;
-use crate::credentials::{CertRefusal, Credentials, Fingerprint};
+use crate::credentials::{CertRefusal, Credentials, PeerCert};
 
 /// The client verifier: the chain by webpki (trusted CAs, CRLs), then the credentials' word on
 /// the certificate itself (a registry's revocations).
@@ -56,7 +56,7 @@ impl ClientCertVerifier for Gated {
             .verify_client_cert(end_entity, intermediates, now)?;
         match self
             .credentials
-            .refuses_certificate(&Fingerprint::of(end_entity))
+            .refuses_certificate(&PeerCert::new(end_entity))
         {
             None => Ok(ok),
             Some(CertRefusal::Revoked) => {
@@ -112,8 +112,8 @@ pub(crate) fn build(
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let fleet_ca = cfg.fleet_ca.as_ref().filter(|p| p.exists());
-    let trusted: Vec<&PathBuf> = cfg.client_ca.iter().chain(fleet_ca).collect();
+    let managed = cfg.managed_cas.iter().filter(|p| p.exists());
+    let trusted: Vec<&PathBuf> = cfg.client_ca.iter().chain(managed).collect();
     let builder = if trusted.is_empty() {
         builder.with_no_client_auth()
     } else {
@@ -166,7 +166,7 @@ pub(crate) fn watch(
     let files: Vec<PathBuf> = [cfg.cert.clone(), cfg.key.clone()]
         .into_iter()
         .chain(cfg.client_ca.clone())
-        .chain(cfg.fleet_ca.clone())
+        .chain(cfg.managed_cas.iter().cloned())
         .chain(cfg.crl.iter().cloned())
         .collect();
     let stamp = move || -> Vec<Option<SystemTime>> {

@@ -163,6 +163,29 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// The `registered` event of a device whose certificate was registered just in time (on
+    /// this connect) at `now_ns`: `certificate_id`, issued by the enrolled CA `ca_id`.
+    pub fn registered(
+        &mut self,
+        device_id: &str,
+        certificate_id: &str,
+        ca_id: &str,
+        now_ns: i64,
+    ) -> Row {
+        let now = now_ns.max(self.last_ns + 1);
+        self.last_ns = now;
+        Row {
+            table: DEVICE_EVENTS_TABLE,
+            device_id: device_id.to_owned(),
+            time_ns: now,
+            fields: vec![
+                ("event", Value::Str("registered".into())),
+                ("certificate_id", Value::Str(certificate_id.into())),
+                ("ca_id", Value::Str(ca_id.into())),
+            ],
+        }
+    }
+
     /// `c` changed at `now_ns`: the event row, and the device record unless a newer connection
     /// of the same client has taken it over.
     pub fn change(&mut self, c: &Client<'_>, change: Change<'_>, now_ns: i64) -> Effects {
@@ -286,6 +309,23 @@ mod tests {
         assert_eq!(*table, DEVICES);
         assert_eq!(key, b"d1");
         DeviceRecord::decode(value).unwrap()
+    }
+
+    #[test]
+    fn a_registration_comes_before_its_connect_in_time() {
+        let mut p = Presence::default();
+        let reg = p.registered("d1", "cert", "ca", 100);
+        let on = p.change(
+            &client(),
+            Change::Connected {
+                clean_start: true,
+                keep_alive_secs: 30,
+            },
+            100,
+        );
+        assert_eq!((reg.table, reg.time_ns), (DEVICE_EVENTS_TABLE, 100));
+        assert_eq!(reg.fields[0], ("event", Value::Str("registered".into())));
+        assert_eq!(on.rows[0].time_ns, 101, "strictly after");
     }
 
     #[test]

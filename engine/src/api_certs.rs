@@ -4,6 +4,9 @@
 //! - `GET /api/v1/certificates/{id}`: one, by its SHA-256 fingerprint (64 hex digits).
 //! - `POST /api/v1/certificates/{id}/revoke`: refused from then on, live connections with it
 //!   ended; answered once the revocation is durable.
+//! - `GET/POST /api/v1/cas`, `GET/PATCH/DELETE /api/v1/cas/{id}`: CAs enrolled for
+//!   just-in-time registration (`{"certificate": PEM, "device_id"?: rule, "enrolment"?:
+//!   "enabled"|"disabled"}`).
 //! - `GET /api/v1/provisioning/templates`, `GET/PUT/DELETE /api/v1/provisioning/templates/{name}`:
 //!   fleet provisioning templates (those of the config file are shown, not changed).
 
@@ -22,6 +25,7 @@ use crate::certs::{Certificates, Filter};
 use crate::http::{Api, json_response};
 use crate::provisioning::{Origin, Templates};
 use crate::registry::rfc3339;
+use mast_devices::certs::enrolled::{Change, Enrol, EnrolledCa};
 use mast_devices::certs::provision::Template;
 
 /// A record as the API shows it (times RFC 3339).
@@ -42,6 +46,7 @@ pub(crate) fn record_json(r: &CertRecord) -> Value {
         "revoked_at": r.revoked_at.map(rfc3339),
         "replaces": r.replaces,
         "replaced_by": r.replaced_by,
+        "ca_id": r.ca,
     })
 }
 
@@ -115,11 +120,7 @@ pub(crate) async fn get(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
 pub(crate) async fn revoke(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
     let r = async {
         check_id(&id)?;
-        let c = certs(&api)?;
-        let rec = match tokio::task::spawn_blocking(move || c.revoke(&id)).await {
-            Ok(r) => r.map_err(ApiError::from)?,
-            Err(e) => return Err(ApiError::internal(format!("revocation failed: {e}"))),
-        };
+        let rec = blocking(&api, move |c| c.revoke(&id)).await?;
         Ok(json_response(StatusCode::OK, record_json(&rec).to_string()))
     }
     .await;
@@ -218,6 +219,96 @@ pub(crate) async fn delete_template(
             Ok(r) => r?,
             Err(e) => return Err(ApiError::internal(format!("removing the template: {e}"))),
         }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+fn ca_json(c: &EnrolledCa) -> Value {
+    json!({
+        "id": c.id,
+        "common_name": c.common_name,
+        "enrolment": c.enrolment.as_str(),
+        "device_id": c.device_id,
+        "not_after": rfc3339(c.not_after),
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.updated_at),
+        "certificate": c.certificate_pem,
+    })
+}
+
+fn body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
+}
+
+/// Runs a blocking registry call.
+async fn blocking<T: Send + 'static>(
+    api: &Api,
+    f: impl FnOnce(&Certificates) -> Result<T, mast_devices::profile::RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let c = certs(api)?;
+    match tokio::task::spawn_blocking(move || f(&c)).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("certificate task failed: {e}"))),
+    }
+}
+
+pub(crate) async fn list_cas(State(api): State<Arc<Api>>) -> Response {
+    let r = (|| {
+        let list: Vec<Value> = certs(&api)?.cas().iter().map(ca_json).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            json!({ "cas": list }).to_string(),
+        ))
+    })();
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn enrol_ca(State(api): State<Arc<Api>>, b: Bytes) -> Response {
+    let r = async {
+        let req: Enrol = body(&b, r#"{"certificate": PEM, "device_id"?, "enrolment"?}"#)?;
+        let rec = blocking(&api, move |c| c.enrol(&req)).await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            ca_json(&rec).to_string(),
+        ))
+    }
+    .await;
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn get_ca(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let r = (|| {
+        check_id(&id)?;
+        let rec = certs(&api)?
+            .enrolled_ca(&id)
+            .ok_or_else(|| ApiError::not_found(format!("no enrolled CA {id}")))?;
+        Ok(json_response(StatusCode::OK, ca_json(&rec).to_string()))
+    })();
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn patch_ca(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    b: Bytes,
+) -> Response {
+    let r = async {
+        check_id(&id)?;
+        let change: Change = body(&b, r#"{"device_id"?, "enrolment"?: "enabled"|"disabled"}"#)?;
+        let rec = blocking(&api, move |c| c.change_ca(&id, &change)).await?;
+        Ok(json_response(StatusCode::OK, ca_json(&rec).to_string()))
+    }
+    .await;
+    r.unwrap_or_else(|e: ApiError| e.into_response())
+}
+
+pub(crate) async fn delete_ca(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let r = async {
+        check_id(&id)?;
+        blocking(&api, move |c| c.remove_ca(&id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -44,6 +44,12 @@ impl CaDir {
         self.dir.join("ca.key")
     }
 
+    /// The CAs enrolled for just-in-time registration whose enrolment is enabled, one PEM
+    /// bundle the TLS listener trusts (written by the server).
+    pub fn enrolled_path(&self) -> PathBuf {
+        self.dir.join("enrolled.pem")
+    }
+
     pub fn issued_dir(&self) -> PathBuf {
         self.dir.join("issued")
     }

@@ -14,7 +14,7 @@
 //! server runs) are added as ACTIVE.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use mast_broker::credentials::{
@@ -23,10 +23,13 @@ use mast_broker::credentials::{
 };
 use mast_broker::message::now_ns;
 use mast_devices::certs::ca::{CertInfo, info_der};
+use mast_devices::certs::enrolled::{
+    Change, Enrol, EnrolledCa, IssuerKey, issued_by, issuer_key_of_ca, subject_parameters,
+};
 use mast_devices::certs::provision::claim_topics;
 use mast_devices::certs::registry::{CertRecord, Made, Status};
 use mast_devices::profile::RegistryError;
-use mast_meta::tables::CERTIFICATES;
+use mast_meta::tables::{CERTIFICATES, ENROLLED_CAS};
 use mast_meta::{MetaStore, Op, Seq, Writer};
 use mast_protocol::reason::ReasonCode;
 
@@ -44,6 +47,35 @@ pub struct Certificates {
     ca: CaDir,
     /// Set once the broker runs: live connections of a revoked certificate are ended.
     broker: OnceLock<Arc<Broker>>,
+    /// CAs enrolled for just-in-time registration, by id; changed one at a time.
+    cas: RwLock<HashMap<String, Enrolled>>,
+    cas_write: Mutex<()>,
+    /// Devices registered just in time by a connect whose presence event is not written yet:
+    /// client id → (certificate id, CA id).
+    registered: Mutex<HashMap<String, (String, String)>>,
+}
+
+/// An enrolled CA and how its leaves name it.
+#[derive(Debug, Clone)]
+struct Enrolled {
+    rec: EnrolledCa,
+    key: IssuerKey,
+}
+
+impl Enrolled {
+    fn new(rec: EnrolledCa) -> Result<Enrolled, String> {
+        let der = pem_der(&rec.certificate_pem)?;
+        let key = issuer_key_of_ca(&der).map_err(|e| e.0)?;
+        Ok(Enrolled { rec, key })
+    }
+}
+
+fn pem_der(text: &str) -> Result<Vec<u8>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(text.as_bytes())
+        .map(|c| c.to_vec())
+        .map_err(|e| format!("reading the CA certificate: {e}"))
 }
 
 /// What to list.
@@ -84,12 +116,27 @@ impl Certificates {
             );
             writer.submit(ops);
         }
-        Ok(Certificates {
+        let mut cas = HashMap::new();
+        for (k, v) in meta.scan_prefix(ENROLLED_CAS, b"")? {
+            match EnrolledCa::decode(&v).and_then(Enrolled::new) {
+                Ok(e) => {
+                    cas.insert(e.rec.id.clone(), e);
+                }
+                Err(e) => meta.report_unreadable(ENROLLED_CAS, &k, e),
+            }
+        }
+        let certs = Certificates {
             records: RwLock::new(records),
             writer,
             ca,
             broker: OnceLock::new(),
-        })
+            cas: RwLock::new(cas),
+            cas_write: Mutex::new(()),
+            registered: Mutex::new(HashMap::new()),
+        };
+        // The bundle the TLS listener trusts follows the records (a crash between the two).
+        certs.write_bundle()?;
+        Ok(certs)
     }
 
     /// The broker whose connections a revocation ends.
@@ -105,12 +152,30 @@ impl Certificates {
         self.records.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the TLS handshake refuses the certificate: known and not ACTIVE. An unknown one
-    /// (its chain verified) is let through, to be recorded at CONNECT.
-    pub fn refuses(&self, fingerprint: &Fingerprint) -> Option<CertRefusal> {
-        let records = self.read();
-        let r = records.get(&fingerprint.to_string())?;
-        (!r.status.connects()).then_some(CertRefusal::Revoked)
+    /// Whether the TLS handshake refuses the certificate: known and not ACTIVE, or issued by
+    /// an enrolled CA whose enrolment is disabled (or that was removed). An unknown one (its
+    /// chain verified) is let through, to be recorded at CONNECT.
+    pub fn refuses(&self, cert: &PeerCert<'_>) -> Option<CertRefusal> {
+        let ca = {
+            let records = self.read();
+            match records.get(&cert.fingerprint().to_string()) {
+                Some(r) if !r.status.connects() => return Some(CertRefusal::Revoked),
+                Some(r) => match &r.ca {
+                    None => return None,
+                    Some(ca) => Some(ca.clone()),
+                },
+                None => None,
+            }
+        };
+        let cas = self.cas.read().unwrap_or_else(|e| e.into_inner());
+        let allowed = match ca {
+            Some(id) => cas.get(&id).is_some_and(|e| e.rec.enabled()),
+            None => cas
+                .values()
+                .find(|e| issued_by(cert.der(), &e.key))
+                .is_none_or(|e| e.rec.enabled()),
+        };
+        (!allowed).then_some(CertRefusal::UnknownIssuer)
     }
 
     /// A CONNECT with the certificate `cert`: its record, recorded now if it is new (ACTIVE:
@@ -119,6 +184,13 @@ impl Certificates {
     pub fn connected(&self, cert: &PeerCert<'_>) -> Result<CertRecord, Denied> {
         let id = cert.fingerprint().to_string();
         let now = now_ns();
+        if self.refuses(cert) == Some(CertRefusal::UnknownIssuer) {
+            return Err(Denied {
+                code: ReasonCode::NOT_AUTHORIZED,
+                why: "the enrolment of the certificate's CA is disabled",
+                auth_failure: true,
+            });
+        }
         let refused = |r: &CertRecord| Denied {
             code: ReasonCode::NOT_AUTHORIZED,
             why: match r.status {
@@ -154,7 +226,7 @@ impl Certificates {
                         auth_failure: true,
                     }
                 })?;
-                let r = self.first_seen(&info, now);
+                let r = self.first_seen(cert, &info, now)?;
                 tracing::info!(
                     fingerprint = %id,
                     made = r.made.as_str(),
@@ -182,15 +254,56 @@ impl Certificates {
         Ok(next)
     }
 
-    /// The record of a certificate seen for the first time on a connection.
-    fn first_seen(&self, info: &CertInfo, now: i64) -> CertRecord {
+    /// The record of a certificate seen for the first time on a connection: issued by the
+    /// fleet CA, registered just in time (signed by an enrolled CA), or seen (signed by a
+    /// configured `client_ca`).
+    fn first_seen(
+        &self,
+        cert: &PeerCert<'_>,
+        info: &CertInfo,
+        now: i64,
+    ) -> Result<CertRecord, Denied> {
         let ours = self
             .ca
             .issued_dir()
             .join(format!("{}.crt", info.fingerprint))
             .exists();
-        let made = if ours { Made::Issued } else { Made::Seen };
-        CertRecord::new(info, made, Status::Active, now)
+        if ours {
+            return Ok(CertRecord::new(info, Made::Issued, Status::Active, now));
+        }
+        let cas = self.cas.read().unwrap_or_else(|e| e.into_inner());
+        let Some(ca) = cas.values().find(|e| issued_by(cert.der(), &e.key)) else {
+            return Ok(CertRecord::new(info, Made::Seen, Status::Active, now));
+        };
+        let device = subject_parameters(cert.der())
+            .map_err(|e| e.0)
+            .and_then(|params| ca.rec.device_id_of(&params).map_err(|e| e.message))
+            .map_err(|e| {
+                tracing::warn!(fingerprint = %info.fingerprint, ca = %ca.rec.id, error = %e, "just-in-time registration refused");
+                Denied {
+                    code: ReasonCode::NOT_AUTHORIZED,
+                    why: "the certificate's subject makes no device id by its CA's rule",
+                    auth_failure: true,
+                }
+            })?;
+        let mut r = CertRecord::new(info, Made::Jitr, Status::Active, now);
+        r.device_id = Some(device.clone());
+        r.ca = Some(ca.rec.id.clone());
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(device, (r.id.clone(), ca.rec.id.clone()));
+        Ok(r)
+    }
+
+    /// The just-in-time registration a connect of `client_id` made, once (for its presence
+    /// event): (certificate id, CA id).
+    pub fn take_registered(&self, client_id: &str) -> Option<(String, String)> {
+        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_empty() {
+            return None;
+        }
+        r.remove(client_id)
     }
 
     /// One certificate's record.
@@ -320,6 +433,146 @@ impl Certificates {
     }
 }
 
+impl Certificates {
+    /// The enrolled CAs, by id.
+    pub fn cas(&self) -> Vec<EnrolledCa> {
+        let mut out: Vec<EnrolledCa> = self
+            .cas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|e| e.rec.clone())
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn enrolled_ca(&self, id: &str) -> Option<EnrolledCa> {
+        self.cas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id.to_ascii_lowercase())
+            .map(|e| e.rec.clone())
+    }
+
+    /// Enrols a CA for just-in-time registration; durable, and in the TLS trust bundle, when
+    /// it returns. Blocks.
+    pub fn enrol(&self, req: &Enrol) -> Result<EnrolledCa, RegistryError> {
+        let rec = EnrolledCa::enrol(req, now_ns())?;
+        let e = Enrolled::new(rec.clone()).map_err(RegistryError::bad)?;
+        let _one = self.cas_write.lock().unwrap_or_else(|e| e.into_inner());
+        if self.enrolled_ca(&rec.id).is_some() {
+            return Err(RegistryError::conflict(format!(
+                "CA {} is enrolled already (PATCH /api/v1/cas/{} changes it)",
+                rec.id, rec.id
+            )));
+        }
+        self.commit(vec![rec.put()])?;
+        self.cas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(rec.id.clone(), e);
+        self.write_bundle()
+            .map_err(|e| RegistryError::internal(format!("{e:#}")))?;
+        tracing::info!(ca = %rec.id, name = rec.common_name.as_deref().unwrap_or(""), "CA enrolled");
+        Ok(rec)
+    }
+
+    /// Changes an enrolled CA (its rule, its enrolment). Disabling it refuses its devices at
+    /// once and ends their live connections. Blocks.
+    pub fn change_ca(&self, id: &str, change: &Change) -> Result<EnrolledCa, RegistryError> {
+        let _one = self.cas_write.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self
+            .enrolled_ca(id)
+            .ok_or_else(|| RegistryError::not_found(format!("no enrolled CA {id}")))?;
+        let next = old.changed(change, now_ns())?;
+        if next == old {
+            return Ok(old);
+        }
+        self.commit(vec![next.put()])?;
+        let e = Enrolled::new(next.clone()).map_err(RegistryError::internal)?;
+        self.cas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(next.id.clone(), e);
+        self.write_bundle()
+            .map_err(|e| RegistryError::internal(format!("{e:#}")))?;
+        if old.enabled() && !next.enabled() {
+            let n = self.disconnect_issued_by(&next.id);
+            tracing::info!(ca = %next.id, connections = n, "CA enrolment disabled");
+        }
+        Ok(next)
+    }
+
+    /// Removes an enrolled CA: its devices are refused from then on. Blocks.
+    pub fn remove_ca(&self, id: &str) -> Result<(), RegistryError> {
+        let _one = self.cas_write.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self
+            .enrolled_ca(id)
+            .ok_or_else(|| RegistryError::not_found(format!("no enrolled CA {id}")))?;
+        self.commit(vec![old.remove()])?;
+        self.cas
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&old.id);
+        self.write_bundle()
+            .map_err(|e| RegistryError::internal(format!("{e:#}")))?;
+        self.disconnect_issued_by(&old.id);
+        Ok(())
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<(), RegistryError> {
+        let seq = self.submit(ops)?;
+        if !self.writer.wait(Some(seq), COMMIT_TIMEOUT) {
+            return Err(RegistryError::internal(
+                "the change was not committed in time",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the live connections of the certificates the CA `ca` issued; how many.
+    fn disconnect_issued_by(&self, ca: &str) -> usize {
+        let Some(b) = self.broker.get() else {
+            return 0;
+        };
+        let fps: Vec<Fingerprint> = self
+            .read()
+            .values()
+            .filter(|r| r.ca.as_deref() == Some(ca))
+            .filter_map(|r| parse_fingerprint(&r.id))
+            .collect();
+        fps.iter()
+            .map(|fp| b.disconnect_certificate(fp, ReasonCode::ADMINISTRATIVE_ACTION))
+            .sum()
+    }
+
+    /// Writes the bundle of enabled enrolled CAs the TLS listener trusts (none: no file).
+    fn write_bundle(&self) -> anyhow::Result<()> {
+        let path = self.ca.enrolled_path();
+        let mut pems: Vec<(String, String)> = self
+            .cas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|e| e.rec.enabled())
+            .map(|e| (e.rec.id.clone(), e.rec.certificate_pem.clone()))
+            .collect();
+        pems.sort();
+        if pems.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text: String = pems.into_iter().map(|(_, p)| p).collect();
+        crate::ca::write_file(&path, text.as_bytes(), 0o644)
+    }
+}
+
 /// 64 hex digits → a fingerprint.
 fn parse_fingerprint(hex: &str) -> Option<Fingerprint> {
     if hex.len() != 64 {
@@ -373,8 +626,8 @@ impl Credentials for EngineCredentials {
         self.config.allows_anonymous()
     }
 
-    fn refuses_certificate(&self, fingerprint: &Fingerprint) -> Option<CertRefusal> {
-        self.certs.refuses(fingerprint)
+    fn refuses_certificate(&self, cert: &PeerCert<'_>) -> Option<CertRefusal> {
+        self.certs.refuses(cert)
     }
 }
 

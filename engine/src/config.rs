@@ -145,9 +145,9 @@ impl Config {
                 Some(o) => anyhow::anyhow!("{}: {}", o.origin, e.msg),
                 None => at_file(&e.msg),
             })?;
-        let fleet_ca = crate::ca::CaDir::new(&cfg.data_dir).cert_path();
+        let ca = crate::ca::CaDir::new(&cfg.data_dir);
         if let Some(t) = &mut cfg.mqtt.tls {
-            t.fleet_ca = Some(fleet_ca);
+            t.managed_cas = vec![ca.cert_path(), ca.enrolled_path()];
         }
         Ok(cfg)
     }
@@ -218,7 +218,7 @@ impl Config {
             crl: Vec::new(),
             require_client_cert: Some(true),
             reload_interval_secs: 5,
-            fleet_ca: None,
+            managed_cas: Vec::new(),
         });
         sample.ingest.tag_keys = vec![String::new()];
         sample.ingest.tables.insert(
@@ -594,8 +594,11 @@ mod tests {
         assert_eq!(tls.key, Path::new("/etc/mast/k.pem"));
         assert_eq!(tls.require_client_cert, Some(false));
         assert_eq!(
-            tls.fleet_ca.as_deref(),
-            Some(Path::new("./mast-data/ca/ca.crt"))
+            tls.managed_cas,
+            vec![
+                Path::new("./mast-data/ca/ca.crt"),
+                Path::new("./mast-data/ca/enrolled.pem")
+            ]
         );
         assert_eq!(tls.listen.port(), 8883);
         assert_eq!(c.mqtt.allow_anonymous, Some(true));

@@ -203,6 +203,16 @@ fn router(api: Arc<Api>) -> Router {
             post(crate::api_certs::revoke),
         )
         .route(
+            "/api/v1/cas",
+            get(crate::api_certs::list_cas).post(crate::api_certs::enrol_ca),
+        )
+        .route(
+            "/api/v1/cas/{id}",
+            get(crate::api_certs::get_ca)
+                .patch(crate::api_certs::patch_ca)
+                .delete(crate::api_certs::delete_ca),
+        )
+        .route(
             "/api/v1/provisioning/templates",
             get(crate::api_certs::list_templates),
         )

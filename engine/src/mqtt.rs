@@ -60,17 +60,18 @@ impl MqttServer {
             tag_keys,
             counters: Arc::new(IngestCounters::default()),
         });
-        let shadow_acks = Arc::new(ShadowAcks::default());
-        let services = EngineServices::new(
-            Arc::clone(&telemetry),
-            Gateways::new(&cfg.acl),
-            Arc::clone(&shadow_acks),
-        );
         let certs = Arc::new(Certificates::load(
             &meta,
             Arc::clone(&writer),
             CaDir::new(data_dir),
         )?);
+        let shadow_acks = Arc::new(ShadowAcks::default());
+        let services = EngineServices::new(
+            Arc::clone(&telemetry),
+            Gateways::new(&cfg.acl),
+            Arc::clone(&shadow_acks),
+            Arc::clone(&certs),
+        );
         let credentials = Arc::new(EngineCredentials::new(
             ConfigCredentials::new(&cfg),
             Arc::clone(&certs),

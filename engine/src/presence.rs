@@ -4,11 +4,12 @@
 //! telemetry), the record through the broker's metadata queue — and reads records for SQL.
 
 use mast_broker::hooks::{ClientEvent, ClientInfo, HookCx};
-use mast_broker::message::{now_ns, protocol_name};
+use mast_broker::message::{Message, now_ns, protocol_name};
 use mast_devices::registry::{self, Change, Client};
 use mast_devices::{Effects, Row, Value};
 use mast_meta::tables::DEVICES;
 use mast_meta::{MetaStore, Writer};
+use mast_protocol::connect::QoS;
 use mast_storage::batch::DEVICE_TAG;
 use mast_storage::{Durability, Store, WriteBatch};
 
@@ -80,6 +81,45 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
+    /// A device registered just in time by this connect: its `registered` event row, and the
+    /// AWS event `$aws/events/certificates/registered/{caCertificateId}` for whoever listens.
+    pub(crate) fn registered(
+        &mut self,
+        batches: &mut Batches,
+        cx: &mut HookCx<'_>,
+        c: &ClientInfo<'_>,
+        certificate_id: &str,
+        ca_id: &str,
+    ) {
+        let now = now_ns();
+        let row = self
+            .registry
+            .registered(c.client_id, certificate_id, ca_id, now);
+        let part = Part {
+            conn: c.conn,
+            hold: None,
+            report: None,
+            rows: 0..0,
+        };
+        let _ = batches.add(c.client_id, false, part, |b| {
+            append(b, &row);
+            Ok(1)
+        });
+        let event = serde_json::json!({
+            "certificateId": certificate_id,
+            "caCertificateId": ca_id,
+            "timestamp": now / 1_000_000_000,
+            "certificateStatus": "ACTIVE",
+            "certificateRegistrationTimestamp": (now / 1_000_000).to_string(),
+            "thingName": c.client_id,
+        });
+        cx.publish(Message::new(
+            &format!("$aws/events/certificates/registered/{ca_id}"),
+            event.to_string().into_bytes(),
+            QoS::AtLeastOnce,
+        ));
+    }
+
     /// Writes what `ev` leads to: its row into `batches`, the device record through the
     /// broker's metadata queue.
     pub(crate) fn on_client(

@@ -308,6 +308,7 @@ impl Certificates {
             Field::new("revoked_at", ts_type(), true),
             Field::new("replaces", DataType::Utf8, true),
             Field::new("replaced_by", DataType::Utf8, true),
+            Field::new("ca_id", DataType::Utf8, true),
         ]));
         Certificates { meta, schema }
     }
@@ -361,7 +362,8 @@ impl SpecialTable for Certificates {
                 .opt_ts(r.last_used_at)
                 .opt_ts(r.revoked_at)
                 .opt_str(r.replaces.as_deref())
-                .opt_str(r.replaced_by.as_deref());
+                .opt_str(r.replaced_by.as_deref())
+                .opt_str(r.ca.as_deref());
         }
         rows.finish()
     }

@@ -63,8 +63,12 @@ pub const PROVISIONING_TEMPLATES: Table =
 /// the SHA-256 of the token, 64 lower-case hex digits; value: a token record.
 pub const OWNERSHIP_TOKENS: Table = Table::new("ownership_tokens", "devices: ownership token");
 
+/// CAs enrolled for just-in-time registration; key: the SHA-256 fingerprint of the CA
+/// certificate, 64 lower-case hex digits; value: an enrolled-CA record.
+pub const ENROLLED_CAS: Table = Table::new("enrolled_cas", "devices: enrolled CA");
+
 /// All of them.
-pub const ALL: [Table; 10] = [
+pub const ALL: [Table; 11] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -75,6 +79,7 @@ pub const ALL: [Table; 10] = [
     CERTIFICATES,
     PROVISIONING_TEMPLATES,
     OWNERSHIP_TOKENS,
+    ENROLLED_CAS,
 ];
 
 /// The table of this name, if there is one.

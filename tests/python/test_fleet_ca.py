@@ -54,7 +54,7 @@ def fleet_server(tmp_path, servers, password_hash, **tls):
     mast_ca(data, "server", "--dns", "localhost", "--ip", "127.0.0.1", "--out", str(tmp_path / "tls"))
     s = MastServer(tmp_path / "mast", users={"ops": password_hash("ops-pw")},
                    tls={"cert": tmp_path / "tls" / "server.crt", "key": tmp_path / "tls" / "server.key", **tls},
-                   acl=[{"user": "ops", "publish": ["#"], "subscribe": ["#"]},
+                   acl=[{"user": "ops", "publish": ["#"], "subscribe": ["#", "$aws/events/#"]},
                         {"publish": ["devices/%c/#"], "subscribe": ["devices/%c/#"]}])
     servers.append(s)
     return s.start()

@@ -2,6 +2,7 @@
 //! certificates with its status rules, and fleet provisioning by claim (docs/plans/issue-15.md).
 
 pub mod ca;
+pub mod enrolled;
 pub mod provision;
 pub mod registry;
 

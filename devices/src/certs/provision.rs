@@ -370,8 +370,13 @@ fn pieces(pattern: &str) -> Result<Vec<Piece<'_>>, String> {
     Ok(out)
 }
 
+/// Checks a pattern of `{Name}` parameters.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    pieces(pattern).map(|_| ())
+}
+
 /// `pattern` with its parameters substituted from `params`.
-fn expand(pattern: &str, params: &BTreeMap<String, String>) -> Result<String, Refused> {
+pub fn expand(pattern: &str, params: &BTreeMap<String, String>) -> Result<String, Refused> {
     let mut out = String::new();
     for p in pieces(pattern).map_err(|e| Refused::new(500, "InvalidTemplate", e))? {
         match p {

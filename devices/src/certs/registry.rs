@@ -143,6 +143,10 @@ pub struct CertRecord {
     /// The renewal that replaced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
+    /// The enrolled CA that issued it (just-in-time registration): its devices are refused
+    /// while that CA's enrolment is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 const NS: i64 = 1_000_000_000;
@@ -176,6 +180,7 @@ impl CertRecord {
             revoked_at: None,
             replaces: None,
             replaced_by: None,
+            ca: None,
         }
     }
 

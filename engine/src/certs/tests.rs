@@ -107,7 +107,7 @@ fn a_connection_records_its_certificate_and_revocation_refuses_it() {
     let dev = f.ca.issue(&Leaf::Device("dev-2".into()), 30).unwrap();
     let dev_der = der(&dev.cert_pem);
     let dev_cert = PeerCert::new(&dev_der);
-    assert_eq!(certs.refuses(&dev_cert.fingerprint()), None, "unknown");
+    assert_eq!(certs.refuses(&dev_cert), None, "unknown");
     let r = certs.connected(&dev_cert).unwrap();
     assert_eq!(r.made, Made::Issued);
     assert_eq!(r.status, Status::Active);
@@ -138,10 +138,7 @@ fn a_connection_records_its_certificate_and_revocation_refuses_it() {
         Some(revoked.clone()),
         "durable when it returns"
     );
-    assert_eq!(
-        certs.refuses(&dev_cert.fingerprint()),
-        Some(CertRefusal::Revoked)
-    );
+    assert_eq!(certs.refuses(&dev_cert), Some(CertRefusal::Revoked));
     let denied = certs.connected(&dev_cert).unwrap_err();
     assert_eq!(denied.code, ReasonCode::NOT_AUTHORIZED);
     assert_eq!(denied.why, "certificate revoked");
@@ -154,10 +151,7 @@ fn a_connection_records_its_certificate_and_revocation_refuses_it() {
     assert_eq!(certs.revoke("00").unwrap_err().status, 404);
 
     // Revocation outlives a restart.
-    assert_eq!(
-        f.load().refuses(&dev_cert.fingerprint()),
-        Some(CertRefusal::Revoked)
-    );
+    assert_eq!(f.load().refuses(&dev_cert), Some(CertRefusal::Revoked));
 }
 
 fn request<'a>(client_id: &'a str, cert: PeerCert<'a>) -> ConnectRequest<'a> {
@@ -210,7 +204,7 @@ fn a_claim_certificate_connects_with_any_client_id_and_a_device_one_with_its_own
     );
     certs.revoke(&claim.info.fingerprint).unwrap();
     assert_eq!(
-        creds.refuses_certificate(&PeerCert::new(&claim_der).fingerprint()),
+        creds.refuses_certificate(&PeerCert::new(&claim_der)),
         Some(CertRefusal::Revoked)
     );
     assert!(

@@ -31,6 +31,7 @@ pub(crate) struct EngineServices {
     path: Arc<TelemetryPath>,
     gateways: Arc<Gateways>,
     shadow_acks: Arc<ShadowAcks>,
+    certs: Arc<crate::certs::Certificates>,
 }
 
 impl EngineServices {
@@ -38,11 +39,13 @@ impl EngineServices {
         path: Arc<TelemetryPath>,
         gateways: Gateways,
         shadow_acks: Arc<ShadowAcks>,
+        certs: Arc<crate::certs::Certificates>,
     ) -> EngineServices {
         EngineServices {
             path,
             gateways: Arc::new(gateways),
             shadow_acks,
+            certs,
         }
     }
 }
@@ -63,6 +66,7 @@ impl Services for EngineServices {
             telemetry: Telemetry::new(Arc::clone(&self.path), Arc::clone(&self.gateways)),
             gateways: Arc::clone(&self.gateways),
             presence: Presence::default(),
+            certs: Arc::clone(&self.certs),
         }
     }
 }
@@ -84,6 +88,7 @@ pub(crate) struct EngineReactor {
     telemetry: Telemetry,
     gateways: Arc<Gateways>,
     presence: Presence,
+    certs: Arc<crate::certs::Certificates>,
 }
 
 impl PublishHook for EngineReactor {
@@ -140,6 +145,12 @@ impl ClientEvents for EngineReactor {
     fn on_client(&mut self, cx: &mut HookCx<'_>, c: &ClientInfo<'_>, ev: ClientEvent<'_>) {
         if let ClientEvent::Disconnected { .. } = ev {
             self.shadow_acks.forget_gateway(c.conn);
+        }
+        if let ClientEvent::Connected { .. } = ev
+            && let Some((cert, ca)) = self.certs.take_registered(c.client_id)
+        {
+            self.presence
+                .registered(&mut self.batches, cx, c, &cert, &ca);
         }
         self.presence.on_client(&mut self.batches, cx, c, ev);
     }
