@@ -100,6 +100,19 @@ pub struct Identity {
     pub confined: Option<Arc<Confined>>,
 }
 
+impl Identity {
+    /// How it was established: `claim` (a claim certificate, confined to provisioning),
+    /// `certificate`, `password` or `anonymous`.
+    pub fn kind(&self) -> &'static str {
+        match (&self.confined, &self.cert, &self.username) {
+            (Some(_), _, _) => "claim",
+            (None, Some(_), _) => "certificate",
+            (None, None, Some(_)) => "password",
+            (None, None, None) => "anonymous",
+        }
+    }
+}
+
 /// Topic filters a connection may publish to and subscribe within, and nothing else, whatever
 /// the topic rules say.
 #[derive(Debug, Clone, PartialEq, Eq)]

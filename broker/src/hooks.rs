@@ -216,6 +216,8 @@ pub struct ClientInfo<'a> {
     pub username: Option<&'a str>,
     pub addr: SocketAddr,
     pub version: ProtocolVersion,
+    /// How it authenticated ([`crate::credentials::Identity::kind`]).
+    pub identity: &'static str,
     /// When CONNECT was accepted (ns since the epoch).
     pub connected_at_ns: i64,
 }

@@ -107,6 +107,8 @@ pub(crate) struct SessionInner {
     /// The client certificate of the owning connection (to end it when the certificate is
     /// revoked).
     pub(crate) cert: Option<crate::credentials::Fingerprint>,
+    /// How the owning connection authenticated ([`crate::credentials::Identity::kind`]).
+    pub(crate) identity: &'static str,
     pub(crate) disconnected_at: Option<Instant>,
     /// The session was discarded; deliveries are ignored.
     pub(crate) ended: bool,
@@ -142,6 +144,7 @@ impl Session {
                 version,
                 kick: None,
                 cert: None,
+                identity: "anonymous",
                 disconnected_at: None,
                 ended: false,
                 next_key: 1,

@@ -96,6 +96,8 @@ pub struct Client<'a> {
     /// "3.1.1" or "5.0".
     pub protocol: &'a str,
     pub username: Option<&'a str>,
+    /// How it authenticated: `certificate`, `claim`, `password`, `anonymous`.
+    pub identity: &'a str,
     /// When its CONNECT was accepted (ns since the epoch).
     pub connected_at_ns: i64,
 }
@@ -119,12 +121,12 @@ fn event_row(
     time_ns: i64,
     device_id: &str,
     connected: bool,
-    c: (&str, &str, Option<&str>),
+    c: (&str, &str, Option<&str>, &str),
     clean_start: Option<bool>,
     keep_alive_secs: Option<u16>,
     reason: Option<&str>,
 ) -> Row {
-    let (address, protocol, username) = c;
+    let (address, protocol, username, identity) = c;
     let event = if connected {
         "connected"
     } else {
@@ -137,6 +139,9 @@ fn event_row(
     ];
     if let Some(u) = username {
         fields.push(("username", Value::Str(u.into())));
+    }
+    if connected {
+        fields.push(("identity", Value::Str(identity.into())));
     }
     if let Some(c) = clean_start {
         fields.push(("clean_start", Value::Bool(c)));
@@ -204,7 +209,7 @@ impl Presence {
             now,
             c.device_id,
             connected,
-            (c.address, c.protocol, c.username),
+            (c.address, c.protocol, c.username, c.identity),
             clean_start,
             keep_alive,
             reason,
@@ -247,7 +252,7 @@ pub fn close_stale(records: impl IntoIterator<Item = DeviceRecord>, now_ns: i64)
             now_ns,
             &rec.device_id,
             false,
-            (&rec.address, &rec.protocol, rec.username.as_deref()),
+            (&rec.address, &rec.protocol, rec.username.as_deref(), ""),
             None,
             None,
             Some(SERVER_RESTART),
@@ -298,6 +303,7 @@ mod tests {
             address: "10.0.0.1:4000",
             protocol: "5.0",
             username: Some("fleet"),
+            identity: "password",
             connected_at_ns: 100,
         }
     }
@@ -352,6 +358,7 @@ mod tests {
                 ("address", Value::Str("10.0.0.1:4000".into())),
                 ("protocol", Value::Str("5.0".into())),
                 ("username", Value::Str("fleet".into())),
+                ("identity", Value::Str("password".into())),
                 ("clean_start", Value::Bool(true)),
                 ("keep_alive_secs", Value::I64(30)),
             ]

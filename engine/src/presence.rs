@@ -149,6 +149,7 @@ impl Presence {
             address: &address,
             protocol: protocol_name(c.version),
             username: c.username,
+            identity: c.identity,
             connected_at_ns: c.connected_at_ns,
         };
         let Effects { rows, writes } = self.registry.change(&client, change, now_ns());

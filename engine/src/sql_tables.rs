@@ -56,6 +56,8 @@ impl Connections {
             Field::new("queued_bytes", DataType::UInt64, false),
             Field::new("inflight", DataType::UInt64, false),
             Field::new("session_expiry_secs", DataType::UInt32, false),
+            Field::new("identity", DataType::Utf8, false),
+            Field::new("certificate_id", DataType::Utf8, true),
         ]));
         Connections {
             broker,
@@ -91,7 +93,9 @@ impl SpecialTable for Connections {
                 .u64(c.queued as u64)
                 .u64(c.queued_bytes as u64)
                 .u64(c.inflight as u64)
-                .u32(c.expiry_secs);
+                .u32(c.expiry_secs)
+                .str(c.identity)
+                .opt_str(c.certificate.map(|f| f.to_string()).as_deref());
         }
         rows.finish()
     }

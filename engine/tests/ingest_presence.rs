@@ -47,6 +47,9 @@ fn connected(client: &str, protocol: &str, user: Option<&str>) -> Row {
     if let Some(u) = user {
         r.insert("username".into(), s(u));
     }
+    // How it authenticated: the user's password, or nothing (anonymous on loopback).
+    let identity = if user.is_some() { "password" } else { "anonymous" };
+    r.insert("identity".into(), s(identity));
     r
 }
 

@@ -165,6 +165,9 @@ def test_a_claim_certificate_may_only_provision(fleet):
         assert p.subscribe("#") == [NOT_AUTHORIZED]
         assert p.subscribe("$aws/provisioning-templates/other/provision/json/accepted") == [NOT_AUTHORIZED]
         assert p.subscribe("$aws/certificates/create/json/accepted") == [1]
+        claim_id = s.api.query("SELECT id FROM iot.certificates WHERE made = 'claim'")[0]["id"]
+        rows = s.api.query("SELECT identity, certificate_id FROM system.connections WHERE client_id = 'claimer-1'")
+        assert rows == [{"identity": "claim", "certificate_id": claim_id}]
     finally:
         p.disconnect()
 

@@ -69,6 +69,8 @@ def test_revoked_certificate_is_refused_and_its_live_connection_closed(tmp_path,
     assert (c["status"], c["made"], c["device_id"], c["issuer"]) == ("ACTIVE", "issued", "sensor-9", "Test fleet")
     assert len(c["id"]) == 64 and c["last_used_at"] is not None and c["revoked_at"] is None
     assert api.request("GET", f"/api/v1/certificates/{c['id']}").json() == c
+    rows = api.query("SELECT identity, certificate_id FROM system.connections WHERE client_id = 'sensor-9'")
+    assert rows == [{"identity": "certificate", "certificate_id": c["id"]}]
     rows = Sql(s.http_port).query(
         "SELECT status, made, common_name FROM iot.certificates WHERE device_id = 'sensor-9'")
     assert rows == [{"status": "ACTIVE", "made": "issued", "common_name": "sensor-9"}]

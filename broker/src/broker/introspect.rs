@@ -26,6 +26,10 @@ pub struct ConnectionInfo {
     pub inflight: usize,
     /// Session expiry interval, seconds.
     pub expiry_secs: u32,
+    /// How it authenticated: `claim`, `certificate`, `password` or `anonymous`.
+    pub identity: &'static str,
+    /// Its client certificate.
+    pub certificate: Option<Fingerprint>,
 }
 
 impl Broker {
@@ -46,6 +50,8 @@ impl Broker {
                 queued_bytes: inner.queued_bytes,
                 inflight: inner.outbound.len(),
                 expiry_secs: inner.expiry_secs,
+                identity: inner.identity,
+                certificate: inner.cert,
             });
         }
         out.sort_by(|a, b| a.client_id.cmp(&b.client_id));

@@ -65,6 +65,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
                 return fail(self, conn, denied.code, denied.why);
             }
         };
+        let kind = identity.kind();
         let (client_id, assigned) = match identity.client_id {
             Some(id) if c.client_id.as_str().is_empty() => (id.clone(), Some(id)),
             Some(id) => (id, None),
@@ -136,6 +137,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             );
             inner.inbound.reconnect(cfg.receive_maximum);
             inner.cert = identity.cert.as_ref().map(|c| c.fingerprint);
+            inner.identity = kind;
         }
         let seq = broker.save_session(&attached.session);
         conn.keep_alive = mast_protocol::session::keep_alive_deadline(keep_alive);
@@ -167,6 +169,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             client_id,
             username,
             confined,
+            identity: kind,
             session: attached.session,
             will,
             aliases_in: AliasesIn::new(cfg.topic_alias_maximum),

@@ -115,6 +115,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             username: client.username.as_deref(),
             addr: conn.addr,
             version: conn.version,
+            identity: client.identity,
             connected_at_ns: client.connected_at,
         };
         let mut cx = HookCx {
