@@ -48,7 +48,11 @@ fn connected(client: &str, protocol: &str, user: Option<&str>) -> Row {
         r.insert("username".into(), s(u));
     }
     // How it authenticated: the user's password, or nothing (anonymous on loopback).
-    let identity = if user.is_some() { "password" } else { "anonymous" };
+    let identity = if user.is_some() {
+        "password"
+    } else {
+        "anonymous"
+    };
     r.insert("identity".into(), s(identity));
     r
 }

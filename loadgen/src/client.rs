@@ -32,6 +32,16 @@ pub(crate) struct Settings {
     pub(crate) username: Option<String>,
     pub(crate) password: Option<String>,
     pub(crate) clean_start: bool,
+    /// TLS: the server name, and the client configuration of each connection (by its ordinal,
+    /// modulo their number: one per device certificate, or one shared).
+    pub(crate) tls: Option<Tls>,
+}
+
+/// TLS settings of a run.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+    pub(crate) configs: std::sync::Arc<Vec<std::sync::Arc<rustls::ClientConfig>>>,
 }
 
 /// Where a connection stands.
@@ -49,7 +59,7 @@ pub(crate) enum Event {
     /// CONNACK (success) arrived this many microseconds after the TCP connect started.
     Connected(u64),
     /// A PUBLISH arrived (payload for latency stamps).
-    Message(Bytes),
+    Message { topic: Utf8, payload: Bytes },
     /// The QoS 1/2 publish with packet id `id` completed after `us` microseconds.
     Acked { us: u64, id: u16 },
     /// SUBACK arrived (every filter granted).
@@ -71,6 +81,8 @@ pub(crate) fn reason_text(packet: &str, r: ReasonCode) -> String {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
+    /// TLS over `stream`, when the run uses it.
+    tls: Option<Box<rustls::ClientConnection>>,
     pub(crate) phase: Phase,
     version: ProtocolVersion,
     rbuf: BytesMut,
@@ -94,8 +106,18 @@ impl Conn {
         addr: SocketAddr,
         source: Option<IpAddr>,
         client_id: &str,
+        ordinal: usize,
         s: &Settings,
     ) -> io::Result<Conn> {
+        let tls = match &s.tls {
+            None => None,
+            Some(t) => {
+                let cfg = std::sync::Arc::clone(&t.configs[ordinal % t.configs.len()]);
+                let c = rustls::ClientConnection::new(cfg, t.server_name.clone())
+                    .map_err(io::Error::other)?;
+                Some(Box::new(c))
+            }
+        };
         let stream = match source {
             None => TcpStream::connect(addr)?,
             Some(ip) => {
@@ -115,6 +137,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         let mut c = Conn {
             stream,
+            tls,
             phase: Phase::Connecting,
             version: s.version,
             rbuf: BytesMut::new(),
@@ -155,9 +178,10 @@ impl Conn {
         self.inflight.len()
     }
 
-    /// Bytes queued, not written.
+    /// Bytes queued, not written (TLS records count as one).
     pub(crate) fn pending(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        let tls = self.tls.as_ref().is_some_and(|t| t.wants_write());
+        self.wbuf.len() - self.wpos + usize::from(tls)
     }
 
     /// Queues a SUBSCRIBE.
@@ -222,6 +246,9 @@ impl Conn {
 
     /// Writes what is queued until the socket would block.
     pub(crate) fn flush(&mut self) -> io::Result<usize> {
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         let mut n = 0;
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
@@ -247,6 +274,91 @@ impl Conn {
         Ok(n)
     }
 
+    /// TLS: the queued packets into the session (buffered until the handshake is done), then
+    /// its records to the socket until it would block.
+    fn flush_tls(&mut self) -> io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(0);
+        };
+        while self.wpos < self.wbuf.len() {
+            match tls.writer().write(&self.wbuf[self.wpos..]) {
+                Ok(0) => break,
+                Ok(k) => self.wpos += k,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        let mut n = 0;
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.stream) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => n += k,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::NotConnected =>
+                {
+                    self.write_blocked = true;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// TLS: reads records until the socket would block, into `rbuf` as plaintext; true at the
+    /// end of the stream. What the session then has to say (the handshake's next flight,
+    /// acknowledgements) is written at once.
+    fn read_tls(&mut self, chunk: &mut [u8], total: &mut usize) -> io::Result<bool> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(false);
+        };
+        let mut eof = false;
+        loop {
+            let blocked = match tls.read_tls(&mut self.stream) {
+                Ok(0) => {
+                    eof = true;
+                    false
+                }
+                Ok(n) => {
+                    *total += n;
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let state = tls
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
+            if state.plaintext_bytes_to_read() > 0 {
+                loop {
+                    match tls.reader().read(chunk) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(k) => self.rbuf.extend_from_slice(&chunk[..k]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if state.peer_has_closed() {
+                eof = true;
+            }
+            if eof || blocked {
+                break;
+            }
+        }
+        self.flush_tls()?;
+        Ok(eof)
+    }
+
     /// Queues a PINGREQ. The broker answers packets of a connection in order, so its PINGRESP
     /// says everything sent before it has been read (a QoS 0 run is over only then).
     pub(crate) fn ping(&mut self) {
@@ -259,7 +371,10 @@ impl Conn {
         let mut total = 0;
         let mut eof = false;
         let mut chunk = [0u8; 64 * 1024];
-        loop {
+        if self.tls.is_some() {
+            eof = self.read_tls(&mut chunk, &mut total)?;
+        }
+        while self.tls.is_none() {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     eof = true;
@@ -339,7 +454,10 @@ impl Conn {
                             &mut self.wbuf,
                         ),
                     }
-                    on(Event::Message(p.payload));
+                    on(Event::Message {
+                        topic: p.topic,
+                        payload: p.payload,
+                    });
                 }
                 Packet::SubAck(a) => match a.reasons.iter().find(|r| r.0 >= 0x80) {
                     Some(&r) => on(Event::Error(reason_text("suback", r))),
@@ -532,7 +650,7 @@ pub(crate) fn connect_all(
             ramp.step(poll, &mut events, &mut conns, wait)?;
         }
         let source = (!dial.sources.is_empty()).then(|| dial.sources[ordinal % dial.sources.len()]);
-        match Conn::open(dial.addr, source, client_id, &dial.settings) {
+        match Conn::open(dial.addr, source, client_id, *ordinal, &dial.settings) {
             Ok(mut c) => {
                 poll.registry().register(
                     &mut c.stream,

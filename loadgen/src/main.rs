@@ -11,6 +11,7 @@
 mod client;
 mod fleet;
 mod opts;
+mod provision;
 mod query;
 mod shadow;
 mod sql;
@@ -56,6 +57,10 @@ enum Verb {
     /// Devices updating their shadows over the AWS IoT shadow topics: the accepted rate and
     /// the update → accepted latency (durable replies), with telemetry beside it if asked.
     Shadow(shadow::ShadowArgs),
+    /// A production run enrolling itself by AWS IoT fleet provisioning over TLS with a claim
+    /// certificate (CSR, or CreateKeysAndCertificate, then RegisterThing): enrolments/s and
+    /// the CSR → registered latency.
+    Provision(provision::ProvisionArgs),
     /// The TSBS IoT queries over Mast's SQL API, closed or open loop, with latency percentiles.
     Query(query::QueryArgs),
 }
@@ -261,6 +266,7 @@ fn run() -> anyhow::Result<()> {
         Verb::Bench(a) => run_bench(a),
         Verb::Iot(a) => fleet::run_iot(a),
         Verb::Shadow(a) => shadow::run_shadow(a),
+        Verb::Provision(a) => provision::run_provision(a),
         Verb::Query(a) => query::run_query(a),
     }
 }

@@ -2,13 +2,15 @@
 //! -k -C -u -P --prefix --ifaddr`), and what they resolve to.
 
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use mast_protocol::ProtocolVersion;
 
-use crate::client::{Dial, Settings};
+use crate::client::{Dial, Settings, Tls};
 
 /// Where and how to connect.
 #[derive(Debug, Clone, Args)]
@@ -50,6 +52,24 @@ pub(crate) struct ConnOpts {
     /// Worker threads (each drives its share of the connections on one poll).
     #[arg(long, default_value_t = 1)]
     pub(crate) threads: usize,
+    /// TLS (with --cacertfile; a client certificate from --certfile/--keyfile or --certdir).
+    #[arg(short = 'S', long)]
+    pub(crate) ssl: bool,
+    /// The CA certificates (PEM) that verify the broker.
+    #[arg(long)]
+    pub(crate) cacertfile: Option<PathBuf>,
+    /// One client certificate (PEM) for every connection.
+    #[arg(long, requires = "keyfile")]
+    pub(crate) certfile: Option<PathBuf>,
+    #[arg(long)]
+    pub(crate) keyfile: Option<PathBuf>,
+    /// A certificate per connection: DIR's `*.crt` (each with its `.key`) in name order, the
+    /// n-th for the n-th connection (as `mast-loadgen provision --out` writes them).
+    #[arg(long, conflicts_with = "certfile")]
+    pub(crate) certdir: Option<PathBuf>,
+    /// The server name for SNI and certificate verification [default: the host].
+    #[arg(long)]
+    pub(crate) sni: Option<String>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -85,12 +105,76 @@ impl ConnOpts {
                 username: self.username.clone(),
                 password: self.password.clone(),
                 clean_start: self.clean,
+                tls: self.tls()?,
             },
             sources,
             gap,
             connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
             t0: Instant::now(),
         })
+    }
+}
+
+impl ConnOpts {
+    /// The TLS settings, when `--ssl` asks for TLS.
+    fn tls(&self) -> anyhow::Result<Option<Tls>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        if !self.ssl {
+            return Ok(None);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = self
+            .cacertfile
+            .as_ref()
+            .context("--ssl needs --cacertfile (the CA that signed the broker's certificate)")?;
+        for c in CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("reading {}", ca.display()))?
+        {
+            roots.add(c.with_context(|| format!("reading {}", ca.display()))?)?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = |pair: Option<(&Path, &Path)>| -> anyhow::Result<Arc<rustls::ClientConfig>> {
+            let b = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(Arc::clone(&roots));
+            Ok(Arc::new(match pair {
+                None => b.with_no_client_auth(),
+                Some((cert, key)) => {
+                    let certs = CertificateDer::pem_file_iter(cert)
+                        .with_context(|| format!("reading {}", cert.display()))?
+                        .collect::<Result<Vec<_>, _>>()
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    let key = PrivateKeyDer::from_pem_file(key)
+                        .with_context(|| format!("reading {}", key.display()))?;
+                    b.with_client_auth_cert(certs, key)?
+                }
+            }))
+        };
+        let configs = match (&self.certfile, &self.keyfile, &self.certdir) {
+            (Some(c), Some(k), _) => vec![config(Some((c, k)))?],
+            (_, _, Some(dir)) => {
+                let mut crts: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .with_context(|| format!("reading {}", dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                    .collect();
+                crts.sort();
+                anyhow::ensure!(!crts.is_empty(), "no *.crt in {}", dir.display());
+                crts.iter()
+                    .map(|c| config(Some((c, &c.with_extension("key")))))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            _ => vec![config(None)?],
+        };
+        let name = self.sni.clone().unwrap_or_else(|| self.host.clone());
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| anyhow::anyhow!("--sni {name:?} is not a server name"))?;
+        Ok(Some(Tls {
+            server_name,
+            configs: Arc::new(configs),
+        }))
     }
 }
 

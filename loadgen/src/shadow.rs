@@ -383,7 +383,7 @@ fn drive(
             conns,
             Duration::from_millis(1),
             &mut |k, e| match e {
-                Event::Message(p) => match read_reply(&p) {
+                Event::Message { payload: p, .. } => match read_reply(&p) {
                     Some((accepted, us)) => {
                         let d = &mut devices[k];
                         if d.open > 0 {

@@ -499,7 +499,7 @@ fn worker(
                     part.ack.record(us);
                     paces[k].accepted += 1;
                 }
-                Event::Message(p) => {
+                Event::Message { payload: p, .. } => {
                     let t = Instant::now();
                     part.received += 1;
                     part.first_msg.get_or_insert(t);

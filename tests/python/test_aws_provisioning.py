@@ -453,3 +453,28 @@ def test_renewal_replaces_a_certificate_with_no_gap_in_service(fleet, tmp_path, 
              tls={"ca_certs": str(s.ca), "certfile": str(old_cert), "keyfile": str(old_key)})
     with pytest.raises((ConnectionError, OSError, TimeoutError)):
         p.connect()
+
+
+def test_mast_loadgen_provisions_a_fleet_that_then_connects_with_its_certificates(fleet, tmp_path):
+    import subprocess
+
+    from conftest import mast_bin
+    s = fleet(template={"device_id": "{SerialNumber}", "device_type": "sim"})
+    lg = mast_bin().parent / "mast-loadgen"
+    tls = ["-p", str(s.tls_port), "--ssl", "--cacertfile", str(s.ca), "--sni", "localhost"]
+    r = subprocess.run([str(lg), "provision", *tls, "--certfile", str(s.claim[0]), "--keyfile", str(s.claim[1]),
+                        "-c", "20", "--prefix", "sim", "--out", str(tmp_path / "certs"), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["enrolled"], out["failed"], out["errors"]) == (20, 0, {}), out
+    assert out["enrolment_latency_us"]["count"] == 20
+    rows = s.api.query("SELECT count(*) AS n FROM iot.certificates WHERE made = 'csr' AND status = 'ACTIVE'")
+    assert rows == [{"n": 20}]
+    r = subprocess.run([str(lg), "conn", *tls, "--certdir", str(tmp_path / "certs"), "-c", "20", "--prefix", "sim",
+                        "-d", "1", "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[0])
+    assert (out["connected"], out["errors"]) == (20, {}), out
+    rows = s.api.query("SELECT count(*) AS n FROM iot.devices WHERE device_type = 'sim'")
+    assert rows == [{"n": 20}]
