@@ -100,15 +100,35 @@ pub struct Identity {
     pub confined: Option<Arc<Confined>>,
 }
 
+/// How a connection authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    Anonymous,
+    Password,
+    Certificate,
+    /// A claim certificate, confined to fleet provisioning.
+    Claim,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Anonymous => "anonymous",
+            IdentityKind::Password => "password",
+            IdentityKind::Certificate => "certificate",
+            IdentityKind::Claim => "claim",
+        }
+    }
+}
+
 impl Identity {
-    /// How it was established: `claim` (a claim certificate, confined to provisioning),
-    /// `certificate`, `password` or `anonymous`.
-    pub fn kind(&self) -> &'static str {
+    /// How it was established.
+    pub fn kind(&self) -> IdentityKind {
         match (&self.confined, &self.cert, &self.username) {
-            (Some(_), _, _) => "claim",
-            (None, Some(_), _) => "certificate",
-            (None, None, Some(_)) => "password",
-            (None, None, None) => "anonymous",
+            (Some(_), _, _) => IdentityKind::Claim,
+            (None, Some(_), _) => IdentityKind::Certificate,
+            (None, None, Some(_)) => IdentityKind::Password,
+            (None, None, None) => IdentityKind::Anonymous,
         }
     }
 }

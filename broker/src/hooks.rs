@@ -217,7 +217,7 @@ pub struct ClientInfo<'a> {
     pub addr: SocketAddr,
     pub version: ProtocolVersion,
     /// How it authenticated ([`crate::credentials::Identity::kind`]).
-    pub identity: &'static str,
+    pub identity: crate::credentials::IdentityKind,
     /// When CONNECT was accepted (ns since the epoch).
     pub connected_at_ns: i64,
 }

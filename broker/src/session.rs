@@ -108,7 +108,7 @@ pub(crate) struct SessionInner {
     /// revoked).
     pub(crate) cert: Option<crate::credentials::Fingerprint>,
     /// How the owning connection authenticated ([`crate::credentials::Identity::kind`]).
-    pub(crate) identity: &'static str,
+    pub(crate) identity: crate::credentials::IdentityKind,
     pub(crate) disconnected_at: Option<Instant>,
     /// The session was discarded; deliveries are ignored.
     pub(crate) ended: bool,
@@ -144,7 +144,7 @@ impl Session {
                 version,
                 kick: None,
                 cert: None,
-                identity: "anonymous",
+                identity: crate::credentials::IdentityKind::Anonymous,
                 disconnected_at: None,
                 ended: false,
                 next_key: 1,

@@ -149,7 +149,7 @@ impl Presence {
             address: &address,
             protocol: protocol_name(c.version),
             username: c.username,
-            identity: c.identity,
+            identity: c.identity.as_str(),
             connected_at_ns: c.connected_at_ns,
         };
         let Effects { rows, writes } = self.registry.change(&client, change, now_ns());

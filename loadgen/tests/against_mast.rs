@@ -680,11 +680,20 @@ fn connections_come_from_every_source_address_given() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
     assert!(line.starts_with("conn: 30 connected in"), "{line}");
-    let rows = sql(
-        server.http_port,
-        "SELECT split_part(address, ':', 1) AS ip, count(*) AS n FROM system.connections \
-         GROUP BY ip ORDER BY ip",
-    );
+    // The address comes from the presence record, committed just after the CONNACK: wait for
+    // every connection's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = sql(
+            server.http_port,
+            "SELECT split_part(address, ':', 1) AS ip, count(*) AS n FROM system.connections \
+             GROUP BY ip ORDER BY ip",
+        );
+        if rows.iter().all(|r| r["ip"].is_string()) || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let _ = child.kill();
     let _ = child.wait();
     let got: Vec<(String, u64)> = rows

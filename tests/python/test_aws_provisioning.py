@@ -478,3 +478,57 @@ def test_mast_loadgen_provisions_a_fleet_that_then_connects_with_its_certificate
     assert (out["connected"], out["errors"]) == (20, {}), out
     rows = s.api.query("SELECT count(*) AS n FROM iot.devices WHERE device_type = 'sim'")
     assert rows == [{"n": 20}]
+
+
+def test_kill_9_in_a_burst_of_provisioning_leaves_every_answered_certificate_known(fleet):
+    """Devices create and register as fast as they can while the server is killed: every
+    certificate a device was given is known after the restart (PENDING, to expire, or
+    ACTIVE), and every registration a device was told of is ACTIVE for its device."""
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    peers = []
+    for i in range(8):
+        p = Peer(s.tls_port, MQTTv311, f"burst-{i}", host="localhost", tls=tls)
+        p.connect()
+        assert p.subscribe("$aws/certificates/create/json/+", qos=0) == [0]
+        assert p.subscribe("$aws/provisioning-templates/factory/provision/json/+", qos=0) == [0]
+        peers.append(p)
+    given, registered = {}, {}
+    stop = threading.Event()
+
+    def device(i, p):
+        n = 0
+        while not stop.is_set():
+            try:
+                p.publish("$aws/certificates/create/json", b"{}", qos=0)
+                (m,) = p.expect(1, timeout=3)
+                created = json.loads(m.payload)
+                given[created["certificateId"]] = i
+                serial = f"b{i}-{n}"
+                p.publish("$aws/provisioning-templates/factory/provision/json", json.dumps(
+                    {"certificateOwnershipToken": created["certificateOwnershipToken"],
+                     "parameters": {"SerialNumber": serial, "Site": "x"}}).encode(), qos=0)
+                (m,) = p.expect(1, timeout=3)
+                if m.topic.endswith("/accepted"):
+                    registered[created["certificateId"]] = f"sensor-{serial}"
+                n += 1
+            except Exception:
+                return
+
+    threads = [threading.Thread(target=device, args=(i, p), daemon=True) for i, p in enumerate(peers)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    s.restart(hard=True)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    for p in peers:
+        p.close()
+    assert len(given) >= 8, "the burst made certificates before the kill"
+    rows = s.api.query("SELECT id, status, device_id FROM iot.certificates WHERE made = 'create'")
+    known = {r["id"]: r for r in rows}
+    unknown = [c for c in given if c not in known]
+    assert unknown == [], f"{len(unknown)} certificates given to devices are unknown after kill -9"
+    for cert, device in registered.items():
+        assert (known[cert]["status"], known[cert]["device_id"]) == ("ACTIVE", device)

@@ -50,7 +50,7 @@ impl Broker {
                 queued_bytes: inner.queued_bytes,
                 inflight: inner.outbound.len(),
                 expiry_secs: inner.expiry_secs,
-                identity: inner.identity,
+                identity: inner.identity.as_str(),
                 certificate: inner.cert,
             });
         }

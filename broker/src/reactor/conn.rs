@@ -26,7 +26,7 @@ pub(super) struct Client {
     /// Topics the connection is confined to (a claim certificate's), beside the ACL.
     pub(super) confined: Option<Arc<crate::credentials::Confined>>,
     /// How it authenticated ([`crate::credentials::Identity::kind`]).
-    pub(super) identity: &'static str,
+    pub(super) identity: crate::credentials::IdentityKind,
     pub(super) session: Arc<Session>,
     pub(super) will: Option<(Arc<Message>, u32)>,
     pub(super) aliases_in: AliasesIn,
