@@ -53,6 +53,9 @@ pub struct Certificates {
     /// Devices registered just in time by a connect whose presence event is not written yet:
     /// client id → (certificate id, CA id).
     registered: Mutex<HashMap<String, (String, String)>>,
+    /// How the fleet CA's leaves name it, once there is a fleet CA: a leaf of it that has no
+    /// record was removed (never registered) or never known, and is refused.
+    fleet: RwLock<Option<IssuerKey>>,
 }
 
 /// An enrolled CA and how its leaves name it.
@@ -133,6 +136,7 @@ impl Certificates {
             cas: RwLock::new(cas),
             cas_write: Mutex::new(()),
             registered: Mutex::new(HashMap::new()),
+            fleet: RwLock::new(None),
         };
         // The bundle the TLS listener trusts follows the records (a crash between the two).
         certs.write_bundle()?;
@@ -167,6 +171,12 @@ impl Certificates {
                 None => None,
             }
         };
+        if ca.is_none() && self.fleet_issued(cert) {
+            // The fleet CA's with no record: issued by `mast ca` since the start (kept in
+            // `issued/`), or made by provisioning and removed unregistered.
+            return (!self.in_issued(&cert.fingerprint().to_string()))
+                .then_some(CertRefusal::Revoked);
+        }
         let cas = self.cas.read().unwrap_or_else(|e| e.into_inner());
         let allowed = match ca {
             Some(id) => cas.get(&id).is_some_and(|e| e.rec.enabled()),
@@ -178,18 +188,52 @@ impl Certificates {
         (!allowed).then_some(CertRefusal::UnknownIssuer)
     }
 
+    /// Whether `mast ca issue|claim` left the certificate `id` in `issued/`.
+    fn in_issued(&self, id: &str) -> bool {
+        self.ca.issued_dir().join(format!("{id}.crt")).exists()
+    }
+
+    /// Whether the fleet CA issued `cert` (read once the CA exists).
+    fn fleet_issued(&self, cert: &PeerCert<'_>) -> bool {
+        if let Some(k) = &*self.fleet.read().unwrap_or_else(|e| e.into_inner()) {
+            return issued_by(cert.der(), k);
+        }
+        let Ok(pem) = std::fs::read_to_string(self.ca.cert_path()) else {
+            return false;
+        };
+        let Some(key) = pem_der(&pem)
+            .ok()
+            .and_then(|der| issuer_key_of_ca(&der).ok())
+        else {
+            return false;
+        };
+        let issued = issued_by(cert.der(), &key);
+        *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        issued
+    }
+
     /// A CONNECT with the certificate `cert`: its record, recorded now if it is new (ACTIVE:
     /// its chain verified), `last_used_at` brought up to date. Refused when not ACTIVE (it
     /// may have been revoked since the handshake). The writes are submitted, not waited for.
     pub fn connected(&self, cert: &PeerCert<'_>) -> Result<CertRecord, Denied> {
         let id = cert.fingerprint().to_string();
         let now = now_ns();
-        if self.refuses(cert) == Some(CertRefusal::UnknownIssuer) {
-            return Err(Denied {
-                code: ReasonCode::NOT_AUTHORIZED,
-                why: "the enrolment of the certificate's CA is disabled",
-                auth_failure: true,
-            });
+        match self.refuses(cert) {
+            Some(CertRefusal::UnknownIssuer) => {
+                return Err(Denied {
+                    code: ReasonCode::NOT_AUTHORIZED,
+                    why: "the enrolment of the certificate's CA is disabled",
+                    auth_failure: true,
+                });
+            }
+            Some(CertRefusal::Revoked) if !self.read().contains_key(&id) => {
+                return Err(Denied {
+                    code: ReasonCode::NOT_AUTHORIZED,
+                    why: "a certificate of the fleet CA that Mast has no record of",
+                    auth_failure: true,
+                });
+            }
+            _ => {}
         }
         let refused = |r: &CertRecord| Denied {
             code: ReasonCode::NOT_AUTHORIZED,
@@ -263,14 +307,14 @@ impl Certificates {
         info: &CertInfo,
         now: i64,
     ) -> Result<CertRecord, Denied> {
-        let ours = self
-            .ca
-            .issued_dir()
-            .join(format!("{}.crt", info.fingerprint))
-            .exists();
-        if ours {
+        if self.in_issued(&info.fingerprint) {
             return Ok(CertRecord::new(info, Made::Issued, Status::Active, now));
         }
+        // Only the fleet CA makes claim certificates; the marker from another CA is ignored.
+        let info = &CertInfo {
+            claim_template: None,
+            ..info.clone()
+        };
         let cas = self.cas.read().unwrap_or_else(|e| e.into_inner());
         let Some(ca) = cas.values().find(|e| issued_by(cert.der(), &e.key)) else {
             return Ok(CertRecord::new(info, Made::Seen, Status::Active, now));
@@ -339,15 +383,33 @@ impl Certificates {
             let Some(r) = records.get(&id) else {
                 return Err(RegistryError::not_found(format!("no certificate {id}")));
             };
-            let next = r.revoke(now_ns());
-            let seq = match next != *r {
-                false => None,
-                true => Some(
+            let now = now_ns();
+            let next = r.revoke(now);
+            // Its renewals not used yet go with it: a stolen key cannot renew its way out.
+            let renewals: Vec<CertRecord> = records
+                .values()
+                .filter(|x| {
+                    x.replaces.as_deref() == Some(id.as_str())
+                        && x.last_used_at.is_none()
+                        && x.status == Status::Active
+                })
+                .map(|x| x.revoke(now))
+                .collect();
+            let mut ops: Vec<Op> = renewals.iter().map(CertRecord::put).collect();
+            if next != *r {
+                ops.push(next.put());
+            }
+            let seq = match ops.is_empty() {
+                true => None,
+                false => Some(
                     self.writer
-                        .submit(vec![next.put()])
+                        .submit(ops)
                         .ok_or_else(|| RegistryError::internal("the metadata store is closed"))?,
                 ),
             };
+            for x in renewals {
+                records.insert(x.id.clone(), x);
+            }
             records.insert(id.clone(), next.clone());
             (next, seq)
         };

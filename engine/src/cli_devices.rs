@@ -114,22 +114,22 @@ pub(crate) fn parse_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     }
     let mut out = Vec::new();
     let mut at = 0;
+    let short = || anyhow::anyhow!("a chunked answer cut short");
     loop {
-        let eol = rest[at..]
+        let line = rest.get(at..).ok_or_else(short)?;
+        let eol = line
             .windows(2)
             .position(|w| w == b"\r\n")
-            .context("a chunked answer cut short")?;
-        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[at..at + eol]).trim(), 16)
+            .ok_or_else(short)?;
+        let size = usize::from_str_radix(String::from_utf8_lossy(&line[..eol]).trim(), 16)
             .context("a bad chunk size")?;
         at += eol + 2;
         if size == 0 {
             return Ok((status, out));
         }
-        let chunk = rest
-            .get(at..at + size)
-            .context("a chunked answer cut short")?;
-        out.extend_from_slice(chunk);
-        at += size + 2;
+        let end = at.checked_add(size).ok_or_else(short)?;
+        out.extend_from_slice(rest.get(at..end).ok_or_else(short)?);
+        at = end.saturating_add(2);
     }
 }
 

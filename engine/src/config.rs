@@ -239,6 +239,7 @@ impl Config {
                 device_configuration: Default::default(),
                 hook_url: Some(String::new()),
                 enabled: true,
+                reprovision: true,
                 certificate_days: Some(1),
                 updated_at: 0,
             },

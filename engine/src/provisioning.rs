@@ -518,6 +518,20 @@ impl Worker {
         let mut rec = CertRecord::new(&issued.info, Made::Renewal, Status::Active, now_ns());
         rec.device_id = Some(device.clone());
         rec.replaces = Some(old.id.clone());
+        // It stays under the CA that issued the one it renews (a disabled enrolment still
+        // refuses it).
+        rec.ca.clone_from(&old.ca);
+        // One renewal waits for its first use at a time: an earlier one never used is revoked.
+        let unused = self.parts.certs.list(&Filter {
+            device: Some(device.clone()),
+            status: Some(Status::Active),
+        });
+        for r in unused
+            .iter()
+            .filter(|r| r.replaces.as_deref() == Some(old.id.as_str()) && r.last_used_at.is_none())
+        {
+            self.parts.certs.revoke(&r.id).map_err(refuse)?;
+        }
         let seq = self.parts.certs.add(rec.clone(), vec![]).map_err(refuse)?;
         if !self.parts.writer.wait(Some(seq), COMMIT_TIMEOUT) {
             return Err(Refused::new(
@@ -568,7 +582,14 @@ impl Worker {
         let spawned = std::thread::Builder::new()
             .name("provisioning-hook".into())
             .spawn(move || {
-                let result = call_hook(&url, &body);
+                let result =
+                    std::panic::catch_unwind(|| call_hook(&url, &body)).unwrap_or_else(|_| {
+                        Err(Refused::new(
+                            403,
+                            "AccessDenied",
+                            "the pre-provisioning hook's answer could not be read",
+                        ))
+                    });
                 let _ = tx.send((p, result));
                 waker.wake();
             });
@@ -670,6 +691,26 @@ impl Worker {
         let mut params = p.params.clone();
         params.extend(overrides);
         let prov = p.template.provision(&params)?;
+        if !p.template.reprovision
+            && let Some(c) = self
+                .parts
+                .certs
+                .list(&Filter {
+                    device: Some(prov.device_id.clone()),
+                    status: Some(Status::Active),
+                })
+                .into_iter()
+                .find(|c| c.last_used_at.is_some() && !c.is_claim())
+        {
+            return Err(Refused::new(
+                409,
+                "ResourceConflict",
+                format!(
+                    "device {:?} is in service with certificate {} (a template with \"reprovision\": true lets it register again)",
+                    prov.device_id, c.id
+                ),
+            ));
+        }
         // Still good? (The hook took time; the sweeper may have run.)
         let tok = self.tokens.get(&p.token_key).cloned().ok_or_else(|| {
             Refused::new(

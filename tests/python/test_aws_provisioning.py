@@ -19,7 +19,7 @@ from paho.mqtt.client import MQTTv5, MQTTv311
 
 from awsdev import TIMEOUT, Device, refused
 from conftest import MastServer
-from mqttc import Peer
+from mqttc import Peer, connect_props
 from sqlc import Sql
 from test_fleet_ca import mast_ca
 
@@ -165,9 +165,86 @@ def test_a_claim_certificate_may_only_provision(fleet):
         assert p.subscribe("#") == [NOT_AUTHORIZED]
         assert p.subscribe("$aws/provisioning-templates/other/provision/json/accepted") == [NOT_AUTHORIZED]
         assert p.subscribe("$aws/certificates/create/json/accepted") == [1]
+        # Nothing it sends is kept: a retained request would keep its token.
+        assert p.publish("$aws/certificates/create/json", b"{}", qos=1, retain=True) == NOT_AUTHORIZED
         claim_id = s.api.query("SELECT id FROM iot.certificates WHERE made = 'claim'")[0]["id"]
         rows = s.api.query("SELECT identity, certificate_id FROM system.connections WHERE client_id = 'claimer-1'")
         assert rows == [{"identity": "claim", "certificate_id": claim_id}]
+    finally:
+        p.disconnect()
+
+
+def test_a_claim_certificate_cannot_take_over_a_device_session(fleet, tmp_path):
+    s = fleet()
+    mast_ca(s.data_dir, "issue", "--device", "dev-p", "--out", str(tmp_path / "d"))
+    dev = Peer(s.tls_port, MQTTv5, "dev-p", host="localhost", clean=False,
+               tls={"ca_certs": str(s.ca), "certfile": str(tmp_path / "d" / "dev-p.crt"),
+                    "keyfile": str(tmp_path / "d" / "dev-p.key")})
+    dev.connect(properties=connect_props(SessionExpiryInterval=3600))
+    assert dev.subscribe("devices/dev-p/commands") == [1]
+    dev.disconnect()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    thief = Peer(s.tls_port, MQTTv5, "dev-p", host="localhost", clean=False, tls=tls)
+    code, present, _ = thief.connect(check=False)
+    assert code == 0x85, "client identifier not valid"
+
+
+def test_only_the_server_answers_provisioning(fleet):
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    victim = Peer(s.tls_port, MQTTv5, "claimer-v", host="localhost", tls=tls)
+    victim.connect()
+    ops = Peer(s.port, MQTTv5, "ops-1").credentials("ops", "ops-pw")
+    ops.connect()
+    try:
+        assert victim.subscribe("$aws/certificates/create/json/+") == [1]
+        forged = json.dumps({"certificateId": "x", "certificatePem": "x", "privateKey": "x",
+                             "certificateOwnershipToken": "x"}).encode()
+        assert ops.publish("$aws/certificates/create/json/accepted", forged, qos=1) == NOT_AUTHORIZED
+        assert ops.publish("$aws/events/certificates/registered/ab", b"{}", qos=1) == NOT_AUTHORIZED
+        assert victim.drain(0.5) == []
+    finally:
+        victim.disconnect()
+        ops.disconnect()
+
+
+def test_a_device_in_service_is_not_registered_again_unless_the_template_says(fleet, tmp_path):
+    s = fleet()
+    tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
+    p = Peer(s.tls_port, MQTTv5, "claimer-x", host="localhost", tls=tls)
+    p.connect()
+
+    def ask(topic, payload):
+        p.publish(topic, payload, qos=1)
+        (m,) = p.expect(1)
+        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+
+    register = "$aws/provisioning-templates/factory/provision/json"
+    try:
+        assert p.subscribe("$aws/certificates/create/json/+") == [1]
+        assert p.subscribe(register + "/+") == [1]
+        _, first = ask("$aws/certificates/create/json", b"{}")
+        kind, _ = ask(register, json.dumps({"certificateOwnershipToken": first["certificateOwnershipToken"],
+                                            "parameters": {"SerialNumber": "x1", "Site": "a"}}).encode())
+        assert kind == "accepted"
+        cert, key = write(tmp_path, "sensor-x1", first["certificatePem"], first["privateKey"])
+        d = Peer(s.tls_port, MQTTv5, "sensor-x1", host="localhost",
+                 tls={"ca_certs": str(s.ca), "certfile": str(cert), "keyfile": str(key)})
+        d.connect()
+        d.disconnect()
+        # The device is in service: a claim registering the same serial again is refused.
+        _, second = ask("$aws/certificates/create/json", b"{}")
+        again = json.dumps({"certificateOwnershipToken": second["certificateOwnershipToken"],
+                            "parameters": {"SerialNumber": "x1", "Site": "b"}}).encode()
+        kind, doc = ask(register, again)
+        assert (kind, doc["statusCode"], doc["errorCode"]) == ("rejected", 409, "ResourceConflict"), doc
+        assert s.api.request("GET", "/api/v1/devices/sensor-x1").json()["tags"]["site"] == "a", "untouched"
+        # A template for factory resets lets it.
+        r = s.api.request("PUT", "/api/v1/provisioning/templates/factory",
+                          body=json.dumps({**TEMPLATE, "reprovision": True}))
+        assert r.status == 200 and r.json()["reprovision"] is True
+        kind, doc = ask(register, again)
+        assert (kind, doc["thingName"]) == ("accepted", "sensor-x1"), doc
     finally:
         p.disconnect()
 
@@ -193,7 +270,7 @@ def test_a_provisioning_reply_reaches_only_the_device_that_asked(fleet):
         b.disconnect()
 
 
-def test_refusals_carry_aws_error_documents(fleet):
+def test_refusals_carry_aws_error_documents(fleet, tmp_path):
     s = fleet(env={"MAST_PROVISIONING_TOKEN_LIFETIME_SECS": "2"})
     tls = {"ca_certs": str(s.ca), "certfile": str(s.claim[0]), "keyfile": str(s.claim[1])}
     p = Peer(s.tls_port, MQTTv5, "claimer-r", host="localhost", tls=tls)
@@ -238,6 +315,12 @@ def test_refusals_carry_aws_error_documents(fleet):
         while s.api.query(f"SELECT id FROM iot.certificates WHERE id = '{created['certificateId']}'"):
             assert time.monotonic() < deadline, "a never-registered certificate outlived its token"
             time.sleep(0.2)
+        # Removed, it is refused: it cannot come back as a device of its CN.
+        cert, key = write(tmp_path, "removed", created["certificatePem"], created["privateKey"])
+        gone = Peer(s.tls_port, MQTTv5, "claimer-r", host="localhost",
+                    tls={"ca_certs": str(s.ca), "certfile": str(cert), "keyfile": str(key)})
+        with pytest.raises((ConnectionError, OSError, TimeoutError)):
+            gone.connect()
     finally:
         p.disconnect()
 

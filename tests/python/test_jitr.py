@@ -114,7 +114,9 @@ def test_enrolment_refusals(tmp_path, servers, password_hash):
     for body, why in [({"certificate": leaf.cert_path.read_text()}, "not a CA"),
                       ({"certificate": "garbage"}, "certificate"),
                       ({"certificate": customer.cert_path.read_text(), "device_id": "a-{"}, "without"),
-                      ({"pem": "x"}, "unknown field")]:
+                      ({"pem": "x"}, "unknown field"),
+                      ({"certificate": customer.cert_path.read_text() + customer.cert_path.read_text()},
+                       "exactly one")]:
         r = api.request("POST", "/api/v1/cas", body=json.dumps(body))
         assert r.status == 400 and why in r.error()["error"], (body, r.body)
     assert api.request("GET", "/api/v1/cas/" + "ab" * 32).status == 404

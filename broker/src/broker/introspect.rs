@@ -58,6 +58,16 @@ impl Broker {
         out
     }
 
+    /// How the owner of the session of `client_id` authenticated, if there is a session.
+    pub(crate) fn session_identity(
+        &self,
+        client_id: &str,
+    ) -> Option<crate::credentials::IdentityKind> {
+        let s = lock(&self.sessions).get(client_id).cloned()?;
+        let inner = s.lock();
+        Some(inner.identity)
+    }
+
     /// The client certificate the connection `to` was established with, while it is connected.
     pub fn certificate_of(&self, to: &crate::link::Requester) -> Option<Fingerprint> {
         let s = lock(&self.sessions).get(&to.client_id).cloned()?;

@@ -79,7 +79,25 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         if let Some(cert) = &identity.cert {
             tracing::debug!(client_id = %client_id, fingerprint = %cert.fingerprint, "client certificate");
         }
-        let expiry = if v5 {
+        // A confined identity (a claim certificate a whole production run shares) gets a
+        // clean session that ends with the connection, and may not take over the session of
+        // a client that is not confined as well (a device's subscriptions and queue).
+        let clean_start = c.clean_start || confined.is_some();
+        if confined.is_some()
+            && broker
+                .session_identity(&client_id)
+                .is_some_and(|k| k != kind)
+        {
+            return fail(
+                self,
+                conn,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "a claim certificate may not take over another client's session",
+            );
+        }
+        let expiry = if confined.is_some() {
+            0
+        } else if v5 {
             c.properties.session_expiry_interval.unwrap_or(0)
         } else if c.clean_start {
             0
@@ -122,7 +140,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         let attached = broker.attach(
             &client_id,
             c.version,
-            c.clean_start,
+            clean_start,
             expiry,
             owner,
             &mut self.notifier,
@@ -185,7 +203,7 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
         self.client_event(
             conn,
             ClientEvent::Connected {
-                clean_start: c.clean_start,
+                clean_start,
                 keep_alive_secs: keep_alive,
             },
         );

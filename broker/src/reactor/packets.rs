@@ -140,7 +140,8 @@ impl<H: PublishHook + ClientEvents> Reactor<H> {
             }
         };
         let allowed = match &client.confined {
-            Some(c) => c.can_publish(topic.as_str()),
+            // Nothing it sends is kept: a retained request would keep its token.
+            Some(c) => !p.retain && c.can_publish(topic.as_str()),
             None => self.broker.acl.can_publish(
                 &client.client_id,
                 client.username.as_deref(),

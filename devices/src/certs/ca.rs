@@ -328,7 +328,10 @@ pub fn info_der(der: &[u8]) -> Result<CertInfo, CaError> {
     };
     let claim_template = c.subject_alternative_name().ok().flatten().and_then(|san| {
         san.value.general_names.iter().find_map(|g| match g {
-            GeneralName::URI(u) => u.strip_prefix(CLAIM_URI_PREFIX).map(str::to_owned),
+            GeneralName::URI(u) => u
+                .strip_prefix(CLAIM_URI_PREFIX)
+                .filter(|t| super::check_template_name(t).is_ok())
+                .map(str::to_owned),
             _ => None,
         })
     });

@@ -90,6 +90,11 @@ fn check_rule(rule: &str) -> Result<(), RegistryError> {
 impl EnrolledCa {
     /// A CA enrolled from `req` at `now_ns`: its certificate must be a CA's.
     pub fn enrol(req: &Enrol, now_ns: i64) -> Result<EnrolledCa, RegistryError> {
+        if req.certificate.matches("-----BEGIN").count() != 1 {
+            return Err(RegistryError::bad(
+                "certificate: exactly one PEM certificate, the CA's (each CA of a chain is enrolled on its own)",
+            ));
+        }
         let info = super::ca::info(&req.certificate)
             .map_err(|e| RegistryError::bad(format!("certificate: {}", e.0)))?;
         if !info.is_ca {

@@ -92,6 +92,14 @@ pub fn parse_topic(topic: &str) -> Option<(Request, bool)> {
     ))
 }
 
+/// Whether `topic` is one only the server publishes to: the provisioning replies and the
+/// certificate events (a client's publish there could answer another device's request).
+pub fn is_server_topic(topic: &str) -> bool {
+    let provisioning = topic.starts_with("$aws/certificates/")
+        || topic.starts_with("$aws/provisioning-templates/");
+    (provisioning && parse_topic(topic).is_none()) || topic.starts_with("$aws/events/certificates/")
+}
+
 /// The topic filters a claim certificate of `template` may publish to (the requests) and
 /// subscribe to (the requests and their replies): nothing else, as AWS's claim policy.
 pub fn claim_topics(template: &str) -> (Vec<String>, Vec<String>) {
@@ -313,6 +321,11 @@ pub struct Template {
     /// A disabled template refuses RegisterThing (404, as AWS's).
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// A device that already has an ACTIVE certificate in use may register again (a factory
+    /// reset); otherwise RegisterThing for it is refused (409), so a claim certificate cannot
+    /// take over a device in service.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reprovision: bool,
     /// Validity of the certificates it issues (days); the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_days: Option<u32>,

@@ -221,3 +221,77 @@ fn fingerprints_parse_from_hex() {
     assert_eq!(parse_fingerprint("zz"), None);
     assert_eq!(parse_fingerprint(&"g".repeat(64)), None);
 }
+
+#[test]
+fn only_the_fleet_ca_makes_claims_and_its_unknown_leaves_are_refused() {
+    let f = Fixture::new();
+    let certs = f.load();
+    // A claim marker from another CA is not a claim.
+    let other = Ca::create("Customer CA", time::OffsetDateTime::now_utc(), 30).unwrap();
+    let forged = other
+        .issue(
+            &Leaf::Claim("factory".into()),
+            time::OffsetDateTime::now_utc(),
+            30,
+        )
+        .unwrap();
+    let forged_der = der(&forged.cert_pem);
+    let r = certs.connected(&PeerCert::new(&forged_der)).unwrap();
+    assert_eq!((r.made, r.template), (Made::Seen, None));
+    assert_eq!(
+        r.device_id.as_deref(),
+        Some("claim-factory"),
+        "a device by its CN"
+    );
+
+    // A leaf of the fleet CA that is neither in issued/ nor recorded (provisioning made it and
+    // it was removed unregistered) is refused in the handshake and at CONNECT.
+    let fleet = f.ca.open().unwrap();
+    let stray = fleet
+        .issue(
+            &Leaf::Device("victim".into()),
+            time::OffsetDateTime::now_utc(),
+            30,
+        )
+        .unwrap();
+    let stray_der = der(&stray.cert_pem);
+    let stray_cert = PeerCert::new(&stray_der);
+    assert_eq!(certs.refuses(&stray_cert), Some(CertRefusal::Revoked));
+    assert_eq!(
+        certs.connected(&stray_cert).unwrap_err().code,
+        ReasonCode::NOT_AUTHORIZED
+    );
+    // One `mast ca issue` made while the server runs is let in.
+    let issued = f.ca.issue(&Leaf::Device("late".into()), 30).unwrap();
+    let issued_der = der(&issued.cert_pem);
+    assert_eq!(certs.refuses(&PeerCert::new(&issued_der)), None);
+    assert_eq!(
+        certs.connected(&PeerCert::new(&issued_der)).unwrap().made,
+        Made::Issued
+    );
+}
+
+#[test]
+fn revoking_a_certificate_revokes_its_unused_renewals() {
+    let f = Fixture::new();
+    let certs = f.load();
+    let old = f.ca.issue(&Leaf::Device("dev-r".into()), 30).unwrap();
+    let old_der = der(&old.cert_pem);
+    let old_rec = certs.connected(&PeerCert::new(&old_der)).unwrap();
+    let fleet = f.ca.open().unwrap();
+    let new = fleet
+        .issue(
+            &Leaf::Device("dev-r".into()),
+            time::OffsetDateTime::now_utc(),
+            30,
+        )
+        .unwrap();
+    let mut renewal = CertRecord::new(&new.info, Made::Renewal, Status::Active, 1);
+    renewal.device_id = Some("dev-r".into());
+    renewal.replaces = Some(old_rec.id.clone());
+    let seq = certs.add(renewal.clone(), vec![]).unwrap();
+    assert!(f.writer.wait(Some(seq), COMMIT_TIMEOUT));
+    certs.revoke(&old_rec.id).unwrap();
+    assert_eq!(certs.get(&renewal.id).unwrap().status, Status::Revoked);
+    assert_eq!(f.stored(&renewal.id).unwrap().status, Status::Revoked);
+}

@@ -18,9 +18,10 @@ use crate::presence::Presence;
 use crate::shadow_acks::{Claimed, ShadowAcks};
 use mast_broker::hooks::{
     Accept, ClientEvent, ClientEvents, ClientInfo, Hold, HoldOutcome, HookCx, Inspect, PublishHook,
-    Publisher, ReactorWake, ReadControl, Services,
+    Publisher, ReactorWake, ReadControl, Refusal, Services,
 };
 use mast_broker::message::Message;
+use mast_protocol::reason::ReasonCode;
 
 /// How often a reactor retries a telemetry batch a full shard queue handed back.
 const RETRY: Duration = Duration::from_millis(1);
@@ -94,6 +95,14 @@ pub(crate) struct EngineReactor {
 impl PublishHook for EngineReactor {
     #[inline]
     fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect {
+        if msg.topic.as_str().starts_with("$aws/")
+            && mast_devices::certs::provision::is_server_topic(msg.topic.as_str())
+        {
+            return Inspect::Refuse(Refusal::new(
+                ReasonCode::NOT_AUTHORIZED,
+                "only the server publishes the replies of fleet provisioning",
+            ));
+        }
         if is_shadow_request(msg) {
             if self.gateways.allows(p.username) {
                 self.shadow_acks.mark_gateway(p.conn);

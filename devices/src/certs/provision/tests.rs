@@ -36,6 +36,14 @@ fn topics_name_their_operation_and_format() {
     ] {
         assert_eq!(parse_topic(t), None, "{t}");
     }
+    assert!(is_server_topic("$aws/certificates/create/json/accepted"));
+    assert!(is_server_topic(
+        "$aws/provisioning-templates/f/provision/json/rejected"
+    ));
+    assert!(is_server_topic("$aws/events/certificates/registered/ab"));
+    assert!(!is_server_topic("$aws/certificates/create/json"));
+    assert!(!is_server_topic("$aws/things/x/shadow/update"));
+    assert!(!is_server_topic("devices/x/telemetry"));
     let (publish, subscribe) = claim_topics("factory");
     assert_eq!(
         publish,
