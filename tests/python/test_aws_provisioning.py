@@ -79,6 +79,13 @@ def csr_pem(cn="ignored-by-mast"):
     return csr.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
+def request(peer, topic, payload):
+    """Publishes a provisioning request and waits for its reply: ("accepted" or "rejected", body)."""
+    peer.publish(topic, payload, qos=1)
+    (m,) = peer.expect(1)
+    return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+
+
 def write(tmp_path, name, cert_pem, key_pem):
     cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     cert.write_text(cert_pem)
@@ -215,9 +222,7 @@ def test_a_device_in_service_is_not_registered_again_unless_the_template_says(fl
     p.connect()
 
     def ask(topic, payload):
-        p.publish(topic, payload, qos=1)
-        (m,) = p.expect(1)
-        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+        return request(p, topic, payload)
 
     register = "$aws/provisioning-templates/factory/provision/json"
     try:
@@ -277,9 +282,7 @@ def test_refusals_carry_aws_error_documents(fleet, tmp_path):
     p.connect()
 
     def ask(topic, payload):
-        p.publish(topic, payload, qos=1)
-        (m,) = p.expect(1)
-        return m.topic.rsplit("/", 1)[1], json.loads(m.payload)
+        return request(p, topic, payload)
 
     try:
         assert p.subscribe("$aws/certificates/create-from-csr/json/+") == [1]
