@@ -15,6 +15,7 @@
 //!   reading certificates.
 
 pub mod certs;
+pub mod ota;
 pub mod profile;
 pub mod registry;
 pub mod shadow;

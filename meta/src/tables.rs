@@ -67,8 +67,12 @@ pub const OWNERSHIP_TOKENS: Table = Table::new("ownership_tokens", "devices: own
 /// certificate, 64 lower-case hex digits; value: an enrolled-CA record.
 pub const ENROLLED_CAS: Table = Table::new("enrolled_cas", "devices: enrolled CA");
 
+/// The firmware registry; key: the firmware id (`fw-` and 16 hex digits); value: a firmware
+/// record.
+pub const FIRMWARE: Table = Table::new("firmware", "ota: firmware record");
+
 /// All of them.
-pub const ALL: [Table; 11] = [
+pub const ALL: [Table; 12] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -80,6 +84,7 @@ pub const ALL: [Table; 11] = [
     PROVISIONING_TEMPLATES,
     OWNERSHIP_TOKENS,
     ENROLLED_CAS,
+    FIRMWARE,
 ];
 
 /// The table of this name, if there is one.
