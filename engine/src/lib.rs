@@ -11,6 +11,7 @@ pub mod cli_certs;
 pub mod cli_devices;
 pub mod config;
 pub mod export;
+pub mod firmware;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
