@@ -20,6 +20,7 @@
 mod ingest;
 mod layers;
 mod mqtt;
+mod ota;
 mod provisioning;
 mod query;
 mod storage;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use ingest::{IngestConfig, TableIngest};
 pub use layers::{CONSUMED_ELSEWHERE, Override, env_name, env_overrides};
 pub use mast_broker::config::{AclRule, MqttConfig, SlowSubscriber, TlsConfig, UserConfig};
+pub use ota::{OtaConfig, SigningKeyConfig};
 pub use provisioning::ProvisioningConfig;
 pub use query::QueryConfig;
 pub use storage::{FsyncMode, StorageConfig};
@@ -54,6 +56,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Fleet provisioning by claim.
     pub provisioning: ProvisioningConfig,
+    /// Over-the-air updates: the firmware registry.
+    pub ota: OtaConfig,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             ingest: IngestConfig::default(),
             provisioning: ProvisioningConfig::default(),
+            ota: OtaConfig::default(),
         }
     }
 }
@@ -159,6 +164,7 @@ impl Config {
         self.http.check()?;
         self.ingest.check()?;
         self.provisioning.check()?;
+        self.ota.check()?;
         if !self.http.listen.ip().is_loopback()
             && self.http.tokens.is_empty()
             && self.http.read_tokens.is_empty()
@@ -244,6 +250,10 @@ impl Config {
                 updated_at: 0,
             },
         );
+        sample.ota.signing_keys = vec![SigningKeyConfig {
+            id: String::new(),
+            public_key: String::new(),
+        }];
         match toml::Value::try_from(&sample)? {
             toml::Value::Table(t) => Ok(t),
             other => anyhow::bail!("the config serialized to a {}", other.type_str()),

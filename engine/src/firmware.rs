@@ -4,11 +4,155 @@
 //! directory fsync'd), so an artifact either is there whole or not at all. And the HTTP byte
 //! ranges a download asks for (`Range: bytes=…`, one range), for resuming after a dropped link.
 //!
-//! The REST API and the registry over these follow (docs/plans/issue-16.md, step 1).
+//! [`FirmwareRegistry`] keeps their records (`firmware` in the metadata store; the rules are
+//! `mast_devices::ota::firmware`); REST is `engine/src/api_firmware.rs`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mast_broker::message::now_ns;
+use mast_devices::ota::firmware::{Firmware, SigningKey, Upload};
+use mast_devices::profile::RegistryError;
+use mast_meta::tables::FIRMWARE;
+use mast_meta::{MetaStore, Writer};
+
+/// How long a write waits for its commit.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The firmware registry: records in the metadata store, artifacts on disk.
+#[derive(Debug)]
+pub struct FirmwareRegistry {
+    meta: Arc<MetaStore>,
+    writer: Arc<Writer>,
+    pub artifacts: Artifacts,
+    keys: Vec<SigningKey>,
+    /// The largest artifact, bytes.
+    pub limit: u64,
+    require_signature: bool,
+    write: Mutex<()>,
+}
+
+impl FirmwareRegistry {
+    pub fn new(
+        meta: Arc<MetaStore>,
+        writer: Arc<Writer>,
+        data_dir: &Path,
+        cfg: &crate::config::OtaConfig,
+    ) -> anyhow::Result<FirmwareRegistry> {
+        let artifacts = Artifacts::new(data_dir);
+        let n = artifacts.clean_partial()?;
+        if n > 0 {
+            tracing::info!(files = n, "removed unfinished firmware uploads");
+        }
+        Ok(FirmwareRegistry {
+            meta,
+            writer,
+            artifacts,
+            keys: cfg.keys().map_err(anyhow::Error::msg)?,
+            limit: cfg.max_artifact_bytes,
+            require_signature: cfg.require_signature,
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Every record (deleted ones too), by name then version.
+    pub fn list(&self) -> Result<Vec<Firmware>, RegistryError> {
+        let rows = self
+            .meta
+            .scan_prefix(FIRMWARE, b"")
+            .map_err(|e| RegistryError::internal(e.to_string()))?;
+        let mut out: Vec<Firmware> = rows
+            .into_iter()
+            .filter_map(|(k, v)| match Firmware::decode(&v) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.meta.report_unreadable(FIRMWARE, &k, e);
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.name
+                .cmp(&b.name)
+                .then_with(|| a.version().cmp(&b.version()))
+        });
+        Ok(out)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Firmware>, RegistryError> {
+        let v = self
+            .meta
+            .get(FIRMWARE, id.as_bytes())
+            .map_err(|e| RegistryError::internal(e.to_string()))?;
+        Ok(v.and_then(|v| Firmware::decode(&v).ok()))
+    }
+
+    /// Records an upload whose bytes are stored; refused (and, if no record uses them, the
+    /// bytes removed) when the signature does not verify or the name and version exist.
+    pub fn create(&self, upload: &Upload, stored: &Stored) -> Result<Firmware, RegistryError> {
+        let _one = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let made = (|| {
+            if self.require_signature && upload.signature.is_none() {
+                return Err(RegistryError::bad(
+                    "this server takes signed artifacts only (ota.require_signature)",
+                ));
+            }
+            let f = upload.record(stored.size, &stored.sha256, &self.keys, now_ns())?;
+            if let Some(old) = self.get(&f.id)?
+                && old.deleted_at.is_none()
+            {
+                return Err(RegistryError::conflict(format!(
+                    "{} {} exists (id {}); a new build needs a new version",
+                    f.name, f.version, f.id
+                )));
+            }
+            Ok(f)
+        })();
+        let f = match made {
+            Ok(f) => f,
+            Err(e) => {
+                self.forget_unused(&stored.sha256_hex);
+                return Err(e);
+            }
+        };
+        let seq = self.writer.submit(vec![f.put()]);
+        if seq.is_none() || !self.writer.wait(seq, COMMIT_TIMEOUT) {
+            return Err(RegistryError::internal(
+                "the firmware record was not committed",
+            ));
+        }
+        Ok(f)
+    }
+
+    /// Soft-deletes `id`: the record stays (the history of the jobs that used it), the
+    /// artifact is no longer served.
+    pub fn delete(&self, id: &str) -> Result<Firmware, RegistryError> {
+        let _one = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(mut f) = self.get(id)?.filter(|f| f.deleted_at.is_none()) else {
+            return Err(RegistryError::not_found(format!("no firmware {id}")));
+        };
+        f.deleted_at = Some(now_ns());
+        let seq = self.writer.submit(vec![f.put()]);
+        if seq.is_none() || !self.writer.wait(seq, COMMIT_TIMEOUT) {
+            return Err(RegistryError::internal("the deletion was not committed"));
+        }
+        Ok(f)
+    }
+
+    /// Removes the bytes `sha256` unless a live record names them.
+    fn forget_unused(&self, sha256: &str) {
+        let used = self.list().is_ok_and(|all| {
+            all.iter()
+                .any(|f| f.sha256 == sha256 && f.deleted_at.is_none())
+        });
+        if !used {
+            let _ = fs::remove_file(self.artifacts.path(sha256));
+        }
+    }
+}
 
 /// The directory under the data directory.
 pub const DIR: &str = "firmware";

@@ -55,6 +55,8 @@ pub struct Api {
     pub registry: Option<Arc<crate::registry::Registry>>,
     /// The certificate registry, for `/api/v1/certificates`.
     pub certs: Option<Arc<crate::certs::Certificates>>,
+    /// The firmware registry, for `/api/v1/firmware`.
+    pub firmware: Option<Arc<crate::firmware::FirmwareRegistry>>,
     /// Fleet provisioning templates, for `/api/v1/provisioning/templates`.
     pub templates: Option<Arc<crate::provisioning::Templates>>,
     tokens: Vec<String>,
@@ -80,6 +82,7 @@ impl Api {
             registry: None,
             certs: None,
             templates: None,
+            firmware: None,
             tokens: cfg.tokens.clone(),
             read_tokens: cfg.read_tokens.clone(),
             max_body: cfg.max_body_bytes,
@@ -201,6 +204,18 @@ fn router(api: Arc<Api>) -> Router {
         .route(
             "/api/v1/certificates/{id}/revoke",
             post(crate::api_certs::revoke),
+        )
+        .route(
+            "/api/v1/firmware",
+            get(crate::api_firmware::list).post(crate::api_firmware::upload),
+        )
+        .route(
+            "/api/v1/firmware/{id}",
+            get(crate::api_firmware::get).delete(crate::api_firmware::delete),
+        )
+        .route(
+            "/api/v1/firmware/{id}/artifact",
+            get(crate::api_firmware::artifact),
         )
         .route(
             "/api/v1/cas",

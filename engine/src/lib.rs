@@ -4,6 +4,7 @@
 mod api_certs;
 mod api_devices;
 mod api_error;
+mod api_firmware;
 mod api_shadows;
 pub mod ca;
 pub mod certs;

@@ -575,6 +575,19 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     api.shadows = Some(mqtt.shadows());
     api.certs = Some(Arc::clone(mqtt.certificates()));
     api.templates = Some(Arc::clone(&provisioning.1));
+    api.firmware = match mast_engine::firmware::FirmwareRegistry::new(
+        Arc::clone(&meta),
+        Arc::clone(mqtt.meta_writer()),
+        &cfg.data_dir,
+        &cfg.ota,
+    ) {
+        Ok(f) => Some(Arc::new(f)),
+        Err(e) => {
+            provisioning.0.shutdown();
+            mqtt.shutdown();
+            return Err(e.context("cannot start the firmware registry"));
+        }
+    };
     api.registry = Some(registry);
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,

@@ -28,6 +28,7 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
     engine.add_iot_table("devices", Devices::new(Arc::clone(meta)));
     engine.add_iot_table("shadows", Shadows::new(Arc::clone(meta)));
     engine.add_iot_table("certificates", Certificates::new(Arc::clone(meta)));
+    engine.add_iot_table("firmware", FirmwareTable::new(Arc::clone(meta)));
     engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
@@ -368,6 +369,68 @@ impl SpecialTable for Certificates {
                 .opt_str(r.replaces.as_deref())
                 .opt_str(r.replaced_by.as_deref())
                 .opt_str(r.ca.as_deref());
+        }
+        rows.finish()
+    }
+}
+
+/// `iot.firmware`: the firmware registry, deleted firmware included (`deleted_at` set).
+#[derive(Debug)]
+pub struct FirmwareTable {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl FirmwareTable {
+    fn new(meta: Arc<MetaStore>) -> FirmwareTable {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("version", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("hardware_revision", DataType::Utf8, true),
+            Field::new("size", DataType::UInt64, false),
+            Field::new("sha256", DataType::Utf8, false),
+            Field::new("signing_key", DataType::Utf8, true),
+            Field::new("created_at", ts_type(), false),
+            Field::new("deleted_at", ts_type(), true),
+        ]));
+        FirmwareTable { meta, schema }
+    }
+}
+
+#[async_trait]
+impl SpecialTable for FirmwareTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        use mast_devices::ota::firmware::Firmware;
+        use mast_meta::tables::FIRMWARE;
+        let entries = self.meta.scan_prefix(FIRMWARE, b"").map_err(external)?;
+        let mut rows = scan.rows(&self.schema);
+        for (k, v) in &entries {
+            let f = match Firmware::decode(v) {
+                Ok(f) => f,
+                Err(e) => {
+                    self.meta.report_unreadable(FIRMWARE, k, e);
+                    continue;
+                }
+            };
+            rows.row()
+                .str(&f.id)
+                .str(&f.name)
+                .str(&f.version)
+                .str(f.kind.as_str())
+                .opt_str(f.device_type.as_deref())
+                .opt_str(f.hardware_revision.as_deref())
+                .u64(f.size)
+                .str(&f.sha256)
+                .opt_str(f.signature.as_ref().map(|s| s.key_id.as_str()))
+                .ts(f.created_at)
+                .opt_ts(f.deleted_at);
         }
         rows.finish()
     }
