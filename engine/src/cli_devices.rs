@@ -62,15 +62,33 @@ impl Remote {
         req.push_str("\r\n");
         req.push_str(&body);
         s.write_all(req.as_bytes())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let (status, body) = parse_response(&raw)?;
-        let v = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).context("the server's answer is not JSON")?
-        };
-        Ok((status, v))
+        answer(&mut s)
+    }
+
+    /// A request whose body is `len` bytes read from `body` (a file, streamed: never held
+    /// whole); the status and the answer as JSON.
+    pub(crate) fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        len: u64,
+        body: &mut impl Read,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut s = TcpStream::connect(&self.addr)
+            .with_context(|| format!("cannot reach the Mast server at {}", self.addr))?;
+        s.set_read_timeout(Some(Duration::from_secs(600)))?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\naccept: application/json\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            req.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        // The server may answer early (a refusal): what it said counts, not the broken pipe.
+        let _ = std::io::copy(&mut body.take(len), &mut s);
+        answer(&mut s)
     }
 
     /// A request that must succeed: its body, or the server's error as the error.
@@ -88,6 +106,19 @@ impl Remote {
         let code = v["code"].as_str().unwrap_or("?");
         bail!("{method} {path}: {status} {code}: {msg}")
     }
+}
+
+/// The status and the JSON body (`null` for none) of the response on `s`.
+fn answer(s: &mut TcpStream) -> anyhow::Result<(u16, Value)> {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let (status, body) = parse_response(&raw)?;
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).context("the server's answer is not JSON")?
+    };
+    Ok((status, v))
 }
 
 /// Status and (de-chunked) body of a raw HTTP/1.1 response.

@@ -10,6 +10,7 @@ pub mod ca;
 pub mod certs;
 pub mod cli_certs;
 pub mod cli_devices;
+pub mod cli_firmware;
 pub mod config;
 pub mod export;
 pub mod firmware;

@@ -120,6 +120,13 @@ enum Command {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// The firmware registry of a running server, over its REST API.
+    Firmware {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: FirmwareCommand,
+    },
     /// The certificate registry of a running server, over its REST API.
     Certs {
         #[command(flatten)]
@@ -149,6 +156,44 @@ impl RemoteArgs {
     fn remote(self) -> anyhow::Result<mast_engine::cli_devices::Remote> {
         mast_engine::cli_devices::Remote::new(&self.server, self.token)
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum FirmwareCommand {
+    /// Uploads an artifact (streamed; its SHA-256 is computed by the server).
+    Upload {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// A semantic version (1.4.0).
+        #[arg(long)]
+        version: String,
+        /// firmware, software or config.
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        device_type: Option<String>,
+        #[arg(long)]
+        hardware_revision: Option<String>,
+        /// Base64 signature of the artifact's SHA-256.
+        #[arg(long, requires = "key_id")]
+        signature: Option<String>,
+        /// The signing key (ota.signing_keys) the signature was made with.
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        release_notes: Option<String>,
+    },
+    /// The firmware registry.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One firmware, as JSON.
+    Show { id: String },
+    /// Deletes a firmware (the record stays; the artifact is no longer served).
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,6 +407,40 @@ fn run() -> anyhow::Result<()> {
                 DevicesCommand::Group { id, add, remove } => {
                     cli::group(&r, &id, &add, &remove, &mut out)
                 }
+            }
+        }
+        Command::Firmware { remote, command } => {
+            use mast_engine::cli_firmware as cli;
+            let r = remote.remote()?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match command {
+                FirmwareCommand::Upload {
+                    file,
+                    name,
+                    version,
+                    kind,
+                    device_type,
+                    hardware_revision,
+                    signature,
+                    key_id,
+                    release_notes,
+                } => {
+                    let a = cli::UploadArgs {
+                        name,
+                        version,
+                        kind,
+                        device_type,
+                        hardware_revision,
+                        signature,
+                        key_id,
+                        release_notes,
+                    };
+                    cli::upload(&r, &file, &a, &mut out)
+                }
+                FirmwareCommand::List { json } => cli::list(&r, json, &mut out),
+                FirmwareCommand::Show { id } => cli::show(&r, &id, &mut out),
+                FirmwareCommand::Delete { id } => cli::delete(&r, &id, &mut out),
             }
         }
         Command::Certs { remote, command } => {

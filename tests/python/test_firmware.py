@@ -125,3 +125,33 @@ def test_bad_uploads_are_refused_and_nothing_is_kept(server):
     assert [p.name for p in stored if p.is_file()] == [], "nothing kept"
     assert list((s.data_dir / "firmware" / "tmp").glob("*")) == []
     assert download(s, "fw-0000000000000000")[0] == 404
+
+
+def test_mast_firmware_on_the_command_line(server, tmp_path):
+    import subprocess
+
+    from conftest import mast_bin
+    s = server
+
+    def mast(*args, check=True):
+        r = subprocess.run([str(mast_bin()), "firmware", *args, "--server", f"http://127.0.0.1:{s.http_port}"],
+                           capture_output=True, text=True, timeout=60)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"\x00\x01" * 300_000)
+    digest = hashlib.sha256(image.read_bytes()).digest()
+    sig = base64.b64encode(s.keys["release"](digest)).decode()
+    f = json.loads(mast("upload", str(image), "--name", "gw-fw", "--version", "3.1.0", "--device-type", "gateway",
+                        "--signature", sig, "--key-id", "release").stdout)
+    assert (f["sha256"], f["size"], f["device_type"]) == (digest.hex(), 600_000, "gateway")
+    table = mast("list").stdout.splitlines()
+    assert table[0].startswith("ID") and f["id"] in table[1] and "release" in table[1] and "live" in table[1]
+    assert json.loads(mast("show", f["id"]).stdout)["version"] == "3.1.0"
+    bad = mast("upload", str(image), "--name", "gw-fw", "--version", "3.1.1", "--signature", sig,
+               "--key-id", "ecdsa", check=False)
+    assert bad.returncode == 1 and "bad_signature" in bad.stderr
+    assert mast("delete", f["id"]).stdout.strip() == f"deleted {f['id']}"
+    assert "deleted" in mast("list").stdout.splitlines()[1]
