@@ -160,9 +160,14 @@ impl Certificates {
     /// an enrolled CA whose enrolment is disabled (or that was removed). An unknown one (its
     /// chain verified) is let through, to be recorded at CONNECT.
     pub fn refuses(&self, cert: &PeerCert<'_>) -> Option<CertRefusal> {
+        self.refusal(&cert.fingerprint().to_string(), cert)
+    }
+
+    /// [`Certificates::refuses`] for the certificate `cert` whose id is `id`.
+    fn refusal(&self, id: &str, cert: &PeerCert<'_>) -> Option<CertRefusal> {
         let ca = {
             let records = self.read();
-            match records.get(&cert.fingerprint().to_string()) {
+            match records.get(id) {
                 Some(r) if !r.status.connects() => return Some(CertRefusal::Revoked),
                 Some(r) => match &r.ca {
                     None => return None,
@@ -174,8 +179,7 @@ impl Certificates {
         if ca.is_none() && self.fleet_issued(cert) {
             // The fleet CA's with no record: issued by `mast ca` since the start (kept in
             // `issued/`), or made by provisioning and removed unregistered.
-            return (!self.in_issued(&cert.fingerprint().to_string()))
-                .then_some(CertRefusal::Revoked);
+            return (!self.in_issued(id)).then_some(CertRefusal::Revoked);
         }
         let cas = self.cas.read().unwrap_or_else(|e| e.into_inner());
         let allowed = match ca {
@@ -218,7 +222,7 @@ impl Certificates {
     pub fn connected(&self, cert: &PeerCert<'_>) -> Result<CertRecord, Denied> {
         let id = cert.fingerprint().to_string();
         let now = now_ns();
-        match self.refuses(cert) {
+        match self.refusal(&id, cert) {
             Some(CertRefusal::UnknownIssuer) => {
                 return Err(Denied {
                     code: ReasonCode::NOT_AUTHORIZED,
