@@ -11,8 +11,10 @@
 //!   groups) and device groups, static or dynamic.
 //! - [`shadow`]: device shadows (the AWS IoT Device Shadow contract): merge, delta, metadata,
 //!   versions, limits and error documents.
-//! - [`certs`]: the fleet CA: issuing device, claim and server certificates, signing CSRs,
-//!   reading certificates.
+//! - [`certs`]: the fleet CA (issuing device, claim and server certificates, signing CSRs,
+//!   reading certificates), the certificate registry's rules, fleet provisioning and enrolled
+//!   CAs.
+//! - [`ota`]: firmware records and signatures, job executions.
 
 pub mod certs;
 pub mod ota;
@@ -51,4 +53,14 @@ impl Effects {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.writes.is_empty()
     }
+}
+
+/// Lower-case hex of `b` (fingerprints, digests, tokens).
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }

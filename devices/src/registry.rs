@@ -168,6 +168,13 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// The time of the next event: `now_ns`, or just after the last one.
+    fn tick(&mut self, now_ns: i64) -> i64 {
+        let now = now_ns.max(self.last_ns + 1);
+        self.last_ns = now;
+        now
+    }
+
     /// The `registered` event of a device whose certificate was registered just in time (on
     /// this connect) at `now_ns`: `certificate_id`, issued by the enrolled CA `ca_id`.
     pub fn registered(
@@ -177,8 +184,7 @@ impl Presence {
         ca_id: &str,
         now_ns: i64,
     ) -> Row {
-        let now = now_ns.max(self.last_ns + 1);
-        self.last_ns = now;
+        let now = self.tick(now_ns);
         Row {
             table: DEVICE_EVENTS_TABLE,
             device_id: device_id.to_owned(),
@@ -194,8 +200,7 @@ impl Presence {
     /// `c` changed at `now_ns`: the event row, and the device record unless a newer connection
     /// of the same client has taken it over.
     pub fn change(&mut self, c: &Client<'_>, change: Change<'_>, now_ns: i64) -> Effects {
-        let now = now_ns.max(self.last_ns + 1);
-        self.last_ns = now;
+        let now = self.tick(now_ns);
         let (connected, clean_start, keep_alive, reason, superseded) = match change {
             Change::Connected {
                 clean_start,

@@ -20,6 +20,7 @@ use mast_devices::certs::registry::{CertRecord, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::api_devices::body_json;
 use crate::api_error::ApiError;
 use crate::certs::{Certificates, Filter};
 use crate::http::{Api, json_response};
@@ -188,10 +189,7 @@ pub(crate) async fn put_template(
         let t = Template::parse(&body)?;
         let ts = templates(&api)?;
         let n = name.clone();
-        let created = match tokio::task::spawn_blocking(move || ts.put(&n, t)).await {
-            Ok(r) => r?,
-            Err(e) => return Err(ApiError::internal(format!("storing the template: {e}"))),
-        };
+        let created = crate::api_error::blocking("template", move || ts.put(&n, t)).await?;
         let (t, o) = templates(&api)?
             .get(&name)
             .ok_or_else(|| ApiError::internal("the template vanished"))?;
@@ -215,10 +213,7 @@ pub(crate) async fn delete_template(
 ) -> Response {
     let r = async {
         let ts = templates(&api)?;
-        match tokio::task::spawn_blocking(move || ts.delete(&name)).await {
-            Ok(r) => r?,
-            Err(e) => return Err(ApiError::internal(format!("removing the template: {e}"))),
-        }
+        crate::api_error::blocking("template", move || ts.delete(&name)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -238,21 +233,13 @@ fn ca_json(c: &EnrolledCa) -> Value {
     })
 }
 
-fn body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
-}
-
 /// Runs a blocking registry call.
 async fn blocking<T: Send + 'static>(
     api: &Api,
     f: impl FnOnce(&Certificates) -> Result<T, mast_devices::profile::RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let c = certs(api)?;
-    match tokio::task::spawn_blocking(move || f(&c)).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("certificate task failed: {e}"))),
-    }
+    crate::api_error::blocking("certificate", move || f(&c)).await
 }
 
 pub(crate) async fn list_cas(State(api): State<Arc<Api>>) -> Response {
@@ -268,7 +255,7 @@ pub(crate) async fn list_cas(State(api): State<Arc<Api>>) -> Response {
 
 pub(crate) async fn enrol_ca(State(api): State<Arc<Api>>, b: Bytes) -> Response {
     let r = async {
-        let req: Enrol = body(&b, r#"{"certificate": PEM, "device_id"?, "enrolment"?}"#)?;
+        let req: Enrol = body_json(&b, r#"{"certificate": PEM, "device_id"?, "enrolment"?}"#)?;
         let rec = blocking(&api, move |c| c.enrol(&req)).await?;
         Ok(json_response(
             StatusCode::CREATED,
@@ -297,7 +284,8 @@ pub(crate) async fn patch_ca(
 ) -> Response {
     let r = async {
         check_id(&id)?;
-        let change: Change = body(&b, r#"{"device_id"?, "enrolment"?: "enabled"|"disabled"}"#)?;
+        let change: Change =
+            body_json(&b, r#"{"device_id"?, "enrolment"?: "enabled"|"disabled"}"#)?;
         let rec = blocking(&api, move |c| c.change_ca(&id, &change)).await?;
         Ok(json_response(StatusCode::OK, ca_json(&rec).to_string()))
     }

@@ -70,13 +70,13 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let reg = registry(api)?;
-    match tokio::task::spawn_blocking(move || f(&reg)).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("registry task failed: {e}"))),
-    }
+    crate::api_error::blocking("registry", move || f(&reg)).await
 }
 
-fn body_json<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+pub(crate) fn body_json<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    shape: &str,
+) -> Result<T, ApiError> {
     let bad = |e: String| ApiError::bad_request(format!("the body must be {shape}: {e}"));
     // An object only: serde would also read a struct from an array of its fields.
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;

@@ -84,6 +84,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs a blocking call (a registry's: metadata reads, waits for commits) on a blocking thread;
+/// `what` names it when the task itself fails.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, mast_devices::profile::RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("{what} task failed: {e}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

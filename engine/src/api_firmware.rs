@@ -19,7 +19,7 @@ use futures::StreamExt;
 use mast_devices::ota::firmware::{Firmware, Upload};
 use serde_json::{Value, json};
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, blocking};
 use crate::firmware::{FirmwareRegistry, Unsatisfiable, WriteError, byte_range};
 use crate::http::{Api, json_response};
 use crate::registry::rfc3339;
@@ -54,15 +54,6 @@ pub(crate) fn firmware_json(f: &Firmware) -> Value {
         "created_at": rfc3339(f.created_at),
         "deleted_at": f.deleted_at.map(rfc3339),
     })
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, mast_devices::profile::RegistryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("firmware task failed: {e}"))),
-    }
 }
 
 pub(crate) async fn upload(
@@ -124,7 +115,7 @@ pub(crate) async fn upload(
             }
             Err(e) => return Err(ApiError::internal(format!("upload task failed: {e}"))),
         };
-        let f = blocking(move || reg.create(&up, &stored)).await?;
+        let f = blocking("firmware", move || reg.create(&up, &stored)).await?;
         tracing::info!(id = %f.id, name = %f.name, version = %f.version, size = f.size, "firmware uploaded");
         Ok(json_response(StatusCode::CREATED, firmware_json(&f).to_string()))
     }
@@ -135,7 +126,7 @@ pub(crate) async fn upload(
 pub(crate) async fn list(State(api): State<Arc<Api>>) -> Response {
     let r = async {
         let reg = registry(&api)?;
-        let all = blocking(move || reg.list()).await?;
+        let all = blocking("firmware", move || reg.list()).await?;
         let list: Vec<Value> = all.iter().map(firmware_json).collect();
         Ok(json_response(
             StatusCode::OK,
@@ -149,7 +140,7 @@ pub(crate) async fn list(State(api): State<Arc<Api>>) -> Response {
 async fn find(api: &Api, id: String) -> Result<Firmware, ApiError> {
     let reg = registry(api)?;
     let shown = id.clone();
-    blocking(move || reg.get(&id))
+    blocking("firmware", move || reg.get(&id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no firmware {shown:?}")))
 }
@@ -166,7 +157,7 @@ pub(crate) async fn get(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
 pub(crate) async fn delete(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
     let r = async {
         let reg = registry(&api)?;
-        blocking(move || reg.delete(&id)).await?;
+        blocking("firmware", move || reg.delete(&id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -215,7 +215,7 @@ impl Artifacts {
         let mut name = [0u8; 12];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut name)
             .map_err(|_| io::Error::other("no randomness"))?;
-        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        let name = mast_devices::hex(&name);
         let tmp = tmp_dir.join(format!("{name}.part"));
         let file = File::create_new(&tmp)?;
         Ok(ArtifactWriter {
@@ -310,7 +310,7 @@ impl ArtifactWriter {
         let d = self.digest.clone().finish();
         let mut sha256 = [0u8; 32];
         sha256.copy_from_slice(d.as_ref());
-        let sha256_hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let sha256_hex = mast_devices::hex(&sha256);
         let dest = self.dir.join(&sha256_hex);
         if dest.is_file() {
             let _ = fs::remove_file(&self.tmp);

@@ -74,6 +74,20 @@ pub(crate) fn close_stale(store: &Store, meta: &Writer, now_ns: i64) -> anyhow::
     Ok(rows.len())
 }
 
+/// Adds a presence row of `c` to the reactor's batches, beside the turn's telemetry.
+fn add_row(batches: &mut Batches, c: &ClientInfo<'_>, row: &Row) {
+    let part = Part {
+        conn: c.conn,
+        hold: None,
+        report: None,
+        rows: 0..0,
+    };
+    let _ = batches.add(c.client_id, false, part, |b| {
+        append(b, row);
+        Ok(1)
+    });
+}
+
 /// One reactor's presence listener.
 #[derive(Debug, Default)]
 pub(crate) struct Presence {
@@ -95,16 +109,7 @@ impl Presence {
         let row = self
             .registry
             .registered(c.client_id, certificate_id, ca_id, now);
-        let part = Part {
-            conn: c.conn,
-            hold: None,
-            report: None,
-            rows: 0..0,
-        };
-        let _ = batches.add(c.client_id, false, part, |b| {
-            append(b, &row);
-            Ok(1)
-        });
+        add_row(batches, c, &row);
         let event = serde_json::json!({
             "certificateId": certificate_id,
             "caCertificateId": ca_id,
@@ -154,16 +159,7 @@ impl Presence {
         };
         let Effects { rows, writes } = self.registry.change(&client, change, now_ns());
         for row in &rows {
-            let part = Part {
-                conn: c.conn,
-                hold: None,
-                report: None,
-                rows: 0..0,
-            };
-            let _ = batches.add(c.client_id, false, part, |b| {
-                append(b, row);
-                Ok(1)
-            });
+            add_row(batches, c, row);
         }
         cx.persist(writes);
     }

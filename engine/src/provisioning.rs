@@ -842,7 +842,7 @@ fn random_token() -> Result<String, Refused> {
     let mut b = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
         .map_err(|_| Refused::new(500, "InternalFailure", "no randomness"))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(mast_devices::hex(&b))
 }
 
 /// POSTs the hook request to `url` and reads its answer, within [`HOOK_TIMEOUT`].

@@ -533,7 +533,7 @@ fn scenario_members(s: Scenario, prefix: &str, pubs: usize, subs: usize) -> Vec<
     m
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Event, Phase, connect_all, pump};
 use crate::opts::ConnOpts;
+use crate::round3;
 use crate::stats::Hist;
 
 #[derive(Debug, Clone, Args)]
@@ -255,8 +256,4 @@ pub(crate) fn run_provision(a: ProvisionArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(done > 0, "no device enrolled");
     Ok(())
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }

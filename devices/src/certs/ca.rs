@@ -25,6 +25,8 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use crate::hex;
+
 /// The SAN URI prefix that marks a claim certificate.
 pub const CLAIM_URI_PREFIX: &str = "urn:mast:claim:";
 
@@ -294,16 +296,6 @@ fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, CaError> {
         .find(|b| b.tag() == label)
         .map(|b| b.into_contents())
         .ok_or_else(|| CaError(format!("no {label} in the PEM text")))
-}
-
-/// Lower-case hex.
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
 }
 
 /// The SHA-256 fingerprint of a certificate's DER, lower-case hex (the registry's id).

@@ -232,8 +232,7 @@ pub fn firmware_id(name: &str, version: &str) -> String {
     m.push(0);
     m.extend_from_slice(version.as_bytes());
     let d = ring::digest::digest(&ring::digest::SHA256, &m);
-    let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("fw-{hex}")
+    format!("fw-{}", crate::hex(&d.as_ref()[..8]))
 }
 
 fn check_label(what: &str, s: &str, max: usize) -> Result<(), RegistryError> {
@@ -328,7 +327,7 @@ impl Upload {
             device_type: self.device_type.clone(),
             hardware_revision: self.hardware_revision.clone(),
             size,
-            sha256: sha256.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: crate::hex(sha256),
             signature,
             release_notes: self.release_notes.clone(),
             created_at: now_ns,
