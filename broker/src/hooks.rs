@@ -192,10 +192,6 @@ pub enum ClientEvent<'a> {
         keep_alive_secs: u16,
     },
     /// One filter of a SUBSCRIBE, before the SUBACK.
-    #[allow(
-        dead_code,
-        reason = "presence ignores it; the job and shadow services read it"
-    )]
     Subscribed {
         filter: &'a str,
         granted: Result<QoS, ReasonCode>,

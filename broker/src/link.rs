@@ -272,10 +272,22 @@ impl Link {
     }
 
     /// As [`Link::reply`], woken by the next [`Link::wake`].
-    pub fn reply_deferred(&mut self, to: &Requester, mut msg: Message) -> bool {
+    pub fn reply_deferred(&mut self, to: &Requester, msg: Message) -> bool {
+        self.reply_with(to, msg, None)
+    }
+
+    /// As [`Link::reply_deferred`], but delivered at the message's QoS even when the
+    /// connection subscribed to nothing matching (as AWS IoT Jobs answers).
+    pub fn reply_unsubscribed_deferred(&mut self, to: &Requester, msg: Message) -> bool {
+        let qos = msg.qos;
+        self.reply_with(to, msg, Some(qos))
+    }
+
+    fn reply_with(&mut self, to: &Requester, mut msg: Message, unsubscribed: Option<QoS>) -> bool {
         msg.origin = Some(Arc::clone(&self.session.client_id));
         msg.origin_conn = None;
-        self.broker.reply(to, Arc::new(msg), &mut self.notifier)
+        self.broker
+            .reply(to, Arc::new(msg), unsubscribed, &mut self.notifier)
     }
 
     /// Whether a publish on `topic` would reach anyone.

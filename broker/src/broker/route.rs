@@ -332,7 +332,17 @@ impl Broker {
     /// Delivers `msg` to the session of the connection `to` alone, if that connection still owns
     /// it and one of its subscriptions matches the topic: at the highest QoS among those, with
     /// their subscription identifiers. True if it was queued.
-    pub(crate) fn reply(&self, to: &Requester, msg: Arc<Message>, notifier: &mut Notifier) -> bool {
+    ///
+    /// `unsubscribed`: deliver at this QoS even when no subscription matches (AWS IoT Jobs
+    /// answers a request on its reply topics "whether the client has subscribed to the topic
+    /// or not").
+    pub(crate) fn reply(
+        &self,
+        to: &Requester,
+        msg: Arc<Message>,
+        unsubscribed: Option<QoS>,
+        notifier: &mut Notifier,
+    ) -> bool {
         let Some(session) = lock(&self.sessions).get(&to.client_id).cloned() else {
             return false;
         };
@@ -354,7 +364,7 @@ impl Broker {
                 ids.extend(rec.id);
             }
         }
-        let Some((qos, sub_ids)) = matched else {
+        let Some((qos, sub_ids)) = matched.or(unsubscribed.map(|q| (q, Vec::new()))) else {
             return false;
         };
         let mut ops = Vec::new();
