@@ -71,8 +71,15 @@ pub const ENROLLED_CAS: Table = Table::new("enrolled_cas", "devices: enrolled CA
 /// record.
 pub const FIRMWARE: Table = Table::new("firmware", "ota: firmware record");
 
+/// Jobs; key: the job id; value: the job (definition and state).
+pub const OTA_JOBS: Table = Table::new("ota_jobs", "ota: job");
+
+/// Job executions, the latest attempt of each job on each device; key: `{job}\0{device}`;
+/// value: the execution.
+pub const OTA_EXECUTIONS: Table = Table::new("ota_executions", "ota: job execution");
+
 /// All of them.
-pub const ALL: [Table; 12] = [
+pub const ALL: [Table; 14] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -85,6 +92,8 @@ pub const ALL: [Table; 12] = [
     OWNERSHIP_TOKENS,
     ENROLLED_CAS,
     FIRMWARE,
+    OTA_JOBS,
+    OTA_EXECUTIONS,
 ];
 
 /// The table of this name, if there is one.
