@@ -29,11 +29,10 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mast_broker::Broker;
-use mast_broker::link::{Link, LinkWaker, Received, Requester};
+use mast_broker::link::{Link, Received, Requester};
 use mast_broker::message::{Message, now_ns};
 use mast_devices::certs::ca::{Ca, Leaf, csr_common_name};
 use mast_devices::certs::check_template_name;
@@ -194,9 +193,7 @@ impl Templates {
 /// A running provisioning service.
 #[derive(Debug)]
 pub struct Provisioning {
-    stop: Arc<AtomicBool>,
-    waker: LinkWaker,
-    thread: Option<JoinHandle<()>>,
+    thread: crate::service_thread::ServiceThread,
 }
 
 /// What the service needs from the rest of the server.
@@ -235,7 +232,6 @@ impl Provisioning {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
-        let stop = Arc::new(AtomicBool::new(false));
         let waker = link.waker();
         let (hooks_tx, hooks_rx) = mpsc::channel();
         let mut w = Worker {
@@ -249,23 +245,15 @@ impl Provisioning {
             rt,
             next_sweep: Instant::now(),
         };
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("provisioning".into())
-            .spawn(move || w.run(&flag))?;
-        Ok(Provisioning {
-            stop,
-            waker,
-            thread: Some(thread),
-        })
+        let thread =
+            crate::service_thread::ServiceThread::spawn("provisioning", waker, move |stop| {
+                w.run(stop)
+            })?;
+        Ok(Provisioning { thread })
     }
 
     pub fn shutdown(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.waker.wake();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.stop();
     }
 }
 

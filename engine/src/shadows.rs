@@ -21,7 +21,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mast_broker::Broker;
@@ -35,6 +34,7 @@ use mast_meta::{MetaStore, Seq};
 use mast_protocol::connect::QoS;
 use mast_storage::batch::DEVICE_TAG;
 
+use crate::service_thread::ServiceThread;
 use crate::shadow_acks::ShadowAcks;
 use bytes::Bytes;
 use mast_storage::{Durability, Notify, Store, Ticket, WriteBatch};
@@ -50,8 +50,7 @@ pub const HISTORY_TABLE: &str = "iot.shadow_history";
 /// A running shadow service.
 #[derive(Debug)]
 pub struct ShadowService {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: ServiceThread,
     handle: ShadowHandle,
 }
 
@@ -121,21 +120,16 @@ impl ShadowService {
                 return Err(std::io::Error::other(format!("subscribing {f}: {code:?}")));
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
         let (tx, rx) = mpsc::sync_channel(API_QUEUE);
         let handle = ShadowHandle {
             tx,
             waker: link.waker(),
         };
-        let thread = std::thread::Builder::new()
-            .name("shadows".into())
-            .spawn(move || Worker::new(link, meta, store, acks, rx).run(&flag))?;
-        Ok(ShadowService {
-            stop,
-            thread: Some(thread),
-            handle,
-        })
+        let waker = link.waker();
+        let thread = ServiceThread::spawn("shadows", waker, move |stop| {
+            Worker::new(link, meta, store, acks, rx).run(stop)
+        })?;
+        Ok(ShadowService { thread, handle })
     }
 
     /// A handle for the API to send requests with.
@@ -145,20 +139,7 @@ impl ShadowService {
 
     /// Answers what was asked, waits for its commits, and stops.
     pub fn shutdown(mut self) {
-        self.stop_thread();
-    }
-
-    fn stop_thread(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for ShadowService {
-    fn drop(&mut self) {
-        self.stop_thread();
+        self.thread.stop();
     }
 }
 
