@@ -97,14 +97,14 @@ fn quote(s: &str) -> String {
 
 /// Checks that `predicate` is one SQL expression over `iot.devices` that runs, and returns
 /// it as SQL text to embed in `WHERE (...)`.
-async fn check_predicate(api: &Api, predicate: &str) -> Result<String, ApiError> {
+pub(crate) async fn check_predicate(api: &Api, predicate: &str) -> Result<String, ApiError> {
     let text = parse_predicate(predicate)?;
     ids_where(api, &text, None, Some(0)).await?;
     Ok(text)
 }
 
 /// `predicate` as one SQL expression, printed back (so nothing can follow it).
-fn parse_predicate(predicate: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_predicate(predicate: &str) -> Result<String, ApiError> {
     use mast_query::datafusion::sql::sqlparser::dialect::GenericDialect;
     use mast_query::datafusion::sql::sqlparser::parser::Parser;
     use mast_query::datafusion::sql::sqlparser::tokenizer::Token;
@@ -123,7 +123,7 @@ fn parse_predicate(predicate: &str) -> Result<String, ApiError> {
 
 /// The ids of the devices of `iot.devices` that `predicate` holds for (and that are `id`,
 /// when given), in id order.
-async fn ids_where(
+pub(crate) async fn ids_where(
     api: &Api,
     predicate: &str,
     id: Option<&str>,
@@ -156,7 +156,7 @@ async fn ids_where(
 }
 
 /// The members of group `name` (which exists), in id order.
-async fn members(api: &Api, name: &str, group: &Group) -> Result<Vec<String>, ApiError> {
+pub(crate) async fn members(api: &Api, name: &str, group: &Group) -> Result<Vec<String>, ApiError> {
     match &group.predicate {
         Some(p) => ids_where(api, p, None, None).await,
         None => {

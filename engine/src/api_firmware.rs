@@ -4,7 +4,8 @@
 //!   the artifact's bytes as the body, streamed to disk with its SHA-256 computed on the way
 //!   (413 past `ota.max_artifact_bytes`, nothing kept); 201 with the record (`id`, `sha256`,
 //!   `size`, …); 422 for a signature that does not verify; 409 for a name and version that exist.
-//! - `GET /api/v1/firmware`, `GET /api/v1/firmware/{id}`, `DELETE /api/v1/firmware/{id}` (soft).
+//! - `GET /api/v1/firmware`, `GET /api/v1/firmware/{id}`, `DELETE /api/v1/firmware/{id}` (soft;
+//!   409 while a job in progress uses it).
 //! - `GET /api/v1/firmware/{id}/artifact`: the bytes, with `Range` (one range: 206) and
 //!   `If-Range` (the ETag, `"{sha256}"`), `Accept-Ranges: bytes`.
 
@@ -157,6 +158,14 @@ pub(crate) async fn get(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
 pub(crate) async fn delete(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
     let r = async {
         let reg = registry(&api)?;
+        let using = crate::api_jobs::jobs_using(&api, &id).await?;
+        if !using.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("firmware {id} is used by jobs in progress: {using:?}; cancel them first"),
+            ));
+        }
         blocking("firmware", move || reg.delete(&id)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }

@@ -57,6 +57,10 @@ pub struct Api {
     pub certs: Option<Arc<crate::certs::Certificates>>,
     /// The firmware registry, for `/api/v1/firmware`.
     pub firmware: Option<Arc<crate::firmware::FirmwareRegistry>>,
+    /// The jobs service, for `/api/v1/jobs`.
+    pub jobs: Option<crate::jobs::JobsHandle>,
+    /// Checks the download tokens of firmware URLs in job documents.
+    pub downloads: Option<Arc<crate::jobs::DownloadUrls>>,
     /// Fleet provisioning templates, for `/api/v1/provisioning/templates`.
     pub templates: Option<Arc<crate::provisioning::Templates>>,
     tokens: Vec<String>,
@@ -83,6 +87,8 @@ impl Api {
             certs: None,
             templates: None,
             firmware: None,
+            jobs: None,
+            downloads: None,
             tokens: cfg.tokens.clone(),
             read_tokens: cfg.read_tokens.clone(),
             max_body: cfg.max_body_bytes,
@@ -128,7 +134,11 @@ impl HttpServer {
                 }
             })
         };
-        let app = router(Arc::new(api));
+        let api = Arc::new(api);
+        if api.jobs.is_some() {
+            runtime.spawn(crate::api_jobs::follow_continuous(Arc::clone(&api)));
+        }
+        let app = router(api);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {
             let served = axum::serve(listener, app)
@@ -218,6 +228,20 @@ fn router(api: Arc<Api>) -> Router {
             get(crate::api_firmware::artifact),
         )
         .route(
+            "/api/v1/jobs",
+            get(crate::api_jobs::list).post(crate::api_jobs::create),
+        )
+        .route("/api/v1/jobs/{id}", get(crate::api_jobs::get))
+        .route(
+            "/api/v1/jobs/{id}/executions",
+            get(crate::api_jobs::executions),
+        )
+        .route("/api/v1/jobs/{id}/cancel", post(crate::api_jobs::cancel))
+        .route(
+            "/api/v1/devices/{id}/jobs",
+            get(crate::api_jobs::device_jobs),
+        )
+        .route(
             "/api/v1/cas",
             get(crate::api_certs::list_cas).post(crate::api_certs::enrol_ca),
         )
@@ -300,6 +324,22 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
 /// (`http.tokens`) may do everything; a read-only one (`http.read_tokens`) may read — `GET`,
 /// and SQL, which never writes — and gets 403 on anything else.
 async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    // A device downloading an artifact with the URL of its job document: the token in the
+    // URL alone decides (a wrong or expired one is refused even on an open server).
+    if let Some(fw) = artifact_of(req.uri().path())
+        && crate::jobs::DownloadUrls::has_token(req.uri().query())
+        && matches!(*req.method(), Method::GET | Method::HEAD)
+    {
+        let now = u64::try_from(mast_broker::message::now_ns() / 1_000_000_000).unwrap_or(0);
+        let verdict = match &api.downloads {
+            Some(d) => d.check(fw, req.uri().query().unwrap_or(""), now),
+            None => Err("download tokens are not served here".into()),
+        };
+        return match verdict {
+            Ok(_) => next.run(req).await,
+            Err(msg) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", msg).into_response(),
+        };
+    }
     if api.tokens.is_empty() && api.read_tokens.is_empty() {
         return next.run(req).await;
     }
@@ -343,12 +383,20 @@ async fn authenticate(State(api): State<Arc<Api>>, req: Request, next: Next) -> 
 }
 
 /// What a read-only token may do.
+/// The firmware id of `/api/v1/firmware/{id}/artifact`.
+fn artifact_of(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/api/v1/firmware/")?
+        .strip_suffix("/artifact")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
 fn reads_only(method: &Method, path: &str) -> bool {
     matches!(*method, Method::GET | Method::HEAD) || path == "/api/v1/sql"
 }
 
 /// Compares without an early exit on the first differing byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

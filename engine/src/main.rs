@@ -604,6 +604,36 @@ fn start_provisioning(
     Ok((service, templates))
 }
 
+/// The jobs service and the signer of its download URLs.
+fn start_jobs(
+    cfg: &Config,
+    mqtt: &MqttServer,
+    meta: &Arc<mast_meta::MetaStore>,
+    store: &Arc<mast_storage::Store>,
+) -> anyhow::Result<(
+    mast_engine::jobs::JobsService,
+    Arc<mast_engine::jobs::DownloadUrls>,
+)> {
+    use mast_engine::jobs::{DownloadUrls, JobsService};
+    let urls = Arc::new(
+        DownloadUrls::open(
+            &cfg.data_dir,
+            &cfg.ota.download_base(cfg.http.listen),
+            cfg.ota.download_url_secs,
+        )
+        .context("cannot open the download URL key")?,
+    );
+    let service = JobsService::start(
+        mqtt.broker(),
+        Arc::clone(meta),
+        Arc::clone(store),
+        Arc::clone(&urls),
+        mqtt.job_events(),
+    )
+    .context("cannot start the jobs service")?;
+    Ok((service, urls))
+}
+
 fn serve(cfg: Config) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -668,9 +698,22 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     api.registry = Some(registry);
+    let jobs = match start_jobs(&cfg, &mqtt, &meta, &store) {
+        Ok((service, urls)) => {
+            api.jobs = Some(service.handle());
+            api.downloads = Some(urls);
+            service
+        }
+        Err(e) => {
+            provisioning.0.shutdown();
+            mqtt.shutdown();
+            return Err(e);
+        }
+    };
     let http = match HttpServer::start(cfg.http.listen, cfg.query.threads(), cfg.query.nice, api) {
         Ok(h) => h,
         Err(e) => {
+            jobs.shutdown();
             provisioning.0.shutdown();
             mqtt.shutdown();
             return Err(e);
@@ -688,6 +731,7 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     http.shutdown();
+    jobs.shutdown();
     provisioning.0.shutdown();
     mqtt.shutdown();
     match Arc::try_unwrap(store) {

@@ -30,6 +30,7 @@ pub struct MqttServer {
     telemetry: Arc<TelemetryPath>,
     writer: Arc<Writer>,
     certs: Arc<Certificates>,
+    jobs: Arc<crate::jobs::JobEvents>,
 }
 
 impl MqttServer {
@@ -66,11 +67,13 @@ impl MqttServer {
             CaDir::new(data_dir),
         )?);
         let shadow_acks = Arc::new(ShadowAcks::default());
+        let jobs = Arc::new(crate::jobs::JobEvents::default());
         let services = EngineServices::new(
             Arc::clone(&telemetry),
             Gateways::new(&cfg.acl),
             Arc::clone(&shadow_acks),
             Arc::clone(&certs),
+            Arc::clone(&jobs),
         );
         let credentials = Arc::new(EngineCredentials::new(
             ConfigCredentials::new(&cfg),
@@ -85,7 +88,13 @@ impl MqttServer {
             telemetry,
             writer,
             certs,
+            jobs,
         })
+    }
+
+    /// Where the jobs service learns of subscriptions (it registers when it starts).
+    pub fn job_events(&self) -> &Arc<crate::jobs::JobEvents> {
+        &self.jobs
     }
 
     /// Sends REST requests to the shadow service.

@@ -4,6 +4,7 @@
 //! (metadata records that did not decode). `iot.device_events` is a telemetry table and needs
 //! nothing here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,6 +30,8 @@ pub fn register(engine: &QueryEngine, broker: &Arc<Broker>, meta: &Arc<MetaStore
     engine.add_iot_table("shadows", Shadows::new(Arc::clone(meta)));
     engine.add_iot_table("certificates", Certificates::new(Arc::clone(meta)));
     engine.add_iot_table("firmware", FirmwareTable::new(Arc::clone(meta)));
+    engine.add_iot_table("ota_jobs", OtaJobs::new(Arc::clone(meta)));
+    engine.add_iot_table("ota_executions", OtaExecutions::new(Arc::clone(meta)));
     engine.add_system_table("unreadable_records", Unreadable::new(Arc::clone(meta)));
 }
 
@@ -431,6 +434,165 @@ impl SpecialTable for FirmwareTable {
                 .opt_str(f.signature.as_ref().map(|s| s.key_id.as_str()))
                 .ts(f.created_at)
                 .opt_ts(f.deleted_at);
+        }
+        rows.finish()
+    }
+}
+
+/// Every readable job execution (the latest attempt of each job on each device).
+fn executions(meta: &MetaStore) -> Result<Vec<mast_devices::ota::execution::Execution>> {
+    use mast_meta::tables::OTA_EXECUTIONS;
+    let entries = meta.scan_prefix(OTA_EXECUTIONS, b"").map_err(external)?;
+    Ok(entries
+        .iter()
+        .filter_map(|(k, v)| match mast_devices::ota::job::decode_execution(v) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                meta.report_unreadable(OTA_EXECUTIONS, k, e);
+                None
+            }
+        })
+        .collect())
+}
+
+/// `iot.ota_jobs`: one row per job — its definition, state, and how many of its executions
+/// are in each state.
+#[derive(Debug)]
+pub struct OtaJobs {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl OtaJobs {
+    fn new(meta: Arc<MetaStore>) -> OtaJobs {
+        let mut fields = vec![
+            Field::new("job_id", DataType::Utf8, false),
+            Field::new("description", DataType::Utf8, true),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("firmware_id", DataType::Utf8, true),
+            Field::new("target_selection", DataType::Utf8, false),
+            Field::new("targets", DataType::Utf8, false),
+            Field::new("document", DataType::Utf8, false),
+            Field::new("in_progress_timeout_minutes", DataType::Int64, true),
+            Field::new("created_at", ts_type(), false),
+            Field::new("updated_at", ts_type(), false),
+            Field::new("completed_at", ts_type(), true),
+            Field::new("targeted", DataType::UInt64, false),
+            Field::new("incompatible", DataType::UInt64, false),
+        ];
+        for s in mast_devices::ota::execution::ALL {
+            fields.push(Field::new(
+                s.as_str().to_ascii_lowercase(),
+                DataType::UInt64,
+                false,
+            ));
+        }
+        OtaJobs {
+            meta,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+#[async_trait]
+impl SpecialTable for OtaJobs {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        use mast_devices::ota::execution::ALL;
+        use mast_devices::ota::job::Job;
+        use mast_meta::tables::OTA_JOBS;
+        let entries = self.meta.scan_prefix(OTA_JOBS, b"").map_err(external)?;
+        let mut counts: HashMap<String, [u64; 8]> = HashMap::new();
+        for e in executions(&self.meta)? {
+            let i = ALL.iter().position(|s| *s == e.status).unwrap_or(0);
+            counts.entry(e.job_id).or_default()[i] += 1;
+        }
+        let mut rows = scan.rows(&self.schema);
+        for (k, v) in &entries {
+            let j = match Job::decode(v) {
+                Ok(j) => j,
+                Err(e) => {
+                    self.meta.report_unreadable(OTA_JOBS, k, e);
+                    continue;
+                }
+            };
+            let c = counts.get(&j.job_id).copied().unwrap_or_default();
+            let mut r = rows
+                .row()
+                .str(&j.job_id)
+                .opt_str(j.description.as_deref())
+                .str(j.status.as_str())
+                .opt_str(j.firmware.as_deref())
+                .str(match j.target_selection {
+                    mast_devices::ota::job::Selection::Snapshot => "snapshot",
+                    mast_devices::ota::job::Selection::Continuous => "continuous",
+                })
+                .str(&serde_json::to_string(&j.targets).unwrap_or_default())
+                .str(&j.document.to_string())
+                .opt_i64(j.in_progress_timeout_minutes)
+                .ts(j.created_at)
+                .ts(j.updated_at)
+                .opt_ts(j.completed_at)
+                .u64(c.iter().sum())
+                .u64(j.incompatible);
+            for n in c {
+                r = r.u64(n);
+            }
+        }
+        rows.finish()
+    }
+}
+
+/// `iot.ota_executions`: one row per job and device — the latest attempt's state.
+#[derive(Debug)]
+pub struct OtaExecutions {
+    meta: Arc<MetaStore>,
+    schema: SchemaRef,
+}
+
+impl OtaExecutions {
+    fn new(meta: Arc<MetaStore>) -> OtaExecutions {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("job_id", DataType::Utf8, false),
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("status", DataType::Utf8, false),
+            Field::new("status_details", DataType::Utf8, false),
+            Field::new("result_code", DataType::Utf8, true),
+            Field::new("version_number", DataType::UInt64, false),
+            Field::new("execution_number", DataType::UInt64, false),
+            Field::new("retries", DataType::UInt64, false),
+            Field::new("queued_at", ts_type(), false),
+            Field::new("started_at", ts_type(), true),
+            Field::new("last_updated_at", ts_type(), false),
+        ]));
+        OtaExecutions { meta, schema }
+    }
+}
+
+#[async_trait]
+impl SpecialTable for OtaExecutions {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    async fn scan(&self, scan: &Scan) -> Result<RecordBatch> {
+        let mut rows = scan.rows(&self.schema);
+        for e in executions(&self.meta)? {
+            rows.row()
+                .str(&e.job_id)
+                .str(&e.thing)
+                .str(e.status.as_str())
+                .str(&serde_json::to_string(&e.status_details).unwrap_or_default())
+                .opt_str(e.status_details.get("result_code").map(String::as_str))
+                .u64(e.version_number)
+                .u64(e.execution_number)
+                .u64(e.execution_number.saturating_sub(1))
+                .ts(e.queued_at)
+                .opt_ts(e.started_at)
+                .ts(e.last_updated_at);
         }
         rows.finish()
     }

@@ -215,6 +215,10 @@ impl Row<'_> {
         self.put(|b: &mut Int64Builder| b.append_value(v))
     }
 
+    pub fn opt_i64(self, v: Option<i64>) -> Self {
+        self.put(|b: &mut Int64Builder| b.append_option(v))
+    }
+
     pub fn f64(self, v: f64) -> Self {
         self.put(|b: &mut Float64Builder| b.append_value(v))
     }

@@ -33,6 +33,7 @@ pub(crate) struct EngineServices {
     gateways: Arc<Gateways>,
     shadow_acks: Arc<ShadowAcks>,
     certs: Arc<crate::certs::Certificates>,
+    jobs: Arc<crate::jobs::JobEvents>,
 }
 
 impl EngineServices {
@@ -41,12 +42,14 @@ impl EngineServices {
         gateways: Gateways,
         shadow_acks: Arc<ShadowAcks>,
         certs: Arc<crate::certs::Certificates>,
+        jobs: Arc<crate::jobs::JobEvents>,
     ) -> EngineServices {
         EngineServices {
             path,
             gateways: Arc::new(gateways),
             shadow_acks,
             certs,
+            jobs,
         }
     }
 }
@@ -68,6 +71,7 @@ impl Services for EngineServices {
             gateways: Arc::clone(&self.gateways),
             presence: Presence::default(),
             certs: Arc::clone(&self.certs),
+            jobs: Arc::clone(&self.jobs),
         }
     }
 }
@@ -90,18 +94,26 @@ pub(crate) struct EngineReactor {
     gateways: Arc<Gateways>,
     presence: Presence,
     certs: Arc<crate::certs::Certificates>,
+    jobs: Arc<crate::jobs::JobEvents>,
 }
 
 impl PublishHook for EngineReactor {
     #[inline]
     fn inspect(&mut self, cx: &mut HookCx<'_>, p: &Publisher<'_>, msg: &Message) -> Inspect {
-        if msg.topic.as_str().starts_with("$aws/")
-            && mast_devices::certs::provision::is_server_topic(msg.topic.as_str())
-        {
-            return Inspect::Refuse(Refusal::new(
-                ReasonCode::NOT_AUTHORIZED,
-                "only the server publishes the replies of fleet provisioning",
-            ));
+        let t = msg.topic.as_str();
+        if t.starts_with("$aws/") {
+            if mast_devices::certs::provision::is_server_topic(t) {
+                return Inspect::Refuse(Refusal::new(
+                    ReasonCode::NOT_AUTHORIZED,
+                    "only the server publishes the replies of fleet provisioning",
+                ));
+            }
+            if mast_devices::ota::job::is_server_topic(t) {
+                return Inspect::Refuse(Refusal::new(
+                    ReasonCode::NOT_AUTHORIZED,
+                    "only the server publishes the replies and events of jobs",
+                ));
+            }
         }
         if is_shadow_request(msg) {
             if self.gateways.allows(p.username) {
@@ -154,6 +166,13 @@ impl ClientEvents for EngineReactor {
     fn on_client(&mut self, cx: &mut HookCx<'_>, c: &ClientInfo<'_>, ev: ClientEvent<'_>) {
         if let ClientEvent::Disconnected { .. } = ev {
             self.shadow_acks.forget_gateway(c.conn);
+        }
+        if let ClientEvent::Subscribed {
+            filter,
+            granted: Ok(_),
+        } = ev
+        {
+            self.jobs.subscribed(c.client_id, c.conn, filter);
         }
         if let ClientEvent::Connected { .. } = ev
             && let Some((cert, ca)) = self.certs.take_registered(c.client_id)
