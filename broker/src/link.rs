@@ -290,6 +290,11 @@ impl Link {
             .reply(to, Arc::new(msg), unsubscribed, &mut self.notifier)
     }
 
+    /// Whether the session of `client_id` subscribed to something matching `topic`.
+    pub fn client_subscribed(&self, client_id: &str, topic: &str) -> bool {
+        self.broker.client_subscribed(client_id, topic)
+    }
+
     /// Whether a publish on `topic` would reach anyone.
     pub fn has_subscribers(&self, topic: &str) -> bool {
         self.broker.has_subscribers(topic)

@@ -68,6 +68,19 @@ impl Broker {
         Some(inner.identity)
     }
 
+    /// Whether the session of `client_id` (connected or kept for it) has a subscription that
+    /// matches `topic`: a message published there now reaches it, or waits for it.
+    pub fn client_subscribed(&self, client_id: &str, topic: &str) -> bool {
+        let Some(s) = lock(&self.sessions).get(client_id).cloned() else {
+            return false;
+        };
+        let inner = s.lock();
+        inner.subscriptions.keys().any(|raw| {
+            super::parse_filter(raw)
+                .is_ok_and(|spec| mast_protocol::topic::matches(spec.filter, topic))
+        })
+    }
+
     /// The client certificate the connection `to` was established with, while it is connected.
     pub fn certificate_of(&self, to: &crate::link::Requester) -> Option<Fingerprint> {
         let s = lock(&self.sessions).get(&to.client_id).cloned()?;
