@@ -78,8 +78,12 @@ pub const OTA_JOBS: Table = Table::new("ota_jobs", "ota: job");
 /// value: the execution.
 pub const OTA_EXECUTIONS: Table = Table::new("ota_executions", "ota: job execution");
 
+/// Jobs' targets in release order; key: the job id; value: a JSON array of device ids (the
+/// first `released` of them, as the job says, have executions).
+pub const OTA_TARGETS: Table = Table::new("ota_targets", "ota: job targets");
+
 /// All of them.
-pub const ALL: [Table; 14] = [
+pub const ALL: [Table; 15] = [
     MQTT_RETAINED,
     MQTT_SESSIONS,
     MQTT_QUEUE,
@@ -94,6 +98,7 @@ pub const ALL: [Table; 14] = [
     FIRMWARE,
     OTA_JOBS,
     OTA_EXECUTIONS,
+    OTA_TARGETS,
 ];
 
 /// The table of this name, if there is one.

@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, MAX_STEP_MINUTES, Rejection, Status};
 use super::firmware::Firmware;
+use super::rollout::{Rules, parse_rfc3339};
 use crate::profile::{RegistryError, decode_versioned, encode_versioned};
 
 const JOB_VERSION: u64 = 1;
@@ -202,8 +203,14 @@ pub struct JobSpec {
     /// The in-progress timer, minutes (1 to 10,080).
     #[serde(default)]
     pub in_progress_timeout_minutes: Option<i64>,
+    /// Or in seconds (Mast's finer grain; 1 to 604,800).
+    #[serde(default)]
+    pub in_progress_timeout_secs: Option<i64>,
     #[serde(default)]
     pub retries: Vec<RetryCriterion>,
+    /// Rate, waves, abort criteria, schedule (times RFC 3339).
+    #[serde(default)]
+    pub rollout: Option<Value>,
 }
 
 /// A job's own state.
@@ -241,8 +248,12 @@ pub struct Job {
     pub target_selection: Selection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_progress_timeout_minutes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress_timeout_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<RetryCriterion>,
+    #[serde(default)]
+    pub rollout: Rules,
     pub status: JobStatus,
     /// ns since the epoch.
     pub created_at: i64,
@@ -255,6 +266,18 @@ pub struct Job {
     /// Canceled with `force` (IN_PROGRESS executions canceled too).
     #[serde(default)]
     pub forced: bool,
+    /// Targets notified so far: the first `released` of the job's target list.
+    #[serde(default)]
+    pub released: u64,
+    /// Waves an operator approved.
+    #[serde(default)]
+    pub approved: u32,
+    /// Why the job canceled itself (an abort criterion), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
+    /// The schedule's end stopped the rollout (the job goes on for those notified).
+    #[serde(default)]
+    pub rollout_stopped: bool,
 }
 
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), RegistryError> {
@@ -282,6 +305,24 @@ pub fn firmware_document(fw: &Firmware) -> Value {
         f["signature"] = json!({"alg": s.alg.as_str(), "key_id": s.key_id, "value": s.value});
     }
     json!({"operation": "firmware_update", "firmware": f})
+}
+
+/// The rollout rules of a request: as [`Rules`], with the schedule's times in RFC 3339.
+fn rules_from_json(v: &Value) -> Result<Rules, RegistryError> {
+    let mut v = v.clone();
+    if let Some(s) = v.get_mut("schedule").and_then(Value::as_object_mut) {
+        for k in ["start_at", "end_at"] {
+            if let Some(t) = s.get(k).cloned() {
+                let ns = t.as_str().and_then(parse_rfc3339).ok_or_else(|| {
+                    RegistryError::bad(format!(
+                        "rollout.schedule.{k}: an RFC 3339 time such as 2026-12-08T02:00:00Z"
+                    ))
+                })?;
+                s.insert(k.into(), Value::from(ns));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| RegistryError::bad(format!("rollout: {e}")))
 }
 
 impl JobSpec {
@@ -321,6 +362,20 @@ impl JobSpec {
                 "in_progress_timeout_minutes: 1 to {MAX_STEP_MINUTES}"
             )));
         }
+        if let Some(s) = self.in_progress_timeout_secs
+            && (!(1..=MAX_STEP_MINUTES * 60).contains(&s)
+                || self.in_progress_timeout_minutes.is_some())
+        {
+            return Err(RegistryError::bad(format!(
+                "in_progress_timeout_secs: 1 to {}, instead of in_progress_timeout_minutes",
+                MAX_STEP_MINUTES * 60
+            )));
+        }
+        let rollout = match &self.rollout {
+            None => Rules::default(),
+            Some(v) => rules_from_json(v)?,
+        };
+        rollout.check()?;
         let total: u32 = self.retries.iter().map(|r| r.number_of_retries).sum();
         if total > MAX_RETRIES {
             return Err(RegistryError::bad(format!(
@@ -360,13 +415,19 @@ impl JobSpec {
             targets: self.targets.clone(),
             target_selection: self.target_selection,
             in_progress_timeout_minutes: self.in_progress_timeout_minutes,
+            in_progress_timeout_secs: self.in_progress_timeout_secs,
             retries: self.retries.clone(),
+            rollout,
             status: JobStatus::InProgress,
             created_at: now_ns,
             updated_at: now_ns,
             completed_at: None,
             incompatible: 0,
             forced: false,
+            released: 0,
+            approved: 0,
+            abort_reason: None,
+            rollout_stopped: false,
         })
     }
 }
@@ -390,8 +451,11 @@ impl Job {
 
     /// The in-progress timer, ns.
     pub fn in_progress_timeout_ns(&self) -> Option<i64> {
-        self.in_progress_timeout_minutes
-            .map(|m| m.saturating_mul(60_000_000_000))
+        self.in_progress_timeout_secs
+            .map(|s| s.saturating_mul(1_000_000_000))
+            .or(self
+                .in_progress_timeout_minutes
+                .map(|m| m.saturating_mul(60_000_000_000)))
     }
 
     /// Whether the failed `e` is tried again: a new QUEUED execution, number + 1.

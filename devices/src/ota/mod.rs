@@ -1,7 +1,8 @@
 //! Over-the-air updates, sans IO: the firmware registry's records and signatures (`firmware`),
 //! job executions with AWS IoT Jobs' rules (`execution`), and jobs with their topics and
-//! documents (`job`); rollouts follow (docs/plans/issue-16.md).
+//! documents (`job`), and rollouts: rate, waves, abort criteria, schedules (`rollout`).
 
 pub mod execution;
 pub mod firmware;
 pub mod job;
+pub mod rollout;
