@@ -9,6 +9,14 @@
 //!   `GET /api/v1/jobs/{id}/executions`, `GET /api/v1/devices/{id}/jobs`.
 //! - `POST /api/v1/jobs/{id}/cancel[?force=true]`: QUEUED executions become CANCELED; with
 //!   `force`, IN_PROGRESS ones too.
+//! - `POST /api/v1/jobs/{id}/approve`: the wave the rollout waits for may start (409 when it
+//!   waits for none).
+//!
+//! `rollout`: `{rate: {max_per_minute, exponential: {base_per_minute, increment_factor,
+//! notified | succeeded}}, waves: [{percent, success_threshold_percent, approval}], abort:
+//! [{failure_type, min_executed, threshold_percent}], schedule: {start_at, end_at,
+//! end_behavior, maintenance_windows: [{days, start, duration_minutes}]}}`
+//! (`mast_devices::ota::rollout`).
 //!
 //! Continuous jobs: every [`FOLLOW_EVERY`], their groups and predicates are resolved again and
 //! the devices that joined get an execution.
@@ -232,6 +240,11 @@ pub(crate) async fn cancel(
         Ok(service(&api)?.cancel(id, p.force).await?)
     }
     .await;
+    answer(StatusCode::OK, r)
+}
+
+pub(crate) async fn approve(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let r = async { Ok(service(&api)?.approve(id).await?) }.await;
     answer(StatusCode::OK, r)
 }
 

@@ -237,6 +237,7 @@ fn router(api: Arc<Api>) -> Router {
             get(crate::api_jobs::executions),
         )
         .route("/api/v1/jobs/{id}/cancel", post(crate::api_jobs::cancel))
+        .route("/api/v1/jobs/{id}/approve", post(crate::api_jobs::approve))
         .route(
             "/api/v1/devices/{id}/jobs",
             get(crate::api_jobs::device_jobs),

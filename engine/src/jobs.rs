@@ -23,7 +23,7 @@
 //!   the document puts in its place an artifact URL with a token for that execution, valid
 //!   `ota.download_url_secs` (HMAC-SHA256 under a key kept in `DATA/ota/url.key`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -38,8 +38,9 @@ use mast_devices::ota::execution::{self, Execution, Rejection, Status};
 use mast_devices::ota::job::{
     self, Job, JobOp, JobStatus, REQUEST_FILTER, Request, event_topic, execution_json, stamped,
 };
+use mast_devices::ota::rollout::{Decision, EndBehavior, Progress};
 use mast_devices::profile::RegistryError;
-use mast_meta::tables::{OTA_EXECUTIONS, OTA_JOBS};
+use mast_meta::tables::{OTA_EXECUTIONS, OTA_JOBS, OTA_TARGETS};
 use mast_meta::{MetaStore, Op};
 use mast_protocol::connect::QoS;
 use mast_storage::batch::DEVICE_TAG;
@@ -256,6 +257,11 @@ pub enum Command {
         device: Option<String>,
         answer: oneshot::Sender<Result<Value, RegistryError>>,
     },
+    /// An operator approves the next wave.
+    Approve {
+        job_id: String,
+        answer: oneshot::Sender<Result<Value, RegistryError>>,
+    },
     /// The ids of the continuous jobs still running, with their targets.
     Continuous {
         answer: oneshot::Sender<Result<Value, RegistryError>>,
@@ -330,6 +336,10 @@ impl JobsHandle {
             answer,
         })
         .await
+    }
+
+    pub async fn approve(&self, job_id: String) -> Result<Value, RegistryError> {
+        self.ask(|answer| Command::Approve { job_id, answer }).await
     }
 
     pub async fn get(&self, job_id: Option<String>) -> Result<Value, RegistryError> {
@@ -427,9 +437,59 @@ struct Worker {
     out: Vec<Out>,
     /// Last event row time (rows of one series need distinct times).
     last_ns: i64,
-    /// Targets of each job, for `Continuous` and the counts.
-    targeted: HashMap<String, BTreeSet<String>>,
+    /// Each job's targets in release order.
+    targeted: HashMap<String, JobTargets>,
 }
+
+/// A job's targets: the first `Job::released` have executions.
+#[derive(Debug, Default)]
+struct JobTargets {
+    order: Vec<String>,
+    set: HashSet<String>,
+    /// When devices were released in the last minute (for the rate).
+    recent: VecDeque<i64>,
+    /// What the rollout waits for, if anything (shown over REST).
+    state: &'static str,
+}
+
+impl JobTargets {
+    fn of(order: Vec<String>) -> JobTargets {
+        let set = order.iter().cloned().collect();
+        JobTargets {
+            order,
+            set,
+            ..JobTargets::default()
+        }
+    }
+
+    fn put(&self, job_id: &str) -> Op {
+        Op::Put {
+            table: OTA_TARGETS,
+            key: job_id.as_bytes().to_vec(),
+            value: serde_json::to_vec(&self.order).unwrap_or_default(),
+        }
+    }
+
+    /// Forgets releases older than a minute; (last minute, last second).
+    fn recent(&mut self, now: i64) -> (u64, u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| *t <= now - 60 * NS_PER_SEC)
+        {
+            self.recent.pop_front();
+        }
+        let second = self
+            .recent
+            .iter()
+            .rev()
+            .take_while(|t| **t > now - NS_PER_SEC)
+            .count();
+        (self.recent.len() as u64, second as u64)
+    }
+}
+
+const NS_PER_SEC: i64 = 1_000_000_000;
 
 struct Before {
     front: Option<(String, u64)>,
@@ -510,15 +570,30 @@ impl Worker {
                 Err(e) => meta.report_unreadable(OTA_JOBS, &k, e),
             }
         }
+        let mut targeted: HashMap<String, JobTargets> = HashMap::new();
+        for (k, v) in meta.scan_prefix(OTA_TARGETS, b"")? {
+            match serde_json::from_slice::<Vec<String>>(&v) {
+                Ok(order) => {
+                    targeted.insert(
+                        String::from_utf8_lossy(&k).into_owned(),
+                        JobTargets::of(order),
+                    );
+                }
+                Err(e) => meta.report_unreadable(OTA_TARGETS, &k, e.to_string()),
+            }
+        }
+        let now = now_ns();
         let mut things: HashMap<String, Executions> = HashMap::new();
-        let mut targeted: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (k, v) in meta.scan_prefix(OTA_EXECUTIONS, b"")? {
             match job::decode_execution(&v) {
                 Ok(e) => {
-                    targeted
-                        .entry(e.job_id.clone())
-                        .or_default()
-                        .insert(e.thing.clone());
+                    // Releases of the last minute count against the rate after a restart.
+                    if e.execution_number == 1
+                        && e.queued_at > now - 60 * NS_PER_SEC
+                        && let Some(t) = targeted.get_mut(&e.job_id)
+                    {
+                        t.recent.push_back(e.queued_at);
+                    }
                     things
                         .entry(e.thing.clone())
                         .or_default()
@@ -526,6 +601,9 @@ impl Worker {
                 }
                 Err(e) => meta.report_unreadable(OTA_EXECUTIONS, &k, e),
             }
+        }
+        for t in targeted.values_mut() {
+            t.recent.make_contiguous().sort_unstable();
         }
         tracing::info!(
             jobs = jobs.len(),
@@ -615,10 +693,6 @@ impl Worker {
                 &serde_json::to_string(&e.status_details).unwrap_or_default(),
             )
             .str("reason", reason);
-        self.targeted
-            .entry(e.job_id.clone())
-            .or_default()
-            .insert(e.thing.clone());
         self.things
             .entry(e.thing.clone())
             .or_default()
@@ -713,7 +787,7 @@ impl Worker {
             if after.front != before.front {
                 let topic = event_topic(&thing, true);
                 let body = self.next_json(&thing, now);
-                if self.link.has_subscribers(&topic) {
+                if self.link.client_subscribed(&thing, &topic) {
                     self.told.insert(thing.clone(), after.front.clone());
                 } else {
                     self.told.remove(&thing);
@@ -889,7 +963,7 @@ impl Worker {
     }
 
     /// Every `IN_PROGRESS` execution whose timer passed becomes `TIMED_OUT` (and may be
-    /// retried).
+    /// retried); every rollout takes its next step.
     fn tick(&mut self, now: i64) {
         let due: Vec<Execution> = self
             .things
@@ -903,9 +977,150 @@ impl Worker {
             self.maybe_retry(&e);
             self.maybe_complete(&job_id);
         }
+        let running: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::InProgress)
+            .map(|j| j.job_id.clone())
+            .collect();
+        for id in running {
+            self.step(&id, now);
+        }
     }
 
-    /// A job all of whose executions are terminal (snapshot) is COMPLETED.
+    /// The executions of `job_id` that exist (its released targets').
+    fn released<'a>(&'a self, job_id: &str) -> impl Iterator<Item = &'a Execution> + 'a {
+        let n = self.jobs.get(job_id).map_or(0, |j| j.released as usize);
+        let order = self.targeted.get(job_id).map_or(&[][..], |t| &t.order[..]);
+        let job_id = job_id.to_owned();
+        order[..n.min(order.len())]
+            .iter()
+            .filter_map(move |t| self.things.get(t)?.get(&job_id))
+    }
+
+    /// Where `job_id`'s rollout is at `now`.
+    fn progress(&mut self, job_id: &str, now: i64) -> Progress {
+        let (last_minute, last_second) = self
+            .targeted
+            .get_mut(job_id)
+            .map_or((0, 0), |t| t.recent(now));
+        let mut p = Progress {
+            total: self
+                .targeted
+                .get(job_id)
+                .map_or(0, |t| t.order.len() as u64),
+            released: self.jobs.get(job_id).map_or(0, |j| j.released),
+            approved: self.jobs.get(job_id).map_or(0, |j| j.approved),
+            last_minute,
+            last_second,
+            ..Progress::default()
+        };
+        for e in self.released(job_id) {
+            match e.status {
+                Status::Succeeded => p.succeeded += 1,
+                Status::Failed => p.failed += 1,
+                Status::Rejected => p.rejected += 1,
+                Status::TimedOut => p.timed_out += 1,
+                _ => continue,
+            }
+            p.executed += 1;
+        }
+        p
+    }
+
+    /// One step of `job_id`'s rollout: release devices, wait, abort or end.
+    fn step(&mut self, job_id: &str, now: i64) {
+        if self
+            .jobs
+            .get(job_id)
+            .is_none_or(|j| j.status != JobStatus::InProgress)
+        {
+            return;
+        }
+        let p = self.progress(job_id, now);
+        let Some(j) = self.jobs.get(job_id) else {
+            return;
+        };
+        let decision = j.rollout.decide(&p, now);
+        let stopped = j.rollout_stopped;
+        let state = match decision {
+            Decision::Release(_) | Decision::Wait(..) | Decision::AwaitApproval(_) if stopped => {
+                "stopped at the schedule's end"
+            }
+            Decision::Release(n) => {
+                self.release(job_id, n, now);
+                "releasing"
+            }
+            Decision::Wait(why, _) => why,
+            Decision::AwaitApproval(_) => "waiting for approval",
+            Decision::Abort(why) => {
+                tracing::warn!(job_id, reason = %why, "job aborted");
+                if let Some(j) = self.jobs.get_mut(job_id) {
+                    j.abort_reason = Some(why);
+                }
+                let _ = self.cancel(job_id, false);
+                "aborted"
+            }
+            Decision::End(EndBehavior::StopRollout) => {
+                if let Some(j) = self.jobs.get_mut(job_id)
+                    && !j.rollout_stopped
+                {
+                    j.rollout_stopped = true;
+                    j.updated_at = now;
+                    self.ops.push(j.put());
+                }
+                "stopped at the schedule's end"
+            }
+            Decision::End(b) => {
+                let _ = self.cancel(job_id, b == EndBehavior::ForceCancel);
+                "canceled at the schedule's end"
+            }
+            Decision::Done => {
+                self.maybe_complete(job_id);
+                "released"
+            }
+        };
+        if let Some(t) = self.targeted.get_mut(job_id) {
+            t.state = state;
+        }
+    }
+
+    /// Notifies the next `n` targets of `job_id`: a QUEUED execution each.
+    fn release(&mut self, job_id: &str, n: u64, now: i64) {
+        let Some(j) = self.jobs.get(job_id) else {
+            return;
+        };
+        let from = j.released as usize;
+        let next: Vec<String> = self
+            .targeted
+            .get(job_id)
+            .map(|t| {
+                t.order
+                    .iter()
+                    .skip(from)
+                    .take(n as usize)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in &next {
+            let fresh = self.things.get(t).and_then(|x| x.get(job_id)).is_none();
+            if fresh {
+                self.put(Execution::queued(job_id, t, 1, now), None, "targeted");
+            }
+        }
+        if let Some(t) = self.targeted.get_mut(job_id) {
+            t.recent.extend(std::iter::repeat_n(now, next.len()));
+        }
+        if let Some(j) = self.jobs.get_mut(job_id) {
+            j.released += next.len() as u64;
+            j.updated_at = now;
+            self.ops.push(j.put());
+        }
+    }
+
+    /// A snapshot job whose targets were all released and whose executions all ended is
+    /// COMPLETED.
     fn maybe_complete(&mut self, job_id: &str) {
         let Some(j) = self.jobs.get(job_id) else {
             return;
@@ -913,15 +1128,11 @@ impl Worker {
         if j.status != JobStatus::InProgress || j.target_selection == job::Selection::Continuous {
             return;
         }
-        let open = self.targeted.get(job_id).is_some_and(|ts| {
-            ts.iter().any(|t| {
-                self.things
-                    .get(t)
-                    .and_then(|x| x.get(job_id))
-                    .is_some_and(|e| !e.status.is_terminal())
-            })
-        });
-        if open {
+        let total = self
+            .targeted
+            .get(job_id)
+            .map_or(0, |t| t.order.len() as u64);
+        if j.released < total || self.released(job_id).any(|e| !e.status.is_terminal()) {
             return;
         }
         let mut j = j.clone();
@@ -944,19 +1155,28 @@ impl Worker {
                 self.out.push(Out::Answer(answer, r));
             }
             Command::AddTargets { job_id, targets } => {
-                let now = now_ns();
                 let running = self
                     .jobs
                     .get(&job_id)
                     .is_some_and(|j| j.status == JobStatus::InProgress);
-                if running {
-                    for t in targets {
-                        let known = self.targeted.get(&job_id).is_some_and(|s| s.contains(&t));
-                        if !known {
-                            self.put(Execution::queued(&job_id, &t, 1, now), None, "targeted");
+                if let Some(t) = self.targeted.get_mut(&job_id)
+                    && running
+                {
+                    let before = t.order.len();
+                    for d in targets {
+                        if t.set.insert(d.clone()) {
+                            t.order.push(d);
                         }
                     }
+                    if t.order.len() > before {
+                        self.ops.push(t.put(&job_id));
+                        self.step(&job_id, now_ns());
+                    }
                 }
+            }
+            Command::Approve { job_id, answer } => {
+                let r = self.approve(&job_id);
+                self.out.push(Out::Answer(answer, r));
             }
             Command::Cancel {
                 job_id,
@@ -1001,7 +1221,7 @@ impl Worker {
                     }
                     None => {
                         if let Some(ts) = job_id.as_ref().and_then(|j| self.targeted.get(j)) {
-                            for t in ts {
+                            for t in &ts.order {
                                 if let Some(x) = self.things.get(t) {
                                     add(x);
                                 }
@@ -1035,6 +1255,7 @@ impl Worker {
             return;
         };
         let front = job::front(execs.values());
+        tracing::debug!(thing, ?front, told = ?self.told.get(&thing), "notify-next subscribed");
         if front.is_none() || self.told.get(&thing) == Some(&front) {
             return;
         }
@@ -1062,11 +1283,15 @@ impl Worker {
         }
         self.ops.push(job.put());
         self.jobs.insert(id.clone(), job);
-        self.targeted.entry(id.clone()).or_default();
-        let unique: BTreeSet<String> = targets.into_iter().collect();
-        for t in unique {
-            self.put(Execution::queued(&id, &t, 1, now), None, "targeted");
-        }
+        let mut seen = HashSet::new();
+        let order: Vec<String> = targets
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .collect();
+        let t = JobTargets::of(order);
+        self.ops.push(t.put(&id));
+        self.targeted.insert(id.clone(), t);
+        self.step(&id, now);
         self.job_json(&id)
             .ok_or_else(|| RegistryError::internal("the job vanished"))
     }
@@ -1089,11 +1314,7 @@ impl Worker {
         j.updated_at = now;
         self.ops.push(j.put());
         self.jobs.insert(job_id.to_owned(), j);
-        let things: Vec<String> = self
-            .targeted
-            .get(job_id)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let things: Vec<String> = self.released(job_id).map(|e| e.thing.clone()).collect();
         for t in things {
             let c = self
                 .things
@@ -1116,17 +1337,48 @@ impl Worker {
             .ok_or_else(|| RegistryError::internal("the job vanished"))
     }
 
+    /// An operator approves the wave the rollout waits for.
+    fn approve(&mut self, job_id: &str) -> Result<Value, RegistryError> {
+        let now = now_ns();
+        if !self.jobs.contains_key(job_id) {
+            return Err(RegistryError::not_found(format!("no job {job_id:?}")));
+        }
+        let p = self.progress(job_id, now);
+        let Some(j) = self.jobs.get_mut(job_id) else {
+            return Err(RegistryError::not_found(format!("no job {job_id:?}")));
+        };
+        let Decision::AwaitApproval(wave) = j.rollout.decide(&p, now) else {
+            return Err(RegistryError::conflict(format!(
+                "job {job_id} waits for no approval"
+            )));
+        };
+        j.approved = wave as u32;
+        j.updated_at = now;
+        self.ops.push(j.put());
+        self.step(job_id, now);
+        self.job_json(job_id)
+            .ok_or_else(|| RegistryError::internal("the job vanished"))
+    }
+
     /// A job as the REST API shows it, with its counts per state.
     fn job_json(&self, job_id: &str) -> Option<Value> {
         let j = self.jobs.get(job_id)?;
-        let statuses = self
-            .targeted
-            .get(job_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| self.things.get(t)?.get(job_id).map(|e| e.status));
+        let statuses = self.released(job_id).map(|e| e.status);
         let t = |ns: Option<i64>| ns.map(crate::registry::rfc3339);
-        let targeted = self.targeted.get(job_id).map_or(0, BTreeSet::len);
+        let ts = self.targeted.get(job_id);
+        let targeted = ts.map_or(0, |t| t.order.len());
+        let mut rollout = serde_json::to_value(&j.rollout).unwrap_or_default();
+        if let Some(s) = rollout.get_mut("schedule").and_then(Value::as_object_mut) {
+            for k in ["start_at", "end_at"] {
+                if let Some(ns) = s.get(k).and_then(Value::as_i64) {
+                    s.insert(k.into(), Value::from(crate::registry::rfc3339(ns)));
+                }
+            }
+        }
+        let state = match j.status {
+            JobStatus::InProgress => ts.map_or("", |t| t.state),
+            _ => "",
+        };
         Some(json!({
             "job_id": j.job_id,
             "description": j.description,
@@ -1136,7 +1388,13 @@ impl Worker {
             "targets": j.targets,
             "target_selection": j.target_selection,
             "in_progress_timeout_minutes": j.in_progress_timeout_minutes,
+            "in_progress_timeout_secs": j.in_progress_timeout_secs,
             "retries": j.retries,
+            "rollout": rollout,
+            "rollout_state": state,
+            "released": j.released,
+            "approved_waves": j.approved,
+            "abort_reason": j.abort_reason,
             "created_at": t(Some(j.created_at)),
             "updated_at": t(Some(j.updated_at)),
             "completed_at": t(j.completed_at),
