@@ -779,3 +779,42 @@ pub(crate) fn pump(
     }
     Ok(())
 }
+
+/// Subscribes connection `k` to `filters(k)` at QoS 1, for every connection, and waits for
+/// the SUBACKs (at most 120 s).
+pub(crate) fn subscribe_all(
+    poll: &mut Poll,
+    conns: &mut [Conn],
+    filters: impl Fn(usize) -> Vec<String>,
+) -> anyhow::Result<()> {
+    let mut waiting = 0;
+    for (k, c) in conns.iter_mut().enumerate() {
+        for f in filters(k) {
+            c.subscribe(&f, QoS::AtLeastOnce);
+            waiting += 1;
+        }
+        c.flush()?;
+    }
+    let mut errors = Errors::default();
+    let mut events = Events::with_capacity(1024);
+    let until = Instant::now() + Duration::from_secs(120);
+    while waiting > 0 {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "{waiting} SUBACKs did not come in 120 s"
+        );
+        pump(
+            poll,
+            &mut events,
+            conns,
+            Duration::from_millis(5),
+            &mut |_, e| match e {
+                Event::Subscribed => waiting -= 1,
+                Event::Error(r) | Event::Refused(r) => errors.add(r),
+                _ => {}
+            },
+        )?;
+        anyhow::ensure!(errors.total() == 0, "subscribing failed: {}", errors.text());
+    }
+    Ok(())
+}

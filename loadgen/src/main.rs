@@ -11,6 +11,7 @@
 mod client;
 mod fleet;
 mod opts;
+mod ota;
 mod provision;
 mod query;
 mod shadow;
@@ -61,6 +62,10 @@ enum Verb {
     /// certificate (CSR, or CreateKeysAndCertificate, then RegisterThing): enrolments/s and
     /// the CSR → registered latency.
     Provision(provision::ProvisionArgs),
+    /// A fleet running jobs over the AWS IoT Jobs topics (notify-next, start-next, download
+    /// by Range, update), succeeding, failing, rejecting or hanging at the rates given:
+    /// finished executions/s and the request → reply latency.
+    Ota(ota::OtaArgs),
     /// The TSBS IoT queries over Mast's SQL API, closed or open loop, with latency percentiles.
     Query(query::QueryArgs),
 }
@@ -267,6 +272,7 @@ fn run() -> anyhow::Result<()> {
         Verb::Iot(a) => fleet::run_iot(a),
         Verb::Shadow(a) => shadow::run_shadow(a),
         Verb::Provision(a) => provision::run_provision(a),
+        Verb::Ota(a) => ota::run_ota(a),
         Verb::Query(a) => query::run_query(a),
     }
 }

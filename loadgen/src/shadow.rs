@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
-use mast_protocol::connect::QoS;
 use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
 use serde_json::json;
 
-use crate::client::{Conn, Event, Phase, connect_all, pump};
+use crate::client::{Conn, Event, Phase, connect_all, pump, subscribe_all};
 use crate::opts::ConnOpts;
 use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
 
@@ -150,7 +149,12 @@ pub(crate) fn run_shadow(a: ShadowArgs) -> anyhow::Result<()> {
                         o.errors.text()
                     );
                     let mut conns = o.conns;
-                    subscribe_all(&mut poll, &mut conns, &names)?;
+                    subscribe_all(&mut poll, &mut conns, |k| {
+                        let id = &names[k].1;
+                        ["accepted", "rejected"]
+                            .map(|r| format!("$aws/things/{id}/shadow/update/{r}"))
+                            .to_vec()
+                    })?;
                     Ok(conns)
                 });
                 ready.wait();
@@ -199,46 +203,6 @@ pub(crate) fn run_shadow(a: ShadowArgs) -> anyhow::Result<()> {
         elapsed = elapsed.max(e);
     }
     report(&a, &total, elapsed, &timeline, &shown);
-    Ok(())
-}
-
-/// Subscribes every device to its two reply topics and waits for the SUBACKs.
-fn subscribe_all(
-    poll: &mut Poll,
-    conns: &mut [Conn],
-    names: &[(usize, String)],
-) -> anyhow::Result<()> {
-    for (c, (_, id)) in conns.iter_mut().zip(names) {
-        for r in ["accepted", "rejected"] {
-            c.subscribe(
-                &format!("$aws/things/{id}/shadow/update/{r}"),
-                QoS::AtLeastOnce,
-            );
-        }
-        c.flush()?;
-    }
-    let mut waiting = conns.len() * 2;
-    let mut errors = Errors::default();
-    let mut events = Events::with_capacity(1024);
-    let until = Instant::now() + Duration::from_secs(120);
-    while waiting > 0 {
-        anyhow::ensure!(
-            Instant::now() < until,
-            "{waiting} SUBACKs did not come in 120 s"
-        );
-        pump(
-            poll,
-            &mut events,
-            conns,
-            Duration::from_millis(5),
-            &mut |_, e| match e {
-                Event::Subscribed => waiting -= 1,
-                Event::Error(r) | Event::Refused(r) => errors.add(r),
-                _ => {}
-            },
-        )?;
-        anyhow::ensure!(errors.total() == 0, "subscribing failed: {}", errors.text());
-    }
     Ok(())
 }
 

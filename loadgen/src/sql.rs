@@ -32,29 +32,36 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Sends `sql` and returns the JSON-lines body of a 200 answer.
-pub(crate) fn request(addr: &str, token: Option<&str>, sql: &str) -> Result<Vec<u8>, Failure> {
-    let fail = |reason: &str, detail: String| Failure {
+fn fail(reason: &str, detail: String) -> Failure {
+    Failure {
         reason: reason.to_string(),
         detail,
-    };
+    }
+}
+
+/// One request on its own connection: the status, the head (lower case) and the body.
+pub(crate) fn exchange(
+    addr: &str,
+    head_lines: &str,
+    body: &[u8],
+) -> Result<(String, String, Vec<u8>), Failure> {
     let mut s = TcpStream::connect(addr).map_err(|e| {
         fail(
             "connect",
-            format!("cannot reach the SQL API at {addr}: {e}"),
+            format!("cannot reach the HTTP API at {addr}: {e}"),
         )
     })?;
     let _ = s.set_nodelay(true);
     s.set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(|e| fail("connect", e.to_string()))?;
-    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "POST /api/v1/sql?format=jsonl HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
-         {auth}content-type: text/plain\r\ncontent-length: {}\r\n\r\n{sql}",
-        sql.len()
+    let mut req = format!(
+        "{head_lines}host: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
     )
-    .map_err(|e| fail("write", e.to_string()))?;
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req)
+        .map_err(|e| fail("write", e.to_string()))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)
         .map_err(|e| fail("read", e.to_string()))?;
@@ -68,6 +75,17 @@ pub(crate) fn request(addr: &str, token: Option<&str>, sql: &str) -> Result<Vec<
         body = dechunk(&body).map_err(|e| fail("read", e.to_string()))?;
     }
     let status = head.split(' ').nth(1).unwrap_or("").to_string();
+    Ok((status, head, body))
+}
+
+/// Sends `sql` and returns the JSON-lines body of a 200 answer.
+pub(crate) fn request(addr: &str, token: Option<&str>, sql: &str) -> Result<Vec<u8>, Failure> {
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let (status, _, body) = exchange(
+        addr,
+        &format!("POST /api/v1/sql?format=jsonl HTTP/1.1\r\n{auth}content-type: text/plain\r\n"),
+        sql.as_bytes(),
+    )?;
     if status != "200" {
         // Mast's errors are {"error","code"}: count them by status and code.
         let code = serde_json::from_slice::<serde_json::Value>(&body)
