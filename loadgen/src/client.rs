@@ -818,3 +818,90 @@ pub(crate) fn subscribe_all(
     }
     Ok(())
 }
+
+/// A fleet run of the device verbs (`shadow`, `ota`): what each worker thread was given.
+pub(crate) struct Fleet<'a> {
+    pub(crate) dial: &'a Dial,
+    pub(crate) threads: usize,
+    pub(crate) devices: usize,
+    /// Client ids are `{prefix}_{i}`.
+    pub(crate) prefix: &'a str,
+    pub(crate) label: &'static str,
+    pub(crate) shown: crate::stats::Shown,
+    pub(crate) planned: Duration,
+}
+
+impl Fleet<'_> {
+    /// Each worker thread connects its share of the devices, subscribes each to
+    /// `filters(client id)` and waits for the others; then all run `work(poll, conns, names,
+    /// counters)` at once while the meter prints. Each thread's result and how long it ran,
+    /// and the meter's timeline.
+    pub(crate) fn run<T: Send + 'static>(
+        &self,
+        filters: fn(&str) -> Vec<String>,
+        work: impl Fn(
+            &mut Poll,
+            &mut Vec<Conn>,
+            &[(usize, String)],
+            &crate::stats::Counters,
+        ) -> anyhow::Result<T>
+        + Send
+        + Sync
+        + 'static,
+    ) -> anyhow::Result<(Vec<(T, Duration)>, crate::stats::Timeline)> {
+        use std::sync::{Arc, Barrier};
+        let groups = crate::opts::split(self.devices, self.threads);
+        let counters = Arc::new(crate::stats::Counters::default());
+        let ready = Arc::new(Barrier::new(groups.len() + 1));
+        let start = Arc::new(Barrier::new(groups.len() + 1));
+        let work = Arc::new(work);
+        let mut handles = Vec::new();
+        for ids in groups {
+            let (dial, counters, ready, start, work) = (
+                self.dial.clone(),
+                Arc::clone(&counters),
+                Arc::clone(&ready),
+                Arc::clone(&start),
+                Arc::clone(&work),
+            );
+            let prefix = self.prefix.to_owned();
+            handles.push(std::thread::spawn(
+                move || -> anyhow::Result<(T, Duration)> {
+                    let mut poll = Poll::new()?;
+                    let names: Vec<(usize, String)> =
+                        ids.iter().map(|&i| (i, format!("{prefix}_{i}"))).collect();
+                    let opened = connect_all(&mut poll, &dial, &names);
+                    let subscribed = opened.and_then(|o| {
+                        anyhow::ensure!(
+                            o.conns.len() == ids.len(),
+                            "{} of {} devices could not connect: {}",
+                            ids.len() - o.conns.len(),
+                            ids.len(),
+                            o.errors.text()
+                        );
+                        let mut conns = o.conns;
+                        subscribe_all(&mut poll, &mut conns, |k| filters(&names[k].1))?;
+                        Ok(conns)
+                    });
+                    ready.wait();
+                    start.wait();
+                    let mut conns = subscribed?;
+                    let t0 = Instant::now();
+                    let t = work(&mut poll, &mut conns, &names, &counters)?;
+                    Ok((t, t0.elapsed()))
+                },
+            ));
+        }
+        ready.wait();
+        let meter = crate::stats::Meter::start(
+            self.label,
+            Arc::clone(&counters),
+            self.shown,
+            Some(self.planned),
+        );
+        start.wait();
+        let worked = crate::opts::join_workers(handles, "device");
+        let timeline = meter.finish();
+        Ok((worked?, timeline))
+    }
+}

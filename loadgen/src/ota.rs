@@ -23,9 +23,9 @@ use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
 use serde_json::{Value, json};
 
-use crate::client::{Conn, Event, Phase, connect_all, pump, subscribe_all};
+use crate::client::{Conn, Event, Fleet, Phase, pump};
 use crate::opts::ConnOpts;
-use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
+use crate::stats::{Counters, Errors, Hist, Shown, timeline_json};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct OtaArgs {
@@ -282,73 +282,35 @@ pub(crate) fn run_ota(a: OtaArgs) -> anyhow::Result<()> {
         "--fail, --reject and --hang are percentages adding up to at most 100"
     );
     let dial = a.conn.dial()?;
-    let groups = crate::opts::split(a.devices, a.conn.threads);
-    let counters = Arc::new(Counters::default());
-    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
-    let start = Arc::new(std::sync::Barrier::new(groups.len() + 1));
-    let mut handles = Vec::new();
-    for ids in groups {
-        let (a, dial, counters, ready, start) = (
-            a.clone(),
-            dial.clone(),
-            Arc::clone(&counters),
-            Arc::clone(&ready),
-            Arc::clone(&start),
-        );
-        handles.push(std::thread::spawn(
-            move || -> anyhow::Result<(Totals, Duration)> {
-                let mut poll = Poll::new()?;
-                let names: Vec<(usize, String)> = ids
-                    .iter()
-                    .map(|&i| (i, format!("{}_{i}", a.prefix)))
-                    .collect();
-                let opened = connect_all(&mut poll, &dial, &names);
-                let subscribed = opened.and_then(|o| {
-                    anyhow::ensure!(
-                        o.conns.len() == ids.len(),
-                        "{} of {} devices could not connect: {}",
-                        ids.len() - o.conns.len(),
-                        ids.len(),
-                        o.errors.text()
-                    );
-                    let mut conns = o.conns;
-                    subscribe_all(&mut poll, &mut conns, |k| {
-                        vec![format!("$aws/things/{}/jobs/notify-next", names[k].1)]
-                    })?;
-                    Ok(conns)
-                });
-                ready.wait();
-                start.wait();
-                let mut conns = subscribed?;
-                let mut devices: Vec<Device> = names
-                    .iter()
-                    .map(|(_, id)| Device {
-                        id: id.clone(),
-                        state: State::Idle,
-                        due: None,
-                        result_code: "ok",
-                    })
-                    .collect();
-                let t0 = Instant::now();
-                let totals = drive(&a, t0, &mut poll, &mut conns, &mut devices, &counters)?;
-                Ok((totals, t0.elapsed()))
-            },
-        ));
-    }
-    ready.wait();
     let shown: Shown = [Some("requests"), Some("replies"), None];
-    let meter = Meter::start(
-        "ota",
-        Arc::clone(&counters),
+    let fleet = Fleet {
+        dial: &dial,
+        threads: a.conn.threads,
+        devices: a.devices,
+        prefix: &a.prefix,
+        label: "ota",
         shown,
-        Some(Duration::from_secs(a.duration)),
-    );
-    start.wait();
-    let worked = crate::opts::join_workers(handles, "device");
-    let timeline = meter.finish();
+        planned: Duration::from_secs(a.duration),
+    };
+    let args = a.clone();
+    let (worked, timeline) = fleet.run(
+        |id| vec![format!("$aws/things/{id}/jobs/notify-next")],
+        move |poll, conns, names, counters| {
+            let mut devices: Vec<Device> = names
+                .iter()
+                .map(|(_, id)| Device {
+                    id: id.clone(),
+                    state: State::Idle,
+                    due: None,
+                    result_code: "ok",
+                })
+                .collect();
+            drive(&args, Instant::now(), poll, conns, &mut devices, counters)
+        },
+    )?;
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
-    for (t, e) in worked? {
+    for (t, e) in worked {
         total.add(t);
         elapsed = elapsed.max(e);
     }

@@ -10,7 +10,6 @@
 //! `--telemetry R` adds each device's telemetry (`devices/{id}/telemetry`, JSON, QoS 1) beside
 //! it at R messages per second.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,9 @@ use mast_protocol::primitives::Utf8;
 use mio::{Events, Poll};
 use serde_json::json;
 
-use crate::client::{Conn, Event, Phase, connect_all, pump, subscribe_all};
+use crate::client::{Conn, Event, Fleet, Phase, pump};
 use crate::opts::ConnOpts;
-use crate::stats::{Counters, Errors, Hist, Meter, Shown, timeline_json};
+use crate::stats::{Counters, Errors, Hist, Shown, timeline_json};
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ShadowArgs {
@@ -119,86 +118,50 @@ pub(crate) fn run_shadow(a: ShadowArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.inflight > 0, "--inflight must be at least 1");
     let dial = a.conn.dial()?;
-    let groups = crate::opts::split(a.devices, a.conn.threads);
-    let counters = Arc::new(Counters::default());
-    let ready = Arc::new(std::sync::Barrier::new(groups.len() + 1));
-    let start = Arc::new(std::sync::Barrier::new(groups.len() + 1));
-    let mut handles = Vec::new();
-    for ids in groups {
-        let (a, dial, counters, ready, start) = (
-            a.clone(),
-            dial.clone(),
-            Arc::clone(&counters),
-            Arc::clone(&ready),
-            Arc::clone(&start),
-        );
-        handles.push(std::thread::spawn(
-            move || -> anyhow::Result<(Totals, Duration)> {
-                let mut poll = Poll::new()?;
-                let names: Vec<(usize, String)> = ids
-                    .iter()
-                    .map(|&i| (i, format!("{}_{i}", a.prefix)))
-                    .collect();
-                let opened = connect_all(&mut poll, &dial, &names);
-                let subscribed = opened.and_then(|o| {
-                    anyhow::ensure!(
-                        o.conns.len() == ids.len(),
-                        "{} of {} devices could not connect: {}",
-                        ids.len() - o.conns.len(),
-                        ids.len(),
-                        o.errors.text()
-                    );
-                    let mut conns = o.conns;
-                    subscribe_all(&mut poll, &mut conns, |k| {
-                        let id = &names[k].1;
-                        ["accepted", "rejected"]
-                            .map(|r| format!("$aws/things/{id}/shadow/update/{r}"))
-                            .to_vec()
-                    })?;
-                    Ok(conns)
-                });
-                ready.wait();
-                start.wait();
-                let mut conns = subscribed?;
-                let t0 = Instant::now();
-                let period = |r: f64| (r > 0.0).then(|| Duration::from_secs_f64(1.0 / r));
-                let mut devices: Vec<Device> = names
-                    .iter()
-                    .map(|(i, id)| {
-                        // Spread the fleet's sends over one period.
-                        let frac = *i as f64 / a.devices as f64;
-                        let off =
-                            |p: Option<Duration>| p.map_or(Duration::ZERO, |p| p.mul_f64(frac));
-                        Device {
-                            update: Utf8::new(&format!("$aws/things/{id}/shadow/update")),
-                            telemetry: Utf8::new(&format!("devices/{id}/telemetry")),
-                            open: 0,
-                            next_update: t0 + off(period(a.rate)),
-                            next_telemetry: t0 + off(period(a.telemetry)),
-                            seq: 0,
-                            telemetry_ids: std::collections::HashSet::new(),
-                        }
-                    })
-                    .collect();
-                let totals = drive(&a, t0, &mut poll, &mut conns, &mut devices, &counters)?;
-                Ok((totals, t0.elapsed()))
-            },
-        ));
-    }
-    ready.wait();
     let shown: Shown = [Some("updates"), Some("accepted"), None];
-    let meter = Meter::start(
-        "shadow",
-        Arc::clone(&counters),
+    let fleet = Fleet {
+        dial: &dial,
+        threads: a.conn.threads,
+        devices: a.devices,
+        prefix: &a.prefix,
+        label: "shadow",
         shown,
-        Some(Duration::from_secs(a.duration)),
-    );
-    start.wait();
-    let worked = crate::opts::join_workers(handles, "device");
-    let timeline = meter.finish();
+        planned: Duration::from_secs(a.duration),
+    };
+    let args = a.clone();
+    let (worked, timeline) = fleet.run(
+        |id| {
+            ["accepted", "rejected"]
+                .map(|r| format!("$aws/things/{id}/shadow/update/{r}"))
+                .to_vec()
+        },
+        move |poll, conns, names, counters| {
+            let a = &args;
+            let t0 = Instant::now();
+            let period = |r: f64| (r > 0.0).then(|| Duration::from_secs_f64(1.0 / r));
+            let mut devices: Vec<Device> = names
+                .iter()
+                .map(|(i, id)| {
+                    // Spread the fleet's sends over one period.
+                    let frac = *i as f64 / a.devices as f64;
+                    let off = |p: Option<Duration>| p.map_or(Duration::ZERO, |p| p.mul_f64(frac));
+                    Device {
+                        update: Utf8::new(&format!("$aws/things/{id}/shadow/update")),
+                        telemetry: Utf8::new(&format!("devices/{id}/telemetry")),
+                        open: 0,
+                        next_update: t0 + off(period(a.rate)),
+                        next_telemetry: t0 + off(period(a.telemetry)),
+                        seq: 0,
+                        telemetry_ids: std::collections::HashSet::new(),
+                    }
+                })
+                .collect();
+            drive(a, t0, poll, conns, &mut devices, counters)
+        },
+    )?;
     let mut total = Totals::default();
     let mut elapsed = Duration::ZERO;
-    for (t, e) in worked? {
+    for (t, e) in worked {
         total.add(t);
         elapsed = elapsed.max(e);
     }
