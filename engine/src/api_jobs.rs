@@ -1,9 +1,10 @@
 //! Jobs over REST (docs/architecture.md, "Jobs"):
 //!
 //! - `POST /api/v1/jobs`: `{job_id?, description?, document?, firmware?, targets: {devices,
-//!   groups, where}, target_selection: snapshot|continuous, in_progress_timeout_minutes?,
-//!   retries?}`. The targets are resolved here (named devices must exist; groups' members, a
-//!   predicate's devices); with a firmware, devices it does not fit are left out and counted
+//!   groups, where}, target_selection: snapshot|continuous, timeouts?: {in_progress_minutes |
+//!   in_progress_secs}, retries?: [{failure_type, number_of_retries}], rollout?, abort?}`.
+//!   The targets are resolved here (named devices must exist; groups' members, a predicate's
+//!   devices); with a firmware, devices it does not fit are left out and counted
 //!   (`incompatible`). 201 with the job and its counts, once durable.
 //! - `GET /api/v1/jobs`, `GET /api/v1/jobs/{id}` (with `counts` per state),
 //!   `GET /api/v1/jobs/{id}/executions`, `GET /api/v1/devices/{id}/jobs`.
@@ -12,11 +13,10 @@
 //! - `POST /api/v1/jobs/{id}/approve`: the wave the rollout waits for may start (409 when it
 //!   waits for none).
 //!
-//! `rollout`: `{rate: {max_per_minute, exponential: {base_per_minute, increment_factor,
-//! notified | succeeded}}, waves: [{percent, success_threshold_percent, approval}], abort:
-//! [{failure_type, min_executed, threshold_percent}], schedule: {start_at, end_at,
-//! end_behavior, maintenance_windows: [{days, start, duration_minutes}]}}`
-//! (`mast_devices::ota::rollout`).
+//! `rollout`: `{max_per_minute, exponential: {base_per_minute, increment_factor, notified |
+//! succeeded}, waves: [{percent, success_threshold_percent, approval}], abort, schedule:
+//! {start_at, end_at, end_behavior, maintenance_windows: [{days, start, duration_minutes}]}}`;
+//! `abort`: `[{failure_type, min_executed, threshold_percent}]` (`mast_devices::ota::rollout`).
 //!
 //! Continuous jobs: every [`FOLLOW_EVERY`], their groups and predicates are resolved again and
 //! the devices that joined get an execution.

@@ -1367,7 +1367,13 @@ impl Worker {
         let t = |ns: Option<i64>| ns.map(crate::registry::rfc3339);
         let ts = self.targeted.get(job_id);
         let targeted = ts.map_or(0, |t| t.order.len());
+        // As a request gives it: the rate's fields at the top.
         let mut rollout = serde_json::to_value(&j.rollout).unwrap_or_default();
+        if let Some(m) = rollout.as_object_mut()
+            && let Some(Value::Object(rate)) = m.remove("rate")
+        {
+            m.extend(rate);
+        }
         if let Some(s) = rollout.get_mut("schedule").and_then(Value::as_object_mut) {
             for k in ["start_at", "end_at"] {
                 if let Some(ns) = s.get(k).and_then(Value::as_i64) {
@@ -1387,8 +1393,10 @@ impl Worker {
             "firmware": j.firmware,
             "targets": j.targets,
             "target_selection": j.target_selection,
-            "in_progress_timeout_minutes": j.in_progress_timeout_minutes,
-            "in_progress_timeout_secs": j.in_progress_timeout_secs,
+            "timeouts": {
+                "in_progress_minutes": j.in_progress_timeout_minutes,
+                "in_progress_secs": j.in_progress_timeout_secs,
+            },
             "retries": j.retries,
             "rollout": rollout,
             "rollout_state": state,

@@ -473,7 +473,7 @@ impl OtaJobs {
             Field::new("target_selection", DataType::Utf8, false),
             Field::new("targets", DataType::Utf8, false),
             Field::new("document", DataType::Utf8, false),
-            Field::new("in_progress_timeout_minutes", DataType::Int64, true),
+            Field::new("in_progress_timeout_secs", DataType::Int64, true),
             Field::new("created_at", ts_type(), false),
             Field::new("updated_at", ts_type(), false),
             Field::new("completed_at", ts_type(), true),
@@ -532,7 +532,7 @@ impl SpecialTable for OtaJobs {
                 })
                 .str(&serde_json::to_string(&j.targets).unwrap_or_default())
                 .str(&j.document.to_string())
-                .opt_i64(j.in_progress_timeout_minutes)
+                .opt_i64(j.in_progress_timeout_ns().map(|ns| ns / 1_000_000_000))
                 .ts(j.created_at)
                 .ts(j.updated_at)
                 .opt_ts(j.completed_at)

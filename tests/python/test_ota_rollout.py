@@ -77,7 +77,7 @@ def test_a_rollout_holds_its_rate_times_out_and_retries(server):
     fw = upload(s, bytes(range(256)) * 400, "1.0.0")
     p = loadgen(s, "rate", 60, "--fail", "20", "--hang", "10", "--download", "--work-ms", "100")
     create(s, job_id="rate-1", firmware=fw["id"], targets={"where": "device_id LIKE 'rate\\_%' ESCAPE '\\'"},
-           rollout={"rate": {"max_per_minute": 600}}, in_progress_timeout_secs=3,
+           rollout={"max_per_minute": 600}, timeouts={"in_progress_secs": 3},
            retries=[{"failure_type": "FAILED", "number_of_retries": 1},
                     {"failure_type": "TIMED_OUT", "number_of_retries": 1}])
     got = finish(p)
@@ -133,8 +133,8 @@ def test_the_abort_threshold_cancels_the_queued_rest(server):
     s, api = server, Sql(server.http_port)
     p = loadgen(s, "abort", 40, "--fail", "60", "--work-ms", "50")
     create(s, job_id="abort-1", document={"cfg": 2}, targets={"where": "device_id LIKE 'abort\\_%' ESCAPE '\\'"},
-           rollout={"rate": {"max_per_minute": 300},
-                    "abort": [{"failure_type": "FAILED", "min_executed": 5, "threshold_percent": 30}]})
+           rollout={"max_per_minute": 300},
+           abort=[{"failure_type": "FAILED", "min_executed": 5, "threshold_percent": 30}])
     finish(p)
     j = job(s, "abort-1")
     assert j["status"] == "CANCELED" and j["abort_reason"].startswith("abort:"), j
@@ -148,7 +148,7 @@ def test_kill_9_mid_rollout_resumes_with_no_execution_lost_or_duplicated(server)
     s, api = server, Sql(server.http_port)
     p = loadgen(s, "kill", 50, "--work-ms", "300", idle_exit=0, duration=30)
     create(s, job_id="kill-1", document={"cfg": 3}, targets={"where": "device_id LIKE 'kill\\_%' ESCAPE '\\'"},
-           rollout={"rate": {"max_per_minute": 600}})
+           rollout={"max_per_minute": 600})
     wait_for(lambda: job(s, "kill-1")["released"] >= 15, "a third released")
     s.restart(hard=True)
     p.kill()

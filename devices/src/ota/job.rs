@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, MAX_STEP_MINUTES, Rejection, Status};
 use super::firmware::Firmware;
-use super::rollout::{Rules, parse_rfc3339};
+use super::rollout::{AbortCriterion, Exponential, Rate, Rules, Schedule, Wave, parse_rfc3339};
 use crate::profile::{RegistryError, decode_versioned, encode_versioned};
 
 const JOB_VERSION: u64 = 1;
@@ -200,17 +200,44 @@ pub struct JobSpec {
     pub targets: Targets,
     #[serde(default)]
     pub target_selection: Selection,
-    /// The in-progress timer, minutes (1 to 10,080).
     #[serde(default)]
-    pub in_progress_timeout_minutes: Option<i64>,
-    /// Or in seconds (Mast's finer grain; 1 to 604,800).
-    #[serde(default)]
-    pub in_progress_timeout_secs: Option<i64>,
+    pub timeouts: Timeouts,
     #[serde(default)]
     pub retries: Vec<RetryCriterion>,
-    /// Rate, waves, abort criteria, schedule (times RFC 3339).
+    /// `{max_per_minute?, exponential?, waves?, abort?, schedule?}` (schedule times RFC 3339).
     #[serde(default)]
     pub rollout: Option<Value>,
+    /// Abort criteria (also accepted inside `rollout`).
+    #[serde(default)]
+    pub abort: Vec<AbortCriterion>,
+}
+
+/// A job's timers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// The in-progress timer, minutes (1 to 10,080), as AWS has it.
+    #[serde(default)]
+    pub in_progress_minutes: Option<i64>,
+    /// Or in seconds (Mast's finer grain; 1 to 604,800).
+    #[serde(default)]
+    pub in_progress_secs: Option<i64>,
+}
+
+/// `rollout` as a request gives it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutSpec {
+    #[serde(default)]
+    max_per_minute: Option<u32>,
+    #[serde(default)]
+    exponential: Option<Exponential>,
+    #[serde(default)]
+    waves: Vec<Wave>,
+    #[serde(default)]
+    abort: Vec<AbortCriterion>,
+    #[serde(default)]
+    schedule: Schedule,
 }
 
 /// A job's own state.
@@ -322,7 +349,18 @@ fn rules_from_json(v: &Value) -> Result<Rules, RegistryError> {
             }
         }
     }
-    serde_json::from_value(v).map_err(|e| RegistryError::bad(format!("rollout: {e}")))
+    let r: RolloutSpec =
+        serde_json::from_value(v).map_err(|e| RegistryError::bad(format!("rollout: {e}")))?;
+    let rate = (r.max_per_minute.is_some() || r.exponential.is_some()).then_some(Rate {
+        max_per_minute: r.max_per_minute,
+        exponential: r.exponential,
+    });
+    Ok(Rules {
+        rate,
+        waves: r.waves,
+        abort: r.abort,
+        schedule: r.schedule,
+    })
 }
 
 impl JobSpec {
@@ -355,26 +393,27 @@ impl JobSpec {
                 ));
             }
         }
-        if let Some(m) = self.in_progress_timeout_minutes
+        let t = self.timeouts;
+        if let Some(m) = t.in_progress_minutes
             && !(1..=MAX_STEP_MINUTES).contains(&m)
         {
             return Err(RegistryError::bad(format!(
-                "in_progress_timeout_minutes: 1 to {MAX_STEP_MINUTES}"
+                "timeouts.in_progress_minutes: 1 to {MAX_STEP_MINUTES}"
             )));
         }
-        if let Some(s) = self.in_progress_timeout_secs
-            && (!(1..=MAX_STEP_MINUTES * 60).contains(&s)
-                || self.in_progress_timeout_minutes.is_some())
+        if let Some(s) = t.in_progress_secs
+            && (!(1..=MAX_STEP_MINUTES * 60).contains(&s) || t.in_progress_minutes.is_some())
         {
             return Err(RegistryError::bad(format!(
-                "in_progress_timeout_secs: 1 to {}, instead of in_progress_timeout_minutes",
+                "timeouts.in_progress_secs: 1 to {}, instead of in_progress_minutes",
                 MAX_STEP_MINUTES * 60
             )));
         }
-        let rollout = match &self.rollout {
+        let mut rollout = match &self.rollout {
             None => Rules::default(),
             Some(v) => rules_from_json(v)?,
         };
+        rollout.abort.extend(self.abort.iter().cloned());
         rollout.check()?;
         let total: u32 = self.retries.iter().map(|r| r.number_of_retries).sum();
         if total > MAX_RETRIES {
@@ -414,8 +453,8 @@ impl JobSpec {
             firmware: firmware.map(|f| f.id.clone()),
             targets: self.targets.clone(),
             target_selection: self.target_selection,
-            in_progress_timeout_minutes: self.in_progress_timeout_minutes,
-            in_progress_timeout_secs: self.in_progress_timeout_secs,
+            in_progress_timeout_minutes: t.in_progress_minutes,
+            in_progress_timeout_secs: t.in_progress_secs,
             retries: self.retries.clone(),
             rollout,
             status: JobStatus::InProgress,

@@ -114,13 +114,37 @@ fn job_specs_are_checked() {
         json!({"targets": {"devices": ["t1"]}}),
         json!({"document": [1], "targets": {"devices": ["t1"]}}),
         json!({"job_id": "no spaces", "document": {}, "targets": {"devices": ["t1"]}}),
-        json!({"document": {}, "targets": {"devices": ["t1"]}, "in_progress_timeout_minutes": 0}),
+        json!({"document": {}, "targets": {"devices": ["t1"]}, "timeouts": {"in_progress_minutes": 0}}),
+        json!({"document": {}, "targets": {"devices": ["t1"]},
+               "timeouts": {"in_progress_minutes": 1, "in_progress_secs": 5}}),
+        json!({"document": {}, "targets": {"devices": ["t1"]}, "rollout": {"max_per_minute": 0}}),
+        json!({"document": {}, "targets": {"devices": ["t1"]}, "rollout": {"rate": 5}}),
+        json!({"document": {}, "targets": {"devices": ["t1"]},
+               "rollout": {"schedule": {"start_at": "tomorrow"}}}),
         json!({"document": {}, "targets": {"devices": ["t1"]},
                "retries": [{"failure_type": "FAILED", "number_of_retries": 11}]}),
         json!({"document": {"big": "x".repeat(MAX_DOCUMENT)}, "targets": {"devices": ["t1"]}}),
     ] {
         assert!(spec(bad.clone()).is_err(), "{bad}");
     }
+    let j = spec(json!({"document": {}, "targets": {"devices": ["t1"]},
+        "timeouts": {"in_progress_secs": 3},
+        "rollout": {"max_per_minute": 60, "waves": [{"percent": 100}],
+                    "schedule": {"start_at": "2026-12-08T02:00:00Z"},
+                    "abort": [{"failure_type": "FAILED", "min_executed": 1, "threshold_percent": 50}]},
+        "abort": [{"failure_type": "ALL", "min_executed": 10, "threshold_percent": 20}]}))
+    .unwrap();
+    assert_eq!(j.in_progress_timeout_ns(), Some(3 * S));
+    assert_eq!(j.rollout.rate.as_ref().unwrap().max_per_minute, Some(60));
+    assert_eq!(
+        j.rollout.abort.len(),
+        2,
+        "top-level and rollout criteria both hold"
+    );
+    assert_eq!(
+        j.rollout.schedule.start_at,
+        super::super::rollout::parse_rfc3339("2026-12-08T02:00:00Z")
+    );
     // Unknown fields are refused (a misspelt option would otherwise be silently ignored).
     assert!(serde_json::from_value::<JobSpec>(json!({"targets": {}, "bogus": 1})).is_err());
 }
