@@ -39,6 +39,7 @@ use mast_devices::ota::job::{
     self, Job, JobOp, JobStatus, REQUEST_FILTER, Request, event_topic, execution_json, stamped,
 };
 use mast_devices::ota::rollout::{Decision, EndBehavior, Progress};
+use mast_devices::ota::stream;
 use mast_devices::profile::RegistryError;
 use mast_meta::tables::{OTA_EXECUTIONS, OTA_JOBS, OTA_TARGETS};
 use mast_meta::{MetaStore, Op};
@@ -48,6 +49,7 @@ use mast_storage::{Durability, Store, WriteBatch};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::firmware::FirmwareRegistry;
 use crate::service_thread::ServiceThread;
 
 /// The telemetry table every change of an execution is appended to.
@@ -380,11 +382,14 @@ impl JobsService {
         meta: Arc<MetaStore>,
         store: Arc<Store>,
         urls: Arc<DownloadUrls>,
+        firmware: Arc<FirmwareRegistry>,
         events: &JobEvents,
     ) -> anyhow::Result<JobsService> {
         let mut link = broker.open_link("jobs");
-        if let Err(code) = link.subscribe(REQUEST_FILTER, QoS::AtLeastOnce) {
-            anyhow::bail!("subscribing {REQUEST_FILTER}: {code:?}");
+        for f in [REQUEST_FILTER, stream::REQUEST_FILTER] {
+            if let Err(code) = link.subscribe(f, QoS::AtLeastOnce) {
+                anyhow::bail!("subscribing {f}: {code:?}");
+            }
         }
         let (tx, rx) = mpsc::sync_channel(API_QUEUE);
         let handle = JobsHandle {
@@ -393,7 +398,7 @@ impl JobsService {
         };
         let _ = events.slot.set((tx, link.waker()));
         let waker = link.waker();
-        let mut worker = Worker::load(link, meta, store, urls, rx)?;
+        let mut worker = Worker::load(link, meta, store, urls, firmware, rx)?;
         let thread = ServiceThread::spawn("jobs", waker, move |stop| worker.run(stop))?;
         Ok(JobsService { thread, handle })
     }
@@ -425,6 +430,7 @@ struct Worker {
     link: Link,
     store: Arc<Store>,
     urls: Arc<DownloadUrls>,
+    firmware: Arc<FirmwareRegistry>,
     rx: Receiver<Command>,
     jobs: BTreeMap<String, Job>,
     things: HashMap<String, Executions>,
@@ -559,6 +565,7 @@ impl Worker {
         meta: Arc<MetaStore>,
         store: Arc<Store>,
         urls: Arc<DownloadUrls>,
+        firmware: Arc<FirmwareRegistry>,
         rx: Receiver<Command>,
     ) -> anyhow::Result<Worker> {
         let mut jobs = BTreeMap::new();
@@ -614,6 +621,7 @@ impl Worker {
             link,
             store,
             urls,
+            firmware,
             rx,
             jobs,
             things,
@@ -825,10 +833,13 @@ impl Worker {
     }
 
     fn handle(&mut self, r: Received) {
-        let Some(req) = Request::parse(r.message.topic.as_str()) else {
+        let Some(from) = r.from.clone() else {
             return;
         };
-        let Some(from) = r.from.clone() else {
+        let Some(req) = Request::parse(r.message.topic.as_str()) else {
+            if let Some((thing, id)) = stream::parse_topic(r.message.topic.as_str()) {
+                self.stream(&from, thing, id, &r.message.payload);
+            }
             return;
         };
         let payload = &r.message.payload[..];
@@ -855,6 +866,81 @@ impl Worker {
         };
         let m = json_message(&req.reply_topic(accepted), &body);
         self.out.push(Out::Reply(from, m));
+    }
+
+    /// GetStream: the blocks asked for, each its own message, or a refusal.
+    fn stream(&mut self, from: &Requester, thing: &str, id: &str, payload: &[u8]) {
+        let token = || {
+            serde_json::from_slice::<Value>(payload)
+                .ok()
+                .and_then(|v| v["c"].as_str().map(str::to_owned))
+        };
+        match self.blocks(from, thing, id, payload) {
+            Ok(messages) => {
+                for m in messages {
+                    self.out.push(Out::Reply(from.clone(), m));
+                }
+            }
+            Err((e, t)) => {
+                let doc = e.document(t.or_else(token).as_deref());
+                let m = json_message(&stream::rejected_topic(thing, id), &doc);
+                self.out.push(Out::Reply(from.clone(), m));
+            }
+        }
+    }
+
+    fn blocks(
+        &self,
+        from: &Requester,
+        thing: &str,
+        id: &str,
+        payload: &[u8],
+    ) -> Result<Vec<Message>, (stream::Refusal, Option<String>)> {
+        use std::os::unix::fs::FileExt;
+        let refuse = |code, m: String| (stream::Refusal::new(code, m), None);
+        if &*from.client_id != thing {
+            return Err(refuse(
+                "Unauthorized",
+                format!(
+                    "client {:?} may read only its own streams",
+                    &*from.client_id
+                ),
+            ));
+        }
+        // Only a device a job in progress gives this firmware to.
+        let wanted = self.things.get(thing).is_some_and(|x| {
+            x.values().any(|e| {
+                !e.status.is_terminal()
+                    && self
+                        .jobs
+                        .get(&e.job_id)
+                        .is_some_and(|j| j.firmware.as_deref() == Some(id))
+            })
+        });
+        if !wanted {
+            return Err(refuse(
+                "ResourceNotFound",
+                format!("no job in progress gives {thing} the firmware {id}"),
+            ));
+        }
+        let fw = match self.firmware.get(id) {
+            Ok(Some(f)) if f.deleted_at.is_none() => f,
+            _ => return Err(refuse("ResourceNotFound", format!("no firmware {id}"))),
+        };
+        let get = stream::parse_get(payload, fw.size)?;
+        let file = std::fs::File::open(self.firmware.artifacts.path(&fw.sha256))
+            .map_err(|e| refuse("InternalError", format!("reading the artifact: {e}")))?;
+        let topic = stream::data_topic(thing, id);
+        let mut out = Vec::with_capacity(get.blocks.len());
+        let mut buf = Vec::new();
+        for &i in &get.blocks {
+            let (at, len) = get.span(i, fw.size);
+            buf.resize(len as usize, 0);
+            file.read_exact_at(&mut buf, at)
+                .map_err(|e| refuse("InternalError", format!("reading the artifact: {e}")))?;
+            out.push(json_message(&topic, &get.data(i, at, &buf)));
+        }
+        Ok(out)
     }
 
     fn serve(&mut self, req: &Request<'_>, payload: &[u8], now: i64) -> Result<Value, Rejection> {

@@ -610,6 +610,7 @@ fn start_jobs(
     mqtt: &MqttServer,
     meta: &Arc<mast_meta::MetaStore>,
     store: &Arc<mast_storage::Store>,
+    firmware: Arc<mast_engine::firmware::FirmwareRegistry>,
 ) -> anyhow::Result<(
     mast_engine::jobs::JobsService,
     Arc<mast_engine::jobs::DownloadUrls>,
@@ -628,6 +629,7 @@ fn start_jobs(
         Arc::clone(meta),
         Arc::clone(store),
         Arc::clone(&urls),
+        firmware,
         mqtt.job_events(),
     )
     .context("cannot start the jobs service")?;
@@ -698,7 +700,11 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     };
     api.registry = Some(registry);
-    let jobs = match start_jobs(&cfg, &mqtt, &meta, &store) {
+    let firmware = api.firmware.clone();
+    let jobs = match firmware
+        .ok_or_else(|| anyhow::anyhow!("no firmware registry"))
+        .and_then(|f| start_jobs(&cfg, &mqtt, &meta, &store, f))
+    {
         Ok((service, urls)) => {
             api.jobs = Some(service.handle());
             api.downloads = Some(urls);

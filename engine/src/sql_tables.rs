@@ -561,6 +561,7 @@ impl OtaExecutions {
             Field::new("status", DataType::Utf8, false),
             Field::new("status_details", DataType::Utf8, false),
             Field::new("result_code", DataType::Utf8, true),
+            Field::new("running_version", DataType::Utf8, true),
             Field::new("version_number", DataType::UInt64, false),
             Field::new("execution_number", DataType::UInt64, false),
             Field::new("retries", DataType::UInt64, false),
@@ -587,6 +588,7 @@ impl SpecialTable for OtaExecutions {
                 .str(e.status.as_str())
                 .str(&serde_json::to_string(&e.status_details).unwrap_or_default())
                 .opt_str(e.status_details.get("result_code").map(String::as_str))
+                .opt_str(e.status_details.get("running_version").map(String::as_str))
                 .u64(e.version_number)
                 .u64(e.execution_number)
                 .u64(e.execution_number.saturating_sub(1))

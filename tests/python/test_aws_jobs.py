@@ -402,3 +402,72 @@ def test_continuous_jobs_reach_devices_that_join_and_firmware_skips_misfits(flee
         assert (got["targeted"], got["counts"]["QUEUED"]) == (1, 1), "the pump does not take meter firmware"
     finally:
         a.close()
+
+
+def test_firmware_in_blocks_over_mqtt_and_a_retry_fetches_only_the_missing_ones(fleet):
+    image = bytes((i * 7) % 251 for i in range(5000))
+    fw = upload(fleet, image, version="5.0.0")
+    a, b = raw(fleet, "meter-a"), raw(fleet, "meter-b")
+    try:
+        create_job(fleet, job_id="blocks-1", firmware=fw["id"], targets={"devices": ["meter-a"]})
+        kind, doc = ask(a, "meter-a", "start-next", {})
+        assert doc["execution"]["jobDocument"]["firmware"]["stream"] == fw["id"]
+        get = f"$aws/things/meter-a/streams/{fw['id']}/get/json"
+
+        def blocks(peer, body, n):
+            peer.publish(get if peer is a else get.replace("meter-a", "meter-b"), json.dumps(body), qos=1)
+            return [json.loads(m.payload) for m in peer.expect(n)]
+
+        got = blocks(a, {"c": "r1", "f": 0, "l": 1024, "o": 0, "n": 3}, 3)
+        assert [(m["i"], m["o"], m["l"], m["c"]) for m in got] == [(0, 0, 1024, "r1"), (1, 1024, 1024, "r1"),
+                                                                   (2, 2048, 1024, "r1")]
+        parts = {m["i"]: base64.b64decode(m["p"]) for m in got}
+        # "Lost" block 1; the retry asks for 1, 3 and 4 only, by bitmap from block 0.
+        del parts[1]
+        bitmap = base64.b64encode(bytes([0b0001_1010])).decode()
+        got = blocks(a, {"c": "r2", "l": 1024, "o": 0, "n": 8, "b": bitmap}, 3)
+        assert [m["i"] for m in got] == [1, 3, 4] and got[-1]["l"] == 5000 - 4096
+        assert a.drain(0.5) == [], "nothing more than asked"
+        parts.update({m["i"]: base64.b64decode(m["p"]) for m in got})
+        whole = b"".join(parts[i] for i in sorted(parts))
+        assert hashlib.sha256(whole).hexdigest() == fw["sha256"]
+        # Refusals: a device with no job for it, a bad block size, another thing's topic.
+        r = blocks(b, {"c": "x", "l": 1024}, 1)[0]
+        assert (r["o"], r["c"]) == ("ResourceNotFound", "x")
+        r = blocks(a, {"l": 16}, 1)[0]
+        assert r["o"] == "InvalidRequest"
+        b.publish(get, json.dumps({"l": 1024}), qos=1)
+        r = json.loads(b.expect(1)[0].payload)
+        assert r["o"] == "Unauthorized"
+        assert a.publish(f"$aws/things/meter-a/streams/{fw['id']}/data/json", b"{}", qos=1) == 0x87
+        # Done: the stream closes with the job.
+        ask(a, "meter-a", "blocks-1/update", {"status": "SUCCEEDED"})
+        assert blocks(a, {"l": 1024}, 1)[0]["o"] == "ResourceNotFound"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_device_that_rolls_back_shows_failed_and_its_old_version(fleet):
+    thing = "meter-a"
+    a = raw(fleet, thing)
+    try:
+        fw = upload(fleet, b"new" * 999, version="6.0.0")
+        create_job(fleet, job_id="rb-1", firmware=fw["id"], targets={"devices": [thing]})
+        ask(a, thing, "start-next", {})
+        # It installs, reboots into 6.0.0, fails its self-test, and boots 1.0.0 again.
+        a.close()
+        a = raw(fleet, thing)
+        a.publish(f"$aws/things/{thing}/shadow/update", json.dumps(
+            {"state": {"reported": {"firmware_version": "1.0.0"}}}), qos=1)
+        a.drain(0.5)
+        kind, _ = ask(a, thing, "rb-1/update", {"status": "FAILED", "statusDetails": {
+            "result_code": "rolled_back", "running_version": "1.0.0", "reason": "self-test: sensor bus"}})
+        assert kind == "accepted"
+    finally:
+        a.close()
+    rows = fleet.api.query("SELECT e.status, e.result_code, e.running_version, d.firmware_version "
+                           "FROM iot.ota_executions e JOIN iot.devices d ON d.device_id = e.device_id "
+                           "WHERE e.job_id = 'rb-1'")
+    assert rows == [{"status": "FAILED", "result_code": "rolled_back", "running_version": "1.0.0",
+                     "firmware_version": "1.0.0"}]

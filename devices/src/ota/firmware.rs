@@ -368,7 +368,7 @@ impl Firmware {
 }
 
 /// Standard base64 (padding optional), or `None`.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     fn val(c: u8) -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',

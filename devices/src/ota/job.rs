@@ -327,6 +327,8 @@ pub fn firmware_document(fw: &Firmware) -> Value {
         "size": fw.size,
         "sha256": fw.sha256,
         "url": URL_PLACEHOLDER,
+        // The same bytes over MQTT in blocks ($aws/things/{id}/streams/{stream}/get/json).
+        "stream": fw.id,
     });
     if let Some(s) = &fw.signature {
         f["signature"] = json!({"alg": s.alg.as_str(), "key_id": s.key_id, "value": s.value});

@@ -108,7 +108,9 @@ impl PublishHook for EngineReactor {
                     "only the server publishes the replies of fleet provisioning",
                 ));
             }
-            if mast_devices::ota::job::is_server_topic(t) {
+            if mast_devices::ota::job::is_server_topic(t)
+                || mast_devices::ota::stream::is_server_topic(t)
+            {
                 return Inspect::Refuse(Refusal::new(
                     ReasonCode::NOT_AUTHORIZED,
                     "only the server publishes the replies and events of jobs",
