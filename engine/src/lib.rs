@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cli_certs;
 pub mod cli_devices;
 pub mod cli_firmware;
+pub mod cli_jobs;
 pub mod config;
 pub mod export;
 pub mod firmware;

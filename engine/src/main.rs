@@ -127,6 +127,13 @@ enum Command {
         #[command(subcommand)]
         command: FirmwareCommand,
     },
+    /// Jobs and rollouts of a running server, over its REST API.
+    Jobs {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// The certificate registry of a running server, over its REST API.
     Certs {
         #[command(flatten)]
@@ -194,6 +201,60 @@ enum FirmwareCommand {
     Show { id: String },
     /// Deletes a firmware (the record stays; the artifact is no longer served).
     Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Creates a job: the whole job as JSON (--spec FILE, - or inline), or these flags
+    /// (which win over it).
+    Create {
+        #[arg(long)]
+        spec: Option<String>,
+        #[arg(long)]
+        job_id: Option<String>,
+        /// A firmware id: the job installs it.
+        #[arg(long)]
+        firmware: Option<String>,
+        /// The job document (JSON, inline or a file).
+        #[arg(long)]
+        document: Option<String>,
+        /// A target device (repeat for more).
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        /// A target group (repeat for more).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Targets by a SQL predicate over iot.devices.
+        #[arg(long = "where")]
+        predicate: Option<String>,
+        /// Devices that join the groups later get it too.
+        #[arg(long)]
+        continuous: bool,
+        /// Devices notified per minute at most.
+        #[arg(long)]
+        max_per_minute: Option<u32>,
+    },
+    /// Every job: state, counts, rollout.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job, as JSON.
+    Show { id: String },
+    /// A job's executions, one per device.
+    Executions {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancels a job: its queued executions (with --force, those in progress too).
+    Cancel {
+        id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Lets the wave the rollout waits for start.
+    Approve { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -441,6 +502,43 @@ fn run() -> anyhow::Result<()> {
                 FirmwareCommand::List { json } => cli::list(&r, json, &mut out),
                 FirmwareCommand::Show { id } => cli::show(&r, &id, &mut out),
                 FirmwareCommand::Delete { id } => cli::delete(&r, &id, &mut out),
+            }
+        }
+        Command::Jobs { remote, command } => {
+            use mast_engine::cli_jobs as cli;
+            let r = remote.remote()?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match command {
+                JobsCommand::Create {
+                    spec,
+                    job_id,
+                    firmware,
+                    document,
+                    devices,
+                    groups,
+                    predicate,
+                    continuous,
+                    max_per_minute,
+                } => {
+                    let a = cli::CreateArgs {
+                        spec,
+                        job_id,
+                        firmware,
+                        document,
+                        devices,
+                        groups,
+                        predicate,
+                        continuous,
+                        max_per_minute,
+                    };
+                    cli::create(&r, &a, &mut out)
+                }
+                JobsCommand::List { json } => cli::list(&r, json, &mut out),
+                JobsCommand::Show { id } => cli::show(&r, &id, &mut out),
+                JobsCommand::Executions { id, json } => cli::executions(&r, &id, json, &mut out),
+                JobsCommand::Cancel { id, force } => cli::act(&r, &id, "cancel", force, &mut out),
+                JobsCommand::Approve { id } => cli::act(&r, &id, "approve", false, &mut out),
             }
         }
         Command::Certs { remote, command } => {

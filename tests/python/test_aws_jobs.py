@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import queue
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -24,7 +25,7 @@ from paho.mqtt.client import MQTTv5, MQTTv311
 
 import pki
 from awsdev import TIMEOUT, Device, refused
-from conftest import MastServer
+from conftest import MastServer, mast_bin
 from mqttc import Peer
 from sqlc import Sql
 
@@ -471,3 +472,26 @@ def test_a_device_that_rolls_back_shows_failed_and_its_old_version(fleet):
                            "WHERE e.job_id = 'rb-1'")
     assert rows == [{"status": "FAILED", "result_code": "rolled_back", "running_version": "1.0.0",
                      "firmware_version": "1.0.0"}]
+
+
+def test_mast_jobs_on_the_command_line(fleet, tmp_path):
+    raw(fleet, "meter-a").close()
+    env = {**__import__("os").environ, "MAST_SERVER": f"http://127.0.0.1:{fleet.server.http_port}"}
+
+    def mast(*args, ok=True):
+        p = subprocess.run([str(mast_bin()), "jobs", *args], capture_output=True, text=True, env=env, timeout=60)
+        assert (p.returncode == 0) == ok, p.stderr
+        return p.stdout if ok else p.stderr
+
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"document": {"op": "reboot"}, "targets": {"devices": ["nobody"]}}))
+    out = json.loads(mast("create", "--spec", str(spec), "--job-id", "cli-1", "--device", "meter-a",
+                          "--max-per-minute", "100"))
+    assert (out["job_id"], out["targeted"], out["rollout"]["max_per_minute"]) == ("cli-1", 1, 100)
+    lines = mast("list").splitlines()
+    assert lines[0].split()[:3] == ["JOB", "STATUS", "TARGETED"] and lines[1].split()[:3] == ["cli-1", "IN_PROGRESS", "1"]
+    assert json.loads(mast("show", "cli-1"))["counts"]["QUEUED"] == 1
+    assert "meter-a" in mast("executions", "cli-1")
+    assert "CANCELED" in mast("cancel", "cli-1")
+    assert "waits for no approval" in mast("approve", "cli-1", ok=False)
+    assert "nobody" in mast("create", "--device", "nobody", "--document", "{}", ok=False)
