@@ -724,23 +724,20 @@ impl Worker {
         self.notifications();
         let ops = std::mem::take(&mut self.ops);
         let batch = std::mem::take(&mut self.events);
-        let mut ok = true;
-        if !ops.is_empty() {
-            let seq = self.link.persist(ops);
-            ok = seq.is_some() && self.link.wait_durable(seq, COMMIT_TIMEOUT);
-        }
-        if !batch.is_empty() {
-            match self
-                .store
-                .submit(batch, Durability::Durable)
+        // Both submitted first, then both waited for: the two fsyncs overlap.
+        let seq = (!ops.is_empty()).then(|| self.link.persist(ops));
+        let ticket = (!batch.is_empty()).then(|| self.store.submit(batch, Durability::Durable));
+        let mut ok = match seq {
+            Some(seq) => seq.is_some() && self.link.wait_durable(seq, COMMIT_TIMEOUT),
+            None => true,
+        };
+        if let Some(t) = ticket {
+            let stored = t
                 .map_err(|e| e.to_string())
-                .and_then(|t| t.wait().map_err(|e| e.to_string()))
-            {
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "job events not stored");
-                    ok = false;
-                }
+                .and_then(|t| t.wait().map_err(|e| e.to_string()));
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "job events not stored");
+                ok = false;
             }
         }
         let now = now_ns();
