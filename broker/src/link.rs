@@ -290,6 +290,15 @@ impl Link {
             .reply(to, Arc::new(msg), unsubscribed, &mut self.notifier)
     }
 
+    /// Delivers `msg` to the session of `client_id` alone, if it subscribed to the topic (woken
+    /// by the next [`Link::wake`]); nobody else sees it. True if it was queued.
+    pub fn to_client_deferred(&mut self, client_id: &str, mut msg: Message) -> bool {
+        msg.origin = Some(Arc::clone(&self.session.client_id));
+        msg.origin_conn = None;
+        self.broker
+            .to_client(client_id, Arc::new(msg), &mut self.notifier)
+    }
+
     /// Whether the session of `client_id` subscribed to something matching `topic`.
     pub fn client_subscribed(&self, client_id: &str, topic: &str) -> bool {
         self.broker.client_subscribed(client_id, topic)

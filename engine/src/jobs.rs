@@ -13,10 +13,12 @@
 //!   topic or not (AWS does; the embedded OTA agent relies on it). A client may ask only for
 //!   the thing named by its client id (a certificate's device is its client id); another
 //!   thing's request gets `InvalidRequest` (the jobs API has no `AccessDenied`).
-//! - **Notifications.** `notify` when a thing's pending list gains or loses an execution;
-//!   `notify-next` when its first pending execution changes (also to none). A thing whose
-//!   `notify-next` reached nobody (offline, clean session) gets it when it subscribes again —
-//!   only if there is a next execution it was not told of: never an empty or repeated one.
+//! - **Notifications** go to the thing's own session alone (they carry download tokens), not
+//!   to whoever else subscribed to its topics: `notify` when its pending list gains or loses
+//!   an execution, `notify-next` when its first pending execution changes (also to none). A
+//!   thing whose `notify-next` reached none of its subscriptions (offline, clean session) gets
+//!   it when it subscribes again — only if there is a next execution it was not told of:
+//!   never an empty or repeated one.
 //! - **Timers** (in-progress, step) are checked every second from the stored deadlines, so a
 //!   restart re-arms them; one that passed while the server was down fires at start.
 //! - **Download URLs**: a firmware job's document holds a placeholder; each reply that carries
@@ -416,7 +418,8 @@ impl JobsService {
 /// What a turn sends once its changes are durable.
 enum Out {
     Reply(Requester, Message),
-    Publish(Message),
+    /// To the session of this client id alone (a thing's own event).
+    ToThing(String, Message),
     Answer(
         oneshot::Sender<Result<Value, RegistryError>>,
         Result<Value, RegistryError>,
@@ -753,10 +756,10 @@ impl Worker {
                     };
                     self.link.reply_unsubscribed_deferred(&to, m);
                 }
-                Out::Publish(m) if ok => {
-                    self.link.publish_deferred(m);
+                Out::ToThing(thing, m) if ok => {
+                    self.link.to_client_deferred(&thing, m);
                 }
-                Out::Publish(_) => {}
+                Out::ToThing(..) => {}
                 Out::Answer(to, a) => {
                     let a = if ok {
                         a
@@ -784,10 +787,8 @@ impl Worker {
                     None,
                     now,
                 );
-                self.out.push(Out::Publish(json_message(
-                    &event_topic(&thing, false),
-                    &body,
-                )));
+                let m = json_message(&event_topic(&thing, false), &body);
+                self.out.push(Out::ToThing(thing.clone(), m));
             }
             if after.front != before.front {
                 let topic = event_topic(&thing, true);
@@ -797,7 +798,8 @@ impl Worker {
                 } else {
                     self.told.remove(&thing);
                 }
-                self.out.push(Out::Publish(json_message(&topic, &body)));
+                self.out
+                    .push(Out::ToThing(thing.clone(), json_message(&topic, &body)));
             }
         }
     }

@@ -391,9 +391,11 @@ def test_continuous_jobs_reach_devices_that_join_and_firmware_skips_misfits(flee
     job = create_job(fleet, job_id="site-fw", firmware=fw["id"], targets={"groups": ["site-1"]},
                      target_selection="continuous")
     assert job["targeted"] == 0 and job["status"] == "IN_PROGRESS"
-    a = raw(fleet, "meter-a")
+    a, b = raw(fleet, "meter-a"), raw(fleet, "meter-b")
     try:
         a.subscribe("$aws/things/meter-a/jobs/notify-next", qos=1)
+        # Another client listening on meter-a's topics hears nothing of its jobs (no ACL here).
+        b.subscribe("$aws/things/+/jobs/#", qos=1)
         for d in ("meter-a", "meter-b"):
             assert api.request("PUT", f"/api/v1/groups/site-1/devices/{d}").status in (200, 201, 204)
         m = a.expect(1, timeout=15)[0]
@@ -401,8 +403,10 @@ def test_continuous_jobs_reach_devices_that_join_and_firmware_skips_misfits(flee
         assert doc["execution"]["jobId"] == "site-fw"
         got = api.request("GET", "/api/v1/jobs/site-fw").json()
         assert (got["targeted"], got["counts"]["QUEUED"]) == (1, 1), "the pump does not take meter firmware"
+        assert b.drain(1) == [], "notifications reach the thing alone"
     finally:
         a.close()
+        b.close()
 
 
 def test_firmware_in_blocks_over_mqtt_and_a_retry_fetches_only_the_missing_ones(fleet):

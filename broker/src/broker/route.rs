@@ -343,13 +343,36 @@ impl Broker {
         unsubscribed: Option<QoS>,
         notifier: &mut Notifier,
     ) -> bool {
-        let Some(session) = lock(&self.sessions).get(&to.client_id).cloned() else {
+        self.direct(&to.client_id, Some(to.conn), msg, unsubscribed, notifier)
+    }
+
+    /// Delivers `msg` to the session of `client_id` alone (connected or kept for it), if one of
+    /// its subscriptions matches: a service's event meant for one device, which other
+    /// subscribers of the topic do not get. True if it was queued.
+    pub(crate) fn to_client(
+        &self,
+        client_id: &str,
+        msg: Arc<Message>,
+        notifier: &mut Notifier,
+    ) -> bool {
+        self.direct(client_id, None, msg, None, notifier)
+    }
+
+    fn direct(
+        &self,
+        client_id: &str,
+        owner: Option<ConnRef>,
+        msg: Arc<Message>,
+        unsubscribed: Option<QoS>,
+        notifier: &mut Notifier,
+    ) -> bool {
+        let Some(session) = lock(&self.sessions).get(client_id).cloned() else {
             return false;
         };
         let mut matched: Option<(QoS, Vec<u32>)> = None;
         {
             let inner = session.lock();
-            if inner.owner != Some(to.conn) {
+            if owner.is_some() && inner.owner != owner {
                 return false;
             }
             for (raw, rec) in &inner.subscriptions {
