@@ -729,15 +729,17 @@ impl Worker {
         let batch = std::mem::take(&mut self.events);
         // Both submitted first, then both waited for: the two fsyncs overlap.
         let seq = (!ops.is_empty()).then(|| self.link.persist(ops));
-        let ticket = (!batch.is_empty()).then(|| self.store.submit(batch, Durability::Durable));
+        let ticket = (!batch.is_empty()).then(|| {
+            self.store
+                .submit(batch, Durability::Durable)
+                .map_err(|e| e.to_string())
+        });
         let mut ok = match seq {
             Some(seq) => seq.is_some() && self.link.wait_durable(seq, COMMIT_TIMEOUT),
             None => true,
         };
         if let Some(t) = ticket {
-            let stored = t
-                .map_err(|e| e.to_string())
-                .and_then(|t| t.wait().map_err(|e| e.to_string()));
+            let stored = t.and_then(|t| t.wait().map_err(|e| e.to_string()));
             if let Err(e) = stored {
                 tracing::error!(error = %e, "job events not stored");
                 ok = false;
