@@ -61,6 +61,9 @@ pub const EVENTS_TABLE: &str = "iot.ota_events";
 const TURN: usize = 1024;
 /// API commands that may wait for the thread at once; more get 429.
 const API_QUEUE: usize = 1024;
+/// Subscriptions to `notify-next` that may wait for the thread at once (more are dropped:
+/// those devices learn of their next job when they ask).
+const SUBSCRIPTION_QUEUE: usize = 65_536;
 /// How long an API request waits for its answer.
 const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a turn waits for its commit before answering `InternalError`.
@@ -398,9 +401,13 @@ impl JobsService {
             tx: tx.clone(),
             waker: link.waker(),
         };
-        let _ = events.slot.set((tx, link.waker()));
+        // Subscriptions have their own, larger queue: a fleet reconnecting at once must not
+        // crowd out the API, nor lose the catch-ups it is owed.
+        let (subs_tx, subs) = mpsc::sync_channel(SUBSCRIPTION_QUEUE);
+        let _ = events.slot.set((subs_tx, link.waker()));
         let waker = link.waker();
         let mut worker = Worker::load(link, meta, store, urls, firmware, rx)?;
+        worker.subs = Some(subs);
         let thread = ServiceThread::spawn("jobs", waker, move |stop| worker.run(stop))?;
         Ok(JobsService { thread, handle })
     }
@@ -435,6 +442,7 @@ struct Worker {
     urls: Arc<DownloadUrls>,
     firmware: Arc<FirmwareRegistry>,
     rx: Receiver<Command>,
+    subs: Option<Receiver<Command>>,
     jobs: BTreeMap<String, Job>,
     things: HashMap<String, Executions>,
     /// The next execution last told to each thing by a `notify-next` that reached it.
@@ -626,6 +634,7 @@ impl Worker {
             urls,
             firmware,
             rx,
+            subs: None,
             jobs,
             things,
             told: HashMap::new(),
@@ -652,6 +661,8 @@ impl Worker {
                 if let Some(r) = self.link.try_recv() {
                     self.handle(r);
                 } else if let Ok(c) = self.rx.try_recv() {
+                    self.command(c);
+                } else if let Some(Ok(c)) = self.subs.as_ref().map(Receiver::try_recv) {
                     self.command(c);
                 } else {
                     break;

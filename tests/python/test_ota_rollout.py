@@ -107,6 +107,16 @@ def test_a_rollout_holds_its_rate_times_out_and_retries(server):
     assert by.get(("retry", "QUEUED"), 0) >= 1, by
     ex = api.query("SELECT max(execution_number) AS most, count(*) AS n FROM iot.ota_executions WHERE job_id = 'rate-1'")
     assert ex == [{"most": 2, "n": 60}]
+    # "Failure rate per firmware version per hour" is one query.
+    rows = api.query(
+        "SELECT date_bin(INTERVAL '1 hour', e.time) AS hour, f.version, "
+        "avg(CASE WHEN e.status = 'FAILED' THEN 1.0 ELSE 0.0 END) AS failure_rate, count(*) AS n "
+        "FROM iot.ota_events e JOIN iot.firmware f ON f.id = e.firmware_id "
+        "WHERE e.status IN ('SUCCEEDED', 'FAILED') GROUP BY 1, 2 ORDER BY 1")
+    assert {r["version"] for r in rows} == {"1.0.0"}
+    assert sum(r["n"] for r in rows) == by.get(("device", "SUCCEEDED"), 0) + by.get(("device", "FAILED"), 0)
+    overall = sum(r["failure_rate"] * r["n"] for r in rows) / sum(r["n"] for r in rows)
+    assert 0 < overall < 1, rows
 
 
 def test_waves_wait_for_their_threshold_and_an_approval(server):
