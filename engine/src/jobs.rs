@@ -16,9 +16,9 @@
 //! - **Notifications** go to the thing's own session alone (they carry download tokens), not
 //!   to whoever else subscribed to its topics: `notify` when its pending list gains or loses
 //!   an execution, `notify-next` when its first pending execution changes (also to none). A
-//!   thing whose `notify-next` reached none of its subscriptions (offline, clean session) gets
-//!   it when it subscribes again — only if there is a next execution it was not told of:
-//!   never an empty or repeated one.
+//!   connection that subscribes to its thing's `notify-next` while the thing has a next
+//!   execution gets it once (offline when the job came, or rebooted mid-update): never an
+//!   empty one, never twice on one connection.
 //! - **Timers** (in-progress, step) are checked every second from the stored deadlines, so a
 //!   restart re-arms them; one that passed while the server was down fires at start.
 //! - **Download URLs**: a firmware job's document holds a placeholder; each reply that carries
@@ -445,8 +445,11 @@ struct Worker {
     subs: Option<Receiver<Command>>,
     jobs: BTreeMap<String, Job>,
     things: HashMap<String, Executions>,
-    /// The next execution last told to each thing by a `notify-next` that reached it.
-    told: HashMap<String, Option<(String, u64)>>,
+    /// The next execution last told to each thing by a `notify-next` that reached it, and
+    /// the connection it reached.
+    told: HashMap<String, Told>,
+    /// The connection of each thing that last subscribed to its `notify-next`.
+    listening: HashMap<String, ConnRef>,
     /// Things changed this turn, with what they had pending before it.
     touched: BTreeMap<String, Before>,
     ops: Vec<Op>,
@@ -507,6 +510,9 @@ impl JobTargets {
 }
 
 const NS_PER_SEC: i64 = 1_000_000_000;
+
+/// What a thing was last told of its next execution, and on which connection.
+type Told = (Option<ConnRef>, Option<(String, u64)>);
 
 struct Before {
     front: Option<(String, u64)>,
@@ -638,6 +644,7 @@ impl Worker {
             jobs,
             things,
             told: HashMap::new(),
+            listening: HashMap::new(),
             touched: BTreeMap::new(),
             ops: Vec::new(),
             events: WriteBatch::new(),
@@ -807,7 +814,8 @@ impl Worker {
                 let topic = event_topic(&thing, true);
                 let body = self.next_json(&thing, now);
                 if self.link.client_subscribed(&thing, &topic) {
-                    self.told.insert(thing.clone(), after.front.clone());
+                    let conn = self.listening.get(&thing).copied();
+                    self.told.insert(thing.clone(), (conn, after.front.clone()));
                 } else {
                     self.told.remove(&thing);
                 }
@@ -1345,20 +1353,22 @@ impl Worker {
         }
     }
 
-    /// A thing subscribed to its `notify-next`: if its next execution was never told to it,
-    /// it is now (to that connection).
+    /// A thing subscribed to its `notify-next`: if it has a next execution that this
+    /// connection was not told of, it is now (to that connection) — a device offline when its
+    /// job came, or one that rebooted mid-update, learns of it without asking.
     fn catch_up(&mut self, to: &Requester) {
         let thing = to.client_id.to_string();
+        self.listening.insert(thing.clone(), to.conn);
         let Some(execs) = self.things.get(&thing) else {
             return;
         };
         let front = job::front(execs.values());
-        tracing::debug!(thing, ?front, told = ?self.told.get(&thing), "notify-next subscribed");
-        if front.is_none() || self.told.get(&thing) == Some(&front) {
+        let here = (Some(to.conn), front.clone());
+        if front.is_none() || self.told.get(&thing) == Some(&here) {
             return;
         }
         let body = self.next_json(&thing, now_ns());
-        self.told.insert(thing.clone(), front);
+        self.told.insert(thing.clone(), here);
         let m = json_message(&event_topic(&thing, true), &body);
         self.out.push(Out::Reply(to.clone(), m));
     }

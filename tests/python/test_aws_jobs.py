@@ -258,13 +258,23 @@ def test_a_device_offline_when_the_job_came_gets_notify_next_when_it_returns(fle
             ev.next.get(timeout=1)
     finally:
         dev.close()
-    # Told once: a reconnect does not repeat it.
+    # It starts the job, and reboots mid-update: the new connection is told where it was, once.
     dev = device(fleet, "v311", thing)
     try:
         ev = Streams(dev, thing)
+        assert ev.next.get(timeout=TIMEOUT).execution.status == "QUEUED"
+        dev.jobs.start_next_pending_job_execution(
+            iotjobs.StartNextPendingJobExecutionRequest(thing_name=thing)).result(TIMEOUT)
+    finally:
+        dev.close()
+    dev = device(fleet, "v5", thing)
+    try:
+        ev = Streams(dev, thing)
+        nxt = ev.next.get(timeout=TIMEOUT)
+        assert (nxt.execution.job_id, nxt.execution.status, nxt.execution.version_number) == \
+            (job["job_id"], "IN_PROGRESS", 2)
         with pytest.raises(queue.Empty):
-            ev.next.get(timeout=2)
-        # A device that rebooted mid-update asks for $next and carries on.
+            ev.next.get(timeout=1.5)
         d = dev.jobs.describe_job_execution(
             iotjobs.DescribeJobExecutionRequest(thing_name=thing, job_id="$next")).result(TIMEOUT)
         assert d.execution.job_id == job["job_id"]
