@@ -509,3 +509,32 @@ def test_mast_jobs_on_the_command_line(fleet, tmp_path):
     assert "CANCELED" in mast("cancel", "cli-1")
     assert "waits for no approval" in mast("approve", "cli-1", ok=False)
     assert "nobody" in mast("create", "--device", "nobody", "--document", "{}", ok=False)
+
+
+def test_a_scheduled_job_waits_for_its_start_and_its_maintenance_window(fleet):
+    raw(fleet, "meter-a").close()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start = now + datetime.timedelta(seconds=3)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ"
+    create_job(fleet, job_id="later-1", document={"x": 1}, targets={"devices": ["meter-a"]},
+               rollout={"schedule": {"start_at": start.strftime(fmt)}})
+    j = fleet.api.request("GET", "/api/v1/jobs/later-1").json()
+    assert (j["released"], j["rollout_state"]) == (0, "scheduled")
+    assert j["rollout"]["schedule"]["start_at"].startswith(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    deadline = time.monotonic() + TIMEOUT
+    while fleet.api.request("GET", "/api/v1/jobs/later-1").json()["released"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert datetime.datetime.now(datetime.timezone.utc) >= start
+    # A window that opens in two hours: nothing is released now.
+    opens = now + datetime.timedelta(hours=2)
+    create_job(fleet, job_id="window-1", document={"x": 2}, targets={"devices": ["meter-a"]},
+               rollout={"schedule": {"maintenance_windows": [
+                   {"start": opens.strftime("%H:%M"), "duration_minutes": 30}]}})
+    time.sleep(2.5)
+    j = fleet.api.request("GET", "/api/v1/jobs/window-1").json()
+    assert (j["released"], j["rollout_state"]) == (0, "outside a maintenance window")
+    r = fleet.api.request("POST", "/api/v1/jobs", json.dumps(
+        {"document": {}, "targets": {"devices": ["meter-a"]},
+         "rollout": {"schedule": {"maintenance_windows": [{"start": "25:00", "duration_minutes": 5}]}}}).encode())
+    assert r.status == 400 and "maintenance_windows" in r.json()["error"]
