@@ -263,7 +263,8 @@ pub(crate) async fn jobs_using(api: &Api, id: &str) -> Result<Vec<String>, ApiEr
         .collect())
 }
 
-/// Gives continuous jobs the devices that joined their targets, until the runtime stops.
+/// Tells continuous jobs who their targets are now, until the runtime stops: devices that
+/// joined get an execution, those that left lose a QUEUED one (REMOVED).
 pub(crate) async fn follow_continuous(api: Arc<Api>) {
     let Some(jobs) = api.jobs.clone() else {
         return;
@@ -281,25 +282,26 @@ pub(crate) async fn follow_continuous(api: Arc<Api>) {
             ) else {
                 continue;
             };
+            // A failed resolution changes nothing (it is not "everyone left").
             let Ok(mut now) = resolve(&api, &targets, false).await else {
                 continue;
             };
+            let mut misfits = 0;
             if let Some(fw_id) = j["firmware"].as_str() {
                 if !firmware_cache.contains_key(fw_id)
                     && let Ok(f) = firmware(&api, fw_id).await
                 {
                     firmware_cache.insert(fw_id.to_owned(), f);
                 }
-                if let Some(f) = firmware_cache.get(fw_id) {
-                    match compatible(&api, f, now).await {
-                        Ok((fit, _)) => now = fit,
-                        Err(_) => continue,
-                    }
+                let Some(f) = firmware_cache.get(fw_id) else {
+                    continue;
+                };
+                match compatible(&api, f, now).await {
+                    Ok((fit, left)) => (now, misfits) = (fit, left),
+                    Err(_) => continue,
                 }
             }
-            if !now.is_empty() {
-                jobs.add_targets(id.to_owned(), now).await;
-            }
+            jobs.members(id.to_owned(), now, misfits).await;
         }
     }
 }

@@ -243,10 +243,11 @@ pub enum Command {
         targets: Vec<String>,
         answer: oneshot::Sender<Result<Value, RegistryError>>,
     },
-    /// Targets a continuous job gained.
-    AddTargets {
+    /// A continuous job's targets now (those the firmware fits), and how many it does not.
+    Members {
         job_id: String,
-        targets: Vec<String>,
+        members: Vec<String>,
+        incompatible: u64,
     },
     Cancel {
         job_id: String,
@@ -326,12 +327,15 @@ impl JobsHandle {
         .await
     }
 
-    pub async fn add_targets(&self, job_id: String, targets: Vec<String>) {
-        if self
-            .tx
-            .try_send(Command::AddTargets { job_id, targets })
-            .is_ok()
-        {
+    /// A continuous job's targets now: new ones join its release order, those that left lose
+    /// their QUEUED execution (REMOVED), those that come back get a new one.
+    pub async fn members(&self, job_id: String, members: Vec<String>, incompatible: u64) {
+        let c = Command::Members {
+            job_id,
+            members,
+            incompatible,
+        };
+        if self.tx.try_send(c).is_ok() {
             self.waker.wake();
         }
     }
@@ -465,7 +469,6 @@ struct Worker {
 #[derive(Debug, Default)]
 struct JobTargets {
     order: Vec<String>,
-    set: HashSet<String>,
     /// When devices were released in the last minute (for the rate).
     recent: VecDeque<i64>,
     /// What the rollout waits for, if anything (shown over REST).
@@ -474,10 +477,8 @@ struct JobTargets {
 
 impl JobTargets {
     fn of(order: Vec<String>) -> JobTargets {
-        let set = order.iter().cloned().collect();
         JobTargets {
             order,
-            set,
             ..JobTargets::default()
         }
     }
@@ -1260,26 +1261,11 @@ impl Worker {
                 let r = self.create(*job, targets);
                 self.out.push(Out::Answer(answer, r));
             }
-            Command::AddTargets { job_id, targets } => {
-                let running = self
-                    .jobs
-                    .get(&job_id)
-                    .is_some_and(|j| j.status == JobStatus::InProgress);
-                if let Some(t) = self.targeted.get_mut(&job_id)
-                    && running
-                {
-                    let before = t.order.len();
-                    for d in targets {
-                        if t.set.insert(d.clone()) {
-                            t.order.push(d);
-                        }
-                    }
-                    if t.order.len() > before {
-                        self.ops.push(t.put(&job_id));
-                        self.step(&job_id, now_ns());
-                    }
-                }
-            }
+            Command::Members {
+                job_id,
+                members,
+                incompatible,
+            } => self.members(&job_id, members, incompatible),
             Command::Approve { job_id, answer } => {
                 let r = self.approve(&job_id);
                 self.out.push(Out::Answer(answer, r));
@@ -1443,6 +1429,70 @@ impl Worker {
         }
         self.job_json(job_id)
             .ok_or_else(|| RegistryError::internal("the job vanished"))
+    }
+
+    /// A continuous job's targets are `members` now.
+    fn members(&mut self, job_id: &str, members: Vec<String>, incompatible: u64) {
+        let now = now_ns();
+        let Some(j) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        if j.status != JobStatus::InProgress || j.target_selection != job::Selection::Continuous {
+            return;
+        }
+        if j.incompatible != incompatible {
+            j.incompatible = incompatible;
+            j.updated_at = now;
+            self.ops.push(j.put());
+        }
+        let released = j.released as usize;
+        let want: BTreeSet<String> = members.into_iter().collect();
+        let Some(t) = self.targeted.get_mut(job_id) else {
+            return;
+        };
+        let released = released.min(t.order.len());
+        // Not yet notified and gone: dropped from the order; new ones appended.
+        let mut order: Vec<String> = t.order[..released].to_vec();
+        order.extend(
+            t.order[released..]
+                .iter()
+                .filter(|d| want.contains(*d))
+                .cloned(),
+        );
+        let known: HashSet<&String> = order.iter().collect();
+        let fresh: Vec<String> = want
+            .iter()
+            .filter(|d| !known.contains(d))
+            .cloned()
+            .collect();
+        order.extend(fresh);
+        if order != t.order {
+            *t = JobTargets {
+                recent: std::mem::take(&mut t.recent),
+                state: t.state,
+                ..JobTargets::of(order)
+            };
+            self.ops.push(t.put(job_id));
+        }
+        // Notified: a QUEUED execution of one that left is REMOVED; one that came back after
+        // that gets a new attempt.
+        let mut changes = Vec::new();
+        for d in &self.targeted[job_id].order[..released] {
+            let Some(e) = self.things.get(d).and_then(|x| x.get(job_id)) else {
+                continue;
+            };
+            let member = want.contains(d);
+            if !member && let Some(r) = e.canceled(true, false, now) {
+                changes.push((r, e.status, "left the targets"));
+            } else if member && e.status == Status::Removed {
+                let again = Execution::queued(job_id, d, e.execution_number + 1, now);
+                changes.push((again, e.status, "rejoined"));
+            }
+        }
+        for (e, was, why) in changes {
+            self.put(e, Some(was), why);
+        }
+        self.step(job_id, now);
     }
 
     /// An operator approves the wave the rollout waits for.

@@ -413,7 +413,21 @@ def test_continuous_jobs_reach_devices_that_join_and_firmware_skips_misfits(flee
         assert doc["execution"]["jobId"] == "site-fw"
         got = api.request("GET", "/api/v1/jobs/site-fw").json()
         assert (got["targeted"], got["counts"]["QUEUED"]) == (1, 1), "the pump does not take meter firmware"
+        assert got["incompatible"] == 1
         assert b.drain(1) == [], "notifications reach the thing alone"
+        # It leaves the group before starting: its execution is REMOVED and it is told.
+        assert api.request("DELETE", "/api/v1/groups/site-1/devices/meter-a").status in (200, 204)
+        doc = json.loads(a.expect(1, timeout=15)[0].payload)
+        assert "execution" not in doc
+        got = api.request("GET", "/api/v1/jobs/site-fw").json()
+        assert (got["counts"]["REMOVED"], got["counts"]["QUEUED"]) == (1, 0)
+        # It comes back: a new attempt.
+        assert api.request("PUT", "/api/v1/groups/site-1/devices/meter-a").status in (200, 201, 204)
+        doc = json.loads(a.expect(1, timeout=15)[0].payload)
+        assert (doc["execution"]["jobId"], doc["execution"]["executionNumber"]) == ("site-fw", 2)
+        rows = api.query("SELECT reason, status FROM iot.ota_events WHERE job_id = 'site-fw' ORDER BY time")
+        assert [(r["reason"], r["status"]) for r in rows] == [
+            ("targeted", "QUEUED"), ("left the targets", "REMOVED"), ("rejoined", "QUEUED")]
     finally:
         a.close()
         b.close()
