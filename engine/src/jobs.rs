@@ -438,7 +438,30 @@ enum Out {
 }
 
 /// A thing's executions, by job.
-type Executions = BTreeMap<String, Execution>;
+/// A device has few executions: a vector holds them in a fraction of a B-tree node's room.
+#[derive(Debug, Default)]
+struct Executions(Vec<Execution>);
+
+impl Executions {
+    fn get(&self, job_id: &str) -> Option<&Execution> {
+        self.0.iter().find(|e| e.job_id == job_id)
+    }
+
+    /// Puts `e` in the place of the execution of its job, if any.
+    fn insert(&mut self, e: Execution) {
+        match self.0.iter_mut().find(|x| x.job_id == e.job_id) {
+            Some(x) => *x = e,
+            None => {
+                self.0.push(e);
+                self.0.shrink_to_fit();
+            }
+        }
+    }
+
+    fn values(&self) -> std::slice::Iter<'_, Execution> {
+        self.0.iter()
+    }
+}
 
 struct Worker {
     link: Link,
@@ -619,10 +642,7 @@ impl Worker {
                     {
                         t.recent.push_back(e.queued_at);
                     }
-                    things
-                        .entry(e.thing.clone())
-                        .or_default()
-                        .insert(e.job_id.clone(), e);
+                    things.entry(e.thing.clone()).or_default().insert(e);
                 }
                 Err(e) => meta.report_unreadable(OTA_EXECUTIONS, &k, e),
             }
@@ -723,10 +743,7 @@ impl Worker {
                 &serde_json::to_string(&e.status_details).unwrap_or_default(),
             )
             .str("reason", reason);
-        self.things
-            .entry(e.thing.clone())
-            .or_default()
-            .insert(e.job_id.clone(), e);
+        self.things.entry(e.thing.clone()).or_default().insert(e);
     }
 
     /// A terminal `e` is tried again if its job says so.
