@@ -31,6 +31,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = std::str::from_utf8(data) {
         let _ = Request::parse(t);
         let _ = mast_devices::ota::stream::parse_topic(t);
-        let _ = mast_devices::ota::rollout::parse_rfc3339(t);
+        let _ = mast_devices::rfc3339_ns(t);
     }
 });

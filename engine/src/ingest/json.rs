@@ -449,7 +449,7 @@ fn timestamp(sc: &mut Scanner<'_>, at: usize, v: Val<'_>) -> R<i64> {
         sc.err(m)
     };
     match v {
-        Val::Str(text) => match rfc3339_ns(&text) {
+        Val::Str(text) => match mast_devices::rfc3339_ns(&text) {
             Some(t) => Ok(t),
             None => fail(sc, format!("\"ts\" {text:?} is not an RFC 3339 time")),
         },
@@ -461,81 +461,6 @@ fn timestamp(sc: &mut Scanner<'_>, at: usize, v: Val<'_>) -> R<i64> {
             "\"ts\" must be whole milliseconds since the epoch or an RFC 3339 string".into(),
         ),
     }
-}
-
-/// Days from 1970-01-01 to the civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into nanoseconds since the epoch.
-pub(crate) fn rfc3339_ns(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ns = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = &s[start..i];
-        if digits.is_empty() {
-            return None;
-        }
-        let mut padded: String = digits.chars().take(9).collect();
-        while padded.len() < 9 {
-            padded.push('0');
-        }
-        frac_ns = padded.parse().ok()?;
-    }
-    let offset_secs = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6
-            && matches!(tz.as_bytes()[0], b'+' | b'-')
-            && tz.as_bytes()[3] == b':' =>
-        {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (oh * 3600 + om * 60)
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
 }
 
 #[cfg(test)]
@@ -659,16 +584,19 @@ mod tests {
 
     #[test]
     fn rfc3339_times() {
-        assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(mast_devices::rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(
-            rfc3339_ns("2023-11-14T23:13:20+01:00"),
+            mast_devices::rfc3339_ns("2023-11-14T23:13:20+01:00"),
             Some(1_700_000_000_000_000_000)
         );
         assert_eq!(
-            rfc3339_ns("2023-11-14T22:13:20.123456789Z"),
+            mast_devices::rfc3339_ns("2023-11-14T22:13:20.123456789Z"),
             Some(1_700_000_000_123_456_789)
         );
-        assert_eq!(rfc3339_ns("1969-12-31T23:59:59Z"), Some(-1_000_000_000));
+        assert_eq!(
+            mast_devices::rfc3339_ns("1969-12-31T23:59:59Z"),
+            Some(-1_000_000_000)
+        );
         for bad in [
             "2023-13-01T00:00:00Z",
             "2023-11-14 22:13",
@@ -676,7 +604,7 @@ mod tests {
             "2023-11-14T22:13:20.Z",
             "x",
         ] {
-            assert_eq!(rfc3339_ns(bad), None, "{bad}");
+            assert_eq!(mast_devices::rfc3339_ns(bad), None, "{bad}");
         }
     }
 

@@ -143,7 +143,7 @@ fn job_specs_are_checked() {
     );
     assert_eq!(
         j.rollout.schedule.start_at,
-        super::super::rollout::parse_rfc3339("2026-12-08T02:00:00Z")
+        crate::rfc3339_ns("2026-12-08T02:00:00Z")
     );
     // Unknown fields are refused (a misspelt option would otherwise be silently ignored).
     assert!(serde_json::from_value::<JobSpec>(json!({"targets": {}, "bogus": 1})).is_err());

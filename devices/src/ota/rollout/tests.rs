@@ -1,4 +1,5 @@
 use super::*;
+use crate::rfc3339_ns as parse_rfc3339;
 use proptest::prelude::*;
 use serde_json::json;
 
