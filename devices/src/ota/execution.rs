@@ -217,19 +217,26 @@ pub fn parse_object(payload: &[u8]) -> Result<Map<String, Value>, Rejection> {
 /// UpdateJobExecution's request.
 pub fn parse_update(payload: &[u8]) -> Result<Update, Rejection> {
     let m = parse_object(payload)?;
-    let mut u = Update {
-        client_token: m
-            .get("clientToken")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        ..Update::default()
-    };
+    let mut u = parse_fields(&m)?;
     u.status = match m.get("status") {
         None => return Err(Rejection::invalid_request("status is required")),
         Some(Value::String(s)) => Some(Status::parse(s).ok_or_else(|| {
             Rejection::invalid_request(format!("status {s:?} is not a job execution status"))
         })?),
         Some(_) => return Err(Rejection::invalid_request("status must be a string")),
+    };
+    Ok(u)
+}
+
+/// The fields every request of an execution may carry, `status` aside (StartNext and
+/// Describe read them too).
+pub fn parse_fields(m: &Map<String, Value>) -> Result<Update, Rejection> {
+    let mut u = Update {
+        client_token: m
+            .get("clientToken")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        ..Update::default()
     };
     if let Some(d) = m.get("statusDetails").filter(|v| !v.is_null()) {
         u.status_details = Some(details(d)?);
@@ -256,7 +263,7 @@ pub fn parse_update(payload: &[u8]) -> Result<Update, Rejection> {
     Ok(u)
 }
 
-fn check_step(minutes: Option<i64>) -> Result<(), Rejection> {
+pub(crate) fn check_step(minutes: Option<i64>) -> Result<(), Rejection> {
     match minutes {
         None | Some(-1) => Ok(()),
         Some(m) if (1..=MAX_STEP_MINUTES).contains(&m) => Ok(()),

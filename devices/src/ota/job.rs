@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::execution::{Execution, MAX_STEP_MINUTES, Rejection, Status};
 use super::firmware::Firmware;
-use super::rollout::{AbortCriterion, Exponential, Rate, Rules, Schedule, Wave, parse_rfc3339};
+use super::rollout::{AbortCriterion, Exponential, Rate, Rules, Schedule, Wave};
 use crate::profile::{RegistryError, decode_versioned, encode_versioned};
 
 const JOB_VERSION: u64 = 1;
@@ -342,7 +342,7 @@ fn rules_from_json(v: &Value) -> Result<Rules, RegistryError> {
     if let Some(s) = v.get_mut("schedule").and_then(Value::as_object_mut) {
         for k in ["start_at", "end_at"] {
             if let Some(t) = s.get(k).cloned() {
-                let ns = t.as_str().and_then(parse_rfc3339).ok_or_else(|| {
+                let ns = t.as_str().and_then(crate::rfc3339_ns).ok_or_else(|| {
                     RegistryError::bad(format!(
                         "rollout.schedule.{k}: an RFC 3339 time such as 2026-12-08T02:00:00Z"
                     ))
@@ -650,33 +650,20 @@ pub struct Ask {
 /// Parses StartNext's or Describe's request (`{}` for an empty payload).
 pub fn parse_ask(payload: &[u8]) -> Result<Ask, Rejection> {
     let m = super::execution::parse_object(payload)?;
-    let mut a = Ask {
-        client_token: m
-            .get("clientToken")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+    // The same field rules as an update's.
+    let u = super::execution::parse_fields(&m)?;
+    super::execution::check_step(u.step_timeout_minutes)?;
+    Ok(Ask {
+        client_token: u.client_token,
+        status_details: u.status_details,
+        step_timeout_minutes: u.step_timeout_minutes,
+        execution_number: u.execution_number,
+        // Unlike an update's, Describe's default is to include it.
         include_job_document: m
             .get("includeJobDocument")
             .and_then(Value::as_bool)
             .unwrap_or(true),
-        ..Ask::default()
-    };
-    // The same field rules as an update: reuse its parser on a request with a status.
-    let mut probe = m.clone();
-    probe.insert("status".into(), Value::from("IN_PROGRESS"));
-    let u = super::execution::parse_update(&serde_json::to_vec(&probe).unwrap_or_default())?;
-    a.status_details = u.status_details;
-    a.step_timeout_minutes = u.step_timeout_minutes;
-    a.execution_number = u.execution_number;
-    if let Some(m) = a.step_timeout_minutes
-        && m != -1
-        && !(1..=MAX_STEP_MINUTES).contains(&m)
-    {
-        return Err(Rejection::invalid_request(format!(
-            "stepTimeoutInMinutes is 1 to {MAX_STEP_MINUTES}"
-        )));
-    }
-    Ok(a)
+    })
 }
 
 /// The client token of a request that could not be read otherwise (to echo in its refusal).
