@@ -79,19 +79,7 @@ pub struct DownloadUrls {
     lifetime_secs: u64,
 }
 
-/// Percent-encodes what a query value cannot hold as it is.
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
+/// Undoes `cli_devices::enc` (and any other percent-encoding).
 fn unpct(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -164,7 +152,7 @@ impl DownloadUrls {
         format!(
             "{}/api/v1/firmware/{firmware}/artifact?device={}&job={}&execution={}&expires={}&token={}",
             self.base,
-            pct(&g.device),
+            crate::cli_devices::enc(&g.device),
             g.job,
             g.execution,
             g.expires,
@@ -845,15 +833,18 @@ impl Worker {
 
     /// `notify-next`'s body for `thing`: its next execution with the document, or none.
     fn next_json(&self, thing: &str, now: i64) -> Value {
-        let e = self
-            .things
-            .get(thing)
-            .and_then(|x| job::pending(x.values()).first().copied().cloned());
+        let e = self.next_of(thing);
         let mut v = json!({});
         if let Some(e) = e {
             v["execution"] = execution_json(&e, Some(self.document(&e)), now);
         }
         stamped(v, None, now)
+    }
+
+    /// `thing`'s next execution: the first of its pending ones.
+    fn next_of(&self, thing: &str) -> Option<Execution> {
+        let x = self.things.get(thing)?;
+        job::pending(x.values()).first().map(|e| (*e).clone())
     }
 
     /// `e`'s job document, with its download URLs filled in for `e`.
@@ -997,10 +988,7 @@ impl Worker {
             }
             JobOp::StartNext => {
                 let ask = job::parse_ask(payload)?;
-                let next = self
-                    .things
-                    .get(thing)
-                    .and_then(|x| job::pending(x.values()).first().copied().cloned());
+                let next = self.next_of(thing);
                 let Some(e) = next else {
                     return Ok(json!({}));
                 };
@@ -1020,10 +1008,7 @@ impl Worker {
                 let ask = job::parse_ask(payload)?;
                 let e = match job_id {
                     None => {
-                        let next = self
-                            .things
-                            .get(thing)
-                            .and_then(|x| job::pending(x.values()).first().copied().cloned());
+                        let next = self.next_of(thing);
                         match next {
                             Some(e) => e,
                             None => return Ok(json!({})),

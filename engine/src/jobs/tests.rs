@@ -56,7 +56,7 @@ fn the_url_key_survives_a_restart_and_is_private() {
 #[test]
 fn percent_coding_round_trips() {
     for s in ["plain-id_1", "a b&c=d%e/f", "ünï", ""] {
-        assert_eq!(unpct(&pct(s)).as_deref(), Some(s));
+        assert_eq!(unpct(&crate::cli_devices::enc(s)).as_deref(), Some(s));
     }
     assert_eq!(unpct("%4"), None);
 }
